@@ -1,0 +1,70 @@
+// The BlobStore seam: everything blobhsm asks of a blob container. Implementations: azure-store, memory-store.
+import type { Readable } from 'node:stream';
+
+/** One blob as a listing page or a HEAD reports it. Metadata keys are lower-cased. */
+export interface BlobInfo {
+  name: string;
+  size: number;
+  etag: string;
+  lastModified: Date;
+  /** Access tier (Hot, Cool, Cold, Archive) when the service reports it. */
+  tier?: string;
+  metadata: Record<string, string>;
+}
+
+export interface ListOptions {
+  prefix?: string;
+  /** Maximum results per page (service default 5000). */
+  pageSize?: number;
+  signal?: AbortSignal;
+}
+
+export interface ReadOptions {
+  /** Fail with PreconditionFailed when the blob's etag differs. */
+  ifMatch?: string;
+  signal?: AbortSignal;
+}
+
+export type UploadSource = { path: string } | { data: Buffer } | { stream: Readable };
+
+export interface UploadOptions {
+  metadata: Record<string, string>;
+  /** Commit only if the blob's current etag is this one (else PreconditionFailed). */
+  ifMatch?: string;
+  /** '*': commit only if no blob of that name exists (else AlreadyExists or PreconditionFailed). */
+  ifNoneMatch?: '*';
+  /** Size of each staged block in bytes. */
+  blockSize?: number;
+  /** Blocks staged in parallel. */
+  concurrency?: number;
+  /** Called with the number of bytes staged so far. */
+  onProgress?: (bytesStaged: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface WriteResult {
+  etag: string;
+  lastModified: Date;
+}
+
+/** Requests made to the service, by operation name (list, head, read, stageBlock, commit, ...). */
+export type RequestCounts = Record<string, number>;
+
+export interface BlobStore {
+  /** Human-readable location (account/container), never containing a secret. */
+  readonly description: string;
+  /** Flat listing of every blob under the prefix, one array per service page. */
+  listPages(options?: ListOptions): AsyncIterable<BlobInfo[]>;
+  head(name: string, options?: { signal?: AbortSignal }): Promise<BlobInfo>;
+  /** Bytes [offset, offset+length) as a stream; a range past EOF is clipped (empty at or past EOF). */
+  readRange(name: string, offset: number, length: number | undefined, options?: ReadOptions): Promise<Readable>;
+  /** Staged blocks, then one commit carrying the metadata: readers never see a partial blob. */
+  upload(name: string, source: UploadSource, options: UploadOptions): Promise<WriteResult>;
+  setMetadata(name: string, metadata: Record<string, string>, options?: { ifMatch?: string }): Promise<WriteResult>;
+  delete(name: string, options?: { ifMatch?: string }): Promise<void>;
+  containerExists(): Promise<boolean>;
+  /** Creates the container; false when it already existed. */
+  createContainer(): Promise<boolean>;
+  /** Requests sent so far, by operation (for tests and benchmarks). */
+  requestCounts(): RequestCounts;
+}

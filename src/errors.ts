@@ -1,0 +1,108 @@
+// Typed errors shared by every layer, and the one mapping from an error to a POSIX errno.
+import { constants } from 'node:os';
+
+/** Failure kinds a blob service call can end in. */
+export type BlobErrorKind =
+  | 'NotFound'
+  | 'PreconditionFailed'
+  | 'AlreadyExists'
+  | 'Archived'
+  | 'Throttled'
+  | 'Unauthorized'
+  | 'Transient'
+  | 'Timeout'
+  | 'Invalid';
+
+export class BlobError extends Error {
+  override readonly name = 'BlobError';
+  constructor(
+    readonly kind: BlobErrorKind,
+    message: string,
+    options: { cause?: unknown; status?: number } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.status = options.status;
+  }
+  readonly status: number | undefined;
+}
+
+/** POSIX error codes the filesystem and the HSM layer raise. */
+export type FsErrorCode =
+  | 'ENOENT'
+  | 'EEXIST'
+  | 'ENOTDIR'
+  | 'EISDIR'
+  | 'ENOTEMPTY'
+  | 'EINVAL'
+  | 'EPERM'
+  | 'EACCES'
+  | 'EROFS'
+  | 'EIO'
+  | 'EBUSY'
+  | 'ENOSPC'
+  | 'ENAMETOOLONG'
+  | 'ENODATA'
+  | 'ENOTSUP'
+  | 'EXDEV'
+  | 'EBADF'
+  | 'ETIMEDOUT'
+  | 'ENOSYS'
+  | 'ERANGE'
+  | 'EAGAIN'
+  | 'EFBIG';
+
+export class FsError extends Error {
+  override readonly name = 'FsError';
+  constructor(
+    readonly code: FsErrorCode,
+    message: string,
+    options: { cause?: unknown } = {},
+  ) {
+    super(message, { cause: options.cause });
+  }
+}
+
+/** A user-facing configuration or usage problem: the message says what was wrong and what to do. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+  }
+}
+
+const blobKindErrno: Record<BlobErrorKind, FsErrorCode> = {
+  NotFound: 'EIO',
+  PreconditionFailed: 'EBUSY',
+  AlreadyExists: 'EEXIST',
+  Archived: 'EIO',
+  Throttled: 'EAGAIN',
+  Unauthorized: 'EACCES',
+  Transient: 'EIO',
+  Timeout: 'ETIMEDOUT',
+  Invalid: 'EINVAL',
+};
+
+/** The one errno mapping: a positive errno number for any thrown value. */
+export function errnoOf(err: unknown): number {
+  return constants.errno[errnoCodeOf(err)];
+}
+
+export function errnoCodeOf(err: unknown): FsErrorCode {
+  if (err instanceof FsError) return err.code;
+  if (err instanceof BlobError) return blobKindErrno[err.kind];
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof code === 'string' && code in constants.errno) return code as FsErrorCode;
+  return 'EIO';
+}
+
+/** A one-line description of an error and its causes, for logs and CLI messages. */
+export function describeError(err: unknown): string {
+  const parts: string[] = [];
+  let cur: unknown = err;
+  for (let depth = 0; cur && depth < 5; depth++) {
+    const msg = cur instanceof Error ? cur.message : String(cur);
+    if (!parts.includes(msg)) parts.push(msg);
+    cur = cur instanceof Error ? cur.cause : undefined;
+  }
+  return parts.join(': ');
+}
