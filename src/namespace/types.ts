@@ -1,0 +1,103 @@
+// Inode and directory-entry records, and the MetaStore seam that persists them (SQLite in meta-store.ts).
+
+export type InodeKind = 'file' | 'dir' | 'symlink';
+
+export const ROOT_INO = 1;
+
+/** One file, directory or symlink. Hard links share an inode; names live in dentries. */
+export interface Inode {
+  ino: number;
+  kind: InodeKind;
+  /** Permission bits only (07777), no file-type bits. */
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  atimeMs: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  nlink: number;
+  /** Symlink target, else null. */
+  target: string | null;
+  /** Lustre HSM flag bitmask (see src/hsm/flags.ts). */
+  hsmFlags: number;
+  archiveId: number;
+  /** Bumped on every content change. */
+  dataVersion: number;
+  /** dataVersion at the last successful archive (or import). */
+  archivedVersion: number;
+  /** Blob name this inode was imported from or last archived to, else null. */
+  blobName: string | null;
+  /** Blob etag at the last import/archive, else null. */
+  etag: string | null;
+  /** Bumped when the cache data is dropped, so a stale cache file is never reused. */
+  generation: number;
+  /** Last time the data was read or written (for LRU eviction). */
+  lastAccessMs: number;
+}
+
+export type NewInode = Omit<Inode, 'ino' | 'nlink'>;
+export type InodePatch = Partial<Omit<Inode, 'ino' | 'kind'>>;
+
+export interface DirEntry {
+  name: string;
+  inode: Inode;
+}
+
+/** A byte range [start, end) of a file's data present in the local cache. */
+export type ByteRange = [start: number, end: number];
+
+/** Persisted record of which ranges of each file's cache data are present. */
+export interface RangeStore {
+  ranges(ino: number, generation: number): ByteRange[];
+  /** Records a present range (merging with neighbours). */
+  addRange(ino: number, generation: number, range: ByteRange): void;
+  clearRanges(ino: number): void;
+}
+
+export interface ChangelogRecord {
+  index: number;
+  type: string;
+  timeMs: number;
+  /** Flags as Lustre prints them (e.g. 0x0, or the HSM event flags). */
+  flags: number;
+  ino: number;
+  parentIno: number;
+  name: string;
+  /** Extra fields: target parent/name for RENAME, hsm event details. */
+  extra: Record<string, string | number>;
+}
+
+export interface MetaStore extends RangeStore {
+  get(ino: number): Inode | undefined;
+  lookup(parentIno: number, name: string): Inode | undefined;
+  /** Path components from the root resolved to an inode, or undefined. */
+  resolve(path: string): Inode | undefined;
+  /** Some path of an inode ('/' for the root), or undefined if it has no name. */
+  pathOf(ino: number): string | undefined;
+  readdir(parentIno: number): DirEntry[];
+  /** Creates an inode and its first name. Throws FsError EEXIST if the name exists. */
+  create(parentIno: number, name: string, fields: NewInode): Inode;
+  /** Adds a name for an existing inode (hard link). */
+  link(ino: number, parentIno: number, name: string): Inode;
+  /** Removes a name; returns the inode with its remaining nlink (the record is deleted when it reaches 0). */
+  unlink(parentIno: number, name: string): Inode;
+  /** Moves a name, replacing an existing target name; returns the replaced inode if any. */
+  rename(oldParentIno: number, oldName: string, newParentIno: number, newName: string): Inode | undefined;
+  update(ino: number, patch: InodePatch): Inode;
+  /** Runs fn in one SQLite transaction. */
+  transaction<T>(fn: () => T): T;
+  /** Regular files whose flags match (flags & mask) === value. */
+  filesWithFlags(mask: number, value: number): Inode[];
+  /** Resident (not released) clean archived files, least recently accessed first. */
+  evictionCandidates(limit: number): Inode[];
+  countInodes(): number;
+  /** Small persistent key/value settings (import done, mount options, ...). */
+  getSetting(key: string): string | undefined;
+  setSetting(key: string, value: string): void;
+  appendChangelog(record: Omit<ChangelogRecord, 'index' | 'timeMs'>): number;
+  readChangelog(fromIndex: number, limit: number): ChangelogRecord[];
+  registerChangelogReader(): string;
+  clearChangelog(reader: string, index: number): void;
+  close(): void;
+}
