@@ -1,0 +1,403 @@
+// Local cache files holding file data, keyed by inode number and generation (never by path: a rename moves no
+// data, and a bumped generation never reuses stale bytes). Layout: <dir>/data/<ino & 0xff as 2 hex>/<ino>.<gen>.
+//
+// Open file descriptors live in an LRU. Callers that do their own I/O on a raw fd (FUSE reads straight into the
+// kernel's buffer) must hold a lease (withFd/acquire) across the await: an fd evicted from the LRU while leased
+// is closed only when its last lease ends, so its number is never reused under a running read.
+import nodeFs from 'node:fs';
+import { join } from 'node:path';
+import { LRUCache } from 'lru-cache';
+import { FsError } from '../errors.js';
+
+/** The subset of node:fs the cache uses; tests pass a wrapper to inject faults (ENOSPC, EIO). */
+export type CacheFs = typeof nodeFs;
+
+export interface DataCacheOptions {
+  /** State/cache directory; cache files live under <dir>/data/. */
+  dir: string;
+  /** Open file descriptors kept in the LRU (default 256). */
+  maxOpenFiles?: number;
+  fs?: CacheFs;
+}
+
+/** One cache file found by scan(). */
+export interface CacheFile {
+  ino: number;
+  generation: number;
+  path: string;
+  /** Logical size (st_size). */
+  size: number;
+  /** Allocated bytes on disk (st_blocks * 512). */
+  allocated: number;
+}
+
+export interface FdOptions {
+  /** Create the cache file (sparse, empty) when it does not exist. Default false. */
+  create?: boolean;
+}
+
+/** A leased descriptor: valid until release() is called. */
+export interface FdLease {
+  readonly fd: number;
+  release(): void;
+}
+
+interface Entry {
+  fd: number;
+  refs: number;
+  /** Evicted or dropped: close when refs reaches 0. */
+  retired: boolean;
+  closed: boolean;
+}
+
+interface Usage {
+  /** Approximate allocated bytes on disk. */
+  allocated: number;
+  /** Logical size as far as this process knows. */
+  size: number;
+}
+
+const FILE_NAME = /^(\d+)\.(\d+)$/;
+const TEMP_NAME = /(^\.tmp-|\.tmp$|\.tmp\.|\.partial$)/;
+const BLOCK = 4096;
+
+/**
+ * Turns an fs error into the error callers see. A full disk (ENOSPC, or EDQUOT) becomes FsError ENOSPC naming the
+ * cache directory and what to do; other errors pass through unchanged (errnoCodeOf maps their code).
+ */
+export function translateCacheError(err: unknown, dir: string, what: string): unknown {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new FsError(
+      'ENOSPC',
+      `the cache directory ${dir} is full (${what}): raise --cache-size so eviction keeps more room, or free space ` +
+        `on its filesystem`,
+      { cause: err },
+    );
+  }
+  return err;
+}
+
+export class DataCache {
+  readonly dir: string;
+  readonly dataDir: string;
+  private readonly fs: CacheFs;
+  private readonly fds: LRUCache<string, Entry>;
+  private readonly opening = new Map<string, Promise<Entry>>();
+  private readonly usage = new Map<string, Usage>();
+  private readonly shards = new Set<string>();
+  private used = 0;
+
+  constructor(options: DataCacheOptions) {
+    this.dir = options.dir;
+    this.dataDir = join(options.dir, 'data');
+    this.fs = options.fs ?? nodeFs;
+    this.fds = new LRUCache<string, Entry>({
+      max: Math.max(1, options.maxOpenFiles ?? 256),
+      dispose: (entry) => this.retire(entry),
+    });
+  }
+
+  /** Path of the cache file for one inode generation. */
+  pathFor(ino: number, gen: number): string {
+    return join(this.dataDir, shardOf(ino), `${ino}.${gen}`);
+  }
+
+  /** Approximate bytes allocated on disk by cache files (scan at startup, then tracked). */
+  bytesUsed(): number {
+    return this.used;
+  }
+
+  /** Number of descriptors currently open (for tests and stats). */
+  openFiles(): number {
+    return this.fds.size;
+  }
+
+  /**
+   * Lists the cache files present (for reconciliation by the caller), deletes temporaries, and resets the bytes
+   * accounting from st_blocks. Call once at startup, before any I/O.
+   */
+  async scan(): Promise<CacheFile[]> {
+    const fsp = this.fs.promises;
+    await fsp.mkdir(this.dataDir, { recursive: true, mode: 0o700 });
+    const files: CacheFile[] = [];
+    this.usage.clear();
+    this.used = 0;
+    for (const shard of await fsp.readdir(this.dataDir)) {
+      const shardPath = join(this.dataDir, shard);
+      if (TEMP_NAME.test(shard)) {
+        await fsp.rm(shardPath, { recursive: true, force: true });
+        continue;
+      }
+      let names: string[];
+      try {
+        names = await fsp.readdir(shardPath);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') continue;
+        throw err;
+      }
+      this.shards.add(shardPath);
+      for (const name of names) {
+        const path = join(shardPath, name);
+        if (TEMP_NAME.test(name)) {
+          await fsp.rm(path, { recursive: true, force: true });
+          continue;
+        }
+        const m = FILE_NAME.exec(name);
+        if (!m) continue;
+        const st = await fsp.stat(path);
+        if (!st.isFile()) continue;
+        const ino = Number(m[1]);
+        const generation = Number(m[2]);
+        if (shardOf(ino) !== shard) continue;
+        const allocated = st.blocks * 512;
+        files.push({ ino, generation, path, size: st.size, allocated });
+        this.setUsage(key(ino, generation), { allocated, size: st.size });
+      }
+    }
+    files.sort((a, b) => a.ino - b.ino || a.generation - b.generation);
+    return files;
+  }
+
+  /** Whether the cache file exists. */
+  async exists(ino: number, gen: number): Promise<boolean> {
+    if (this.fds.has(key(ino, gen))) return true;
+    try {
+      await this.fs.promises.access(this.pathFor(ino, gen));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Logical size of the cache file (st_size), or undefined when it does not exist. */
+  async size(ino: number, gen: number): Promise<number | undefined> {
+    try {
+      const st = await this.fs.promises.stat(this.pathFor(ino, gen));
+      return st.size;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * The raw descriptor of a cache file (O_RDWR). It stays valid only while it is in the LRU: across an await,
+   * hold a lease with withFd() or acquire() instead. A missing file without `create` is FsError EIO.
+   */
+  async fd(ino: number, gen: number, options: FdOptions = {}): Promise<number> {
+    const lease = await this.acquire(ino, gen, options);
+    lease.release();
+    return lease.fd;
+  }
+
+  /** A leased descriptor: not closed (even if evicted or dropped) until release(). */
+  async acquire(ino: number, gen: number, options: FdOptions = {}): Promise<FdLease> {
+    const entry = await this.entry(ino, gen, options.create ?? false);
+    entry.refs++;
+    let released = false;
+    return {
+      fd: entry.fd,
+      release: () => {
+        if (released) return;
+        released = true;
+        entry.refs--;
+        if (entry.retired && entry.refs === 0) this.closeEntry(entry);
+      },
+    };
+  }
+
+  /** Runs fn with a leased descriptor. */
+  async withFd<T>(ino: number, gen: number, options: FdOptions, fn: (fd: number) => Promise<T>): Promise<T> {
+    const lease = await this.acquire(ino, gen, options);
+    try {
+      return await fn(lease.fd);
+    } finally {
+      lease.release();
+    }
+  }
+
+  /**
+   * Reads up to `length` bytes at `position` straight into buf[bufOffset...]. Returns the bytes read (short only
+   * at end of file).
+   */
+  async read(ino: number, gen: number, buf: Buffer, length: number, position: number, bufOffset = 0): Promise<number> {
+    return this.withFd(ino, gen, {}, async (fd) => {
+      let done = 0;
+      while (done < length) {
+        const n = await this.op<number>('read', ino, (cb) =>
+          this.fs.read(fd, buf, bufOffset + done, length - done, position + done, cb),
+        );
+        if (n === 0) break;
+        done += n;
+      }
+      return done;
+    });
+  }
+
+  /**
+   * Writes buf[bufOffset, bufOffset+length) at `position` (all of it), creating the cache file if `create`.
+   * A full disk is FsError ENOSPC.
+   */
+  async write(
+    ino: number,
+    gen: number,
+    buf: Buffer,
+    length: number,
+    position: number,
+    options: FdOptions & { bufOffset?: number } = {},
+  ): Promise<number> {
+    const bufOffset = options.bufOffset ?? 0;
+    return this.withFd(ino, gen, options, async (fd) => {
+      let done = 0;
+      while (done < length) {
+        const n = await this.op<number>('write', ino, (cb) =>
+          this.fs.write(fd, buf, bufOffset + done, length - done, position + done, cb),
+        );
+        if (n === 0) throw new FsError('EIO', `write to the cache file of ino ${ino} made no progress`);
+        done += n;
+      }
+      this.noteWrite(key(ino, gen), position, length);
+      return done;
+    });
+  }
+
+  /** Sets the cache file's size (creating it if missing). */
+  async truncate(ino: number, gen: number, size: number): Promise<void> {
+    await this.withFd(ino, gen, { create: true }, async (fd) => {
+      await this.op<void>('truncate', ino, (cb) => this.fs.ftruncate(fd, size, cb));
+      await this.refresh(ino, gen, fd);
+    });
+  }
+
+  /** fsync of the cache file; refreshes its bytes accounting from st_blocks. */
+  async fsync(ino: number, gen: number): Promise<void> {
+    await this.withFd(ino, gen, {}, async (fd) => {
+      await this.op<void>('fsync', ino, (cb) => this.fs.fsync(fd, cb));
+      await this.refresh(ino, gen, fd);
+    });
+  }
+
+  /** Closes the descriptor (once no lease holds it) and deletes the cache file. Missing files are fine. */
+  async drop(ino: number, gen: number): Promise<void> {
+    const k = key(ino, gen);
+    const pending = this.opening.get(k);
+    if (pending) await pending.catch(() => undefined);
+    this.fds.delete(k);
+    try {
+      await this.fs.promises.unlink(this.pathFor(ino, gen));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    this.setUsage(k, undefined);
+  }
+
+  /** Closes every descriptor (leased ones when their lease ends). */
+  close(): void {
+    this.fds.clear();
+  }
+
+  private closeEntry(entry: Entry): void {
+    if (entry.closed) return;
+    entry.closed = true;
+    this.fs.close(entry.fd, () => undefined);
+  }
+
+  private retire(entry: Entry): void {
+    entry.retired = true;
+    if (entry.refs === 0) this.closeEntry(entry);
+  }
+
+  private async entry(ino: number, gen: number, create: boolean): Promise<Entry> {
+    const k = key(ino, gen);
+    const hit = this.fds.get(k);
+    if (hit) return hit;
+    let pending = this.opening.get(k);
+    if (!pending) {
+      pending = this.open(ino, gen, create).finally(() => this.opening.delete(k));
+      this.opening.set(k, pending);
+      return pending;
+    }
+    try {
+      return await pending;
+    } catch (err) {
+      // The other opener did not create; retry with our own flags.
+      if (create) return this.entry(ino, gen, create);
+      throw err;
+    }
+  }
+
+  private async open(ino: number, gen: number, create: boolean): Promise<Entry> {
+    const path = this.pathFor(ino, gen);
+    const { O_RDWR, O_CREAT } = this.fs.constants;
+    if (create) await this.ensureShard(ino);
+    let fd: number;
+    try {
+      fd = await new Promise<number>((resolve, reject) =>
+        this.fs.open(path, create ? O_RDWR | O_CREAT : O_RDWR, 0o600, (err, fd) => (err ? reject(err) : resolve(fd))),
+      );
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !create) {
+        throw new FsError('EIO', `the cache data of ino ${ino} (generation ${gen}) is missing: ${path}`, {
+          cause: err,
+        });
+      }
+      throw translateCacheError(err, this.dir, `creating the cache file of ino ${ino}`);
+    }
+    const entry: Entry = { fd, refs: 0, retired: false, closed: false };
+    this.fds.set(key(ino, gen), entry);
+    if (create && !this.usage.has(key(ino, gen))) this.setUsage(key(ino, gen), { allocated: 0, size: 0 });
+    return entry;
+  }
+
+  private async ensureShard(ino: number): Promise<void> {
+    const shardPath = join(this.dataDir, shardOf(ino));
+    if (this.shards.has(shardPath)) return;
+    try {
+      await this.fs.promises.mkdir(shardPath, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw translateCacheError(err, this.dir, 'creating a cache directory');
+    }
+    this.shards.add(shardPath);
+  }
+
+  private op<T>(what: string, ino: number, call: (cb: (err: NodeJS.ErrnoException | null, v: T) => void) => void) {
+    return new Promise<T>((resolve, reject) =>
+      call((err, v) => (err ? reject(translateCacheError(err, this.dir, `${what} of ino ${ino}`)) : resolve(v))),
+    );
+  }
+
+  /** Exact accounting from fstat (after fsync/truncate). */
+  private async refresh(ino: number, gen: number, fd: number): Promise<void> {
+    const st = await new Promise<nodeFs.Stats>((resolve, reject) =>
+      this.fs.fstat(fd, (err, st) => (err ? reject(err) : resolve(st))),
+    );
+    this.setUsage(key(ino, gen), { allocated: st.blocks * 512, size: st.size });
+  }
+
+  /** Approximate accounting after a write: add what it may allocate, capped at the file's rounded size. */
+  private noteWrite(k: string, position: number, length: number): void {
+    const cur = this.usage.get(k) ?? { allocated: 0, size: 0 };
+    const size = Math.max(cur.size, position + length);
+    const cap = Math.ceil(size / BLOCK) * BLOCK;
+    this.setUsage(k, { allocated: Math.min(cap, cur.allocated + Math.ceil(length / BLOCK) * BLOCK), size });
+  }
+
+  private setUsage(k: string, u: Usage | undefined): void {
+    this.used -= this.usage.get(k)?.allocated ?? 0;
+    if (u) {
+      this.usage.set(k, u);
+      this.used += u.allocated;
+    } else {
+      this.usage.delete(k);
+    }
+  }
+}
+
+function key(ino: number, gen: number): string {
+  return `${ino}.${gen}`;
+}
+
+function shardOf(ino: number): string {
+  return (ino & 0xff).toString(16).padStart(2, '0');
+}

@@ -1,0 +1,215 @@
+import t from 'tap';
+import fs from 'node:fs';
+import { join } from 'node:path';
+import { DataCache, translateCacheError } from '../src/cache/data-cache.js';
+import { FsError, errnoCodeOf } from '../src/errors.js';
+
+function enospc(): NodeJS.ErrnoException {
+  return Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 });
+}
+
+t.test('write, read into a caller buffer, keyed by ino and generation', async (t) => {
+  const dir = t.testdir();
+  const cache = new DataCache({ dir });
+  t.teardown(() => cache.close());
+  t.equal(cache.pathFor(258, 3), join(dir, 'data', '02', '258.3'));
+  t.not(cache.pathFor(258, 3), cache.pathFor(258, 4));
+  await cache.truncate(258, 3, 0);
+  const data = Buffer.from('hello, cache');
+  t.equal(await cache.write(258, 3, data, data.length, 100), data.length);
+  const buf = Buffer.alloc(64, 0xff);
+  t.equal(await cache.read(258, 3, buf, 12, 100), 12);
+  t.equal(buf.subarray(0, 12).toString(), 'hello, cache');
+  t.equal(buf[12], 0xff, 'nothing written past length');
+  // Sparse hole reads as zeros; short read at EOF.
+  t.equal(await cache.read(258, 3, buf, 64, 0), 64);
+  t.ok(buf.subarray(0, 64).equals(Buffer.concat([Buffer.alloc(64)])));
+  t.equal(await cache.read(258, 3, buf, 64, 106), 6);
+  // bufOffset
+  const out = Buffer.alloc(10, 0);
+  t.equal(await cache.read(258, 3, out, 5, 100, 5), 5);
+  t.equal(out.subarray(5).toString(), 'hello');
+  // Another generation is another file.
+  await t.rejects(cache.read(258, 4, buf, 1, 0), { name: 'FsError', code: 'EIO' });
+  t.equal(await cache.exists(258, 3), true);
+  t.equal(await cache.exists(258, 4), false);
+  t.equal(await cache.size(258, 3), 112);
+  t.equal(await cache.size(258, 4), undefined);
+});
+
+t.test('write without create on a missing file is EIO; with create it works', async (t) => {
+  const cache = new DataCache({ dir: t.testdir() });
+  t.teardown(() => cache.close());
+  const b = Buffer.from('x');
+  await t.rejects(cache.write(1, 1, b, 1, 0), { code: 'EIO', message: /cache data of ino 1 \(generation 1\) is missing/ });
+  t.equal(await cache.write(1, 1, b, 1, 0, { create: true }), 1);
+});
+
+t.test('truncate, fsync, drop and bytes accounting', async (t) => {
+  const cache = new DataCache({ dir: t.testdir() });
+  t.teardown(() => cache.close());
+  await cache.scan();
+  t.equal(cache.bytesUsed(), 0);
+  await cache.truncate(5, 1, 10 * 1024 * 1024);
+  t.ok(cache.bytesUsed() < 64 * 1024, 'a sparse truncate allocates (almost) nothing');
+  const mib = Buffer.alloc(1024 * 1024, 7);
+  await cache.write(5, 1, mib, mib.length, 0);
+  t.equal(cache.bytesUsed(), 1024 * 1024, 'tracked on write');
+  await cache.write(5, 1, mib, mib.length, 0);
+  t.ok(cache.bytesUsed() <= 2 * 1024 * 1024, 'overwrite estimate stays bounded');
+  await cache.fsync(5, 1);
+  const st = fs.statSync(cache.pathFor(5, 1));
+  t.equal(cache.bytesUsed(), st.blocks * 512, 'exact after fsync');
+  await cache.truncate(6, 1, 0);
+  await cache.write(6, 1, mib, 4096, 0);
+  const before = cache.bytesUsed();
+  await cache.drop(5, 1);
+  t.equal(cache.bytesUsed(), before - st.blocks * 512);
+  t.equal(fs.existsSync(cache.pathFor(5, 1)), false);
+  await cache.drop(5, 1); // missing is fine
+  await cache.drop(6, 1);
+  t.equal(cache.bytesUsed(), 0);
+});
+
+t.test('scan lists cache files, deletes temporaries, accounts st_blocks', async (t) => {
+  const dir = t.testdir();
+  const a = new DataCache({ dir });
+  await a.truncate(1, 1, 0);
+  await a.write(1, 1, Buffer.alloc(8192, 1), 8192, 0);
+  await a.truncate(300, 2, 50000); // sparse
+  await a.fsync(1, 1);
+  a.close();
+  const shard = join(dir, 'data', '01');
+  fs.writeFileSync(join(shard, '1.2.tmp'), 'partial');
+  fs.writeFileSync(join(shard, '.tmp-abc'), 'partial');
+  fs.mkdirSync(join(dir, 'data', '.tmp-restore'));
+  fs.writeFileSync(join(shard, 'README'), 'not a cache file');
+  const b = new DataCache({ dir });
+  t.teardown(() => b.close());
+  const files = await b.scan();
+  t.same(
+    files.map((f) => [f.ino, f.generation, f.size]),
+    [
+      [1, 1, 8192],
+      [300, 2, 50000],
+    ],
+  );
+  t.equal(files[0]!.path, b.pathFor(1, 1));
+  t.equal(fs.existsSync(join(shard, '1.2.tmp')), false);
+  t.equal(fs.existsSync(join(shard, '.tmp-abc')), false);
+  t.equal(fs.existsSync(join(dir, 'data', '.tmp-restore')), false);
+  t.equal(fs.existsSync(join(shard, 'README')), true, 'unknown names are left alone');
+  const expected = files.reduce((n, f) => n + f.allocated, 0);
+  t.equal(b.bytesUsed(), expected);
+  t.ok(b.bytesUsed() >= 8192);
+  const buf = Buffer.alloc(4);
+  t.equal(await b.read(1, 1, buf, 4, 0), 4);
+  t.same([...buf], [1, 1, 1, 1]);
+});
+
+t.test('scan of a fresh directory creates it', async (t) => {
+  const dir = join(t.testdir(), 'state');
+  const cache = new DataCache({ dir });
+  t.same(await cache.scan(), []);
+  t.ok(fs.statSync(join(dir, 'data')).isDirectory());
+});
+
+t.test('fd LRU closes evicted descriptors, but not while leased', async (t) => {
+  const closed: number[] = [];
+  const wrapped = {
+    ...fs,
+    close: ((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+      closed.push(fd);
+      fs.close(fd, cb);
+    }) as typeof fs.close,
+  } as typeof fs;
+  const cache = new DataCache({ dir: t.testdir(), maxOpenFiles: 2, fs: wrapped });
+  t.teardown(() => cache.close());
+  const fd1 = await cache.fd(1, 1, { create: true });
+  t.equal(await cache.fd(1, 1), fd1, 'cached');
+  const lease2 = await cache.acquire(2, 1, { create: true });
+  await cache.fd(3, 1, { create: true }); // evicts ino 1
+  t.same(closed, [fd1]);
+  t.equal(cache.openFiles(), 2);
+  await cache.fd(4, 1, { create: true }); // evicts ino 2, which is leased
+  t.same(closed, [fd1], 'leased fd stays open');
+  fs.fstatSync(lease2.fd); // still valid
+  lease2.release();
+  lease2.release(); // idempotent
+  t.same(closed, [fd1, lease2.fd], 'closed when the lease ends');
+  // withFd: a drop during a read does not close the fd under it.
+  await cache.write(3, 1, Buffer.from('abc'), 3, 0);
+  const got = await cache.withFd(3, 1, {}, async (fd) => {
+    await cache.drop(3, 1);
+    const b = Buffer.alloc(3);
+    fs.readSync(fd, b, 0, 3, 0);
+    return b.toString();
+  });
+  t.equal(got, 'abc');
+  t.equal(fs.existsSync(cache.pathFor(3, 1)), false);
+});
+
+t.test('concurrent opens of one file share a descriptor', async (t) => {
+  let opens = 0;
+  const wrapped = {
+    ...fs,
+    open: ((...args: Parameters<typeof fs.open>) => {
+      opens++;
+      return (fs.open as (...a: unknown[]) => void)(...args);
+    }) as typeof fs.open,
+  } as typeof fs;
+  const cache = new DataCache({ dir: t.testdir(), fs: wrapped });
+  t.teardown(() => cache.close());
+  const fds = await Promise.all([1, 2, 3, 4, 5].map(() => cache.fd(9, 1, { create: true })));
+  t.equal(new Set(fds).size, 1);
+  t.equal(opens, 1);
+});
+
+t.test('a full disk is ENOSPC naming the cache directory and the fix', async (t) => {
+  const dir = t.testdir();
+  let fail = false;
+  const wrapped = {
+    ...fs,
+    write: ((...args: unknown[]) => {
+      const cb = args[args.length - 1] as (err: NodeJS.ErrnoException | null, n?: number) => void;
+      if (fail) return process.nextTick(() => cb(enospc()));
+      return (fs.write as (...a: unknown[]) => void)(...args);
+    }) as typeof fs.write,
+  } as typeof fs;
+  const cache = new DataCache({ dir, fs: wrapped });
+  t.teardown(() => cache.close());
+  await cache.truncate(7, 1, 0);
+  fail = true;
+  const err = await cache.write(7, 1, Buffer.alloc(10), 10, 0).catch((e: unknown) => e);
+  t.ok(err instanceof FsError);
+  t.equal((err as FsError).code, 'ENOSPC');
+  t.equal(errnoCodeOf(err), 'ENOSPC');
+  t.match((err as FsError).message, dir);
+  t.match((err as FsError).message, /is full/);
+  t.match((err as FsError).message, /--cache-size/);
+  t.match((err as FsError).message, /free space/);
+  t.equal(((err as FsError).cause as NodeJS.ErrnoException).code, 'ENOSPC');
+});
+
+t.test('translateCacheError', async (t) => {
+  const e1 = translateCacheError(enospc(), '/c', 'x');
+  t.ok(e1 instanceof FsError && e1.code === 'ENOSPC');
+  const edquot = Object.assign(new Error('quota'), { code: 'EDQUOT' });
+  const e2 = translateCacheError(edquot, '/c', 'x');
+  t.ok(e2 instanceof FsError && e2.code === 'ENOSPC');
+  const eio = Object.assign(new Error('io'), { code: 'EIO' });
+  t.equal(translateCacheError(eio, '/c', 'x'), eio, 'others pass through');
+  t.equal(errnoCodeOf(eio), 'EIO');
+});
+
+t.test('ENOSPC creating a cache file', async (t) => {
+  const wrapped = {
+    ...fs,
+    open: ((...args: unknown[]) => {
+      const cb = args[args.length - 1] as (err: NodeJS.ErrnoException | null) => void;
+      process.nextTick(() => cb(enospc()));
+    }) as typeof fs.open,
+  } as typeof fs;
+  const cache = new DataCache({ dir: t.testdir(), fs: wrapped });
+  await t.rejects(cache.truncate(1, 1, 0), { name: 'FsError', code: 'ENOSPC', message: /--cache-size/ });
+});
