@@ -49,7 +49,8 @@ export type FsErrorCode =
   | 'ENOSYS'
   | 'ERANGE'
   | 'EAGAIN'
-  | 'EFBIG';
+  | 'EFBIG'
+  | 'ECANCELED';
 
 export class FsError extends Error {
   override readonly name = 'FsError';

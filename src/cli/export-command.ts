@@ -1,0 +1,57 @@
+// `blobhsm export MOUNTPOINT [--prefix P]... [--no-wait] [--json]` and `blobhsm jobs [cancel] MOUNTPOINT`.
+import { describeError } from '../errors.js';
+import type { JobSummary } from '../jobs/job-runner.js';
+import { callMount } from './daemon-call.js';
+import type { CliIo } from './io.js';
+import { EXIT_FAILURE } from './io.js';
+
+function statsLine(j: JobSummary): string {
+  const s = j.stats;
+  return (
+    `${j.id} ${j.state}: discovered ${s.filesDiscovered} files (${s.bytesDiscovered} bytes), exported ${s.filesExported} ` +
+    `(${s.bytesExported} bytes), failed ${s.filesFailed}, conflicts ${s.conflicts}`
+  );
+}
+
+export async function runExport(mountpoint: string, opts: { prefix?: string[]; wait?: boolean; json?: boolean }, io: CliIo): Promise<number> {
+  const wait = opts.wait !== false;
+  try {
+    const job = (await callMount(mountpoint, io.env, 'export', { prefixes: opts.prefix ?? ['/'], wait }, (event) => {
+      if (io.stderr.isTTY && !opts.json) {
+        const j = event as JobSummary;
+        const s = j.stats;
+        const done = s.filesExported + s.filesFailed + s.conflicts;
+        io.stderr.write(`\rexporting: ${done}/${s.filesDiscovered} files, ${s.bytesExported}/${s.bytesDiscovered} bytes`);
+      }
+    })) as JobSummary;
+    if (io.stderr.isTTY && !opts.json && wait) io.stderr.write('\n');
+    if (opts.json) io.stdout.write(JSON.stringify(job) + '\n');
+    else {
+      io.stdout.write(statsLine(job) + '\n');
+      for (const p of job.conflictPaths) io.stdout.write(`conflict: ${p} (the blob changed since it was imported or archived; the file stays dirty)\n`);
+      for (const f of job.failures) io.stdout.write(`failed: ${f.path}: ${f.error}\n`);
+    }
+    return !wait || job.state === 'Succeeded' ? 0 : EXIT_FAILURE;
+  } catch (err) {
+    io.stderr.write(`blobhsm export: ${describeError(err)}\n`);
+    return EXIT_FAILURE;
+  }
+}
+
+export async function runJobs(mountpoint: string, opts: { cancel?: boolean; json?: boolean }, io: CliIo): Promise<number> {
+  try {
+    if (opts.cancel) {
+      const j = (await callMount(mountpoint, io.env, 'jobs_cancel')) as JobSummary | null;
+      io.stdout.write(j ? `cancelling ${j.id}\n` : 'no job is running\n');
+      return 0;
+    }
+    const jobs = (await callMount(mountpoint, io.env, 'jobs')) as JobSummary[];
+    if (opts.json) io.stdout.write(JSON.stringify(jobs) + '\n');
+    else if (jobs.length === 0) io.stdout.write('no jobs\n');
+    else for (const j of jobs) io.stdout.write(statsLine(j) + '\n');
+    return 0;
+  } catch (err) {
+    io.stderr.write(`blobhsm jobs: ${describeError(err)}\n`);
+    return EXIT_FAILURE;
+  }
+}

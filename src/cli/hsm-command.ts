@@ -1,0 +1,160 @@
+// The `lfs hsm_*`-compatible commands (`blobhsm hsm_state ...`, `blobhsm hsm state ...`, `blobhsm lfs ...`):
+// parse as lfs does, send the paths to the daemons serving them, print lfs's exact lines, exit as lfs exits.
+import { readFile } from 'node:fs/promises';
+import { describeError, errnoCodeOf, type FsErrorCode } from '../errors.js';
+import { callDaemon } from '../control/client.js';
+import {
+  formatCannotStat,
+  formatFilelistError,
+  formatHsmAction,
+  formatHsmFlagsError,
+  formatHsmState,
+  formatHsmStateError,
+  formatNotRegular,
+  formatRequestFailed,
+  hsmActionJson,
+  hsmErrorJson,
+  hsmStateJson,
+  type HsmAction,
+} from '../hsm/format.js';
+import type { ActionState } from '../hsm/coordinator.js';
+import type { PathResult } from '../daemon/control-methods.js';
+import { LfsUsageError, parseFilelist, parseLfsArgs, usageText, type LfsRequest } from './lfs-args.js';
+import { EXIT_USAGE, errnoNumber } from './exit-status.js';
+import { locate } from './daemon-call.js';
+import type { CliIo } from './io.js';
+
+type Result = PathResult | { path: string; ok: false; code: FsErrorCode; message: string };
+
+/** Sends each path to the daemon of its mount (grouped, one call per mount) and returns results in input order. */
+async function perPath(paths: string[], io: CliIo, call: (socket: string, inner: string[]) => Promise<unknown>): Promise<Result[]> {
+  const results: Result[] = new Array(paths.length);
+  const groups = new Map<string, { indexes: number[]; inner: string[] }>();
+  paths.forEach((path, i) => {
+    try {
+      const { mount, inner } = locate(path, io.env);
+      const g = groups.get(mount.socket) ?? { indexes: [], inner: [] };
+      g.indexes.push(i);
+      g.inner.push(inner);
+      groups.set(mount.socket, g);
+    } catch (err) {
+      results[i] = { path, ok: false, code: errnoCodeOf(err), message: describeError(err) };
+    }
+  });
+  for (const [socket, g] of groups) {
+    try {
+      const answers = (await call(socket, g.inner)) as PathResult[];
+      g.indexes.forEach((index, k) => (results[index] = { ...answers[k]!, path: paths[index]! }));
+    } catch (err) {
+      for (const index of g.indexes) results[index] = { path: paths[index]!, ok: false, code: errnoCodeOf(err), message: describeError(err) };
+    }
+  }
+  return results;
+}
+
+function toAction(a: ActionState | null | undefined): HsmAction {
+  if (!a) return { kind: 'NOOP' };
+  return { kind: a.kind, status: a.status, bytesMoved: a.bytesMoved };
+}
+
+export async function runLfs(argv: string[], io: CliIo): Promise<number> {
+  let req: LfsRequest;
+  try {
+    req = parseLfsArgs(argv);
+  } catch (err) {
+    if (err instanceof LfsUsageError) {
+      if (err.detail) io.stderr.write(err.detail + '\n');
+      io.stdout.write(err.usage + '\n');
+      return EXIT_USAGE;
+    }
+    throw err;
+  }
+  const paths = [...req.files];
+  if (req.filelist !== undefined) {
+    try {
+      paths.push(...parseFilelist(await readFile(req.filelist === '-' ? '/dev/stdin' : req.filelist, 'utf8')));
+    } catch (err) {
+      const code = errnoCodeOf(err);
+      io.stderr.write(formatFilelistError(req.filelist, code) + '\n');
+      return errnoNumber(code);
+    }
+  }
+  const out = (line: string) => io.stdout.write(line + '\n');
+  const err = (line: string) => io.stderr.write(line + '\n');
+  let status = 0;
+  const failed = (code: FsErrorCode) => {
+    if (status === 0) status = errnoNumber(code);
+  };
+
+  switch (req.command) {
+    case 'hsm_state':
+    case 'hsm_action': {
+      const method = req.command;
+      const results = await perPath(paths, io, (socket, inner) => callDaemon(socket, method, { paths: inner }));
+      for (const r of results) {
+        if (!r.ok) {
+          const code = r.code === 'ENOTREG' ? 'EINVAL' : r.code;
+          if (req.json) out(JSON.stringify(hsmErrorJson(r.path, code)));
+          else err(method === 'hsm_state' ? formatHsmStateError(r.path, code, req.name) : `lfs ${req.name}: get hsm action for '${r.path}' failed: ${describeCode(code)}`);
+          failed(code);
+        } else if (method === 'hsm_state') {
+          out(req.json ? JSON.stringify(hsmStateJson(r.path, r.flags, r.archiveId)) : formatHsmState(r.path, r.flags, r.archiveId));
+        } else {
+          const action = toAction(r.action as ActionState | null);
+          out(req.json ? JSON.stringify(hsmActionJson(r.path, action)) : formatHsmAction(r.path, action));
+        }
+      }
+      return status;
+    }
+    case 'hsm_set':
+    case 'hsm_clear': {
+      const params = { set: req.setFlags ?? 0, clear: req.clearFlags ?? 0, archiveId: req.archiveId, uid: process.getuid?.() ?? -1 };
+      const results = await perPath(paths, io, (socket, inner) => callDaemon(socket, 'hsm_set', { ...params, paths: inner }));
+      for (const r of results) {
+        if (r.ok) {
+          if (req.json) out(JSON.stringify(hsmStateJson(r.path, r.flags, r.archiveId)));
+          continue;
+        }
+        if (r.code === 'ENOTREG') {
+          err(formatNotRegular(r.path));
+          return EXIT_USAGE;
+        }
+        if (req.json) out(JSON.stringify(hsmErrorJson(r.path, r.code)));
+        else err(formatHsmFlagsError(r.path, r.code, req.name));
+        failed(r.code);
+      }
+      return status;
+    }
+    default: {
+      const command = req.command;
+      const wait = req.wait;
+      const results = await perPath(paths, io, (socket, inner) =>
+        command === 'hsm_cancel'
+          ? callDaemon(socket, 'hsm_cancel', { paths: inner })
+          : callDaemon(socket, 'hsm_request', { command, paths: inner, archiveId: req.archiveId, wait }),
+      );
+      const notRegular = results.find((r) => !r.ok && r.code === 'ENOTREG');
+      if (notRegular) {
+        err(formatNotRegular(notRegular.path));
+        out(usageText(command, req.spelling));
+        return EXIT_USAGE;
+      }
+      for (const r of results) {
+        if (r.ok) {
+          if (req.json) out(JSON.stringify({ ok: true, ...hsmStateJson(r.path, r.flags, r.archiveId) }));
+          continue;
+        }
+        const code = r.code as FsErrorCode;
+        if (req.json) out(JSON.stringify({ ...hsmErrorJson(r.path, code), detail: r.message }));
+        else if (code === 'ENOENT') err(formatCannotStat(r.path, code));
+        else err(`${formatRequestFailed(r.path, code)}${wait ? ` (${r.message})` : ''}`);
+        failed(code);
+      }
+      return status;
+    }
+  }
+}
+
+function describeCode(code: FsErrorCode): string {
+  return hsmErrorJson('', code).message;
+}

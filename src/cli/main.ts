@@ -1,0 +1,96 @@
+// The blobhsm command line: dispatches to one module per command and returns the exit status.
+import { Command, CommanderError } from 'commander';
+import { UsageError, describeError } from '../errors.js';
+import { processIo, type CliIo, EXIT_FAILURE } from './io.js';
+import { mountCommandSpec, runMount, runDaemonChild } from './mount-command.js';
+import { runUnmount } from './unmount-command.js';
+import { runList } from './list-command.js';
+import { runChangelog, runChangelogClear, runChangelogRegister } from './changelog-command.js';
+import { runExport, runJobs } from './export-command.js';
+import { runLfs } from './hsm-command.js';
+import { callMount } from './daemon-call.js';
+import { EXIT_USAGE } from './exit-status.js';
+
+export async function main(argv: string[], io: CliIo = processIo()): Promise<number> {
+  const first = argv[0] ?? '';
+  if (first === '__daemon') return runDaemonChild();
+  if (first === 'lfs') return runLfs(argv.slice(1), io);
+  if (first.startsWith('hsm')) return runLfs(argv, io);
+
+  let status = 0;
+  const program = new Command('blobhsm')
+    .description('an Azure Blob container as a Lustre-like HSM namespace')
+    .version('0.1.0')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
+    .addHelpText(
+      'after',
+      '\nHSM commands (Lustre lfs compatible): hsm_state hsm_action hsm_set hsm_clear hsm_archive hsm_release\n' +
+        'hsm_restore hsm_remove hsm_cancel, also as `blobhsm hsm <sub>` and `blobhsm lfs <command>`.\n',
+    );
+
+  program.addCommand(mountCommandSpec().action(async (mnt: string, flags) => void (status = await runMount(mnt, flags, io))));
+  program
+    .command('unmount')
+    .alias('umount')
+    .argument('<mountpoint>')
+    .description('unmount and wait for the daemon to finish')
+    .action(async (mnt: string) => void (status = await runUnmount(mnt, io)));
+  program
+    .command('list')
+    .option('--json')
+    .description('list running mounts')
+    .action((o: { json?: boolean }) => void (status = runList(io, o.json)));
+  program
+    .command('status')
+    .argument('<mountpoint>')
+    .description('daemon status and blob request counters (JSON)')
+    .action(async (mnt: string) => {
+      io.stdout.write(JSON.stringify(await callMount(mnt, io.env, 'status')) + '\n');
+    });
+  program
+    .command('changelog')
+    .argument('<mountpoint>')
+    .argument('[start]', 'first record index')
+    .option('--follow', 'keep printing new records')
+    .option('--json', 'one JSON object per record')
+    .action(async (mnt: string, start: string | undefined, o) => void (status = await runChangelog(mnt, { ...o, from: start }, io)));
+  program
+    .command('changelog_register')
+    .argument('<mountpoint>')
+    .action(async (mnt: string) => void (status = await runChangelogRegister(mnt, io)));
+  program
+    .command('changelog_clear')
+    .arguments('<mountpoint> <reader> <index>')
+    .action(async (mnt: string, reader: string, index: string) => void (status = await runChangelogClear(mnt, reader, index, io)));
+  program
+    .command('export')
+    .argument('<mountpoint>')
+    .option('--prefix <path>', 'export only under this path (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--no-wait', 'return once the job has started')
+    .option('--json', 'print the job summary as JSON')
+    .description('archive every new and modified file to blob')
+    .action(async (mnt: string, o) => void (status = await runExport(mnt, o, io)));
+  program
+    .command('jobs')
+    .argument('<action-or-mountpoint>', "a mountpoint, or 'cancel'")
+    .argument('[mountpoint]')
+    .option('--json')
+    .description('show the jobs of a mount, or `jobs cancel MOUNTPOINT`')
+    .action(async (a: string, b: string | undefined, o: { json?: boolean }) => {
+      status = a === 'cancel' && b ? await runJobs(b, { cancel: true }, io) : await runJobs(a, o, io);
+    });
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return status;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : EXIT_USAGE;
+    if (err instanceof UsageError) {
+      io.stderr.write(`blobhsm: ${err.message}\n`);
+      return EXIT_USAGE;
+    }
+    io.stderr.write(`blobhsm: ${describeError(err)}\n`);
+    return EXIT_FAILURE;
+  }
+}

@@ -1,0 +1,172 @@
+// `blobhsm mount`: builds the MountConfig from flags and environment, then serves the mount in the foreground or
+// starts a background daemon and returns once the mount answers (exit 0) or with the reason it failed.
+import { spawn } from 'node:child_process';
+import { mkdirSync, openSync, closeSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, Option } from 'commander';
+import { UsageError, describeError } from '../errors.js';
+import {
+  cacheHome,
+  checkContainerName,
+  dataHome,
+  defaultCacheDir,
+  normalisePrefix,
+  parseSize,
+  stateHome,
+  type MountConfig,
+} from '../config.js';
+import { MountRegistry } from '../control/registry.js';
+import type { CliIo } from './io.js';
+import { EXIT_FAILURE } from './io.js';
+
+interface MountFlags {
+  container?: string;
+  prefix?: string;
+  connectionString?: string;
+  account?: string;
+  accountKey?: string;
+  sasToken?: string;
+  blobEndpoint?: string;
+  cacheDir?: string;
+  cacheSize?: string;
+  readOnly?: boolean;
+  foreground?: boolean;
+  o?: string[];
+  emulator?: boolean;
+  demo?: boolean;
+  timeout?: string;
+  debug?: boolean;
+}
+
+export function mountCommandSpec(): Command {
+  return new Command('mount')
+    .description('mount a blob container as an HSM namespace')
+    .argument('<mountpoint>', 'an existing empty directory')
+    .option('--container <name>', 'blob container (env AZURE_STORAGE_CONTAINER)')
+    .option('--prefix <prefix>', 'blob name prefix to mount as the root')
+    .option('--connection-string <s>', 'storage connection string (env AZURE_STORAGE_CONNECTION_STRING)')
+    .option('--account <name>', 'storage account (env AZURE_STORAGE_ACCOUNT)')
+    .option('--account-key <key>', 'account key (env AZURE_STORAGE_KEY)')
+    .option('--sas-token <token>', 'SAS token (env AZURE_STORAGE_SAS_TOKEN)')
+    .option('--blob-endpoint <url>', 'blob service endpoint (env AZURE_STORAGE_BLOB_ENDPOINT)')
+    .option('--cache-dir <dir>', 'local cache and metadata directory')
+    .option('--cache-size <size>', 'cache bound: bytes or NNG/NNM (least recently used clean files are released)')
+    .option('--read-only', 'refuse every write')
+    .option('--foreground', 'stay attached; unmount on SIGINT/SIGTERM')
+    .option('-o <options>', 'extra FUSE mount options, comma separated', (v: string, prev: string[] = []) => [...prev, ...v.split(',').filter(Boolean)])
+    .option('--emulator', 'serve the container from the embedded Azurite emulator')
+    .option('--demo', 'with --emulator: seed a sample tree into an empty container')
+    .addOption(new Option('--timeout <seconds>', 'per-request timeout to the blob service').default('30'))
+    .option('--debug', 'FUSE debug output');
+}
+
+/** Builds and validates the configuration; every problem is a UsageError saying what to do. */
+export function buildMountConfig(mountpoint: string, flags: MountFlags, env: NodeJS.ProcessEnv): MountConfig {
+  const container = flags.container ?? env.AZURE_STORAGE_CONTAINER ?? (flags.emulator ? 'demo' : undefined);
+  if (!container) throw new UsageError('no container given: pass --container NAME (or set AZURE_STORAGE_CONTAINER)');
+  checkContainerName(container);
+  if (flags.demo && !flags.emulator) throw new UsageError('--demo works only with --emulator');
+  const prefix = normalisePrefix(flags.prefix);
+  const storage = flags.emulator
+    ? { container, blobEndpoint: 'emulator' }
+    : {
+        container,
+        ...(flags.connectionString ? { connectionString: flags.connectionString } : {}),
+        ...(flags.account ? { account: flags.account } : {}),
+        ...(flags.accountKey ? { accountKey: flags.accountKey } : {}),
+        ...(flags.sasToken ? { sasToken: flags.sasToken } : {}),
+        ...(flags.blobEndpoint ? { blobEndpoint: flags.blobEndpoint } : {}),
+      };
+  if (!flags.emulator && (flags.accountKey || flags.sasToken) && !(flags.account ?? env.AZURE_STORAGE_ACCOUNT)) {
+    throw new UsageError('--account-key and --sas-token need --account NAME (or AZURE_STORAGE_ACCOUNT)');
+  }
+  const timeout = Number(flags.timeout ?? 30);
+  if (!(timeout > 0)) throw new UsageError(`invalid --timeout '${flags.timeout}': a positive number of seconds`);
+  const cacheDir = resolve(
+    flags.cacheDir ?? (flags.emulator ? join(cacheHome(env), `emulator-${container}-${normalisedId(prefix)}`) : defaultCacheDir({ ...storage, account: storage.account ?? env.AZURE_STORAGE_ACCOUNT }, prefix, env)),
+  );
+  return {
+    mountpoint: resolve(mountpoint),
+    storage: storage.blobEndpoint === 'emulator' ? { container } : storage,
+    prefix,
+    cacheDir,
+    cacheSize: flags.cacheSize ? parseSize(flags.cacheSize) : 0,
+    readOnly: Boolean(flags.readOnly),
+    fuseOptions: flags.o ?? [],
+    ...(flags.emulator ? { emulator: { dataDir: join(dataHome(env), 'emulator'), demo: Boolean(flags.demo) } } : {}),
+    requestTimeoutSeconds: timeout,
+    debug: Boolean(flags.debug),
+  };
+}
+
+function normalisedId(prefix: string): string {
+  return prefix ? prefix.replace(/[^a-zA-Z0-9]+/g, '_').replace(/_+$/, '') : 'root';
+}
+
+const BIN = fileURLToPath(new URL('../../../bin/blobhsm.js', import.meta.url));
+
+export async function runMount(mountpoint: string, flags: MountFlags, io: CliIo): Promise<number> {
+  const config = buildMountConfig(mountpoint, flags, io.env);
+  if (flags.foreground) return runForeground(config, io);
+  return startBackground(config, io);
+}
+
+async function runForeground(config: MountConfig, io: CliIo): Promise<number> {
+  const { startDaemon } = await import('../daemon/daemon.js');
+  const log = (line: string) => io.stderr.write(`${new Date().toISOString()} ${line}\n`);
+  const daemon = await startDaemon(config, log);
+  const onSignal = () => void daemon.stop();
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.send?.({ ready: true });
+  await daemon.stopped;
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  return 0;
+}
+
+/** Runs the daemon as a detached child (config passed over IPC, so secrets never appear in `ps`). */
+async function startBackground(config: MountConfig, io: CliIo): Promise<number> {
+  const logDir = join(stateHome(io.env), 'logs');
+  mkdirSync(logDir, { recursive: true, mode: 0o700 });
+  const logPath = join(logDir, `${MountRegistry.idOf(config.mountpoint)}.log`);
+  const logFd = openSync(logPath, 'a', 0o600);
+  const child = spawn(process.execPath, [BIN, '__daemon'], {
+    detached: true,
+    stdio: ['ignore', logFd, logFd, 'ipc'],
+    env: { ...io.env, UV_THREADPOOL_SIZE: io.env.UV_THREADPOOL_SIZE ?? '64' },
+  });
+  closeSync(logFd);
+  const outcome = await new Promise<{ ok: true } | { ok: false; message: string }>((done) => {
+    child.on('message', (m: { ready?: boolean; error?: string }) => {
+      if (m.ready) done({ ok: true });
+      else if (m.error) done({ ok: false, message: m.error });
+    });
+    child.on('exit', (code) => done({ ok: false, message: `the daemon exited (status ${code}) before the mount was ready; see ${logPath}` }));
+    child.send({ config });
+  });
+  if (!outcome.ok) {
+    io.stderr.write(`blobhsm mount: ${outcome.message}\n`);
+    return EXIT_FAILURE;
+  }
+  child.disconnect();
+  child.unref();
+  io.stdout.write(`mounted ${config.storage.container}${config.prefix ? '/' + config.prefix : ''} on ${config.mountpoint} (daemon pid ${child.pid}, log ${logPath})\n`);
+  return 0;
+}
+
+/** The detached child's side: receive the config, serve, report readiness or the reason for failing. */
+export async function runDaemonChild(): Promise<number> {
+  const config = await new Promise<MountConfig>((done) => process.once('message', (m: { config: MountConfig }) => done(m.config)));
+  const io: CliIo = { stdout: process.stdout, stderr: process.stderr, env: process.env };
+  try {
+    const code = await runForeground(config, io);
+    return code;
+  } catch (err) {
+    const message = describeError(err);
+    io.stderr.write(`${new Date().toISOString()} mount failed: ${message}\n`);
+    await new Promise<void>((r) => (process.send ? process.send({ error: message }, undefined, {}, () => r()) : r()));
+    return EXIT_FAILURE;
+  }
+}

@@ -1,0 +1,17 @@
+// The control protocol between the CLI and a mount's daemon: one JSON request per connection on a 0600 Unix
+// socket, answered by zero or more event lines and then one result or error line.
+
+export interface ControlRequest {
+  method: string;
+  params: Record<string, unknown>;
+}
+
+export type ControlReply =
+  | { event: unknown }
+  | { result: unknown }
+  | { error: { code: string; message: string } };
+
+/** Emits progress events to the client while a method runs. */
+export type EventSink = (event: unknown) => void;
+
+export type ControlMethod = (params: Record<string, unknown>, emit: EventSink, signal: AbortSignal) => Promise<unknown>;

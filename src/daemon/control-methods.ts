@@ -1,0 +1,177 @@
+// The control methods a mount's daemon answers: HSM state and requests by path, the changelog, jobs, status and
+// unmount. Paths are inside the mount ('/dir/file'); per-path failures are results, not errors.
+import { FsError, UsageError, describeError, errnoCodeOf, type FsErrorCode } from '../errors.js';
+import type { ControlMethod } from '../control/protocol.js';
+import type { Inode } from '../namespace/types.js';
+import type { ActionKind } from '../hsm/coordinator.js';
+import type { DaemonParts } from './daemon.js';
+
+export type PathResult =
+  | { path: string; ok: true; flags: number; archiveId: number; action?: unknown }
+  | { path: string; ok: false; code: FsErrorCode | 'ENOTREG'; message: string };
+
+const ACTION_KINDS: Record<string, ActionKind> = {
+  hsm_archive: 'ARCHIVE',
+  hsm_restore: 'RESTORE',
+  hsm_release: 'RELEASE',
+  hsm_remove: 'REMOVE',
+};
+
+function stringArray(v: unknown, name: string): string[] {
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new UsageError(`'${name}' must be a list of paths`);
+  return v as string[];
+}
+
+export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
+  const { meta, coordinator } = p;
+
+  const resolveFile = (path: string, regularOnly: boolean): Inode => {
+    const inode = meta.resolve(path);
+    if (!inode) throw new FsError('ENOENT', `no such file or directory: ${path}`);
+    if (regularOnly && inode.kind !== 'file') throw Object.assign(new FsError('EINVAL', `${path} is not a regular file`), { notRegular: true });
+    return inode;
+  };
+
+  const failure = (path: string, err: unknown): PathResult => ({
+    path,
+    ok: false,
+    code: (err as { notRegular?: boolean }).notRegular ? 'ENOTREG' : errnoCodeOf(err),
+    message: describeError(err),
+  });
+
+  const eachPath = (paths: string[], fn: (path: string) => PathResult): PathResult[] =>
+    paths.map((path) => {
+      try {
+        return fn(path);
+      } catch (err) {
+        return failure(path, err);
+      }
+    });
+
+  const ok = (path: string, inode: Inode, action?: unknown): PathResult => ({
+    path,
+    ok: true,
+    flags: inode.hsmFlags,
+    archiveId: inode.archiveId,
+    ...(action === undefined ? {} : { action }),
+  });
+
+  return {
+    status: async () => ({
+      mountpoint: p.config.mountpoint,
+      container: p.config.storage.container,
+      prefix: p.config.prefix,
+      description: p.store.description,
+      pid: process.pid,
+      cacheDir: p.config.cacheDir,
+      cacheBytes: p.cache.bytesUsed(),
+      inodes: meta.countInodes(),
+      requests: p.store.requestCounts(),
+    }),
+
+    unmount: async () => {
+      setImmediate(() => p.requestStop());
+      return { stopping: true };
+    },
+
+    hsm_state: async (params) =>
+      eachPath(stringArray(params.paths, 'paths'), (path) => ok(path, resolveFile(path, false))),
+
+    hsm_action: async (params) =>
+      eachPath(stringArray(params.paths, 'paths'), (path) => {
+        const inode = resolveFile(path, false);
+        return ok(path, inode, coordinator.action(inode.ino) ?? null);
+      }),
+
+    hsm_set: async (params) => {
+      const set = Number(params.set ?? 0);
+      const clear = Number(params.clear ?? 0);
+      const archiveId = params.archiveId === undefined ? undefined : Number(params.archiveId);
+      const privileged = Number(params.uid ?? -1) === 0;
+      return eachPath(stringArray(params.paths, 'paths'), (path) => {
+        const inode = resolveFile(path, true);
+        return ok(path, coordinator.setFlags(inode.ino, set, clear, privileged, archiveId));
+      });
+    },
+
+    hsm_request: async (params, emit) => {
+      const kind = ACTION_KINDS[String(params.command)];
+      if (!kind) throw new UsageError(`unknown HSM request '${String(params.command)}'`);
+      const archiveId = params.archiveId === undefined ? 1 : Number(params.archiveId);
+      const paths = stringArray(params.paths, 'paths');
+      const pending: Array<{ index: number; done: Promise<void> }> = [];
+      const results = eachPath(paths, (path) => {
+        const inode = resolveFile(path, true);
+        const { done } = coordinator.request(kind, inode.ino, archiveId);
+        pending.push({ index: pending.length, done });
+        return ok(path, inode);
+      });
+      if (!params.wait) {
+        for (const x of pending) x.done.catch((err) => p.log(`${kind.toLowerCase()} failed: ${describeError(err)}`));
+        return results;
+      }
+      const okIndexes = results.map((r, i) => (r.ok ? i : -1)).filter((i) => i >= 0);
+      let finished = 0;
+      await Promise.all(
+        pending.map(async (x, n) => {
+          const i = okIndexes[n]!;
+          try {
+            await x.done;
+            const inode = meta.resolve(paths[i]!);
+            if (inode) results[i] = ok(paths[i]!, inode);
+          } catch (err) {
+            results[i] = failure(paths[i]!, err);
+          }
+          finished++;
+          if (finished % 100 === 0) emit({ finished, total: pending.length });
+        }),
+      );
+      return results;
+    },
+
+    hsm_cancel: async (params) =>
+      eachPath(stringArray(params.paths, 'paths'), (path) => {
+        const inode = resolveFile(path, true);
+        coordinator.cancel(inode.ino);
+        return ok(path, inode);
+      }),
+
+    changelog: async (params, emit, signal) => {
+      const from = Number(params.from ?? 0);
+      const follow = Boolean(params.follow);
+      let next = from;
+      for (;;) {
+        const batch = meta.readChangelog(next, 1000);
+        for (const r of batch) emit(r);
+        if (batch.length) next = batch[batch.length - 1]!.index + 1;
+        if (batch.length === 1000) continue;
+        if (!follow || signal.aborted) return { next };
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    },
+
+    changelog_register: async () => ({ reader: meta.registerChangelogReader() }),
+
+    changelog_clear: async (params) => {
+      meta.clearChangelog(String(params.reader), Number(params.index));
+      return { cleared: true };
+    },
+
+    export: async (params, emit) => {
+      const prefixes = params.prefixes === undefined ? ['/'] : stringArray(params.prefixes, 'prefixes');
+      const job = p.jobs.startExport(prefixes);
+      if (!params.wait) return job.summary();
+      const timer = setInterval(() => emit(job.summary()), 500);
+      try {
+        await job.done;
+      } finally {
+        clearInterval(timer);
+      }
+      return job.summary();
+    },
+
+    jobs: async () => p.jobs.list(),
+
+    jobs_cancel: async () => p.jobs.cancelRunning(),
+  };
+}

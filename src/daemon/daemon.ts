@@ -1,0 +1,290 @@
+// Daemon wiring: the one place that builds every layer from a typed MountConfig, imports the namespace at the
+// first mount, reconciles the cache, mounts FUSE, serves the control socket, and shuts it all down cleanly.
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync, existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { BlobError, UsageError, describeError } from '../errors.js';
+import type { MountConfig } from '../config.js';
+import { stateHome } from '../config.js';
+import type { BlobStore } from '../blob/blob-store.js';
+import { createAzureStore } from '../blob/azure-store.js';
+import { startEmulator, type Emulator } from '../emulator/emulator.js';
+import { seedDemo } from '../emulator/demo.js';
+import { openMetaStore } from '../namespace/meta-store.js';
+import type { MetaStore } from '../namespace/types.js';
+import { importNamespace, type ImportStats } from '../namespace/importer.js';
+import { DataCache } from '../cache/data-cache.js';
+import { Hydrator } from '../hsm/hydrator.js';
+import { Coordinator } from '../hsm/coordinator.js';
+import { Changelog } from '../hsm/changelog.js';
+import { Vfs } from '../vfs/vfs.js';
+import { mountFuse, type FuseHandle } from '../fuse/fuse-adapter.js';
+import { ControlServer } from '../control/server.js';
+import { MountRegistry, isAlive } from '../control/registry.js';
+import { controlMethods } from './control-methods.js';
+import { reconcileCache } from './reconcile.js';
+import { tuneReadAhead, isMounted } from './mount-checks.js';
+import { JobRunner } from '../jobs/job-runner.js';
+
+export interface DaemonHandle {
+  /** Unmounts and stops everything; safe to call twice. */
+  stop(): Promise<void>;
+  /** Resolves when the daemon has stopped (by stop(), a signal or an unmount request). */
+  stopped: Promise<void>;
+}
+
+export interface DaemonParts {
+  config: MountConfig;
+  store: BlobStore;
+  meta: MetaStore;
+  cache: DataCache;
+  coordinator: Coordinator;
+  changelog: Changelog;
+  vfs: Vfs;
+  jobs: JobRunner;
+  log: (line: string) => void;
+  requestStop: () => void;
+}
+
+/** Holds the cache directory for one daemon; a second daemon on the same directory is refused. */
+function lockCacheDir(cacheDir: string): () => void {
+  const lockPath = join(cacheDir, 'daemon.pid');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(lockPath, 'wx', 0o600);
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return () => rmSync(lockPath, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number(readFileSync(lockPath, 'utf8').trim());
+      if (pid && pid !== process.pid && isAlive(pid)) {
+        throw new UsageError(
+          `another blobhsm daemon (pid ${pid}) is using the cache directory ${cacheDir}: unmount it first, or pass a different --cache-dir`,
+        );
+      }
+      rmSync(lockPath, { force: true });
+    }
+  }
+  throw new UsageError(`cannot lock the cache directory ${cacheDir}`);
+}
+
+function checkMountpoint(mountpoint: string): void {
+  let st;
+  try {
+    st = statSync(mountpoint);
+  } catch {
+    throw new UsageError(`mountpoint ${mountpoint} does not exist: create it with mkdir -p first`);
+  }
+  if (!st.isDirectory()) throw new UsageError(`mountpoint ${mountpoint} is not a directory`);
+  if (isMounted(mountpoint)) throw new UsageError(`${mountpoint} is already a mount point: unmount it first (blobhsm unmount ${mountpoint})`);
+  if (!existsSync('/dev/fuse')) throw new UsageError('FUSE is not available (/dev/fuse is missing): load the fuse module or run with --device /dev/fuse in a container');
+}
+
+/** Explains a first-contact failure with the blob service in terms of what to fix. */
+function explainStorageError(err: unknown, where: string): Error {
+  if (err instanceof BlobError) {
+    const hint =
+      err.kind === 'Unauthorized'
+        ? 'check the account key, SAS token or Azure login (AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN, az login)'
+        : err.kind === 'Timeout' || err.kind === 'Transient'
+          ? 'check the endpoint and that the service is reachable (--blob-endpoint, AZURE_STORAGE_BLOB_ENDPOINT)'
+          : 'check the container name and credentials';
+    return new UsageError(`cannot use ${where}: ${describeError(err)}; ${hint}`, { cause: err });
+  }
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+export async function startDaemon(config: MountConfig, log: (line: string) => void): Promise<DaemonHandle> {
+  checkMountpoint(config.mountpoint);
+  mkdirSync(config.cacheDir, { recursive: true, mode: 0o700 });
+  const unlock = lockCacheDir(config.cacheDir);
+  const cleanups: Array<() => Promise<void> | void> = [unlock];
+  const runCleanups = async () => {
+    for (const c of cleanups.splice(0).reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        log(`shutdown: ${describeError(err)}`);
+      }
+    }
+  };
+  try {
+    return await startParts(config, log, cleanups, runCleanups);
+  } catch (err) {
+    await runCleanups();
+    throw err;
+  }
+}
+
+async function startParts(
+  config: MountConfig,
+  log: (line: string) => void,
+  cleanups: Array<() => Promise<void> | void>,
+  runCleanups: () => Promise<void>,
+): Promise<DaemonHandle> {
+  let emulator: Emulator | undefined;
+  const storage = { ...config.storage };
+  if (config.emulator) {
+    emulator = await startEmulator({ dataDir: config.emulator.dataDir });
+    cleanups.push(() => emulator!.stop());
+    storage.connectionString = emulator.connectionString;
+    log(`embedded Azurite emulator on port ${emulator.port} (data in ${config.emulator.dataDir})`);
+  }
+  const store = createAzureStore({ ...storage, timeoutMs: config.requestTimeoutSeconds * 1000 });
+  const where = `container '${storage.container}' at ${store.description}`;
+  let exists: boolean;
+  try {
+    exists = await store.containerExists();
+  } catch (err) {
+    throw explainStorageError(err, where);
+  }
+  if (!exists) {
+    if (!config.emulator) throw new UsageError(`${where} does not exist: create it first, or check --container`);
+    await store.createContainer();
+  }
+  if (config.emulator?.demo) {
+    const seeded = await seedDemo(store, config.prefix);
+    if (seeded) log(`seeded the demo tree (${seeded} blobs)`);
+  }
+
+  const meta = openMetaStore(join(config.cacheDir, 'meta.db'));
+  cleanups.push(() => meta.close());
+  const source = JSON.stringify({ container: storage.container, prefix: config.prefix });
+  const recorded = meta.getSetting('source');
+  if (recorded && recorded !== source) {
+    throw new UsageError(`the cache directory ${config.cacheDir} belongs to another container or prefix (${recorded}): pass a different --cache-dir`);
+  }
+  let namespaceId = meta.getSetting('namespaceId');
+  if (!namespaceId) {
+    namespaceId = randomUUID();
+    meta.setSetting('namespaceId', namespaceId);
+  }
+  meta.setSetting('source', source);
+
+  if (!meta.getSetting('importedAt')) {
+    const stats = await importNamespace({
+      store,
+      meta,
+      prefix: config.prefix,
+      log,
+      onProgress: progressPrinter(),
+    });
+    if (process.stderr.isTTY) process.stderr.write('\n');
+    meta.setSetting('importedAt', new Date().toISOString());
+    meta.setSetting('lastImport', JSON.stringify(stats));
+    log(importSummary(stats));
+  }
+
+  const cache = new DataCache({ dir: config.cacheDir });
+  const cacheFiles = await cache.scan();
+  const changelog = new Changelog(meta);
+  let vfs: Vfs | undefined;
+  const openState = {
+    hasWriter: (ino: number) => vfs?.hasWriter(ino) ?? false,
+    isOpen: (ino: number) => vfs?.isOpen(ino) ?? false,
+  };
+  let coordinator: Coordinator | undefined;
+  const hydrator = new Hydrator({
+    store,
+    cache,
+    ranges: meta,
+    onRestored: (ino: number) => coordinator?.onRestored(ino),
+    log,
+  });
+  coordinator = new Coordinator({
+    meta,
+    store,
+    cache,
+    hydrator,
+    changelog,
+    blobPrefix: config.prefix,
+    cacheSizeLimit: config.cacheSize,
+    openState,
+    namespaceId,
+    log,
+  });
+  const report = await reconcileCache(meta, cache, cacheFiles);
+  for (const line of report) log(line);
+  vfs = new Vfs({ meta, cache, coordinator, changelog, readOnly: config.readOnly });
+  const accessTimer = setInterval(() => coordinator!.flushAccessTimes(), 5000);
+  accessTimer.unref();
+  cleanups.push(() => {
+    clearInterval(accessTimer);
+    coordinator!.flushAccessTimes();
+  });
+
+  let stopRequested: () => void = () => undefined;
+  const stopSignal = new Promise<void>((resolve) => (stopRequested = resolve));
+  const jobs = new JobRunner({ meta, store, coordinator, log, prefix: config.prefix, mountRoot: config.mountpoint });
+  cleanups.push(() => jobs.cancelAll());
+
+  const fuse: FuseHandle = await mountFuse(config.mountpoint, vfs, {
+    readOnly: config.readOnly,
+    extraOptions: config.fuseOptions,
+    debug: config.debug,
+    log,
+  });
+  cleanups.push(() => unmountWithRetry(fuse, log));
+  tuneReadAhead(config.mountpoint, 1024, log);
+
+  const registry = new MountRegistry(stateHome());
+  const socket = registry.socketPathFor(config.mountpoint);
+  const parts: DaemonParts = { config, store, meta, cache, coordinator, changelog, vfs, jobs, log, requestStop: () => stopRequested() };
+  const control = new ControlServer(controlMethods(parts));
+  await control.listen(socket);
+  cleanups.push(() => control.close());
+  registry.register({
+    mountpoint: config.mountpoint,
+    container: storage.container,
+    prefix: config.prefix,
+    description: store.description,
+    cacheDir: config.cacheDir,
+    socket,
+    pid: process.pid,
+    startedAt: new Date().toISOString(),
+  });
+  cleanups.push(() => registry.unregister(config.mountpoint));
+  log(`mounted ${where} on ${config.mountpoint} (cache ${config.cacheDir})`);
+
+  let stopping: Promise<void> | undefined;
+  const stop = () => (stopping ??= (async () => {
+    log(`unmounting ${config.mountpoint}`);
+    await runCleanups();
+    stopRequested();
+  })());
+  const stopped = stopSignal.then(() => stop());
+  return { stop, stopped };
+}
+
+async function unmountWithRetry(fuse: FuseHandle, log: (line: string) => void): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await fuse.unmount();
+      return;
+    } catch (err) {
+      if (attempt >= 20) throw err;
+      if (attempt === 1) log(`unmount busy (${describeError(err)}); retrying`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+function importSummary(s: ImportStats): string {
+  return (
+    `import: ${s.totalBlobsWalked} blobs walked, ${s.importedFiles} files, ${s.importedDirectories} directories, ` +
+    `${s.importedSymlinks} symlinks, ${s.totalConflicts} conflicts, ${s.totalErrors} errors`
+  );
+}
+
+function progressPrinter(): ((s: ImportStats) => void) | undefined {
+  if (!process.stderr.isTTY) return undefined;
+  let last = 0;
+  return (s) => {
+    const now = Date.now();
+    if (now - last < 200) return;
+    last = now;
+    process.stderr.write(`\rimporting: ${s.totalBlobsWalked} blobs walked, ${s.totalBlobsImported} imported`);
+  };
+}
+

@@ -1,0 +1,42 @@
+// Startup reconciliation of the metadata store with the cache directory: a resident file whose data is missing
+// becomes RELEASED if it was clean and archived, LOST (loudly) otherwise; a file written before a crash gets the
+// size of its cache file; cache files no inode owns are deleted.
+import type { CacheFile, DataCache } from '../cache/data-cache.js';
+import { HsmFlag } from '../hsm/flags.js';
+import type { MetaStore } from '../namespace/types.js';
+
+export async function reconcileCache(meta: MetaStore, cache: DataCache, files: CacheFile[]): Promise<string[]> {
+  const report: string[] = [];
+  const byIno = new Map(files.map((f) => [f.ino, f] as const));
+  const resident = meta.filesWithFlags(HsmFlag.RELEASED, 0);
+  meta.transaction(() => {
+    for (const inode of resident) {
+      const file = byIno.get(inode.ino);
+      if (file && file.generation === inode.generation) {
+        // Data written before a crash may have outrun the persisted size: the cache file is the truth.
+        if (file.size !== inode.size) {
+          meta.update(inode.ino, { size: file.size });
+          report.push(`recovered size of inode ${inode.ino} (${meta.pathOf(inode.ino) ?? '?'}): ${inode.size} → ${file.size}`);
+        }
+        continue;
+      }
+      if (inode.size === 0) continue;
+      const clean = (inode.hsmFlags & HsmFlag.ARCHIVED) !== 0 && (inode.hsmFlags & HsmFlag.DIRTY) === 0;
+      const path = meta.pathOf(inode.ino) ?? `inode ${inode.ino}`;
+      if (clean) {
+        meta.update(inode.ino, { hsmFlags: inode.hsmFlags | HsmFlag.RELEASED, generation: inode.generation + 1 });
+        meta.clearRanges(inode.ino);
+        report.push(`cache data of ${path} is missing; it is archived, so it is now released and will be restored on read`);
+      } else {
+        const lost = (inode.hsmFlags & HsmFlag.ARCHIVED) !== 0 ? inode.hsmFlags | HsmFlag.LOST : inode.hsmFlags;
+        meta.update(inode.ino, { hsmFlags: lost });
+        report.push(`WARNING: cache data of ${path} is missing and it was never archived with its latest content: local changes are lost`);
+      }
+    }
+  });
+  for (const f of files) {
+    const inode = meta.get(f.ino);
+    if (!inode || inode.generation !== f.generation || inode.kind !== 'file') await cache.drop(f.ino, f.generation);
+  }
+  return report;
+}

@@ -1,0 +1,118 @@
+// The FUSE adapter: the only importer of fuse-native. One line per op (call the Vfs, map the error through
+// errnoOf), plus the mount options. Nothing else in blobhsm knows FUSE exists.
+import { createRequire } from 'node:module';
+import { errnoOf, describeError, FsError } from '../errors.js';
+import type { Vfs, Stat } from '../vfs/vfs.js';
+
+const require = createRequire(import.meta.url);
+
+type Cb = (code: number, ...rest: unknown[]) => void;
+
+export interface FuseMountOptions {
+  readOnly: boolean;
+  /** Extra `-o` options from the command line (comma separated, as for mount). */
+  extraOptions?: string[];
+  /** Seconds the kernel may cache attributes and entries (imported data changes only through this mount). */
+  attrTimeoutSeconds?: number;
+  debug?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface FuseHandle {
+  unmount(): Promise<void>;
+}
+
+/**
+ * Mount options. fuse-native has no option for big_writes, use_ino or negative_timeout and joins its options
+ * unescaped, so they ride on the fsname (pinned by the WRITE-size test in test/e2e-write.test.ts).
+ */
+export function fuseOptions(o: FuseMountOptions): Record<string, unknown> {
+  const timeout = String(o.attrTimeoutSeconds ?? 60);
+  const injected = ['big_writes', 'use_ino', `negative_timeout=${timeout}`, 'max_read=131072', ...(o.readOnly ? ['ro'] : []), ...(o.extraOptions ?? [])];
+  return {
+    fsname: ['blobhsm', ...injected].join(','),
+    subtype: 'blobhsm',
+    kernelCache: true,
+    attrTimeout: timeout,
+    entryTimeout: timeout,
+    defaultPermissions: true,
+    allowOther: process.getuid?.() === 0,
+    debug: o.debug ?? false,
+    // Reads wait for hydration: no per-op timeout (fuse-native's 15 s default would answer ETIMEDOUT).
+    timeout: false,
+  };
+}
+
+function toFuseStat(s: Stat): Record<string, unknown> {
+  return { ...s, atime: s.atime, mtime: s.mtime, ctime: s.ctime };
+}
+
+export function buildOps(vfs: Vfs, log: (line: string) => void): Record<string, (...args: never[]) => void> {
+  const fail = (op: string, cb: Cb, err: unknown) => {
+    const errno = errnoOf(err);
+    if (!(err instanceof FsError) || err.code === 'EIO') log(`${op}: ${describeError(err)}`);
+    cb(-errno);
+  };
+  const run = <T>(op: string, cb: Cb, p: Promise<T>, ok: (value: T) => void) => {
+    p.then(ok, (err) => fail(op, cb, err));
+  };
+  return {
+    getattr: (path: string, cb: Cb) => run('getattr', cb, vfs.getattr(path), (s) => cb(0, toFuseStat(s))),
+    fgetattr: (path: string, _fd: number, cb: Cb) => run('getattr', cb, vfs.getattr(path), (s) => cb(0, toFuseStat(s))),
+    readdir: (path: string, cb: Cb) => run('readdir', cb, vfs.readdir(path), (r) => cb(0, r.names, r.stats.map(toFuseStat))),
+    readlink: (path: string, cb: Cb) => run('readlink', cb, vfs.readlink(path), (t) => cb(0, t)),
+    statfs: (path: string, cb: Cb) => run('statfs', cb, vfs.statfs(path), (s) => cb(0, s)),
+    open: (path: string, flags: number, cb: Cb) => run('open', cb, vfs.open(path, flags), (fh) => cb(0, fh)),
+    create: (path: string, mode: number, cb: Cb) => run('create', cb, vfs.create(path, mode), (fh) => cb(0, fh)),
+    read: (_p: string, fh: number, buf: Buffer, len: number, pos: number, cb: Cb) =>
+      run('read', cb, vfs.read(fh, buf, len, pos), (n) => cb(n)),
+    write: (_p: string, fh: number, buf: Buffer, len: number, pos: number, cb: Cb) =>
+      run('write', cb, vfs.write(fh, buf, len, pos), (n) => cb(n)),
+    flush: (_p: string, fh: number, cb: Cb) => run('flush', cb, vfs.flush(fh), () => cb(0)),
+    fsync: (_p: string, _datasync: number, fh: number, cb: Cb) => run('fsync', cb, vfs.fsync(fh), () => cb(0)),
+    release: (_p: string, fh: number, cb: Cb) => run('release', cb, vfs.release(fh), () => cb(0)),
+    truncate: (path: string, size: number, cb: Cb) => run('truncate', cb, vfs.truncate(path, size), () => cb(0)),
+    ftruncate: (_p: string, fh: number, size: number, cb: Cb) => run('ftruncate', cb, vfs.ftruncate(fh, size), () => cb(0)),
+    unlink: (path: string, cb: Cb) => run('unlink', cb, vfs.unlink(path), () => cb(0)),
+    rename: (from: string, to: string, cb: Cb) => run('rename', cb, vfs.rename(from, to), () => cb(0)),
+    link: (from: string, to: string, cb: Cb) => run('link', cb, vfs.link(from, to), () => cb(0)),
+    symlink: (target: string, path: string, cb: Cb) => run('symlink', cb, vfs.symlink(target, path), () => cb(0)),
+    mkdir: (path: string, mode: number, cb: Cb) => run('mkdir', cb, vfs.mkdir(path, mode), () => cb(0)),
+    rmdir: (path: string, cb: Cb) => run('rmdir', cb, vfs.rmdir(path), () => cb(0)),
+    chmod: (path: string, mode: number, cb: Cb) => run('chmod', cb, vfs.chmod(path, mode), () => cb(0)),
+    chown: (path: string, uid: number, gid: number, cb: Cb) => run('chown', cb, vfs.chown(path, uid, gid), () => cb(0)),
+    // fuse-native passes atime for both times (a known bug); mtime is what tools set, so use the second value.
+    utimens: (path: string, atime: number, mtime: number, cb: Cb) =>
+      run('utimens', cb, vfs.utimens(path, atime, mtime), () => cb(0)),
+    getxattr: (path: string, name: string, _pos: number, cb: Cb) =>
+      run('getxattr', cb, vfs.getxattr(path, name), (v) => (v === null ? cb(-61 /* ENODATA */) : cb(0, v))),
+    listxattr: (path: string, cb: Cb) => run('listxattr', cb, vfs.listxattr(path), (names) => cb(0, names)),
+    setxattr: (path: string, name: string, _v: Buffer, _pos: number, _flags: number, cb: Cb) =>
+      run('setxattr', cb, vfs.setxattr(path, name), () => cb(0)),
+  };
+}
+
+interface FuseInstance {
+  mount(cb: (err: Error | null) => void): void;
+  unmount(cb: (err: Error | null) => void): void;
+}
+
+/** Mounts the Vfs; resolves once the kernel answers (init has run). */
+export async function mountFuse(mountpoint: string, vfs: Vfs, o: FuseMountOptions): Promise<FuseHandle> {
+  const Fuse = require('fuse-native') as new (mnt: string, ops: unknown, opts: unknown) => FuseInstance;
+  const log = o.log ?? (() => undefined);
+  const fuse = new Fuse(mountpoint, buildOps(vfs, log), fuseOptions(o));
+  await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));
+  let unmounted = false;
+  return {
+    unmount: () =>
+      new Promise<void>((resolve, reject) => {
+        if (unmounted) return resolve();
+        fuse.unmount((err) => {
+          if (err) return reject(err);
+          unmounted = true;
+          resolve();
+        });
+      }),
+  };
+}

@@ -1,0 +1,470 @@
+// Filesystem semantics with FUSE op names: path based, async, throwing typed FsErrors. Knows nothing of FUSE.
+// Owns open handles and the in-memory size overlay of files being written; data goes through the DataCache,
+// HSM-driven state changes (restore, dirty marking) through the Coordinator.
+import { constants as fsConstants, statfs as statfsCb } from 'node:fs';
+import { promisify } from 'node:util';
+import { FsError } from '../errors.js';
+import type { DataCache } from '../cache/data-cache.js';
+import type { Coordinator } from '../hsm/coordinator.js';
+import { HsmFlag, stateWords } from '../hsm/flags.js';
+import type { Inode, MetaStore, NewInode } from '../namespace/types.js';
+import { ROOT_INO } from '../namespace/types.js';
+import type { Changelog } from '../hsm/changelog.js';
+
+const statfsAsync = promisify(statfsCb);
+
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+const S_IFLNK = 0o120000;
+const O_ACCMODE = 3;
+const { O_RDONLY, O_TRUNC } = fsConstants;
+
+export interface Stat {
+  ino: number;
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  size: number;
+  blocks: number;
+  blksize: number;
+  atime: number;
+  mtime: number;
+  ctime: number;
+}
+
+export interface StatFs {
+  bsize: number;
+  frsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  favail: number;
+  namemax: number;
+}
+
+interface Handle {
+  ino: number;
+  writable: boolean;
+  wrote: boolean;
+}
+
+export interface VfsOptions {
+  meta: MetaStore;
+  cache: DataCache;
+  coordinator: Coordinator;
+  changelog: Changelog;
+  readOnly: boolean;
+  /** uid/gid given to new files when the caller is unknown (fuse-native does not expose it). */
+  owner?: { uid: number; gid: number };
+}
+
+export const XATTR_NAMES = ['user.hsm.state', 'user.hsm.flags', 'user.hsm.archive_id', 'user.hsm.blob', 'user.hsm.etag'];
+
+export class Vfs {
+  private readonly meta: MetaStore;
+  private readonly cache: DataCache;
+  private readonly coordinator: Coordinator;
+  private readonly changelog: Changelog;
+  private readonly readOnly: boolean;
+  private readonly owner: { uid: number; gid: number };
+  private readonly handles = new Map<number, Handle>();
+  private nextHandle = 1;
+  /** Sizes of files being written, not yet persisted (persisted on flush, fsync and release). */
+  private readonly pendingSize = new Map<number, number>();
+
+  constructor(options: VfsOptions) {
+    this.meta = options.meta;
+    this.cache = options.cache;
+    this.coordinator = options.coordinator;
+    this.changelog = options.changelog;
+    this.readOnly = options.readOnly;
+    this.owner = options.owner ?? { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+  }
+
+  // ---- lookups -------------------------------------------------------------------------------------------
+
+  private resolve(path: string): Inode {
+    const inode = this.meta.resolve(path);
+    if (!inode) throw new FsError('ENOENT', `no such file or directory: ${path}`);
+    return inode;
+  }
+
+  private resolveParent(path: string): { parent: Inode; name: string } {
+    const cut = path.lastIndexOf('/');
+    const name = path.slice(cut + 1);
+    if (!name) throw new FsError('EINVAL', `bad path: ${path}`);
+    if (Buffer.byteLength(name) > 255) throw new FsError('ENAMETOOLONG', `name too long: ${name}`);
+    const parent = this.resolve(path.slice(0, cut) || '/');
+    if (parent.kind !== 'dir') throw new FsError('ENOTDIR', `not a directory: ${path.slice(0, cut)}`);
+    return { parent, name };
+  }
+
+  private handle(fh: number): Handle {
+    const h = this.handles.get(fh);
+    if (!h) throw new FsError('EBADF', `bad file handle ${fh}`);
+    return h;
+  }
+
+  private writable(): void {
+    if (this.readOnly) throw new FsError('EROFS', 'the mount is read-only');
+  }
+
+  /** The inode as stored, with the size of a file being written. */
+  private current(ino: number): Inode {
+    const inode = this.meta.get(ino);
+    if (!inode) throw new FsError('ENOENT', `inode ${ino} is gone`);
+    const size = this.pendingSize.get(ino);
+    return size === undefined ? inode : { ...inode, size };
+  }
+
+  statOf(inode: Inode): Stat {
+    const typeBits = inode.kind === 'dir' ? S_IFDIR : inode.kind === 'symlink' ? S_IFLNK : S_IFREG;
+    const size = this.pendingSize.get(inode.ino) ?? inode.size;
+    const released = (inode.hsmFlags & HsmFlag.RELEASED) !== 0;
+    const blocks = released ? (size > 0 ? 1 : 0) : Math.ceil(size / 512);
+    return {
+      ino: inode.ino,
+      mode: typeBits | inode.mode,
+      nlink: inode.nlink,
+      uid: inode.uid,
+      gid: inode.gid,
+      size,
+      blocks,
+      blksize: 4096,
+      atime: inode.atimeMs,
+      mtime: inode.mtimeMs,
+      ctime: inode.ctimeMs,
+    };
+  }
+
+  // ---- read side -----------------------------------------------------------------------------------------
+
+  async getattr(path: string): Promise<Stat> {
+    return this.statOf(this.resolve(path));
+  }
+
+  async readdir(path: string): Promise<{ names: string[]; stats: Stat[] }> {
+    const dir = this.resolve(path);
+    if (dir.kind !== 'dir') throw new FsError('ENOTDIR', `not a directory: ${path}`);
+    const entries = this.meta.readdir(dir.ino);
+    return { names: entries.map((e) => e.name), stats: entries.map((e) => this.statOf(e.inode)) };
+  }
+
+  async readlink(path: string): Promise<string> {
+    const inode = this.resolve(path);
+    if (inode.kind !== 'symlink' || inode.target === null) throw new FsError('EINVAL', `not a symlink: ${path}`);
+    return inode.target;
+  }
+
+  async statfs(_path: string): Promise<StatFs> {
+    const disk = await statfsAsync(this.cache.dir);
+    const files = this.meta.countInodes();
+    return {
+      bsize: disk.bsize,
+      frsize: disk.bsize,
+      blocks: disk.blocks,
+      bfree: disk.bfree,
+      bavail: disk.bavail,
+      files: files + 1_000_000,
+      ffree: 1_000_000,
+      favail: 1_000_000,
+      namemax: 255,
+    };
+  }
+
+  async open(path: string, flags: number): Promise<number> {
+    const inode = this.resolve(path);
+    if (inode.kind === 'dir') throw new FsError('EISDIR', `is a directory: ${path}`);
+    const writable = (flags & O_ACCMODE) !== O_RDONLY;
+    if (writable || flags & O_TRUNC) this.writable();
+    const fh = this.nextHandle++;
+    this.handles.set(fh, { ino: inode.ino, writable, wrote: false });
+    if (flags & O_TRUNC && writable) {
+      try {
+        await this.truncateInode(inode.ino, 0);
+      } catch (err) {
+        this.handles.delete(fh);
+        throw err;
+      }
+    }
+    this.coordinator.touch(inode.ino);
+    return fh;
+  }
+
+  /** Reads into buf; a released file is restored first, each read waiting only for its own range. */
+  async read(fh: number, buf: Buffer, length: number, position: number): Promise<number> {
+    const h = this.handle(fh);
+    let inode = this.current(h.ino);
+    if (position >= inode.size) return 0;
+    const want = Math.min(length, inode.size - position);
+    if (inode.hsmFlags & HsmFlag.RELEASED) {
+      await this.coordinator.ensureReadable(inode, position, want);
+      inode = this.current(h.ino);
+    }
+    return this.cache.read(inode.ino, inode.generation, buf, want, position);
+  }
+
+  async getxattr(path: string, name: string): Promise<Buffer | null> {
+    const inode = this.resolve(path);
+    const value = this.xattrValue(inode, name);
+    return value === null ? null : Buffer.from(value);
+  }
+
+  private xattrValue(inode: Inode, name: string): string | null {
+    switch (name) {
+      case 'user.hsm.state':
+        return stateWords(inode.hsmFlags).join(' ');
+      case 'user.hsm.flags':
+        return `0x${inode.hsmFlags.toString(16).padStart(8, '0')}`;
+      case 'user.hsm.archive_id':
+        return String(inode.archiveId);
+      case 'user.hsm.blob':
+        return inode.blobName;
+      case 'user.hsm.etag':
+        return inode.etag;
+      default:
+        return null;
+    }
+  }
+
+  async listxattr(path: string): Promise<string[]> {
+    const inode = this.resolve(path);
+    return XATTR_NAMES.filter((n) => this.xattrValue(inode, n) !== null);
+  }
+
+  // ---- write side ----------------------------------------------------------------------------------------
+
+  async create(path: string, mode: number): Promise<number> {
+    this.writable();
+    const { parent, name } = this.resolveParent(path);
+    const now = Date.now();
+    const inode = this.meta.create(parent.ino, name, this.newInode('file', mode & 0o7777, now));
+    await this.cache.truncate(inode.ino, inode.generation, 0);
+    this.touchDir(parent.ino, now);
+    this.changelog.record('CREAT', inode.ino, parent.ino, name);
+    const fh = this.nextHandle++;
+    this.handles.set(fh, { ino: inode.ino, writable: true, wrote: false });
+    return fh;
+  }
+
+  async write(fh: number, buf: Buffer, length: number, position: number): Promise<number> {
+    const h = this.handle(fh);
+    if (!h.writable) throw new FsError('EBADF', 'file not open for writing');
+    let inode = this.current(h.ino);
+    if (inode.hsmFlags & HsmFlag.RELEASED) inode = await this.coordinator.ensureResident(inode);
+    inode = this.coordinator.beforeContentChange(inode.ino);
+    const written = await this.cache.write(inode.ino, inode.generation, buf, length, position);
+    h.wrote = true;
+    const size = this.pendingSize.get(inode.ino) ?? inode.size;
+    if (position + written > size) this.pendingSize.set(inode.ino, position + written);
+    else if (!this.pendingSize.has(inode.ino)) this.pendingSize.set(inode.ino, size);
+    return written;
+  }
+
+  private async truncateInode(ino: number, size: number): Promise<void> {
+    let inode = this.current(ino);
+    if (inode.kind !== 'file') throw new FsError('EISDIR', 'not a regular file');
+    if (inode.hsmFlags & HsmFlag.RELEASED) {
+      inode = size === 0 ? await this.coordinator.discardReleased(inode) : await this.coordinator.ensureResident(inode);
+    }
+    inode = this.coordinator.beforeContentChange(ino);
+    await this.cache.truncate(ino, inode.generation, size);
+    this.pendingSize.delete(ino);
+    const now = Date.now();
+    this.meta.update(ino, { size, mtimeMs: now, ctimeMs: now });
+    this.changelog.record('TRUNC', ino, 0, '');
+  }
+
+  async truncate(path: string, size: number): Promise<void> {
+    this.writable();
+    await this.truncateInode(this.resolve(path).ino, size);
+  }
+
+  async ftruncate(fh: number, size: number): Promise<void> {
+    this.writable();
+    await this.truncateInode(this.handle(fh).ino, size);
+  }
+
+  /** Persists the size and mtime of a written file. */
+  private persistWrites(h: Handle): void {
+    if (!h.wrote) return;
+    const size = this.pendingSize.get(h.ino);
+    const now = Date.now();
+    if (this.meta.get(h.ino)) this.meta.update(h.ino, { ...(size === undefined ? {} : { size }), mtimeMs: now, ctimeMs: now });
+  }
+
+  async flush(fh: number): Promise<void> {
+    this.persistWrites(this.handle(fh));
+  }
+
+  async fsync(fh: number): Promise<void> {
+    const h = this.handle(fh);
+    this.persistWrites(h);
+    const inode = this.meta.get(h.ino);
+    if (inode && !(inode.hsmFlags & HsmFlag.RELEASED)) await this.cache.fsync(inode.ino, inode.generation);
+  }
+
+  async release(fh: number): Promise<void> {
+    const h = this.handle(fh);
+    this.handles.delete(fh);
+    this.persistWrites(h);
+    if (h.wrote) {
+      this.changelog.record('CLOSE', h.ino, 0, '');
+      this.coordinator.afterClose(h.ino);
+    }
+    if (![...this.handles.values()].some((o) => o.ino === h.ino)) this.pendingSize.delete(h.ino);
+  }
+
+  /** True while any handle has the file open for writing (release refuses then). */
+  hasWriter(ino: number): boolean {
+    for (const h of this.handles.values()) if (h.ino === ino && h.writable) return true;
+    return false;
+  }
+
+  isOpen(ino: number): boolean {
+    for (const h of this.handles.values()) if (h.ino === ino) return true;
+    return false;
+  }
+
+  async mkdir(path: string, mode: number): Promise<void> {
+    this.writable();
+    const { parent, name } = this.resolveParent(path);
+    const now = Date.now();
+    const inode = this.meta.create(parent.ino, name, this.newInode('dir', mode & 0o7777, now));
+    this.touchDir(parent.ino, now);
+    this.changelog.record('MKDIR', inode.ino, parent.ino, name);
+  }
+
+  async symlink(target: string, path: string): Promise<void> {
+    this.writable();
+    const { parent, name } = this.resolveParent(path);
+    const now = Date.now();
+    const inode = this.meta.create(parent.ino, name, {
+      ...this.newInode('symlink', 0o777, now),
+      target,
+      size: Buffer.byteLength(target),
+    });
+    this.touchDir(parent.ino, now);
+    this.changelog.record('SLINK', inode.ino, parent.ino, name);
+  }
+
+  async link(existingPath: string, newPath: string): Promise<void> {
+    this.writable();
+    const inode = this.resolve(existingPath);
+    if (inode.kind === 'dir') throw new FsError('EPERM', 'hard links to directories are not allowed');
+    const { parent, name } = this.resolveParent(newPath);
+    this.meta.link(inode.ino, parent.ino, name);
+    this.meta.update(inode.ino, { ctimeMs: Date.now() });
+    this.touchDir(parent.ino, Date.now());
+    this.changelog.record('HLINK', inode.ino, parent.ino, name);
+  }
+
+  async unlink(path: string): Promise<void> {
+    this.writable();
+    const { parent, name } = this.resolveParent(path);
+    const inode = this.meta.lookup(parent.ino, name);
+    if (!inode) throw new FsError('ENOENT', `no such file: ${path}`);
+    if (inode.kind === 'dir') throw new FsError('EISDIR', `is a directory: ${path}`);
+    const left = this.meta.unlink(parent.ino, name);
+    this.touchDir(parent.ino, Date.now());
+    this.changelog.record('UNLNK', inode.ino, parent.ino, name, {
+      lastLink: left.nlink === 0 ? 1 : 0,
+      hadArchive: inode.hsmFlags & HsmFlag.ARCHIVED ? 1 : 0,
+    });
+    if (left.nlink === 0) await this.forget(left);
+  }
+
+  async rmdir(path: string): Promise<void> {
+    this.writable();
+    const { parent, name } = this.resolveParent(path);
+    const inode = this.meta.lookup(parent.ino, name);
+    if (!inode) throw new FsError('ENOENT', `no such directory: ${path}`);
+    if (inode.kind !== 'dir') throw new FsError('ENOTDIR', `not a directory: ${path}`);
+    if (this.meta.readdir(inode.ino).length > 0) throw new FsError('ENOTEMPTY', `directory not empty: ${path}`);
+    this.meta.unlink(parent.ino, name);
+    this.touchDir(parent.ino, Date.now());
+    this.changelog.record('RMDIR', inode.ino, parent.ino, name);
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    this.writable();
+    const src = this.resolveParent(from);
+    const dst = this.resolveParent(to);
+    const moving = this.meta.lookup(src.parent.ino, src.name);
+    if (!moving) throw new FsError('ENOENT', `no such file or directory: ${from}`);
+    if (moving.kind === 'dir' && (to + '/').startsWith(from + '/') && to !== from) {
+      throw new FsError('EINVAL', `cannot move a directory into itself: ${from} → ${to}`);
+    }
+    const replaced = this.meta.rename(src.parent.ino, src.name, dst.parent.ino, dst.name);
+    const now = Date.now();
+    this.meta.update(moving.ino, { ctimeMs: now });
+    this.touchDir(src.parent.ino, now);
+    if (dst.parent.ino !== src.parent.ino) this.touchDir(dst.parent.ino, now);
+    this.changelog.record('RENME', moving.ino, dst.parent.ino, dst.name, { sourceParent: src.parent.ino, sourceName: src.name });
+    if (replaced && replaced.nlink === 0) await this.forget(replaced);
+  }
+
+  async chmod(path: string, mode: number): Promise<void> {
+    this.writable();
+    const inode = this.resolve(path);
+    this.meta.update(inode.ino, { mode: mode & 0o7777, ctimeMs: Date.now() });
+    this.changelog.record('SATTR', inode.ino, 0, '');
+  }
+
+  async chown(path: string, uid: number, gid: number): Promise<void> {
+    this.writable();
+    const inode = this.resolve(path);
+    // (uid_t)-1 / (gid_t)-1 mean "leave unchanged".
+    const patch = { ctimeMs: Date.now(), ...(uid !== 0xffffffff && uid !== -1 ? { uid } : {}), ...(gid !== 0xffffffff && gid !== -1 ? { gid } : {}) };
+    this.meta.update(inode.ino, patch);
+    this.changelog.record('SATTR', inode.ino, 0, '');
+  }
+
+  async utimens(path: string, atimeMs: number, mtimeMs: number): Promise<void> {
+    this.writable();
+    const inode = this.resolve(path);
+    this.meta.update(inode.ino, { atimeMs, mtimeMs, ctimeMs: Date.now() });
+    this.changelog.record('MTIME', inode.ino, 0, '');
+  }
+
+  async setxattr(_path: string, name: string): Promise<void> {
+    throw new FsError('ENOTSUP', `extended attribute ${name} cannot be set: use blobhsm hsm_set`);
+  }
+
+  // ---- helpers -------------------------------------------------------------------------------------------
+
+  private newInode(kind: NewInode['kind'], mode: number, now: number): NewInode {
+    return {
+      kind,
+      mode,
+      uid: this.owner.uid,
+      gid: this.owner.gid,
+      size: 0,
+      atimeMs: now,
+      mtimeMs: now,
+      ctimeMs: now,
+      target: null,
+      hsmFlags: 0,
+      archiveId: 0,
+      dataVersion: 1,
+      archivedVersion: 0,
+      blobName: null,
+      etag: null,
+      generation: 1,
+      lastAccessMs: now,
+    };
+  }
+
+  private touchDir(ino: number, now: number): void {
+    if (ino === ROOT_INO || this.meta.get(ino)) this.meta.update(ino, { mtimeMs: now, ctimeMs: now });
+  }
+
+  /** Drops the cache data of an inode whose last name is gone. */
+  private async forget(inode: Inode): Promise<void> {
+    this.pendingSize.delete(inode.ino);
+    if (inode.kind === 'file') await this.cache.drop(inode.ino, inode.generation);
+  }
+}
