@@ -68,3 +68,28 @@ export interface BlobStore {
   /** Requests sent so far, by operation (for tests and benchmarks). */
   requestCounts(): RequestCounts;
 }
+
+/**
+ * Blob metadata keys are case-insensitive (Azure reports `Hdi_isfolder` and `hdi_isfolder` alike): every store
+ * lower-cases keys on write and on read. When two keys differ only in case, the one that comes later in the
+ * object's key order wins.
+ */
+export function normalizeMetadata(metadata: Record<string, string> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!metadata) return out;
+  for (const [key, value] of Object.entries(metadata)) {
+    if (value === undefined) continue;
+    out[key.toLowerCase()] = String(value);
+  }
+  return out;
+}
+
+/**
+ * One spelling for etags: Azure quotes them in headers (`"0x8D…"`) but not in listings (`0x8D…`). Stores return
+ * the quoted form so an etag from a listing compares equal to one from a HEAD or an upload.
+ */
+export function normalizeEtag(etag: string | undefined): string {
+  if (!etag) return '';
+  if (etag.startsWith('W/')) return etag;
+  return etag.startsWith('"') ? etag : `"${etag}"`;
+}
