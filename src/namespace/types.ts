@@ -84,20 +84,38 @@ export interface MetaStore extends RangeStore {
   unlink(parentIno: number, name: string): Inode;
   /** Moves a name, replacing an existing target name; returns the replaced inode if any. */
   rename(oldParentIno: number, oldName: string, newParentIno: number, newName: string): Inode | undefined;
-  update(ino: number, patch: InodePatch): Inode;
+  /**
+   * Changes fields of an inode. Durable (fsync'ed before returning) by default when the patch changes HSM state
+   * (hsmFlags, archiveId, archivedVersion, blobName, etag, generation); `durable` overrides that either way.
+   * Inside transaction(), durability applies when the outermost transaction commits.
+   */
+  update(ino: number, patch: InodePatch, options?: { durable?: boolean }): Inode;
   /** Runs fn in one SQLite transaction. */
   transaction<T>(fn: () => T): T;
+  /** Durability barrier: every change made so far survives a power loss once this returns. */
+  sync(): void;
   /** Regular files whose flags match (flags & mask) === value. */
   filesWithFlags(mask: number, value: number): Inode[];
+  /**
+   * Files and symlinks an export job must upload: not NOARCHIVE, and DIRTY or never ARCHIVED (the new and the
+   * content-modified ones), in inode order.
+   */
+  exportCandidates(): Inode[];
   /** Resident (not released) clean archived files, least recently accessed first. */
   evictionCandidates(limit: number): Inode[];
   countInodes(): number;
   /** Small persistent key/value settings (import done, mount options, ...). */
   getSetting(key: string): string | undefined;
   setSetting(key: string, value: string): void;
+  /** Appends a record, returning its index; like Lustre, records nothing (returns 0) while no reader is registered. */
   appendChangelog(record: Omit<ChangelogRecord, 'index' | 'timeMs'>): number;
   readChangelog(fromIndex: number, limit: number): ChangelogRecord[];
+  /** Index of the last record ever appended (0 if none). */
+  changelogLastIndex(): number;
+  /** A new reader id ('cl1', 'cl2', ...): it sees records appended from now on. */
   registerChangelogReader(): string;
+  /** Records `reader` consumed records up to `index` (0 = all); purges records every reader cleared. */
   clearChangelog(reader: string, index: number): void;
+  deregisterChangelogReader(reader: string): void;
   close(): void;
 }
