@@ -148,7 +148,8 @@ const PARENT_WATCHDOG =
     'const p=process.ppid;setInterval(()=>{if(process.ppid!==p)process.kill(process.pid,"SIGTERM")},1000).unref();',
   );
 
-// Attached emulators still running, killed synchronously if this process exits without stopping them.
+// Attached emulators still running are signalled if this process exits without stopping them. SIGTERM, not
+// SIGKILL: Azurite then shuts down gracefully on its own and keeps the writes it acknowledged.
 const attached = new Set<number>();
 let exitHookInstalled = false;
 function installExitHook(): void {
@@ -157,7 +158,7 @@ function installExitHook(): void {
   process.once('exit', () => {
     for (const pid of attached) {
       try {
-        process.kill(pid, 'SIGKILL');
+        process.kill(pid, 'SIGTERM');
       } catch {
         // gone already
       }
