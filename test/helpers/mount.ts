@@ -1,0 +1,139 @@
+// End-to-end test helpers: a real kernel FUSE mount of a container on a real Azurite, served by the blobhsm
+// daemon in its own process (started with the real CLI), and driven from child processes / this test process
+// (never from the serving process). Teardown unmounts, and breaks a hung mount if it has to.
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import type { AzureBlobStore } from '../../src/blob/azure-store.js';
+import type { Azurite, TeardownHost } from './azurite.js';
+import { withContainer } from './azurite.js';
+
+const execFileAsync = promisify(execFile);
+
+export const BIN = resolve(import.meta.dirname, '../../bin/blobhsm.js');
+
+export interface SeedBlob {
+  name: string;
+  data?: Buffer | string;
+  metadata?: Record<string, string>;
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface MountFixture {
+  mountpoint: string;
+  container: string;
+  store: AzureBlobStore;
+  /** Environment every blobhsm command of this fixture runs with (state/cache dirs, connection). */
+  env: NodeJS.ProcessEnv;
+  cacheDir: string;
+  /** Runs `blobhsm ARGS...` as a child process; never throws on a non-zero exit. */
+  cli(args: string[], options?: { input?: string }): Promise<CliResult>;
+  /** Runs any command as a child process; never throws on a non-zero exit. */
+  sh(command: string, options?: { input?: string }): Promise<CliResult>;
+  /** `blobhsm mount` again after an unmount (or a crash), with the same cache directory. */
+  remount(extraArgs?: string[]): Promise<CliResult>;
+  unmount(): Promise<CliResult>;
+  daemonPid(): number | undefined;
+  /** Blob service requests the daemon has made, by operation. */
+  requests(): Promise<Record<string, number>>;
+  /** Sum of read (GET) requests to blob data. */
+  reads(): Promise<number>;
+}
+
+export async function seed(store: AzureBlobStore, blobs: SeedBlob[]): Promise<void> {
+  for (const b of blobs) {
+    const data = typeof b.data === 'string' ? Buffer.from(b.data) : (b.data ?? Buffer.alloc(0));
+    await store.upload(b.name, { data }, { metadata: b.metadata ?? {} });
+  }
+}
+
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, input?: string): Promise<CliResult> {
+  return new Promise((resolvePromise) => {
+    const child = execFile(cmd, args, { env, maxBuffer: 64 * 1024 * 1024, timeout: 300_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
+      resolvePromise({ code, stdout: String(stdout), stderr: String(stderr) });
+    });
+    if (input !== undefined) child.stdin?.end(input);
+    else child.stdin?.end();
+  });
+}
+
+/** Aborts a FUSE connection that no longer answers and lazily unmounts it. */
+export function breakMount(mountpoint: string): void {
+  spawnSync('fusermount', ['-uz', mountpoint]);
+  spawnSync('umount', ['-l', mountpoint]);
+}
+
+/**
+ * Seeds a fresh container with `blobs`, mounts it with `blobhsm mount` (background daemon) and registers the
+ * teardown. `args` are extra mount flags.
+ */
+export async function mountContainer(
+  t: TeardownHost,
+  azurite: Azurite,
+  blobs: SeedBlob[] = [],
+  args: string[] = [],
+): Promise<MountFixture> {
+  const store = await withContainer(t, azurite);
+  await seed(store, blobs);
+  const base = mkdtempSync(join(tmpdir(), 'blobhsm-e2e-'));
+  const mountpoint = join(base, 'mnt');
+  const cacheDir = join(base, 'cache');
+  execFileSync('mkdir', ['-p', mountpoint]);
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    BLOBHSM_STATE_DIR: join(base, 'state'),
+    XDG_CACHE_HOME: join(base, 'xdg-cache'),
+    XDG_DATA_HOME: join(base, 'xdg-data'),
+    AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString,
+  };
+  const container = store.container;
+  const cli = (a: string[], o: { input?: string } = {}) => run(process.execPath, [BIN, ...a], env, o.input);
+  const mountArgs = (extra: string[]) => ['mount', mountpoint, '--container', container, '--cache-dir', cacheDir, ...args, ...extra];
+  const fixture: MountFixture = {
+    mountpoint,
+    container,
+    store,
+    env,
+    cacheDir,
+    cli,
+    sh: (command, o = {}) => run('/bin/sh', ['-c', command], { ...env, MNT: mountpoint, BLOBHSM: `${process.execPath} ${BIN}` }, o.input),
+    remount: (extra = []) => cli(mountArgs(extra)),
+    unmount: () => cli(['unmount', mountpoint]),
+    daemonPid: () => {
+      const pidFile = join(cacheDir, 'daemon.pid');
+      return existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8')) : undefined;
+    },
+    requests: async () => {
+      const r = await cli(['status', mountpoint]);
+      if (r.code !== 0) throw new Error(`blobhsm status failed: ${r.stderr}`);
+      return (JSON.parse(r.stdout) as { requests: Record<string, number> }).requests;
+    },
+    reads: async () => (await fixture.requests()).read ?? 0,
+  };
+  t.teardown(async () => {
+    const pid = fixture.daemonPid();
+    const r = await fixture.unmount();
+    if (r.code !== 0 && existsSync(mountpoint)) breakMount(mountpoint);
+    if (pid) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    rmSync(base, { recursive: true, force: true });
+  });
+  const r = await fixture.remount();
+  if (r.code !== 0) throw new Error(`blobhsm mount failed (${r.code}): ${r.stderr}${r.stdout}`);
+  return fixture;
+}
+
+export { execFileAsync };
