@@ -1,0 +1,388 @@
+import t from 'tap';
+import fs from 'node:fs';
+import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { randomBytes } from 'node:crypto';
+import { DataCache } from '../src/cache/data-cache.js';
+import { MemoryRangeStore } from '../src/cache/memory-range-store.js';
+import { MemoryBlobStore } from '../src/blob/memory-store.js';
+import type { ReadOptions } from '../src/blob/blob-store.js';
+import { Hydrator, type HydratorOptions, type RestoreTarget } from '../src/hsm/hydrator.js';
+import { BlobError, FsError } from '../src/errors.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** MemoryBlobStore that records every ranged read and can delay reads by offset. */
+class RecordingStore extends MemoryBlobStore {
+  reads: { offset: number; length: number; atMs: number }[] = [];
+  delayFor: ((offset: number, length: number) => number) | undefined;
+  /** Throw this error for a read at this offset (after the delay). */
+  failFor: ((offset: number, length: number) => BlobError | undefined) | undefined;
+  override async readRange(name: string, offset: number, length: number | undefined, options: ReadOptions = {}): Promise<Readable> {
+    this.reads.push({ offset, length: length ?? -1, atMs: Date.now() });
+    const ms = this.delayFor?.(offset, length ?? 0) ?? 0;
+    if (ms > 0) await sleep(ms, undefined, { signal: options.signal });
+    const err = this.failFor?.(offset, length ?? 0);
+    if (err) throw err;
+    return super.readRange(name, offset, length, options);
+  }
+  bytesRead(): number {
+    return this.reads.reduce((n, r) => n + r.length, 0);
+  }
+  /** Asserts no byte was fetched twice; returns the merged covered ranges. */
+  overlaps(): number {
+    const sorted = [...this.reads].sort((a, b) => a.offset - b.offset);
+    let overlap = 0;
+    let end = 0;
+    for (const r of sorted) {
+      if (r.offset < end) overlap += Math.min(end, r.offset + r.length) - r.offset;
+      end = Math.max(end, r.offset + r.length);
+    }
+    return overlap;
+  }
+}
+
+interface Setup {
+  store: RecordingStore;
+  cache: DataCache;
+  ranges: MemoryRangeStore;
+  hydrator: Hydrator;
+  restored: number[];
+  logs: string[];
+  inode: RestoreTarget;
+  data: Buffer;
+  make: (extra?: Partial<HydratorOptions>) => Hydrator;
+}
+
+let nextIno = 100;
+
+/** The parts of a tap test setup() needs. */
+interface TestDir {
+  testdir(): string;
+  teardown(fn: () => void): void;
+}
+
+function setup(t: TestDir, size: number, extra: Partial<HydratorOptions> = {}): Setup {
+  const store = new RecordingStore();
+  const data = randomBytes(size);
+  const { etag } = store.putDirect('dir/file.bin', data);
+  const cache = new DataCache({ dir: t.testdir() });
+  t.teardown(() => cache.close());
+  const ranges = new MemoryRangeStore();
+  const restored: number[] = [];
+  const logs: string[] = [];
+  const inode: RestoreTarget = { ino: nextIno++, generation: 1, size, blobName: 'dir/file.bin', etag };
+  const make = (more: Partial<HydratorOptions> = {}) =>
+    new Hydrator({
+      store,
+      cache,
+      ranges,
+      chunkSize: MiB,
+      firstChunkSize: 256 * KiB,
+      onRestored: (ino) => {
+        restored.push(ino);
+      },
+      log: (line) => logs.push(line),
+      ...extra,
+      ...more,
+    });
+  return { store, cache, ranges, hydrator: make(), restored, logs, inode, data, make };
+}
+
+async function cacheBytes(s: Setup, offset = 0, length = s.inode.size): Promise<Buffer> {
+  const buf = Buffer.alloc(length);
+  const n = await s.cache.read(s.inode.ino, s.inode.generation, buf, length, offset);
+  return buf.subarray(0, n);
+}
+
+t.test('five concurrent readers: one restore, each byte downloaded once, correct content', async (t) => {
+  const s = setup(t, 10 * MiB + 12345);
+  s.store.delayFor = () => 5;
+  const offsets = [0, 3 * MiB + 7, 3 * MiB + 100, 9 * MiB, 10 * MiB + 12000];
+  let contentAtRestore: Buffer | undefined;
+  const h = s.make({
+    onRestored: async (ino) => {
+      s.restored.push(ino);
+      contentAtRestore = await cacheBytes(s);
+    },
+  });
+  await Promise.all(offsets.map((o) => h.ensureRange(s.inode, o, 128 * KiB)));
+  for (const o of offsets) {
+    const len = Math.min(128 * KiB, s.inode.size - o);
+    t.ok((await cacheBytes(s, o, len)).equals(s.data.subarray(o, o + len)), `range at ${o} is correct`);
+  }
+  await h.restore(s.inode);
+  t.same(s.restored, [s.inode.ino], 'onRestored called once');
+  t.ok(contentAtRestore?.equals(s.data), 'complete and correct content when onRestored runs');
+  t.equal(s.store.overlaps(), 0, 'no byte fetched twice');
+  t.equal(s.store.bytesRead(), s.inode.size, 'every byte fetched once');
+  t.equal(s.store.requestCounts().read, s.store.reads.length);
+  t.equal(h.progress(s.inode.ino), undefined, 'no restore running');
+  t.same(s.ranges.ranges(s.inode.ino, 1), [[0, s.inode.size]], 'whole file recorded');
+});
+
+t.test('already present: zero requests on re-read, onRestored not repeated', async (t) => {
+  const s = setup(t, 3 * MiB);
+  await s.hydrator.restore(s.inode);
+  const before = s.store.reads.length;
+  await s.hydrator.ensureRange(s.inode, 0, 4096);
+  await s.hydrator.ensureRange(s.inode, 2 * MiB, 1 * MiB);
+  await s.hydrator.restore(s.inode);
+  t.equal(s.store.reads.length, before, 'no request');
+  t.equal(s.hydrator.progress(s.inode.ino), undefined);
+  t.same(s.restored, [s.inode.ino]);
+  // A new process (fresh Hydrator, same ranges): present ranges answer without any request.
+  const h2 = s.make();
+  await h2.ensureRange(s.inode, MiB, 10);
+  t.equal(s.store.reads.length, before, 'still no request');
+});
+
+t.test('persisted ranges: a new Hydrator fetches only the missing chunks', async (t) => {
+  const s = setup(t, 8 * MiB, { concurrency: 1 });
+  // Chunks 0..2 succeed, the 4th read fails.
+  let n = 0;
+  s.store.beforeOp = (op) => {
+    if (op === 'read' && ++n === 4) throw new BlobError('Transient', 'connection reset');
+  };
+  await t.rejects(s.hydrator.restore(s.inode), { name: 'FsError', code: 'EIO' });
+  const kept = s.ranges.ranges(s.inode.ino, 1);
+  const keptBytes = kept.reduce((a, [x, y]) => a + y - x, 0);
+  t.ok(keptBytes > 0, `some progress was recorded (${keptBytes} bytes)`);
+  s.store.beforeOp = undefined;
+  s.store.reads = [];
+  const h2 = s.make();
+  await h2.restore(s.inode);
+  t.equal(s.store.bytesRead(), 8 * MiB - keptBytes, 'only the missing bytes');
+  for (const r of s.store.reads) {
+    for (const [x, y] of kept) t.ok(r.offset + r.length <= x || r.offset >= y, `read at ${r.offset} misses kept ranges`);
+  }
+  t.ok((await cacheBytes(s)).equals(s.data));
+  t.same(s.restored, [s.inode.ino]);
+});
+
+t.test('the first range resolves before the whole restore completes', async (t) => {
+  const s = setup(t, 32 * MiB);
+  s.store.delayFor = (offset) => (offset === 0 ? 0 : 200);
+  const t0 = Date.now();
+  await s.hydrator.ensureRange(s.inode, 0, 4096);
+  const first = Date.now() - t0;
+  const p = s.hydrator.progress(s.inode.ino);
+  t.ok(p, 'restore still running');
+  t.ok(p!.bytesPresent < p!.size, `not all present yet (${p!.bytesPresent} of ${p!.size})`);
+  t.equal(p!.size, 32 * MiB);
+  t.ok(first < 150, `first byte after ${first} ms`);
+  t.equal(s.restored.length, 0);
+  t.ok((await cacheBytes(s, 0, 4096)).equals(s.data.subarray(0, 4096)));
+  t.equal(s.store.reads[0]!.offset, 0);
+  t.equal(s.store.reads[0]!.length, 256 * KiB, 'the first fetch is the small head');
+  await s.hydrator.restore(s.inode);
+  t.same(s.restored, [s.inode.ino]);
+  t.equal(s.store.bytesRead(), 32 * MiB);
+});
+
+t.test('a random read is served ahead of the sequential stream', async (t) => {
+  const s = setup(t, 16 * MiB, { concurrency: 1 });
+  s.store.delayFor = () => 20;
+  const seq = s.hydrator.ensureRange(s.inode, 0, 4096);
+  await sleep(5);
+  const t0 = Date.now();
+  await s.hydrator.ensureRange(s.inode, 12 * MiB + 5000, 4096);
+  const ms = Date.now() - t0;
+  await seq;
+  const idx = s.store.reads.findIndex((r) => r.offset <= 12 * MiB + 5000 && 12 * MiB + 5000 < r.offset + r.length);
+  t.ok(idx >= 0 && idx <= 3, `the random read's piece was fetched as request #${idx} (of ~${16 + 4})`);
+  t.ok(ms < 200, `random read waited ${ms} ms (the sequential stream would take ~${16 * 20} ms)`);
+  t.ok((await cacheBytes(s, 12 * MiB + 5000, 4096)).equals(s.data.subarray(12 * MiB + 5000, 12 * MiB + 9096)));
+  await s.hydrator.restore(s.inode);
+  t.equal(s.store.overlaps(), 0);
+  t.ok((await cacheBytes(s)).equals(s.data));
+});
+
+t.test('a random read does not wait for a slot behind in-flight stream reads', async (t) => {
+  const s = setup(t, 16 * MiB, { concurrency: 2 });
+  // Whole-chunk reads of the stream are slow; the small demanded heads are fast.
+  s.store.delayFor = (_offset, length) => (length > 256 * KiB ? 400 : 10);
+  await s.hydrator.ensureRange(s.inode, 0, 4096);
+  const t0 = Date.now();
+  await s.hydrator.ensureRange(s.inode, 9 * MiB + 77, 128 * KiB);
+  const ms = Date.now() - t0;
+  t.ok(ms < 200, `served in ${ms} ms while both stream slots are busy for 400 ms`);
+  t.ok((await cacheBytes(s, 9 * MiB + 77, 128 * KiB)).equals(s.data.subarray(9 * MiB + 77, 9 * MiB + 77 + 128 * KiB)));
+  s.hydrator.cancel(s.inode.ino);
+});
+
+t.test('sequential readers after the head get read-ahead before the background stream', async (t) => {
+  const s = setup(t, 8 * MiB, { concurrency: 1 });
+  s.store.delayFor = () => 5;
+  await s.hydrator.ensureRange(s.inode, 4 * MiB, 4096);
+  await s.hydrator.restore(s.inode);
+  t.same(
+    s.store.reads.slice(0, 3).map((r) => [r.offset, r.length]),
+    [
+      [4 * MiB, 256 * KiB],
+      [4 * MiB + 256 * KiB, 768 * KiB],
+      [5 * MiB, MiB],
+    ],
+    'head, rest of its chunk, then the stream in order from there',
+  );
+  t.equal(s.store.reads[s.store.reads.length - 1]!.offset, 3 * MiB, 'wraps to the start last');
+  t.ok((await cacheBytes(s)).equals(s.data));
+});
+
+t.test('a failed chunk: EIO to readers, present kept, the next ensureRange retries', async (t) => {
+  const s = setup(t, 6 * MiB, { concurrency: 2 });
+  // Reads of the last chunk fail after a while; the rest succeed.
+  s.store.delayFor = (offset) => (offset >= 5 * MiB ? 30 : 0);
+  s.store.failFor = (offset) => (offset >= 5 * MiB ? new BlobError('Throttled', 'HTTP 503 ServerBusy') : undefined);
+  const readers = [0, 2 * MiB, 4 * MiB, 5 * MiB + 10].map((o) =>
+    s.hydrator.ensureRange(s.inode, o, 64 * KiB).then(
+      () => 'ok',
+      (e: unknown) => e,
+    ),
+  );
+  const results = await Promise.all(readers);
+  const errors = results.filter((r): r is FsError => r instanceof FsError);
+  t.same(results.slice(0, 3), ['ok', 'ok', 'ok'], 'readers of ranges that arrived were served');
+  t.equal(errors.length, 1, 'the reader of the failed range got an error');
+  for (const e of errors) {
+    t.equal(e.code, 'EIO');
+    t.ok(e.cause instanceof BlobError && e.cause.kind === 'Throttled', 'cause is the BlobError');
+    t.match(e.message, /ServerBusy/);
+  }
+  t.ok(s.logs.some((l) => /ServerBusy/.test(l) && /kept/.test(l)), 'logged why');
+  t.equal(s.hydrator.progress(s.inode.ino), undefined, 'restore ended');
+  const kept = s.ranges.ranges(s.inode.ino, 1);
+  const keptBytes = kept.reduce((a, [x, y]) => a + y - x, 0);
+  t.ok(keptBytes > 0, 'present ranges kept');
+  t.equal(s.restored.length, 0);
+  s.store.failFor = undefined;
+  const readsBefore = s.store.bytesRead();
+  await s.hydrator.ensureRange(s.inode, 5 * MiB + 10, 64 * KiB);
+  await s.hydrator.restore(s.inode);
+  t.ok((await cacheBytes(s)).equals(s.data), 'retry completes with correct content');
+  t.same(s.restored, [s.inode.ino]);
+  const refetched = s.store.bytesRead() - readsBefore;
+  t.equal(refetched, 6 * MiB - keptBytes, 'retry fetched only what was missing');
+});
+
+t.test('blob changed since import (etag mismatch) → EIO, nothing mixed', async (t) => {
+  const s = setup(t, 2 * MiB);
+  s.store.putDirect('dir/file.bin', randomBytes(2 * MiB)); // another client rewrote it
+  const err = await s.hydrator.ensureRange(s.inode, 0, 10).catch((e: unknown) => e);
+  t.ok(err instanceof FsError);
+  t.equal((err as FsError).code, 'EIO');
+  t.ok((err as FsError).cause instanceof BlobError);
+  t.equal(((err as FsError).cause as BlobError).kind, 'PreconditionFailed');
+  t.match((err as FsError).message, /changed since it was imported/);
+  t.same(s.ranges.ranges(s.inode.ino, 1), [], 'nothing recorded');
+  t.same(s.restored, []);
+  await t.rejects(s.hydrator.restore(s.inode), { code: 'EIO' });
+});
+
+t.test('a blob shorter than recorded → EIO', async (t) => {
+  const s = setup(t, MiB);
+  const inode = { ...s.inode, size: MiB + 100 };
+  await t.rejects(s.hydrator.restore(inode), { code: 'EIO', message: /returned 100 of|returned 0 of|shorter/ });
+});
+
+t.test('empty file restores instantly with no request', async (t) => {
+  const s = setup(t, 0);
+  await s.hydrator.ensureRange(s.inode, 0, 4096);
+  t.equal(fs.statSync(s.cache.pathFor(s.inode.ino, 1)).size, 0, 'empty cache file created');
+  t.same(s.restored, [s.inode.ino]);
+  await s.hydrator.restore(s.inode);
+  t.same(s.restored, [s.inode.ino], 'not twice');
+  t.equal(s.store.reads.length, 0);
+  const h = s.make();
+  const other = { ...s.inode, ino: nextIno++, blobName: null, etag: null };
+  await h.restore(other);
+  t.same(s.restored, [s.inode.ino, other.ino]);
+});
+
+t.test('ranges past EOF and zero lengths resolve without a restore', async (t) => {
+  const s = setup(t, MiB);
+  await s.hydrator.ensureRange(s.inode, MiB, 100);
+  await s.hydrator.ensureRange(s.inode, 10, 0);
+  t.equal(s.store.reads.length, 0);
+  t.equal(s.hydrator.progress(s.inode.ino), undefined);
+});
+
+t.test('progress and cancel', async (t) => {
+  const s = setup(t, 8 * MiB, { concurrency: 1 });
+  s.store.delayFor = (offset) => (offset === 0 ? 0 : 50);
+  const t0 = Date.now();
+  await s.hydrator.ensureRange(s.inode, 0, 1);
+  const p = s.hydrator.progress(s.inode.ino)!;
+  t.ok(p.startedMs >= t0 - 5 && p.startedMs <= Date.now());
+  t.equal(p.bytesMoved, 256 * KiB);
+  t.equal(p.bytesPresent, 256 * KiB);
+  t.same(s.hydrator.running(), [s.inode.ino]);
+  const waiting = s.hydrator.ensureRange(s.inode, 7 * MiB, 1);
+  const whole = s.hydrator.restore(s.inode);
+  t.equal(s.hydrator.cancel(s.inode.ino), true);
+  t.equal(s.hydrator.cancel(s.inode.ino), false, 'nothing left to cancel');
+  await t.rejects(waiting, { code: 'EIO', message: /cancelled/ });
+  await t.rejects(whole, { code: 'EIO' });
+  t.equal(s.hydrator.progress(s.inode.ino), undefined);
+  t.same(s.restored, []);
+  s.store.delayFor = undefined;
+  await s.hydrator.restore(s.inode);
+  t.ok((await cacheBytes(s)).equals(s.data));
+  t.same(s.restored, [s.inode.ino]);
+});
+
+t.test('recorded ranges without their cache file are fetched again', async (t) => {
+  const s = setup(t, 2 * MiB);
+  await s.hydrator.restore(s.inode);
+  const ino2 = { ...s.inode, generation: 2 };
+  s.ranges.addRange(ino2.ino, 2, [0, MiB]); // stale record, no file
+  s.store.reads = [];
+  await s.hydrator.ensureRange(ino2, 100, 100);
+  await s.hydrator.restore(ino2);
+  t.equal(s.store.bytesRead(), 2 * MiB);
+  t.ok(s.logs.some((l) => /cache file is missing/.test(l)));
+  const buf = Buffer.alloc(2 * MiB);
+  await s.cache.read(s.inode.ino, 2, buf, buf.length, 0);
+  t.ok(buf.equals(s.data));
+});
+
+t.test('a new generation supersedes a running restore', async (t) => {
+  const s = setup(t, 4 * MiB, { concurrency: 1 });
+  s.store.delayFor = () => 20;
+  const old = s.hydrator.restore(s.inode);
+  await sleep(5);
+  const next = { ...s.inode, generation: 2 };
+  const fresh = s.hydrator.restore(next);
+  await t.rejects(old, { code: 'EIO', message: /superseded/ });
+  await fresh;
+  const buf = Buffer.alloc(4 * MiB);
+  await s.cache.read(s.inode.ino, 2, buf, buf.length, 0);
+  t.ok(buf.equals(s.data));
+  t.same(s.restored, [s.inode.ino]);
+});
+
+t.test('onRestored failure fails the restore; a retry completes it without fetching', async (t) => {
+  let fail = true;
+  const s = setup(t, MiB);
+  const h = s.make({
+    onRestored: (ino) => {
+      if (fail) throw new Error('database is locked');
+      s.restored.push(ino);
+    },
+  });
+  await t.rejects(h.restore(s.inode), { code: 'EIO', message: /database is locked/ });
+  fail = false;
+  const n = s.store.reads.length;
+  await h.restore(s.inode);
+  t.equal(s.store.reads.length, n);
+  t.same(s.restored, [s.inode.ino]);
+});
+
+t.test('a file with no blob cannot be restored', async (t) => {
+  const s = setup(t, MiB);
+  await t.rejects(s.hydrator.ensureRange({ ...s.inode, blobName: null }, 0, 1), {
+    code: 'EIO',
+    message: /no blob/,
+  });
+});
