@@ -348,7 +348,7 @@ export class SqliteMetaStore implements MetaStore {
 
   create(parentIno: number, name: string, fields: NewInode): Inode {
     checkName(name);
-    return this.transaction(() => {
+    return this.atomic(() => {
       this.requireDir(parentIno);
       if (this.s.lookupIno.get(parentIno, name) !== undefined) {
         throw new FsError('EEXIST', `'${name}' already exists in directory ${parentIno}`);
@@ -364,7 +364,7 @@ export class SqliteMetaStore implements MetaStore {
 
   link(ino: number, parentIno: number, name: string): Inode {
     checkName(name);
-    return this.transaction(() => {
+    return this.atomic(() => {
       const inode = this.get(ino);
       if (!inode) throw new FsError('ENOENT', `inode ${ino} does not exist`);
       if (inode.kind === 'dir') throw new FsError('EPERM', 'hard links to directories are not allowed');
@@ -379,7 +379,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   unlink(parentIno: number, name: string): Inode {
-    return this.transaction(() => {
+    return this.atomic(() => {
       const inode = this.lookup(parentIno, name);
       if (!inode) throw new FsError('ENOENT', `'${name}' does not exist in directory ${parentIno}`);
       if (inode.kind === 'dir' && this.s.hasChildren.get(inode.ino) !== undefined) {
@@ -392,7 +392,7 @@ export class SqliteMetaStore implements MetaStore {
 
   rename(oldParentIno: number, oldName: string, newParentIno: number, newName: string): Inode | undefined {
     checkName(newName);
-    return this.transaction(() => {
+    return this.atomic(() => {
       const src = this.lookup(oldParentIno, oldName);
       if (!src) throw new FsError('ENOENT', `'${oldName}' does not exist in directory ${oldParentIno}`);
       this.requireDir(newParentIno);
@@ -499,6 +499,14 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   /**
+   * Runs a store operation atomically: in its own transaction, or directly inside the caller's (no savepoint:
+   * every operation validates before its first write, so a refused one has written nothing).
+   */
+  private atomic<T>(fn: () => T): T {
+    return this.txDepth > 0 ? fn() : this.transaction(fn);
+  }
+
+  /**
    * Durability barrier: every commit made so far survives a power loss once this returns (one fsync of the WAL).
    * Inside a transaction it is deferred to the end of the outermost transaction.
    */
@@ -537,7 +545,7 @@ export class SqliteMetaStore implements MetaStore {
       throw new FsError('EINVAL', `invalid range [${start}, ${end})`);
     }
     if (end <= start) return;
-    this.transaction(() => {
+    this.atomic(() => {
       const touching = this.s.overlapping.all(ino, generation, end, start) as unknown as ByteRange[];
       for (const [s, e] of touching) {
         if (s < start) start = s;
@@ -604,7 +612,7 @@ export class SqliteMetaStore implements MetaStore {
    */
   clearChangelog(reader: string, index: number): void {
     const id = readerId(reader);
-    this.transaction(() => {
+    this.atomic(() => {
       const cleared = this.s.getReader.get(id) as number | undefined;
       if (cleared === undefined) throw new FsError('ENOENT', `no changelog reader '${reader}'`);
       const last = this.changelogLastIndex();
@@ -621,7 +629,7 @@ export class SqliteMetaStore implements MetaStore {
   /** Removes a reader; its uncleared records are purged unless another reader still needs them. */
   deregisterChangelogReader(reader: string): void {
     const id = readerId(reader);
-    this.transaction(() => {
+    this.atomic(() => {
       if (this.s.deleteReader.run(id).changes === 0) throw new FsError('ENOENT', `no changelog reader '${reader}'`);
       this.purgeChangelog();
     });
