@@ -171,6 +171,9 @@ async function startParts(
       onProgress: progressPrinter(),
     });
     if (process.stderr.isTTY) process.stderr.write('\n');
+    if (stats.state !== 'Completed') {
+      throw new UsageError(`the import of ${where} did not complete (${stats.state}${stats.error ? `: ${stats.error}` : ''}); mount again to retry`);
+    }
     meta.setSetting('importedAt', new Date().toISOString());
     meta.setSetting('lastImport', JSON.stringify(stats));
     log(importSummary(stats));
