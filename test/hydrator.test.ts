@@ -386,3 +386,40 @@ t.test('a file with no blob cannot be restored', async (t) => {
     message: /no blob/,
   });
 });
+
+t.test('randomised: many concurrent random reads, odd sizes; every byte fetched once and correct', async (t) => {
+  let seed = 42;
+  const rand = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed % n;
+  };
+  for (const [size, chunk, first] of [
+    [7 * MiB + 333, MiB, 256 * KiB],
+    [5 * MiB, 3 * MiB + 17, 100 * KiB + 3],
+    [900 * KiB, 4 * MiB, 512 * KiB],
+  ] as const) {
+    const s = setup(t, size, { chunkSize: chunk, firstChunkSize: first, concurrency: 3, demandConcurrency: 2 });
+    s.store.delayFor = () => rand(8);
+    const reads: Promise<void>[] = [];
+    for (let i = 0; i < 60; i++) {
+      const off = rand(size);
+      const len = 1 + rand(300 * KiB);
+      reads.push(
+        (async () => {
+          await sleep(rand(30));
+          await s.hydrator.ensureRange(s.inode, off, len);
+          const want = s.data.subarray(off, Math.min(size, off + len));
+          const got = await cacheBytes(s, off, want.length);
+          if (!got.equals(want)) throw new Error(`wrong bytes at ${off}+${len}`);
+        })(),
+      );
+    }
+    await Promise.all(reads);
+    await s.hydrator.restore(s.inode);
+    t.equal(s.store.overlaps(), 0, `size ${size}: no byte fetched twice`);
+    t.equal(s.store.bytesRead(), size, `size ${size}: every byte fetched`);
+    t.ok((await cacheBytes(s)).equals(s.data), `size ${size}: content`);
+    t.same(s.restored, [s.inode.ino]);
+    t.same(s.ranges.ranges(s.inode.ino, 1), [[0, size]]);
+  }
+});

@@ -1,16 +1,21 @@
 // Lazy restore of a released file from its blob into the local cache file.
 //
 // One restore per inode at a time (single flight): however many readers wait, each byte is downloaded once. A
-// restore splits the missing bytes into pieces on a chunkSize grid and fetches them through one shared p-queue
-// (bounded concurrency across all restores), in file order starting at the first requested offset. A reader's
-// range is "demanded": the queued piece holding it is split so a small head (firstChunkSize) around the reader's
-// offset is fetched first at high priority, the rest of that chunk right after it (read-ahead), then the
-// sequential stream. Each piece is streamed into the sparse cache file at its offset, then recorded in the
-// RangeStore (a restart fetches only what is missing), and every reader whose range is now present is released
-// at once. When every byte is present the cache file is fsynced and onRestored(ino) is called (the caller flips
-// RELEASED off). Reads carry ifMatch: the import-time etag, so a blob changed since import fails the restore
-// instead of mixing versions. A failed piece fails the whole restore: readers get EIO (cause: the BlobError),
-// present ranges are kept, and the next ensureRange starts a new restore.
+// restore splits the missing bytes into pieces on a chunkSize grid. Two p-queues shared by all restores fetch
+// them: the stream lane (`concurrency`, p-queue priority: read-ahead before background) walks the file in order
+// from the first requested offset and wraps around; the demand lane (`demandConcurrency`) fetches what a reader
+// is waiting for. A reader's range is "demanded": the queued piece holding it is split so a small head
+// (firstChunkSize) around the reader's offset goes to the demand lane and the rest of that chunk to the front of
+// the stream lane (read-ahead); while demanded pieces are in flight the stream lane starts nothing new (bounded
+// by backgroundHoldMs), so a random read never queues behind the stream and the first byte arrives after one
+// small request. Each piece is streamed into the sparse cache file at its offset; the readers whose ranges are
+// now present are released at once (served from the page cache), then the file is fsynced (one fsync in flight
+// per file, covering every piece written before it) and the pieces recorded in the RangeStore, so a restart
+// fetches only what is missing. When every byte is present and recorded the file is fsynced and onRestored(ino)
+// is called (the caller flips RELEASED off). Reads carry ifMatch: the import-time etag, so a blob changed since
+// import fails the restore instead of mixing versions. A failed piece fails the whole restore: the pieces
+// already written are recorded, then readers get EIO (cause: the BlobError); the next ensureRange starts a new
+// restore that fetches only what is missing.
 import PQueue from 'p-queue';
 import { LRUCache } from 'lru-cache';
 import type { BlobStore } from '../blob/blob-store.js';
@@ -39,6 +44,12 @@ export interface HydratorOptions {
    * the sequential stream (default 4).
    */
   demandConcurrency?: number;
+  /**
+   * While a reader waits for a demanded piece, the stream starts no new reads (so the reader's request does not
+   * share the bandwidth, the service and the libuv threadpool with up to `concurrency` new chunk reads), for at
+   * most this long per hold (default 500 ms; 0 disables holding).
+   */
+  backgroundHoldMs?: number;
   /**
    * fsync the cache file before recording fetched ranges, so a recorded range survives a power loss too (not
    * only a kill -9, which the page cache survives). One fsync in flight per file, covering every piece written
@@ -110,6 +121,12 @@ interface Restore {
   settled: boolean;
   /** Why the restore failed, once it has. */
   error?: FsError;
+  /** Cancelled or superseded: written pieces are not recorded any more. */
+  cancelled: boolean;
+  /** The running record loop. */
+  recordLoop?: Promise<void>;
+  /** Settles when a failed restore has recorded what it wrote and rejected its waiters. */
+  failed?: Promise<void>;
   abort: AbortController;
   done: Promise<void>;
   resolveDone: () => void;
@@ -131,6 +148,9 @@ export class Hydrator {
   private readonly queue: PQueue;
   /** Pieces a reader waits for. */
   private readonly demandQueue: PQueue;
+  private readonly backgroundHoldMs: number;
+  private demandsOutstanding = 0;
+  private holdTimer: NodeJS.Timeout | undefined;
   private readonly active = new Map<number, Restore>();
   /** ino.generation of restores completed by this process, so a late re-read does not finish them again. */
   private readonly completed = new LRUCache<string, true>({ max: 4096 });
@@ -146,6 +166,7 @@ export class Hydrator {
     this.log = options.log ?? silentLog;
     this.queue = new PQueue({ concurrency: Math.max(1, options.concurrency ?? 8) });
     this.demandQueue = new PQueue({ concurrency: Math.max(1, options.demandConcurrency ?? 4) });
+    this.backgroundHoldMs = Math.max(0, options.backgroundHoldMs ?? 500);
   }
 
   /**
@@ -172,7 +193,8 @@ export class Hydrator {
     const restore = r;
     return new Promise<void>((resolve, reject) => {
       if (restore.settled) {
-        if (restore.error) reject(restore.error);
+        const error = restore.error;
+        if (error) void restore.failed?.finally(() => reject(error));
         else resolve();
         return;
       }
@@ -214,7 +236,7 @@ export class Hydrator {
   cancel(ino: number): boolean {
     const r = this.active.get(ino);
     if (!r || r.finishing) return false;
-    this.fail(r, new FsError('EIO', `restore of ino ${ino} (blob ${r.blobName}) was cancelled`));
+    this.fail(r, new FsError('EIO', `restore of ino ${ino} (blob ${r.blobName}) was cancelled`), true);
     return true;
   }
 
@@ -230,7 +252,7 @@ export class Hydrator {
     if (t.generation === inode.generation && t.etag === inode.etag && t.size === inode.size) return r;
     // The file changed under the restore (new generation or re-import): the old one is useless.
     if (!r.finishing) {
-      this.fail(r, new FsError('EIO', `restore of ino ${t.ino} was superseded (the file changed)`));
+      this.fail(r, new FsError('EIO', `restore of ino ${t.ino} was superseded (the file changed)`), true);
     }
     return undefined;
   }
@@ -259,6 +281,7 @@ export class Hydrator {
       ready: false,
       finishing: false,
       settled: false,
+      cancelled: false,
       abort: new AbortController(),
       done,
       resolveDone,
@@ -359,7 +382,35 @@ export class Hydrator {
     if (p.demanded) return;
     p.demanded = true;
     p.priority = Priority.Demanded;
-    this.demandQueue.add(() => this.runPiece(r, p)).catch(() => undefined);
+    this.demandsOutstanding++;
+    this.holdBackground();
+    this.demandQueue
+      .add(async () => {
+        try {
+          await this.runPiece(r, p);
+        } finally {
+          if (--this.demandsOutstanding === 0) this.releaseBackground();
+        }
+      })
+      .catch(() => undefined);
+  }
+
+  /** Pauses the stream lane while demanded pieces are fetched; a timer bounds each hold. */
+  private holdBackground(): void {
+    if (this.backgroundHoldMs === 0) return;
+    this.queue.pause();
+    if (this.holdTimer) return;
+    this.holdTimer = setTimeout(() => {
+      this.holdTimer = undefined;
+      this.queue.start();
+    }, this.backgroundHoldMs);
+    this.holdTimer.unref();
+  }
+
+  private releaseBackground(): void {
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
+    this.queue.start();
   }
 
   /** Makes the queued bytes of [start, end) the next thing fetched. */
@@ -457,25 +508,31 @@ export class Hydrator {
       this.wake(r);
       r.toRecord.push(p);
       r.unrecorded++;
-      if (!r.recording) await this.record(r);
+      if (!r.recording) r.recordLoop = this.record(r);
     } catch (err) {
       this.fail(r, err);
     }
   }
 
-  /** Syncs the cache file and records the written pieces, one fsync at a time per file; finishes when done. */
+  /**
+   * Syncs the cache file and records the written pieces, one fsync at a time per file; finishes when done. A
+   * failed (not cancelled) restore still records what it wrote before its readers see the error.
+   */
   private async record(r: Restore): Promise<void> {
     const { ino, generation: gen } = r.target;
     r.recording = true;
     try {
-      while (r.toRecord.length > 0 && !r.settled) {
+      while (r.toRecord.length > 0 && !r.cancelled) {
         const batch = r.toRecord;
         r.toRecord = [];
         if (this.syncPieces) await this.cache.fsync(ino, gen);
-        if (r.settled) return;
+        if (r.cancelled) return;
         for (const p of batch) this.ranges.addRange(ino, gen, [p.start, p.end]);
         r.unrecorded -= batch.length;
       }
+    } catch (err) {
+      this.fail(r, err);
+      return;
     } finally {
       r.recording = false;
     }
@@ -516,9 +573,10 @@ export class Hydrator {
     r.resolveDone();
   }
 
-  private fail(r: Restore, err: unknown): void {
+  private fail(r: Restore, err: unknown, cancelled = false): void {
     if (r.settled) return;
     r.settled = true;
+    r.cancelled = cancelled;
     r.abort.abort(err);
     const { ino } = r.target;
     if (this.active.get(ino) === r) this.active.delete(ino);
@@ -536,10 +594,15 @@ export class Hydrator {
       `${error.message} (${r.target.size - r.missingBytes} of ${r.target.size} bytes present, kept for the next attempt)`,
     );
     r.error = error;
-    for (const w of r.waiters) w.reject(error);
-    r.waiters = [];
     r.pieces.clear();
-    r.rejectDone(error);
+    const flushed = r.recordLoop ?? Promise.resolve();
+    r.failed = flushed
+      .catch(() => undefined)
+      .then(() => {
+        for (const w of r.waiters) w.reject(error);
+        r.waiters = [];
+        r.rejectDone(error);
+      });
   }
 }
 
