@@ -303,6 +303,24 @@ t.test('settings', async (t) => {
   t.equal(m.getSetting('x'), '2');
 });
 
+t.test('pathsOf lists every hard link; blob etags of unowned names', async (t) => {
+  const m = mem(t);
+  const d = m.create(ROOT_INO, 'd', fields('dir'));
+  const f = m.create(d.ino, 'f', fields('file'));
+  m.link(f.ino, ROOT_INO, 'g');
+  m.link(f.ino, d.ino, 'a');
+  t.same(m.pathsOf(f.ino), ['/d/a', '/d/f', '/g']);
+  t.same(m.pathsOf(d.ino), ['/d']);
+  t.same(m.pathsOf(ROOT_INO), ['/']);
+  t.same(m.pathsOf(9999), []);
+  t.equal(m.blobEtag('d/f'), undefined);
+  m.setBlobEtag('d/f', '"1"');
+  m.setBlobEtag('d/f', '"2"');
+  t.equal(m.blobEtag('d/f'), '"2"');
+  m.setBlobEtag('d/f', null);
+  t.equal(m.blobEtag('d/f'), undefined);
+});
+
 t.test('transaction rolls back and nests', async (t) => {
   const m = mem(t);
   t.throws(() =>

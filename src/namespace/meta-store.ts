@@ -123,6 +123,10 @@ CREATE TABLE IF NOT EXISTS ranges (
   end_off INTEGER NOT NULL,
   PRIMARY KEY (ino, generation, start_off)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blob_etags (
+  name TEXT PRIMARY KEY,
+  etag TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS settings (
   key TEXT PRIMARY KEY,
   value TEXT NOT NULL
@@ -204,6 +208,7 @@ export class SqliteMetaStore implements MetaStore {
           'WHERE d.parent = ? ORDER BY d.name',
       ),
       anyName: p('SELECT parent, name FROM dentries WHERE ino = ? LIMIT 1'),
+      allNames: p('SELECT parent, name FROM dentries WHERE ino = ?'),
       hasChildren: p('SELECT 1 FROM dentries WHERE parent = ? LIMIT 1').pluck(),
       insertInode: p(
         `INSERT INTO inodes (${cols.join(', ')}, nlink) VALUES (${cols.map(() => '?').join(', ')}, ?)`,
@@ -239,6 +244,9 @@ export class SqliteMetaStore implements MetaStore {
       deleteOverlapping: p('DELETE FROM ranges WHERE ino = ? AND generation = ? AND start_off <= ? AND end_off >= ?'),
       insertRange: p('INSERT INTO ranges (ino, generation, start_off, end_off) VALUES (?, ?, ?, ?)'),
       clearRanges: p('DELETE FROM ranges WHERE ino = ?'),
+      getBlobEtag: p('SELECT etag FROM blob_etags WHERE name = ?').pluck(),
+      setBlobEtag: p('INSERT INTO blob_etags (name, etag) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET etag = excluded.etag'),
+      deleteBlobEtag: p('DELETE FROM blob_etags WHERE name = ?'),
       getSetting: p('SELECT value FROM settings WHERE key = ?').pluck(),
       setSetting: p('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
       appendChangelog: p(
@@ -317,6 +325,17 @@ export class SqliteMetaStore implements MetaStore {
       cur = row.parent;
     }
     return '/' + parts.reverse().join('/');
+  }
+
+  pathsOf(ino: number): string[] {
+    if (ino === ROOT_INO) return ['/'];
+    const rows = this.s.allNames.all(ino) as Array<{ parent: number; name: string }>;
+    const paths: string[] = [];
+    for (const { parent, name } of rows) {
+      const dir = this.pathOf(parent);
+      if (dir !== undefined) paths.push(dir === '/' ? `/${name}` : `${dir}/${name}`);
+    }
+    return paths.sort();
   }
 
   readdir(parentIno: number): DirEntry[] {
@@ -558,6 +577,17 @@ export class SqliteMetaStore implements MetaStore {
 
   clearRanges(ino: number): void {
     this.s.clearRanges.run(ino);
+  }
+
+  // ---- blob etags of names no inode owns ----
+
+  blobEtag(name: string): string | undefined {
+    return this.s.getBlobEtag.get(name) as string | undefined;
+  }
+
+  setBlobEtag(name: string, etag: string | null): void {
+    if (etag === null) this.s.deleteBlobEtag.run(name);
+    else this.s.setBlobEtag.run(name, etag);
   }
 
   // ---- settings ----

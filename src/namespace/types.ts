@@ -75,6 +75,8 @@ export interface MetaStore extends RangeStore {
   resolve(path: string): Inode | undefined;
   /** Some path of an inode ('/' for the root), or undefined if it has no name. */
   pathOf(ino: number): string | undefined;
+  /** Every path of an inode (one per hard link), sorted; empty if it has no name. */
+  pathsOf(ino: number): string[];
   readdir(parentIno: number): DirEntry[];
   /** Creates an inode and its first name. Throws FsError EEXIST if the name exists. */
   create(parentIno: number, name: string, fields: NewInode): Inode;
@@ -105,6 +107,13 @@ export interface MetaStore extends RangeStore {
   evictionCandidates(limit: number): Inode[];
   countInodes(): number;
   /** Small persistent key/value settings (import done, mount options, ...). */
+  /**
+   * The etag last seen for a blob name that no inode records as its own blob (a name whose file was unlinked,
+   * renamed away or replaced, or an extra hard-link name): export sends If-Match with it instead of If-None-Match.
+   */
+  blobEtag(name: string): string | undefined;
+  /** Records (or, with null, forgets) the etag last seen for a blob name. */
+  setBlobEtag(name: string, etag: string | null): void;
   getSetting(key: string): string | undefined;
   setSetting(key: string, value: string): void;
   /** Appends a record, returning its index; like Lustre, records nothing (returns 0) while no reader is registered. */
