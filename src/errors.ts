@@ -102,7 +102,8 @@ export function describeError(err: unknown): string {
   let cur: unknown = err;
   for (let depth = 0; cur && depth < 5; depth++) {
     const msg = cur instanceof Error ? cur.message : String(cur);
-    if (!parts.includes(msg)) parts.push(msg);
+    // A wrapper's message often already quotes its cause: say each thing once.
+    if (!parts.some((p) => p.includes(msg))) parts.push(msg);
     cur = cur instanceof Error ? cur.cause : undefined;
   }
   return parts.join(': ');

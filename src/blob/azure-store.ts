@@ -92,9 +92,9 @@ const DEFAULT_BLOCK_SIZE = 8 * 1024 * 1024;
 const DEFAULT_CONCURRENCY = 8;
 
 const CREDENTIALS_HELP =
-  'set a connection string (option connectionString, env AZURE_STORAGE_CONNECTION_STRING), or an account ' +
-  '(option account, env AZURE_STORAGE_ACCOUNT) with a key (option accountKey, env AZURE_STORAGE_KEY or ' +
-  'AZURE_STORAGE_ACCESS_KEY) or a SAS token (option sasToken, env AZURE_STORAGE_SAS_TOKEN); an account alone ' +
+  'set a connection string (--connection-string, env AZURE_STORAGE_CONNECTION_STRING), or an account ' +
+  '(--account, env AZURE_STORAGE_ACCOUNT) with a key (--account-key, env AZURE_STORAGE_KEY or ' +
+  'AZURE_STORAGE_ACCESS_KEY) or a SAS token (--sas-token, env AZURE_STORAGE_SAS_TOKEN); an account alone ' +
   'uses DefaultAzureCredential (Azure CLI login, managed identity, AZURE_CLIENT_ID/...)';
 
 function nonEmpty(v: string | undefined): string | undefined {
