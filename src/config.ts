@@ -30,10 +30,6 @@ export interface MountConfig {
   debug: boolean;
 }
 
-export function env(): NodeJS.ProcessEnv {
-  return process.env;
-}
-
 export function stateHome(e: NodeJS.ProcessEnv = process.env): string {
   return resolve(e.BLOBHSM_STATE_DIR ?? join(e.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'blobhsm'));
 }

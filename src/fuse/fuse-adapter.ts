@@ -2,7 +2,7 @@
 // errnoOf), plus the mount options. Nothing else in blobhsm knows FUSE exists.
 import { createRequire } from 'node:module';
 import { errnoOf, describeError, FsError } from '../errors.js';
-import type { Vfs, Stat } from '../vfs/vfs.js';
+import type { Vfs } from '../vfs/vfs.js';
 
 const require = createRequire(import.meta.url);
 
@@ -43,9 +43,6 @@ export function fuseOptions(o: FuseMountOptions): Record<string, unknown> {
   };
 }
 
-function toFuseStat(s: Stat): Record<string, unknown> {
-  return { ...s, atime: s.atime, mtime: s.mtime, ctime: s.ctime };
-}
 
 export function buildOps(vfs: Vfs, log: (line: string) => void): Record<string, (...args: never[]) => void> {
   const fail = (op: string, cb: Cb, err: unknown) => {
@@ -57,9 +54,9 @@ export function buildOps(vfs: Vfs, log: (line: string) => void): Record<string, 
     p.then(ok, (err) => fail(op, cb, err));
   };
   return {
-    getattr: (path: string, cb: Cb) => run('getattr', cb, vfs.getattr(path), (s) => cb(0, toFuseStat(s))),
-    fgetattr: (path: string, _fd: number, cb: Cb) => run('getattr', cb, vfs.getattr(path), (s) => cb(0, toFuseStat(s))),
-    readdir: (path: string, cb: Cb) => run('readdir', cb, vfs.readdir(path), (r) => cb(0, r.names, r.stats.map(toFuseStat))),
+    getattr: (path: string, cb: Cb) => run('getattr', cb, vfs.getattr(path), (s) => cb(0, s)),
+    fgetattr: (path: string, _fd: number, cb: Cb) => run('getattr', cb, vfs.getattr(path), (s) => cb(0, s)),
+    readdir: (path: string, cb: Cb) => run('readdir', cb, vfs.readdir(path), (r) => cb(0, r.names, r.stats)),
     readlink: (path: string, cb: Cb) => run('readlink', cb, vfs.readlink(path), (t) => cb(0, t)),
     statfs: (path: string, cb: Cb) => run('statfs', cb, vfs.statfs(path), (s) => cb(0, s)),
     open: (path: string, flags: number, cb: Cb) => run('open', cb, vfs.open(path, flags), (fh) => cb(0, fh)),
@@ -85,7 +82,7 @@ export function buildOps(vfs: Vfs, log: (line: string) => void): Record<string, 
     utimens: (path: string, atime: number, mtime: number, cb: Cb) =>
       run('utimens', cb, vfs.utimens(path, atime, mtime), () => cb(0)),
     getxattr: (path: string, name: string, _pos: number, cb: Cb) =>
-      run('getxattr', cb, vfs.getxattr(path, name), (v) => (v === null ? cb(-61 /* ENODATA */) : cb(0, v))),
+      run('getxattr', cb, vfs.getxattr(path, name), (v) => (v === null ? cb(-errnoOf(new FsError('ENODATA', name))) : cb(0, v))),
     listxattr: (path: string, cb: Cb) => run('listxattr', cb, vfs.listxattr(path), (names) => cb(0, names)),
     setxattr: (path: string, name: string, _v: Buffer, _pos: number, _flags: number, cb: Cb) =>
       run('setxattr', cb, vfs.setxattr(path, name), () => cb(0)),
