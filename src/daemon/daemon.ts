@@ -13,16 +13,15 @@ import { seedDemo } from '../emulator/demo.js';
 import { openMetaStore } from '../namespace/meta-store.js';
 import type { MetaStore } from '../namespace/types.js';
 import { importNamespace, type ImportStats } from '../namespace/importer.js';
-import { DataCache } from '../cache/data-cache.js';
-import { Hydrator } from '../hsm/hydrator.js';
-import { Coordinator } from '../hsm/coordinator.js';
-import { Changelog } from '../hsm/changelog.js';
-import { Vfs } from '../vfs/vfs.js';
+import type { DataCache } from '../cache/data-cache.js';
+import type { Coordinator } from '../hsm/coordinator.js';
+import type { Changelog } from '../hsm/changelog.js';
+import type { Vfs } from '../vfs/vfs.js';
 import { mountFuse, type FuseHandle } from '../fuse/fuse-adapter.js';
 import { ControlServer } from '../control/server.js';
 import { MountRegistry, isAlive } from '../control/registry.js';
 import { controlMethods } from './control-methods.js';
-import { reconcileCache } from './reconcile.js';
+import { buildStack } from './build-stack.js';
 import { tuneReadAhead, isMounted } from './mount-checks.js';
 import { JobRunner } from '../jobs/job-runner.js';
 
@@ -179,42 +178,21 @@ async function startParts(
     log(importSummary(stats));
   }
 
-  const cache = new DataCache({ dir: config.cacheDir });
-  const cacheFiles = await cache.scan();
-  const changelog = new Changelog(meta);
-  let vfs: Vfs | undefined;
-  const openState = {
-    hasWriter: (ino: number) => vfs?.hasWriter(ino) ?? false,
-    isOpen: (ino: number) => vfs?.isOpen(ino) ?? false,
-  };
-  let coordinator: Coordinator | undefined;
-  const hydrator = new Hydrator({
+  const { cache, changelog, coordinator, vfs } = await buildStack({
     store,
-    cache,
-    ranges: meta,
-    onRestored: (ino: number) => coordinator?.onRestored(ino),
-    log,
-  });
-  coordinator = new Coordinator({
     meta,
-    store,
-    cache,
-    hydrator,
-    changelog,
+    cacheDir: config.cacheDir,
     blobPrefix: config.prefix,
     cacheSizeLimit: config.cacheSize,
-    openState,
+    readOnly: config.readOnly,
     namespaceId,
     log,
   });
-  const report = await reconcileCache(meta, cache, cacheFiles);
-  for (const line of report) log(line);
-  vfs = new Vfs({ meta, cache, coordinator, changelog, readOnly: config.readOnly });
-  const accessTimer = setInterval(() => coordinator!.flushAccessTimes(), 5000);
+  const accessTimer = setInterval(() => coordinator.flushAccessTimes(), 5000);
   accessTimer.unref();
   cleanups.push(() => {
     clearInterval(accessTimer);
-    coordinator!.flushAccessTimes();
+    coordinator.flushAccessTimes();
   });
 
   let stopRequested: () => void = () => undefined;

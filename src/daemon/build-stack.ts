@@ -1,0 +1,80 @@
+// Builds the filesystem stack below FUSE from a blob store and an opened metadata store: the data cache (scanned
+// and reconciled with the store), the changelog, the hydrator, the HSM coordinator and the VFS, wired together.
+// The daemon uses it before mounting; tests use it to exercise the semantics layer without a kernel mount.
+import type { BlobStore } from '../blob/blob-store.js';
+import { DataCache } from '../cache/data-cache.js';
+import { Changelog } from '../hsm/changelog.js';
+import { Coordinator } from '../hsm/coordinator.js';
+import { Hydrator, type HydratorOptions } from '../hsm/hydrator.js';
+import type { MetaStore } from '../namespace/types.js';
+import { Vfs } from '../vfs/vfs.js';
+import { reconcileCache } from './reconcile.js';
+
+/** Hydrator settings a caller may tune (the wiring ones are set here). */
+export type HydratorTuning = Omit<HydratorOptions, 'store' | 'cache' | 'ranges' | 'onRestored' | 'log'>;
+
+export interface StackOptions {
+  store: BlobStore;
+  meta: MetaStore;
+  /** State/cache directory (cache files live under <cacheDir>/data/). */
+  cacheDir: string;
+  /** Blob name prefix of the mount ('' or 'some/prefix/'). */
+  blobPrefix: string;
+  /** Bytes the cache may hold before clean archived files are released; 0 = unbounded. */
+  cacheSizeLimit: number;
+  readOnly: boolean;
+  /** Identifies this namespace in the `blobhsm_version` stamp. */
+  namespaceId: string;
+  log: (line: string) => void;
+  /** Parallel HSM actions (the Coordinator's default when absent). */
+  concurrency?: number;
+  hydrator?: HydratorTuning;
+  /** uid/gid of new files (the Vfs default when absent). */
+  owner?: { uid: number; gid: number };
+}
+
+export interface Stack {
+  cache: DataCache;
+  changelog: Changelog;
+  hydrator: Hydrator;
+  coordinator: Coordinator;
+  vfs: Vfs;
+}
+
+export async function buildStack(o: StackOptions): Promise<Stack> {
+  const { store, meta, log } = o;
+  const cache = new DataCache({ dir: o.cacheDir });
+  const cacheFiles = await cache.scan();
+  const changelog = new Changelog(meta);
+  let vfs: Vfs | undefined;
+  const openState = {
+    hasWriter: (ino: number) => vfs?.hasWriter(ino) ?? false,
+    isOpen: (ino: number) => vfs?.isOpen(ino) ?? false,
+  };
+  let coordinator: Coordinator | undefined;
+  const hydrator = new Hydrator({
+    ...o.hydrator,
+    store,
+    cache,
+    ranges: meta,
+    onRestored: (ino: number) => coordinator?.onRestored(ino),
+    log,
+  });
+  coordinator = new Coordinator({
+    meta,
+    store,
+    cache,
+    hydrator,
+    changelog,
+    blobPrefix: o.blobPrefix,
+    cacheSizeLimit: o.cacheSizeLimit,
+    openState,
+    namespaceId: o.namespaceId,
+    log,
+    ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
+  });
+  const report = await reconcileCache(meta, cache, cacheFiles);
+  for (const line of report) log(line);
+  vfs = new Vfs({ meta, cache, coordinator, changelog, readOnly: o.readOnly, ...(o.owner ? { owner: o.owner } : {}) });
+  return { cache, changelog, hydrator, coordinator, vfs };
+}

@@ -1,0 +1,418 @@
+// Vfs semantics on the real stack (MemoryBlobStore, in-memory MetaStore, DataCache in a temp dir), no kernel mount.
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { FsError, type FsErrorCode } from '../src/errors.js';
+import { HsmFlag } from '../src/hsm/flags.js';
+import { makeStack, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, type TestStack, type TestStackOptions } from './helpers/stack.js';
+
+const KiB = 1024;
+const MT = '2024-01-02 03:04:05 +0000';
+const MT_MS = Date.UTC(2024, 0, 2, 3, 4, 5);
+const BIG = randomBytes(300 * KiB);
+
+const { EXISTS, DIRTY, RELEASED, ARCHIVED } = HsmFlag;
+const IMPORTED = RELEASED | EXISTS | ARCHIVED; // 0x0d
+const RESTORED = EXISTS | ARCHIVED; // 0x09
+const MODIFIED = EXISTS | DIRTY | ARCHIVED; // 0x0b
+
+const BLOBS: TestStackOptions['blobs'] = {
+  'top.txt': 'hello world',
+  dir: { metadata: { hdi_isfolder: 'true', owner: '1234', group: '55', permissions: '0750', modtime: MT } },
+  'dir/file.bin': { data: BIG, metadata: { owner: '42', group: '43', permissions: '0600', modtime: MT } },
+  'dir/sub/deep.txt': 'deep',
+  'implicit/x': 'x',
+  link: { data: 'top.txt', metadata: { ftype: 'LNK' } },
+  'empty.txt': '',
+};
+
+interface Tap {
+  teardown(fn: () => void | Promise<void>): void;
+}
+
+async function stack(t: Tap, extra: TestStackOptions = {}): Promise<TestStack> {
+  const s = await makeStack({ blobs: BLOBS, hydrator: { chunkSize: 64 * KiB, firstChunkSize: 16 * KiB }, ...extra });
+  t.teardown(() => s.cleanup());
+  return s;
+}
+
+/** Asserts the promise rejects with an FsError of this code. */
+async function rejectsCode(t: Tap & { fail(m: string): void; pass(m: string): void }, p: Promise<unknown>, code: FsErrorCode, what: string) {
+  try {
+    await p;
+    t.fail(`${what}: expected ${code}, it succeeded`);
+  } catch (err) {
+    if (err instanceof FsError && err.code === code) t.pass(`${what}: ${code}`);
+    else t.fail(`${what}: expected FsError ${code}, got ${err instanceof FsError ? `FsError ${err.code}` : String(err)}`);
+  }
+}
+
+const reads = (s: TestStack) => s.store.requestCounts().read ?? 0;
+const totalRequests = (s: TestStack) => Object.values(s.store.requestCounts()).reduce((a, b) => a + b, 0);
+
+t.test('getattr, readdir, readlink and xattrs of an imported tree', async (t) => {
+  const s = await stack(t);
+  s.store.resetCounts();
+  const root = await s.vfs.getattr('/');
+  t.equal(root.mode & 0o170000, 0o040000, 'root is a directory');
+
+  t.same((await s.vfs.readdir('/')).names, ['dir', 'empty.txt', 'implicit', 'link', 'top.txt']);
+  t.same((await s.vfs.readdir('/dir')).names, ['file.bin', 'sub']);
+  const listing = await s.vfs.readdir('/dir');
+  t.equal(listing.stats[0]!.size, BIG.length, 'readdir carries stats');
+
+  const top = await s.vfs.getattr('/top.txt');
+  t.match(top, { mode: 0o100644, size: 11, blocks: 1, nlink: 1, uid: 0, gid: 0, blksize: 4096 });
+  t.equal((await s.vfs.getattr('/empty.txt')).blocks, 0, 'a released empty file has no blocks');
+
+  const dir = await s.vfs.getattr('/dir');
+  t.match(dir, { mode: 0o040750, uid: 1234, gid: 55, mtime: MT_MS, atime: MT_MS, ctime: MT_MS });
+  const file = await s.vfs.getattr('/dir/file.bin');
+  t.match(file, { mode: 0o100600, uid: 42, gid: 43, size: BIG.length, blocks: 1, mtime: MT_MS });
+  t.equal((await s.vfs.getattr('/implicit')).mode, 0o040777, 'an implicit directory gets 0777');
+
+  const link = await s.vfs.getattr('/link');
+  t.match(link, { mode: 0o120777, size: 7 });
+  t.equal(await s.vfs.readlink('/link'), 'top.txt');
+  await rejectsCode(t, s.vfs.readlink('/top.txt'), 'EINVAL', 'readlink of a file');
+  await rejectsCode(t, s.vfs.getattr('/nope'), 'ENOENT', 'getattr of a missing path');
+  await rejectsCode(t, s.vfs.readdir('/top.txt'), 'ENOTDIR', 'readdir of a file');
+
+  const x = async (p: string, n: string) => (await s.vfs.getxattr(p, n))?.toString() ?? null;
+  t.equal(await x('/top.txt', 'user.hsm.state'), 'released exists archived');
+  t.equal(await x('/top.txt', 'user.hsm.flags'), '0x0000000d');
+  t.equal(await x('/top.txt', 'user.hsm.archive_id'), '1');
+  t.equal(await x('/top.txt', 'user.hsm.blob'), 'top.txt');
+  t.equal(await x('/top.txt', 'user.hsm.etag'), s.inode('/top.txt').etag);
+  t.match(await x('/top.txt', 'user.hsm.etag'), /^"0x/);
+  t.equal(await x('/top.txt', 'user.other'), null, 'an unknown xattr is absent');
+  t.same(await s.vfs.listxattr('/top.txt'), ['user.hsm.state', 'user.hsm.flags', 'user.hsm.archive_id', 'user.hsm.blob', 'user.hsm.etag']);
+  t.same(await s.vfs.listxattr('/implicit'), ['user.hsm.state', 'user.hsm.flags', 'user.hsm.archive_id'], 'no blob, no etag');
+  t.equal(await x('/implicit', 'user.hsm.state'), '');
+  await rejectsCode(t, s.vfs.setxattr('/top.txt', 'user.hsm.state'), 'ENOTSUP', 'setxattr');
+  await rejectsCode(t, s.vfs.getxattr('/nope', 'user.hsm.state'), 'ENOENT', 'getxattr of a missing path');
+  const fsStat = await s.vfs.statfs('/');
+  t.equal(fsStat.namemax, 255);
+  t.equal(totalRequests(s), 0, 'metadata operations send no request');
+});
+
+t.test('reading a released file restores it; the second read costs nothing', async (t) => {
+  const s = await stack(t);
+  s.store.resetCounts();
+  const data = await s.readFile('/dir/file.bin');
+  t.ok(data.equals(BIG), 'content');
+  await s.settle();
+  const afterFirst = s.store.requestCounts();
+  t.ok((afterFirst.read ?? 0) >= 1, `restore read the blob (${JSON.stringify(afterFirst)})`);
+  t.equal(afterFirst.stageBlock ?? 0, 0, 'nothing uploaded');
+  t.equal(s.inode('/dir/file.bin').hsmFlags, RESTORED, 'restored: exists archived');
+  t.equal((await s.vfs.getattr('/dir/file.bin')).blocks, Math.ceil(BIG.length / 512));
+
+  s.store.resetCounts();
+  t.ok((await s.readFile('/dir/file.bin')).equals(BIG));
+  t.equal(totalRequests(s), 0, 'second read: zero requests');
+
+  // A read in the middle of another released file returns exactly that range.
+  s.store.resetCounts();
+  const fh = await s.vfs.open('/top.txt', O_RDONLY);
+  const buf = Buffer.alloc(5);
+  t.equal(await s.vfs.read(fh, buf, 5, 6), 5);
+  t.equal(buf.toString(), 'world');
+  t.equal(await s.vfs.read(fh, buf, 5, 11), 0, 'read at EOF');
+  await s.vfs.release(fh);
+  await s.settle();
+  t.equal(s.inode('/top.txt').hsmFlags, RESTORED);
+  t.ok(reads(s) >= 1);
+
+  // An empty released file reads as empty without a download.
+  s.store.resetCounts();
+  t.equal((await s.readFile('/empty.txt')).length, 0);
+  t.equal(reads(s), 0);
+});
+
+t.test('a restore failure is EIO and the file stays released', async (t) => {
+  const s = await stack(t);
+  s.store.failNext('read', 'Transient', 100);
+  await rejectsCode(t, s.readFile('/top.txt'), 'EIO', 'read with the service failing');
+  await s.settle();
+  t.equal(s.inode('/top.txt').hsmFlags, IMPORTED, 'still released');
+  s.store.clearFaults();
+  t.equal((await s.readFile('/top.txt')).toString(), 'hello world', 'the next read retries');
+});
+
+t.test('create, write, read back, flush, release', async (t) => {
+  const s = await stack(t);
+  s.store.resetCounts();
+  const fh = await s.vfs.create('/dir/new.txt', 0o640);
+  t.match(await s.vfs.getattr('/dir/new.txt'), { mode: 0o100640, size: 0, uid: 1000, gid: 1000, nlink: 1 });
+  t.equal(await s.vfs.write(fh, Buffer.from('abc'), 3, 0), 3);
+  t.equal(await s.vfs.write(fh, Buffer.from('XYZ'), 3, 5), 3);
+  t.equal((await s.vfs.getattr('/dir/new.txt')).size, 8, 'size visible before flush');
+  const buf = Buffer.alloc(16);
+  t.equal(await s.vfs.read(fh, buf, 16, 0), 8, 'read through the writing handle');
+  t.same(buf.subarray(0, 8), Buffer.from('abc\0\0XYZ'));
+  await s.vfs.flush(fh);
+  t.equal(s.inode('/dir/new.txt').size, 8, 'flush persists the size');
+  await s.vfs.fsync(fh);
+  await s.vfs.release(fh);
+  t.equal((await s.readFile('/dir/new.txt')).toString(), 'abc\0\0XYZ');
+  t.equal(s.inode('/dir/new.txt').hsmFlags, 0, 'a new file has no HSM state');
+  t.equal(totalRequests(s), 0, 'local writes send no request');
+  await rejectsCode(t, s.vfs.create('/dir/new.txt', 0o644), 'EEXIST', 'create of an existing name');
+
+  // O_RDWR on the new file: write in the middle, read-back.
+  const fh2 = await s.vfs.open('/dir/new.txt', O_RDWR);
+  await s.vfs.write(fh2, Buffer.from('--'), 2, 3);
+  await s.vfs.release(fh2);
+  t.equal((await s.readFile('/dir/new.txt')).toString(), 'abc--XYZ');
+  t.equal(s.inode('/dir/new.txt').hsmFlags, 0);
+});
+
+t.test('truncate and O_TRUNC of released files', async (t) => {
+  const s = await stack(t);
+  s.store.resetCounts();
+  await s.vfs.truncate('/top.txt', 0);
+  t.equal(totalRequests(s), 0, 'truncate to 0 of a released file needs no download');
+  t.equal(s.inode('/top.txt').hsmFlags, MODIFIED, 'truncated: exists dirty archived');
+  t.equal((await s.vfs.getattr('/top.txt')).size, 0);
+  t.equal((await s.readFile('/top.txt')).length, 0);
+
+  s.store.resetCounts();
+  const fh = await s.vfs.open('/dir/file.bin', O_WRONLY | O_TRUNC);
+  t.equal(totalRequests(s), 0, 'O_TRUNC open of a released file needs no download');
+  t.equal(s.inode('/dir/file.bin').hsmFlags, MODIFIED);
+  await s.vfs.write(fh, Buffer.from('new'), 3, 0);
+  await s.vfs.release(fh);
+  t.equal((await s.readFile('/dir/file.bin')).toString(), 'new');
+  t.equal(totalRequests(s), 0);
+
+  s.store.resetCounts();
+  await s.vfs.truncate('/dir/sub/deep.txt', 2);
+  t.ok(reads(s) >= 1, 'truncate to a non-zero size restores first');
+  t.equal((await s.readFile('/dir/sub/deep.txt')).toString(), 'de');
+  t.equal(s.inode('/dir/sub/deep.txt').hsmFlags, MODIFIED);
+  await s.vfs.truncate('/dir/sub/deep.txt', 5);
+  t.same(await s.readFile('/dir/sub/deep.txt'), Buffer.from('de\0\0\0'), 'growing fills with zeros');
+
+  const fh3 = await s.vfs.create('/f', 0o644);
+  await s.vfs.write(fh3, Buffer.from('0123456789'), 10, 0);
+  await s.vfs.ftruncate(fh3, 4);
+  t.equal((await s.vfs.getattr('/f')).size, 4, 'ftruncate through the writing handle');
+  await s.vfs.release(fh3);
+  t.equal((await s.readFile('/f')).toString(), '0123');
+  await rejectsCode(t, s.vfs.truncate('/dir', 0), 'EISDIR', 'truncate of a directory');
+  await rejectsCode(t, s.vfs.truncate('/nope', 0), 'ENOENT', 'truncate of a missing file');
+});
+
+t.test('a write to a released file restores it first', async (t) => {
+  const s = await stack(t);
+  s.store.resetCounts();
+  await s.writeFile('/dir/file.bin', 'ZZZ', 1000);
+  t.ok(reads(s) >= 1, 'the blob was read');
+  const expected = Buffer.from(BIG);
+  expected.write('ZZZ', 1000);
+  t.ok((await s.readFile('/dir/file.bin')).equals(expected), 'the rest of the file is the blob');
+  t.equal(s.inode('/dir/file.bin').hsmFlags, MODIFIED);
+  t.equal(s.inode('/dir/file.bin').size, BIG.length);
+
+  // Appending past the end of a released file.
+  await s.writeFile('/top.txt', '!', 11);
+  t.equal((await s.readFile('/top.txt')).toString(), 'hello world!');
+
+  // A failing restore fails the write and changes nothing.
+  s.store.failNext('read', 'Transient', 100);
+  await rejectsCode(t, s.writeFile('/dir/sub/deep.txt', 'x'), 'EIO', 'write with the restore failing');
+  t.equal(s.inode('/dir/sub/deep.txt').hsmFlags, IMPORTED, 'still released, not dirty');
+  s.store.clearFaults();
+});
+
+t.test('DIRTY rules: only content changes of archived files dirty them', async (t) => {
+  const s = await stack(t);
+  await s.readFile('/top.txt');
+  await s.readFile('/dir/sub/deep.txt');
+  await s.settle();
+  t.equal(s.inode('/top.txt').hsmFlags, RESTORED);
+
+  const v0 = s.inode('/top.txt').dataVersion;
+  await s.vfs.chmod('/top.txt', 0o600);
+  await s.vfs.chown('/top.txt', 7, 8);
+  await s.vfs.chown('/top.txt', -1, 0xffffffff);
+  await s.vfs.utimens('/top.txt', 1000, 2000);
+  for (const flags of [O_RDONLY, O_WRONLY, O_RDWR]) await s.vfs.release(await s.vfs.open('/top.txt', flags));
+  await s.readFile('/top.txt');
+  const top = s.inode('/top.txt');
+  t.equal(top.hsmFlags, RESTORED, 'chmod, chown, utimens, open and read do not dirty');
+  t.equal(top.dataVersion, v0, 'nor change the data version');
+  t.match(top, { mode: 0o600, uid: 7, gid: 8, atimeMs: 1000, mtimeMs: 2000 });
+
+  // Metadata changes of a released file do not restore it either.
+  s.store.resetCounts();
+  await s.vfs.chmod('/implicit/x', 0o640);
+  await s.vfs.release(await s.vfs.open('/implicit/x', O_RDWR));
+  t.equal(s.inode('/implicit/x').hsmFlags, IMPORTED);
+  t.equal(totalRequests(s), 0);
+
+  await s.writeFile('/top.txt', 'J');
+  t.equal(s.inode('/top.txt').hsmFlags, MODIFIED, 'a write dirties');
+  t.ok(s.inode('/top.txt').dataVersion > v0, 'and bumps the data version');
+  await s.vfs.truncate('/dir/sub/deep.txt', 1);
+  t.equal(s.inode('/dir/sub/deep.txt').hsmFlags, MODIFIED, 'a truncate dirties');
+
+  await s.createFile('/new', 'data');
+  t.equal(s.inode('/new').hsmFlags, 0, 'a new file stays 0x0 after writes');
+  await s.vfs.truncate('/new', 1);
+  t.equal(s.inode('/new').hsmFlags, 0, 'and after a truncate');
+});
+
+t.test('rename', async (t) => {
+  const s = await stack(t);
+  const ino = s.inode('/top.txt').ino;
+  await s.vfs.rename('/top.txt', '/dir/renamed.txt');
+  await rejectsCode(t, s.vfs.getattr('/top.txt'), 'ENOENT', 'the old name is gone');
+  t.equal((await s.vfs.getattr('/dir/renamed.txt')).ino, ino, 'same inode');
+  t.equal((await s.readFile('/dir/renamed.txt')).toString(), 'hello world', 'a renamed released file still restores');
+
+  await s.vfs.rename('/dir', '/dir2');
+  t.equal((await s.readFile('/dir2/sub/deep.txt')).toString(), 'deep', 'children move with their directory');
+  t.same((await s.vfs.readdir('/')).names, ['dir2', 'empty.txt', 'implicit', 'link']);
+
+  // Replacing a target drops its inode and cache data.
+  await s.createFile('/a', 'AAA');
+  await s.createFile('/b', 'BBBB');
+  const b = s.inode('/b');
+  t.ok(await s.cache.exists(b.ino, b.generation));
+  await s.vfs.rename('/a', '/b');
+  t.equal((await s.readFile('/b')).toString(), 'AAA');
+  await rejectsCode(t, s.vfs.getattr('/a'), 'ENOENT', 'the source name is gone');
+  t.equal(s.meta.get(b.ino), undefined, 'the replaced inode is gone');
+  t.notOk(await s.cache.exists(b.ino, b.generation), 'and its cache file');
+
+  await s.vfs.mkdir('/empty', 0o755);
+  await s.vfs.rename('/empty', '/dir2/sub/empty');
+  t.equal((await s.vfs.getattr('/dir2/sub/empty')).mode, 0o040755);
+  await s.vfs.mkdir('/e2', 0o755);
+  await s.vfs.rename('/e2', '/dir2/sub/empty');
+  t.ok(await s.vfs.getattr('/dir2/sub/empty'), 'a directory replaces an empty directory');
+
+  await rejectsCode(t, s.vfs.rename('/dir2', '/dir2/sub/x'), 'EINVAL', 'a directory into itself');
+  await rejectsCode(t, s.vfs.rename('/dir2', '/dir2/x'), 'EINVAL', 'a directory into itself (direct child)');
+  await rejectsCode(t, s.vfs.rename('/implicit', '/dir2'), 'ENOTEMPTY', 'over a non-empty directory');
+  await rejectsCode(t, s.vfs.rename('/b', '/dir2'), 'EISDIR', 'a file over a directory');
+  await rejectsCode(t, s.vfs.rename('/implicit', '/b'), 'ENOTDIR', 'a directory over a file');
+  await rejectsCode(t, s.vfs.rename('/nope', '/x'), 'ENOENT', 'a missing source');
+  await rejectsCode(t, s.vfs.rename('/b', '/nodir/x'), 'ENOENT', 'into a missing directory');
+  await rejectsCode(t, s.vfs.rename('/b', '/b/x'), 'ENOTDIR', 'under a file');
+  await s.vfs.rename('/b', '/b');
+  t.equal((await s.readFile('/b')).toString(), 'AAA', 'rename onto itself changes nothing');
+});
+
+t.test('unlink, rmdir, mkdir, hard links, symlinks', async (t) => {
+  const s = await stack(t);
+  await s.createFile('/f', 'content');
+  const f = s.inode('/f');
+  await s.vfs.link('/f', '/dir/hl');
+  t.equal((await s.vfs.getattr('/f')).nlink, 2);
+  t.equal((await s.vfs.getattr('/dir/hl')).ino, f.ino);
+  await s.writeFile('/dir/hl', 'C');
+  t.equal((await s.readFile('/f')).toString(), 'Content', 'both names see the same data');
+  await s.vfs.unlink('/f');
+  t.equal((await s.vfs.getattr('/dir/hl')).nlink, 1);
+  t.equal((await s.readFile('/dir/hl')).toString(), 'Content', 'data survives while a name is left');
+  t.ok(await s.cache.exists(f.ino, f.generation));
+  await s.vfs.unlink('/dir/hl');
+  t.equal(s.meta.get(f.ino), undefined, 'the last unlink deletes the inode');
+  t.notOk(await s.cache.exists(f.ino, f.generation), 'and drops its cache file');
+
+  // Unlinking a restored file drops its cache data too.
+  await s.readFile('/top.txt');
+  await s.settle();
+  const top = s.inode('/top.txt');
+  t.ok(await s.cache.exists(top.ino, top.generation));
+  await s.vfs.unlink('/top.txt');
+  t.notOk(await s.cache.exists(top.ino, top.generation));
+  t.ok(s.store.getData('top.txt'), 'unlink does not delete the blob');
+
+  await rejectsCode(t, s.vfs.unlink('/dir'), 'EISDIR', 'unlink of a directory');
+  await rejectsCode(t, s.vfs.unlink('/nope'), 'ENOENT', 'unlink of a missing file');
+  await rejectsCode(t, s.vfs.rmdir('/dir'), 'ENOTEMPTY', 'rmdir of a non-empty directory');
+  await rejectsCode(t, s.vfs.rmdir('/link'), 'ENOTDIR', 'rmdir of a symlink');
+  await rejectsCode(t, s.vfs.rmdir('/nope'), 'ENOENT', 'rmdir of a missing directory');
+  await rejectsCode(t, s.vfs.link('/dir', '/dirlink'), 'EPERM', 'a hard link to a directory');
+  await rejectsCode(t, s.vfs.link('/link', '/dir'), 'EEXIST', 'a hard link onto an existing name');
+
+  await s.vfs.mkdir('/m', 0o2750);
+  t.match(await s.vfs.getattr('/m'), { mode: 0o042750, uid: 1000, gid: 1000, nlink: 2 });
+  await s.vfs.mkdir('/m/n', 0o755);
+  t.equal((await s.vfs.getattr('/m')).nlink, 3, 'a subdirectory links its parent');
+  await rejectsCode(t, s.vfs.mkdir('/m', 0o755), 'EEXIST', 'mkdir of an existing name');
+  await rejectsCode(t, s.vfs.mkdir('/nope/n', 0o755), 'ENOENT', 'mkdir in a missing directory');
+  await s.vfs.rmdir('/m/n');
+  await s.vfs.rmdir('/m');
+  await rejectsCode(t, s.vfs.getattr('/m'), 'ENOENT', 'rmdir removed it');
+
+  await s.vfs.symlink('../some/target', '/dir/sl');
+  t.equal(await s.vfs.readlink('/dir/sl'), '../some/target');
+  t.match(await s.vfs.getattr('/dir/sl'), { mode: 0o120777, size: 14 });
+  t.equal(s.inode('/dir/sl').hsmFlags, 0);
+  await rejectsCode(t, s.vfs.symlink('x', '/dir/sl'), 'EEXIST', 'symlink onto an existing name');
+  await s.vfs.unlink('/dir/sl');
+  await rejectsCode(t, s.vfs.readlink('/dir/sl'), 'ENOENT', 'unlinked symlink');
+});
+
+t.test('a read-only mount refuses every change with EROFS', async (t) => {
+  const s = await stack(t, { readOnly: true });
+  const ops: Array<[string, () => Promise<unknown>]> = [
+    ['create', () => s.vfs.create('/n', 0o644)],
+    ['mkdir', () => s.vfs.mkdir('/n', 0o755)],
+    ['unlink', () => s.vfs.unlink('/top.txt')],
+    ['rmdir', () => s.vfs.rmdir('/implicit')],
+    ['rename', () => s.vfs.rename('/top.txt', '/n')],
+    ['chmod', () => s.vfs.chmod('/top.txt', 0o600)],
+    ['chown', () => s.vfs.chown('/top.txt', 1, 1)],
+    ['utimens', () => s.vfs.utimens('/top.txt', 1, 1)],
+    ['truncate', () => s.vfs.truncate('/top.txt', 0)],
+    ['symlink', () => s.vfs.symlink('x', '/n')],
+    ['link', () => s.vfs.link('/top.txt', '/n')],
+    ['open O_WRONLY', () => s.vfs.open('/top.txt', O_WRONLY)],
+    ['open O_RDWR', () => s.vfs.open('/top.txt', O_RDWR)],
+    ['open O_TRUNC', () => s.vfs.open('/top.txt', O_RDONLY | O_TRUNC)],
+  ];
+  for (const [name, op] of ops) await rejectsCode(t, op(), 'EROFS', name);
+  t.equal(s.inode('/top.txt').hsmFlags, IMPORTED, 'nothing changed');
+  t.equal((await s.readFile('/top.txt')).toString(), 'hello world', 'reads (and restores) still work');
+});
+
+t.test('errors are FsErrors with the right codes', async (t) => {
+  const s = await stack(t);
+  await rejectsCode(t, s.vfs.open('/dir', O_RDONLY), 'EISDIR', 'open of a directory');
+  await rejectsCode(t, s.vfs.open('/nope', O_RDONLY), 'ENOENT', 'open of a missing file');
+  await rejectsCode(t, s.vfs.read(999, Buffer.alloc(1), 1, 0), 'EBADF', 'read of a bad handle');
+  await rejectsCode(t, s.vfs.release(999), 'EBADF', 'release of a bad handle');
+  const fh = await s.vfs.open('/top.txt', O_RDONLY);
+  await rejectsCode(t, s.vfs.write(fh, Buffer.from('x'), 1, 0), 'EBADF', 'write through a read-only handle');
+  await s.vfs.release(fh);
+  await rejectsCode(t, s.vfs.create('/nope/f', 0o644), 'ENOENT', 'create in a missing directory');
+  await rejectsCode(t, s.vfs.create('/top.txt/f', 0o644), 'ENOTDIR', 'create under a file');
+  await rejectsCode(t, s.vfs.create('/' + 'x'.repeat(256), 0o644), 'ENAMETOOLONG', 'a name over 255 bytes');
+  t.equal(s.inode('/top.txt').hsmFlags, IMPORTED, 'a refused write did not restore or dirty');
+});
+
+t.test('changelog records of namespace changes', async (t) => {
+  const s = await stack(t);
+  s.meta.registerChangelogReader();
+  await s.createFile('/c', 'x');
+  await s.vfs.mkdir('/d', 0o755);
+  await s.vfs.rename('/c', '/d/c');
+  await s.vfs.truncate('/d/c', 0);
+  await s.vfs.utimens('/d/c', 1, 1);
+  await s.vfs.unlink('/d/c');
+  await s.vfs.unlink('/top.txt');
+  await s.vfs.rmdir('/d');
+  const recs = s.meta.readChangelog(0, 100);
+  t.same(
+    recs.map((r) => r.type),
+    ['CREAT', 'CLOSE', 'MKDIR', 'RENME', 'TRUNC', 'MTIME', 'UNLNK', 'UNLNK', 'RMDIR'],
+  );
+  const unl = recs.filter((r) => r.type === 'UNLNK');
+  t.equal(unl[0]!.flags, 0x1, 'last link of a never-archived file');
+  t.equal(unl[1]!.flags, 0x3, 'last link of an archived file');
+});
