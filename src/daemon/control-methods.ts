@@ -67,6 +67,7 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
       cacheBytes: p.cache.bytesUsed(),
       inodes: meta.countInodes(),
       requests: p.store.requestCounts(),
+      io: p.vfs.ioStats(),
     }),
 
     unmount: async () => {

@@ -4,7 +4,13 @@
 //
 // Ordering rules (what survives kill -9): a content change is recorded (DIRTY, dataVersion+1) durably before the
 // first byte reaches the cache file; release records RELEASED durably before deleting cache data; archive clears
-// DIRTY only if the data version did not change while it uploaded.
+// DIRTY only if the data version did not change while it uploaded and no write was in flight when it started.
+//
+// Blob names are paths, so export keeps track of which etag it expects under each name: the file's own blob
+// (blobName/etag), else the etag remembered for a name no inode owns (a file unlinked or replaced locally, an extra
+// hard-link name). A name some other file still owns (renamed away from it) is taken over only if that file is
+// resident: its archive copy is about to be overwritten, so it becomes DIRTY and is exported again under its new
+// name; a released owner makes it a conflict (its only copy is that blob).
 import PQueue from 'p-queue';
 import { BlobError, FsError, describeError, errnoOf } from '../errors.js';
 import type { BlobStore } from '../blob/blob-store.js';
@@ -55,6 +61,11 @@ export interface ArchiveOutcome {
 /** Metadata key stamping our own version on uploaded blobs, to recognise our upload after a crash. */
 export const VERSION_KEY = 'blobhsm_version';
 
+/** libfuse's stand-ins for unlinked files that are still open: never exported. */
+export function isHiddenPath(path: string): boolean {
+  return /(^|\/)\.fuse_hidden[0-9a-f]+$/.test(path);
+}
+
 export class Coordinator {
   private readonly o: CoordinatorOptions;
   private readonly queue: PQueue;
@@ -64,6 +75,8 @@ export class Coordinator {
   private readonly aborts = new Map<number, AbortController>();
   /** Inodes whose current content change is already recorded (cleared when an archive starts). */
   private readonly changeRecorded = new Set<number>();
+  /** Writes and truncates in flight per inode (between beforeContentChange and contentChangeDone). */
+  private readonly writing = new Map<number, number>();
   private readonly accessed = new Map<number, number>();
   private evicting = false;
 
@@ -109,16 +122,39 @@ export class Coordinator {
     });
   }
 
-  /** Records a content change durably (DIRTY if archived, data version +1) before the cache file changes. */
+  /**
+   * Records a content change durably (DIRTY if archived, data version +1) before the cache file changes. Every
+   * call must be followed by contentChangeDone() once the cache file has changed (or the change failed).
+   */
   beforeContentChange(ino: number): Inode {
-    const inode = this.get(ino);
-    if (this.changeRecorded.has(ino)) return inode;
-    const updated = this.o.meta.update(ino, {
-      hsmFlags: flags.onContentChange(inode.hsmFlags),
-      dataVersion: inode.dataVersion + 1,
-    });
-    this.changeRecorded.add(ino);
-    return updated;
+    let inode = this.get(ino);
+    if (!this.changeRecorded.has(ino)) {
+      inode = this.o.meta.update(ino, {
+        hsmFlags: flags.onContentChange(inode.hsmFlags),
+        dataVersion: inode.dataVersion + 1,
+      });
+      this.changeRecorded.add(ino);
+    }
+    this.writing.set(ino, (this.writing.get(ino) ?? 0) + 1);
+    return inode;
+  }
+
+  contentChangeDone(ino: number): void {
+    const n = (this.writing.get(ino) ?? 1) - 1;
+    if (n > 0) this.writing.set(ino, n);
+    else this.writing.delete(ino);
+  }
+
+  /**
+   * The last name of a file is gone (unlink, or replaced by a rename). Its blob stays (as with AMLFS); remember the
+   * blob's etag so that a file created under that name later is exported with If-Match, not reported as a conflict.
+   */
+  onDropped(inode: Inode): void {
+    this.writing.delete(inode.ino);
+    this.changeRecorded.delete(inode.ino);
+    if (inode.blobName && inode.etag && this.o.meta.blobEtag(inode.blobName) === undefined) {
+      this.o.meta.setBlobEtag(inode.blobName, inode.etag);
+    }
   }
 
   afterClose(ino: number): void {
@@ -261,6 +297,7 @@ export class Coordinator {
       } catch (err) {
         if (!(err instanceof BlobError && err.kind === 'NotFound')) throw err;
       }
+      this.o.meta.setBlobEtag(inode.blobName, null);
     }
     this.o.meta.update(inode.ino, { hsmFlags: flags.onRemoveSucceeded(), etag: null, archivedVersion: 0 });
     this.o.changelog.hsm('REMOVE', inode.ino, 0, false);
@@ -271,23 +308,36 @@ export class Coordinator {
     return this.o.blobPrefix + path.replace(/^\/+/, '');
   }
 
+  /** The paths a file is exported under: every name it has (one copy per hard link), never a `.fuse_hidden*` one. */
+  exportPaths(ino: number): string[] {
+    return this.o.meta.pathsOf(ino).filter((p) => !isHiddenPath(p));
+  }
+
   /**
-   * Uploads one file (staged blocks, one commit) with If-Match on the etag recorded at import/last archive, or
-   * If-None-Match: * for a blob never seen. A conflict leaves the file dirty and is reported, never overwritten.
+   * Uploads a file or symlink under each of its names (staged blocks, one commit per name) with If-Match on the
+   * etag expected under that name, or If-None-Match: * for a name never seen. A conflict (the blob changed behind
+   * the mount's back) leaves the file dirty and is reported, never overwritten. `signal` aborts the upload (the
+   * file stays dirty; staged blocks are never committed, so no reader sees a partial blob).
    */
-  async archive(inode: Inode, archiveId: number, state?: ActionState): Promise<ArchiveOutcome> {
-    const path = this.o.meta.pathOf(inode.ino);
-    if (path === undefined) throw new FsError('ENOENT', `inode ${inode.ino} has no name`);
-    const blobName = this.blobNameFor(path);
+  async archive(inode: Inode, archiveId: number, state?: ActionState, signal?: AbortSignal): Promise<ArchiveOutcome> {
+    const paths = this.exportPaths(inode.ino);
+    if (paths.length === 0) throw new FsError('ENOENT', `inode ${inode.ino} has no name to export`);
+    const names = paths.map((p) => this.blobNameFor(p));
+    // The file's own blob stays its primary name while it still has that path.
+    const primary = Math.max(0, names.indexOf(inode.blobName ?? ''));
     const version = inode.dataVersion;
+    // A write already in flight may or may not be in the copy: the file must stay dirty then.
+    const racing = this.writing.has(inode.ino);
     const stamp = `${this.o.namespaceId}:${inode.ino}:${version}`;
     this.changeRecorded.delete(inode.ino);
     const dispatched = this.o.meta.update(inode.ino, { hsmFlags: flags.onArchiveDispatched(inode.hsmFlags) });
-    await this.ensureParentStubs(path);
     const abort = new AbortController();
+    const onAbort = () => abort.abort(signal!.reason);
+    if (signal?.aborted) onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
     this.aborts.set(inode.ino, abort);
-    const sameBlob = blobName === inode.blobName && inode.etag !== null;
-    const outcome: ArchiveOutcome = { ino: inode.ino, path, blobName, bytes: 0, conflict: false };
+    const outcome: ArchiveOutcome = { ino: inode.ino, path: paths[primary]!, blobName: names[primary]!, bytes: 0, conflict: false };
+    const etags: string[] = [];
     try {
       const metadata = { ...exportMetadata(dispatched), [VERSION_KEY]: stamp };
       const source =
@@ -295,69 +345,157 @@ export class Coordinator {
           ? { data: Buffer.from(inode.target ?? '') }
           : { path: this.o.cache.pathFor(inode.ino, inode.generation) };
       if (inode.kind === 'file') await this.o.cache.fsync(inode.ino, inode.generation);
-      const result = await this.o.store.upload(blobName, source, {
-        metadata,
-        ...(sameBlob ? { ifMatch: inode.etag! } : { ifNoneMatch: '*' as const }),
-        onProgress: (n) => {
-          if (state) state.bytesMoved = n;
-        },
-        signal: abort.signal,
-      });
-      outcome.bytes = inode.size;
-      this.commitArchived(inode.ino, version, blobName, result.etag, archiveId);
-      return outcome;
-    } catch (err) {
-      if (err instanceof BlobError && (err.kind === 'PreconditionFailed' || err.kind === 'AlreadyExists')) {
-        const ours = await this.isOurUpload(blobName, stamp);
-        if (ours) {
-          this.commitArchived(inode.ino, version, blobName, ours, archiveId);
-          return outcome;
+      for (const [i, path] of paths.entries()) {
+        const blobName = names[i]!;
+        outcome.path = path;
+        outcome.blobName = blobName;
+        await this.ensureParentStubs(path);
+        const etag = await this.uploadChecked(inode, blobName, source, { metadata, stamp, state, signal: abort.signal });
+        if (etag === undefined) {
+          outcome.conflict = true;
+          break;
         }
-        outcome.conflict = true;
-        this.o.log(`archive conflict: ${blobName} changed since ${inode.etag ? `etag ${inode.etag}` : 'never seen'}; ${path} stays dirty`);
+        etags[i] = etag;
       }
-      const now = this.get(inode.ino);
-      this.o.meta.update(inode.ino, { hsmFlags: flags.onArchiveFailed(now.hsmFlags) });
-      this.o.changelog.hsm('ARCHIVE', inode.ino, errnoOf(err), true);
-      if (outcome.conflict) return outcome;
-      throw new FsError('EIO', `archive of ${path} to ${blobName} failed: ${describeError(err)}`, { cause: err });
+      if (!outcome.conflict) {
+        outcome.path = paths[primary]!;
+        outcome.blobName = names[primary]!;
+        outcome.bytes = inode.size;
+        this.commitArchived(inode.ino, racing ? -1 : version, names, etags, primary, archiveId);
+        return outcome;
+      }
+    } catch (err) {
+      this.recordFailure(inode.ino, names, etags, err);
+      if (abort.signal.aborted) throw abort.signal.reason instanceof Error ? abort.signal.reason : new FsError('ECANCELED', 'archive cancelled');
+      throw new FsError('EIO', `archive of ${outcome.path} to ${outcome.blobName} failed: ${describeError(err)}`, { cause: err });
     } finally {
+      signal?.removeEventListener('abort', onAbort);
       this.aborts.delete(inode.ino);
+    }
+    this.recordFailure(inode.ino, names, etags, new FsError('EBUSY', 'conflict'));
+    return outcome;
+  }
+
+  /**
+   * One upload of an archive: returns the new etag, or undefined on a conflict. A precondition failure on a blob
+   * our own earlier upload of this file wrote (a crash between upload and the local commit) is no conflict: an
+   * upload of the same data version is taken as done, an older one is overwritten.
+   */
+  private async uploadChecked(
+    inode: Inode,
+    blobName: string,
+    source: { data: Buffer } | { path: string },
+    o: { metadata: Record<string, string>; stamp: string; state: ActionState | undefined; signal: AbortSignal },
+  ): Promise<string | undefined> {
+    let expected = this.expectedEtag(inode, blobName);
+    if (expected === null) return undefined;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const r = await this.o.store.upload(blobName, source, {
+          metadata: o.metadata,
+          ...(expected !== undefined ? { ifMatch: expected } : { ifNoneMatch: '*' as const }),
+          onProgress: (n) => {
+            if (o.state) o.state.bytesMoved = n;
+          },
+          signal: o.signal,
+        });
+        return r.etag;
+      } catch (err) {
+        if (!(err instanceof BlobError && (err.kind === 'PreconditionFailed' || err.kind === 'AlreadyExists'))) throw err;
+        const ours = await this.ourUpload(blobName, inode.ino);
+        if (ours?.stamp === o.stamp) return ours.etag;
+        if (ours && attempt === 0) {
+          expected = ours.etag;
+          continue;
+        }
+        this.o.log(
+          `archive conflict: ${blobName} changed since ${expected ? `etag ${expected}` : 'never seen'}; ` +
+            `${this.o.meta.pathOf(inode.ino) ?? `inode ${inode.ino}`} stays dirty`,
+        );
+        return undefined;
+      }
     }
   }
 
-  private async isOurUpload(blobName: string, stamp: string): Promise<string | undefined> {
+  /**
+   * The etag export expects under a blob name (undefined: none, upload with If-None-Match), or null when the name
+   * holds the only copy of another, released, file. A resident file that owns the name loses it (see the header).
+   */
+  private expectedEtag(inode: Inode, blobName: string): string | undefined | null {
+    const remembered = this.o.meta.blobEtag(blobName);
+    if (remembered !== undefined) return remembered;
+    if (inode.blobName === blobName) return inode.etag ?? undefined;
+    const owner = this.o.meta.inodeOfBlob(blobName);
+    if (!owner || owner.ino === inode.ino || !owner.etag) return undefined;
+    if (owner.hsmFlags & HsmFlag.RELEASED) {
+      this.o.log(
+        `archive conflict: ${blobName} holds the only copy of the released file ` +
+          `${this.o.meta.pathOf(owner.ino) ?? `inode ${owner.ino}`}; restore that file (hsm_restore) before exporting over it`,
+      );
+      return null;
+    }
+    this.o.meta.transaction(() => {
+      this.o.meta.setBlobEtag(blobName, owner.etag);
+      this.o.meta.update(owner.ino, { blobName: null, etag: null, hsmFlags: flags.onContentChange(owner.hsmFlags), archivedVersion: 0 });
+    });
+    return owner.etag;
+  }
+
+  private async ourUpload(blobName: string, ino: number): Promise<{ etag: string; stamp: string } | undefined> {
     try {
       const info = await this.o.store.head(blobName);
-      return info.metadata[VERSION_KEY] === stamp ? info.etag : undefined;
+      const stamp = info.metadata[VERSION_KEY];
+      return stamp?.startsWith(`${this.o.namespaceId}:${ino}:`) ? { etag: info.etag, stamp } : undefined;
     } catch {
       return undefined;
     }
   }
 
-  private commitArchived(ino: number, version: number, blobName: string, etag: string, archiveId: number): void {
+  /** An archive that failed or met a conflict: the etags of names already uploaded are kept for the retry. */
+  private recordFailure(ino: number, names: string[], etags: string[], err: unknown): void {
+    const now = this.o.meta.get(ino);
+    if (!now) return;
+    this.o.meta.transaction(() => {
+      etags.forEach((etag, i) => etag && this.o.meta.setBlobEtag(names[i]!, etag));
+      this.o.meta.update(ino, { hsmFlags: flags.onArchiveFailed(now.hsmFlags) });
+    });
+    this.o.changelog.hsm('ARCHIVE', ino, errnoOf(err), true);
+  }
+
+  /**
+   * Every name is uploaded: the primary name becomes the file's blob; the others (and a previous blob name the file
+   * no longer has) are remembered by name. DIRTY is cleared only if the data version is still `version` (-1: a
+   * write was in flight when the copy started).
+   */
+  private commitArchived(ino: number, version: number, names: string[], etags: string[], primary: number, archiveId: number): void {
     const now = this.get(ino);
     const unchanged = now.dataVersion === version;
-    const hsmFlags = unchanged ? flags.onArchiveSucceeded(now.hsmFlags) : (now.hsmFlags | HsmFlag.ARCHIVED | HsmFlag.EXISTS | HsmFlag.DIRTY);
-    this.o.meta.update(ino, {
-      hsmFlags,
-      archiveId,
-      blobName,
-      etag,
-      ...(unchanged ? { archivedVersion: version } : {}),
+    const hsmFlags = unchanged ? flags.onArchiveSucceeded(now.hsmFlags) : now.hsmFlags | HsmFlag.ARCHIVED | HsmFlag.EXISTS | HsmFlag.DIRTY;
+    this.o.meta.transaction(() => {
+      if (now.blobName && now.etag && !names.includes(now.blobName) && this.o.meta.blobEtag(now.blobName) === undefined) {
+        this.o.meta.setBlobEtag(now.blobName, now.etag);
+      }
+      names.forEach((name, i) => this.o.meta.setBlobEtag(name, i === primary ? null : etags[i]!));
+      this.o.meta.update(ino, {
+        hsmFlags,
+        archiveId,
+        blobName: names[primary]!,
+        etag: etags[primary]!,
+        ...(unchanged ? { archivedVersion: version } : {}),
+      });
     });
     this.o.changelog.hsm('ARCHIVE', ino, 0, !unchanged);
   }
 
-  /** Uploads an `hdi_isfolder` stub for every parent directory that has none yet. */
+  /** Uploads an `hdi_isfolder` stub for every parent directory whose path has none yet. */
   async ensureParentStubs(path: string): Promise<void> {
     const parts = path.split('/').filter(Boolean);
     let dirPath = '';
     for (const part of parts.slice(0, -1)) {
       dirPath += '/' + part;
       const dir = this.o.meta.resolve(dirPath);
-      if (!dir || dir.kind !== 'dir' || dir.etag) continue;
       const blobName = this.blobNameFor(dirPath);
+      if (!dir || dir.kind !== 'dir' || (dir.etag && dir.blobName === blobName)) continue;
       try {
         const r = await this.o.store.upload(blobName, { data: Buffer.alloc(0) }, { metadata: exportMetadata(dir), ifNoneMatch: '*' });
         this.o.meta.update(dir.ino, { blobName, etag: r.etag });
@@ -380,8 +518,11 @@ export class Coordinator {
       while (this.o.cache.bytesUsed() > this.o.cacheSizeLimit) {
         const candidates = this.o.meta.evictionCandidates(64).filter((c) => !this.o.openState.isOpen(c.ino) && !this.actions.has(c.ino));
         if (candidates.length === 0) break;
-        for (const c of candidates) {
+        for (const listed of candidates) {
           if (this.o.cache.bytesUsed() <= this.o.cacheSizeLimit) break;
+          // Re-read: an earlier release awaited, and the file may have been opened, written or archived since.
+          const c = this.o.meta.get(listed.ino);
+          if (!c || this.o.openState.isOpen(c.ino) || this.actions.has(c.ino) || this.writing.has(c.ino)) continue;
           if (flags.releaseDecision(c.hsmFlags, { dataVersion: c.dataVersion, archivedVersion: c.archivedVersion, writersOpen: false }) !== 'run') continue;
           await this.release(c);
           this.o.log(`evicted ${this.o.meta.pathOf(c.ino) ?? c.ino} (${c.size} bytes) to keep the cache under ${this.o.cacheSizeLimit} bytes`);

@@ -4,6 +4,7 @@ import PQueue from 'p-queue';
 import type { BlobStore } from '../blob/blob-store.js';
 import { UsageError, describeError } from '../errors.js';
 import type { Coordinator } from '../hsm/coordinator.js';
+import { HsmFlag } from '../hsm/flags.js';
 import type { Inode, MetaStore } from '../namespace/types.js';
 
 export type JobState = 'InProgress' | 'Canceling' | 'Succeeded' | 'Failed' | 'Canceled';
@@ -57,9 +58,6 @@ export function checkJobPrefixes(prefixes: string[]): string[] {
   if (new Set(norm).size !== norm.length) throw new UsageError('duplicate prefixes');
   return norm;
 }
-
-/** FUSE's stand-ins for unlinked open files: never exported. */
-const HIDDEN = /(^|\/)\.fuse_hidden[0-9a-f]+$/;
 
 class ExportJob {
   readonly id: string;
@@ -129,13 +127,16 @@ export class JobRunner {
     await job.done.catch(() => undefined);
   }
 
+  /**
+   * New and content-modified files with a name under one of the prefixes (a hard-linked file is exported under
+   * all its names); files whose only name is a `.fuse_hidden*` one (unlinked, still open) never are.
+   */
   private candidates(job: ExportJob): Array<{ inode: Inode; path: string }> {
     const out: Array<{ inode: Inode; path: string }> = [];
+    const under = (path: string) => job.prefixes.some((p) => p === '/' || path === p || path.startsWith(p.replace(/\/+$/, '') + '/'));
     for (const inode of this.o.meta.exportCandidates()) {
-      const path = this.o.meta.pathOf(inode.ino);
-      if (!path || HIDDEN.test(path)) continue;
-      if (!job.prefixes.some((p) => p === '/' || path === p || path.startsWith(p.replace(/\/+$/, '') + '/'))) continue;
-      out.push({ inode, path });
+      const path = this.o.coordinator.exportPaths(inode.ino).find(under);
+      if (path !== undefined) out.push({ inode, path });
     }
     return out;
   }
@@ -145,24 +146,21 @@ export class JobRunner {
     job.stats.filesDiscovered = todo.length;
     job.stats.bytesDiscovered = todo.reduce((n, t) => n + t.inode.size, 0);
     const queue = new PQueue({ concurrency: this.o.concurrency ?? 8 });
-    const inFlight = new Set<number>();
-    const onAbort = () => {
-      queue.clear();
-      for (const ino of inFlight) this.o.coordinator.cancel(ino);
-    };
+    // A cancel empties the queue; archives already running see the job's signal and stop (the files stay dirty).
+    const onAbort = () => queue.clear();
     job.abort.signal.addEventListener('abort', onAbort, { once: true });
     for (const { inode, path } of todo) {
       void queue.add(async () => {
         if (job.abort.signal.aborted) return;
         const current = this.o.meta.get(inode.ino);
-        if (!current) return;
-        inFlight.add(inode.ino);
+        // Gone, or archived (hsm_archive) or made never_archive since the job listed it.
+        if (!current || current.hsmFlags & HsmFlag.NOARCHIVE || (current.hsmFlags & (HsmFlag.DIRTY | HsmFlag.ARCHIVED)) === HsmFlag.ARCHIVED) return;
         try {
-          const outcome = await this.o.coordinator.archive(current, current.archiveId || 1);
+          const outcome = await this.o.coordinator.archive(current, current.archiveId || 1, undefined, job.abort.signal);
           if (outcome.conflict) {
             job.stats.conflicts++;
-            job.conflictPaths.push(path);
-            this.o.log(`export conflict: ${path}: blob ${outcome.blobName} was changed by someone else; the file stays dirty`);
+            job.conflictPaths.push(outcome.path);
+            this.o.log(`export conflict: ${outcome.path}: blob ${outcome.blobName} was not overwritten; the file stays dirty`);
           } else {
             job.stats.filesExported++;
             job.stats.bytesExported += outcome.bytes;
@@ -172,8 +170,6 @@ export class JobRunner {
           job.stats.filesFailed++;
           job.failures.push({ path, error: describeError(err) });
           this.o.log(`export failed: ${path}: ${describeError(err)}`);
-        } finally {
-          inFlight.delete(inode.ino);
         }
       });
     }

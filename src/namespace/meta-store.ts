@@ -109,6 +109,7 @@ CREATE INDEX IF NOT EXISTS inodes_evict ON inodes(last_access_ms)
   WHERE kind = 'file' AND (hsm_flags & ${EVICT_MASK}) = ${ARCHIVED} AND size > 0;
 CREATE INDEX IF NOT EXISTS inodes_dirty ON inodes(ino) WHERE (hsm_flags & ${DIRTY}) <> 0;
 CREATE INDEX IF NOT EXISTS inodes_export ON inodes(ino) WHERE ${EXPORT_WHERE};
+CREATE INDEX IF NOT EXISTS inodes_blob ON inodes(blob_name) WHERE blob_name IS NOT NULL;
 CREATE TABLE IF NOT EXISTS dentries (
   parent INTEGER NOT NULL,
   name TEXT NOT NULL,
@@ -247,6 +248,7 @@ export class SqliteMetaStore implements MetaStore {
       getBlobEtag: p('SELECT etag FROM blob_etags WHERE name = ?').pluck(),
       setBlobEtag: p('INSERT INTO blob_etags (name, etag) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET etag = excluded.etag'),
       deleteBlobEtag: p('DELETE FROM blob_etags WHERE name = ?'),
+      inodeOfBlob: p(`SELECT ${INODE_SELECT} FROM inodes i WHERE i.blob_name = ? ORDER BY i.ino LIMIT 1`),
       getSetting: p('SELECT value FROM settings WHERE key = ?').pluck(),
       setSetting: p('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
       appendChangelog: p(
@@ -588,6 +590,10 @@ export class SqliteMetaStore implements MetaStore {
   setBlobEtag(name: string, etag: string | null): void {
     if (etag === null) this.s.deleteBlobEtag.run(name);
     else this.s.setBlobEtag.run(name, etag);
+  }
+
+  inodeOfBlob(name: string): Inode | undefined {
+    return this.s.inodeOfBlob.get(name) as Inode | undefined;
   }
 
   // ---- settings ----

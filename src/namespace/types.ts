@@ -114,6 +114,8 @@ export interface MetaStore extends RangeStore {
   blobEtag(name: string): string | undefined;
   /** Records (or, with null, forgets) the etag last seen for a blob name. */
   setBlobEtag(name: string, etag: string | null): void;
+  /** An inode whose own blob (blobName) is this name, if any: e.g. a file renamed away from that path. */
+  inodeOfBlob(name: string): Inode | undefined;
   getSetting(key: string): string | undefined;
   setSetting(key: string, value: string): void;
   /** Appends a record, returning its index; like Lustre, records nothing (returns 0) while no reader is registered. */

@@ -45,6 +45,13 @@ export interface StatFs {
   namemax: number;
 }
 
+export interface IoStats {
+  readOps: number;
+  readBytes: number;
+  writeOps: number;
+  writeBytes: number;
+}
+
 interface Handle {
   ino: number;
   writable: boolean;
@@ -74,6 +81,8 @@ export class Vfs {
   private nextHandle = 1;
   /** Sizes of files being written, not yet persisted (persisted on flush, fsync and release). */
   private readonly pendingSize = new Map<number, number>();
+  /** READ and WRITE requests served and their bytes (`blobhsm status`: shows the kernel's request sizes). */
+  private readonly io: IoStats = { readOps: 0, readBytes: 0, writeOps: 0, writeBytes: 0 };
 
   constructor(options: VfsOptions) {
     this.meta = options.meta;
@@ -204,7 +213,10 @@ export class Vfs {
       await this.coordinator.ensureReadable(inode, position, want);
       inode = this.current(h.ino);
     }
-    return this.cache.read(inode.ino, inode.generation, buf, want, position);
+    const n = await this.cache.read(inode.ino, inode.generation, buf, want, position);
+    this.io.readOps++;
+    this.io.readBytes += n;
+    return n;
   }
 
   async getxattr(path: string, name: string): Promise<Buffer | null> {
@@ -256,7 +268,14 @@ export class Vfs {
     let inode = this.current(h.ino);
     if (inode.hsmFlags & HsmFlag.RELEASED) inode = await this.coordinator.ensureResident(inode);
     inode = this.coordinator.beforeContentChange(inode.ino);
-    const written = await this.cache.write(inode.ino, inode.generation, buf, length, position);
+    let written: number;
+    try {
+      written = await this.cache.write(inode.ino, inode.generation, buf, length, position);
+    } finally {
+      this.coordinator.contentChangeDone(inode.ino);
+    }
+    this.io.writeOps++;
+    this.io.writeBytes += written;
     h.wrote = true;
     const size = this.pendingSize.get(inode.ino) ?? inode.size;
     if (position + written > size) this.pendingSize.set(inode.ino, position + written);
@@ -271,7 +290,11 @@ export class Vfs {
       inode = size === 0 ? await this.coordinator.discardReleased(inode) : await this.coordinator.ensureResident(inode);
     }
     inode = this.coordinator.beforeContentChange(ino);
-    await this.cache.truncate(ino, inode.generation, size);
+    try {
+      await this.cache.truncate(ino, inode.generation, size);
+    } finally {
+      this.coordinator.contentChangeDone(ino);
+    }
     this.pendingSize.delete(ino);
     const now = Date.now();
     this.meta.update(ino, { size, mtimeMs: now, ctimeMs: now });
@@ -316,6 +339,10 @@ export class Vfs {
       this.coordinator.afterClose(h.ino);
     }
     if (![...this.handles.values()].some((o) => o.ino === h.ino)) this.pendingSize.delete(h.ino);
+  }
+
+  ioStats(): IoStats {
+    return { ...this.io };
   }
 
   /** True while any handle has the file open for writing (release refuses then). */
@@ -465,6 +492,7 @@ export class Vfs {
   /** Drops the cache data of an inode whose last name is gone. */
   private async forget(inode: Inode): Promise<void> {
     this.pendingSize.delete(inode.ino);
+    this.coordinator.onDropped(inode);
     if (inode.kind === 'file') await this.cache.drop(inode.ino, inode.generation);
   }
 }
