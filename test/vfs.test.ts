@@ -1,7 +1,7 @@
 // Vfs semantics on the real stack (MemoryBlobStore, in-memory MetaStore, DataCache in a temp dir), no kernel mount.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { FsError, type FsErrorCode } from '../src/errors.js';
+import { BlobError, FsError, type FsErrorCode } from '../src/errors.js';
 import { HsmFlag } from '../src/hsm/flags.js';
 import { makeStack, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, type TestStack, type TestStackOptions } from './helpers/stack.js';
 
@@ -201,6 +201,24 @@ t.test('truncate and O_TRUNC of released files', async (t) => {
   t.equal((await s.readFile('/f')).toString(), '0123');
   await rejectsCode(t, s.vfs.truncate('/dir', 0), 'EISDIR', 'truncate of a directory');
   await rejectsCode(t, s.vfs.truncate('/nope', 0), 'ENOENT', 'truncate of a missing file');
+});
+
+t.test('truncate to 0 after a failed restore leaves no cache data behind', async (t) => {
+  const s = await stack(t);
+  const before = s.inode('/dir/file.bin');
+  let n = 0;
+  s.store.beforeOp = (op) => {
+    if (op === 'read' && ++n > 2) throw new BlobError('Transient', 'injected');
+  };
+  await rejectsCode(t, s.readFile('/dir/file.bin'), 'EIO', 'a restore failing part way');
+  await s.settle();
+  s.store.beforeOp = undefined;
+  t.ok(await s.cache.exists(before.ino, before.generation), 'the partial restore left data');
+  await s.vfs.truncate('/dir/file.bin', 0);
+  const after = s.inode('/dir/file.bin');
+  t.equal(after.generation, before.generation + 1);
+  t.notOk(await s.cache.exists(before.ino, before.generation), 'the old generation is dropped');
+  t.equal(s.cache.bytesUsed(), 0, 'and no longer counted');
 });
 
 t.test('a write to a released file restores it first', async (t) => {

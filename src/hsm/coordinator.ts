@@ -116,10 +116,13 @@ export class Coordinator {
   async discardReleased(inode: Inode): Promise<Inode> {
     this.o.hydrator.cancel(inode.ino);
     this.o.meta.clearRanges(inode.ino);
-    return this.o.meta.update(inode.ino, {
+    const updated = this.o.meta.update(inode.ino, {
       hsmFlags: flags.onRestoreSucceeded(inode.hsmFlags),
       generation: inode.generation + 1,
     });
+    // A partial restore may have left data under the old generation: it would stay until the next mount.
+    await this.o.cache.drop(inode.ino, inode.generation);
+    return updated;
   }
 
   /**
