@@ -1,0 +1,110 @@
+// Teardown for the whole bench run: a stack of cleanup steps run in reverse on success, failure or a signal
+// (mounts, daemons, rclone, the null filesystem, Azurite), and a way to break a FUSE mount that no longer answers
+// (abort its fusectl connection, then detach it lazily). Reads /proc only; never touches the mount.
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { resolve } from 'node:path';
+
+type Step = { name: string; fn: () => Promise<void> | void };
+
+const steps: Step[] = [];
+let running: Promise<void> | undefined;
+
+/** Registers a cleanup step; returns a function that runs it now (once) and removes it from the stack. */
+export function onCleanup(name: string, fn: () => Promise<void> | void): () => Promise<void> {
+  const step: Step = { name, fn };
+  steps.push(step);
+  let done = false;
+  return async () => {
+    if (done) return;
+    done = true;
+    const i = steps.indexOf(step);
+    if (i >= 0) steps.splice(i, 1);
+    await fn();
+  };
+}
+
+/** Runs every registered step, newest first; each is bounded in time and may fail without stopping the rest. */
+export function cleanupAll(log: (line: string) => void = (l) => process.stderr.write(l + '\n')): Promise<void> {
+  running ??= (async () => {
+    while (steps.length) {
+      const step = steps.pop()!;
+      try {
+        await Promise.race([
+          Promise.resolve().then(step.fn),
+          new Promise((_, reject) => setTimeout(() => reject(new Error('timed out after 90 s')), 90_000).unref()),
+        ]);
+      } catch (err) {
+        log(`cleanup ${step.name}: ${(err as Error).message}`);
+      }
+    }
+  })();
+  return running;
+}
+
+/** On SIGINT/SIGTERM/SIGHUP: clean up, then exit 130. */
+export function installSignalHandlers(log: (line: string) => void): void {
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      log(`\n${sig}: cleaning up (mounts, daemons, rclone, Azurite)...`);
+      const hard = setTimeout(() => process.exit(130), 120_000);
+      void cleanupAll(log).finally(() => {
+        clearTimeout(hard);
+        process.exit(130);
+      });
+    });
+  }
+}
+
+interface MountEntry {
+  majorMinor: string;
+  mountpoint: string;
+  fstype: string;
+}
+
+export function mounts(): MountEntry[] {
+  let text = '';
+  try {
+    text = readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return [];
+  }
+  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const f = line.split(' ');
+      const dash = f.indexOf('-');
+      return { majorMinor: f[2]!, mountpoint: unescape(f[4]!), fstype: f[dash + 1] ?? '' };
+    });
+}
+
+export function isMounted(mountpoint: string): boolean {
+  const want = resolve(mountpoint);
+  return mounts().some((m) => m.mountpoint === want);
+}
+
+/** The kernel's block-device id of a mount ("0:53"), for /sys/class/bdi. */
+export function mountDevice(mountpoint: string): string | undefined {
+  const want = resolve(mountpoint);
+  return mounts().find((m) => m.mountpoint === want)?.majorMinor;
+}
+
+/** Aborts the FUSE connection of a mount (its pending requests fail) and detaches it lazily. */
+export function breakMount(mountpoint: string): void {
+  const want = resolve(mountpoint);
+  const entry = mounts().find((m) => m.mountpoint === want && m.fstype.startsWith('fuse'));
+  if (entry) {
+    const conn = entry.majorMinor.split(':')[1];
+    const base = '/sys/fs/fuse/connections';
+    if (!existsSync(base) || readdirSync(base).length === 0) spawnSync('mount', ['-t', 'fusectl', 'none', base]);
+    try {
+      writeFileSync(`${base}/${conn}/abort`, '1');
+    } catch {
+      /* not a FUSE connection any more, or fusectl unavailable */
+    }
+  }
+  spawnSync('fusermount', ['-uz', want], { timeout: 10_000 });
+  if (isMounted(want)) spawnSync('umount', ['-l', want], { timeout: 10_000 });
+}

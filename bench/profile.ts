@@ -1,0 +1,105 @@
+// Bench profiles: how much data each workload moves. `quick` (default) fits in 10 minutes on a 2-core machine;
+// `full` moves more and repeats the throughput measurements; `smoke` is a one-minute check of the harness itself
+// (its figures mean little).
+export interface Profile {
+  name: 'quick' | 'full' | 'smoke';
+  /** Blobs in the imported namespace, all in one directory (the `ls -l` and stat workloads use it). */
+  namespaceBlobs: number;
+  /** Size of each of those blobs (the small-file workload reads the first `smallFiles` of them). */
+  smallFileBytes: number;
+  smallFiles: number;
+  /** Parallel readers of the small-file workload and the SDK small-GET reference. */
+  smallConcurrency: number;
+  /** The large file: cold/warm sequential reads, random reads, the write and its export. */
+  largeBytes: number;
+  /** Stats timed in the stat-rate workload. */
+  statCount: number;
+  /** Random reads per block size and state. */
+  randomReads: number;
+  /** Concurrencies tried for the SDK parallel download (the best is the reference). */
+  downloadConcurrencies: number[];
+  /** Repetitions of each reference throughput measurement (the best is kept). */
+  repeats: number;
+  /** Seeding concurrency (bounded: Azurite is CPU-bound). */
+  seedConcurrency: number;
+  /** Dirty files created for the export-scaling workload, and their size. */
+  dirtyFiles: number;
+  dirtyFileBytes: number;
+  /** Files in the small namespace of the export-scaling comparison. */
+  smallNamespaceBlobs: number;
+}
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+export const PROFILES: Record<Profile['name'], Profile> = {
+  quick: {
+    name: 'quick',
+    namespaceBlobs: 10_000,
+    smallFileBytes: 8 * 1024,
+    smallFiles: 2_000,
+    smallConcurrency: 8,
+    largeBytes: 1 * GiB,
+    statCount: 10_000,
+    randomReads: 200,
+    downloadConcurrencies: [4, 8, 16],
+    repeats: 1,
+    seedConcurrency: 16,
+    dirtyFiles: 10,
+    dirtyFileBytes: 256 * 1024,
+    smallNamespaceBlobs: 10,
+  },
+  smoke: {
+    name: 'smoke',
+    namespaceBlobs: 600,
+    smallFileBytes: 8 * 1024,
+    smallFiles: 200,
+    smallConcurrency: 8,
+    largeBytes: 64 * MiB,
+    statCount: 600,
+    randomReads: 50,
+    downloadConcurrencies: [8],
+    repeats: 1,
+    seedConcurrency: 16,
+    dirtyFiles: 10,
+    dirtyFileBytes: 64 * 1024,
+    smallNamespaceBlobs: 10,
+  },
+  full: {
+    name: 'full',
+    namespaceBlobs: 20_000,
+    smallFileBytes: 8 * 1024,
+    smallFiles: 4_000,
+    smallConcurrency: 8,
+    largeBytes: 1 * GiB,
+    statCount: 20_000,
+    randomReads: 1_000,
+    downloadConcurrencies: [2, 4, 8, 16, 32],
+    repeats: 3,
+    seedConcurrency: 16,
+    dirtyFiles: 10,
+    dirtyFileBytes: 256 * 1024,
+    smallNamespaceBlobs: 10,
+  },
+};
+
+export function parseArgs(argv: string[]): { profile: Profile; skipRclone: boolean; out?: string } {
+  let name: string = 'quick';
+  let skipRclone = false;
+  let out: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--profile') name = argv[++i] ?? '';
+    else if (a.startsWith('--profile=')) name = a.slice('--profile='.length);
+    else if (a === '--no-rclone') skipRclone = true;
+    else if (a === '--out') out = argv[++i];
+    else if (a === '--help' || a === '-h') {
+      process.stdout.write('usage: npm run bench -- [--profile quick|full|smoke] [--no-rclone] [--out results.json]\n');
+      process.exit(0);
+    } else throw new Error(`unknown argument '${a}' (try --help)`);
+  }
+  if (name !== 'quick' && name !== 'full' && name !== 'smoke') throw new Error(`unknown profile '${name}': quick, full or smoke`);
+  return { profile: PROFILES[name], skipRclone, out };
+}
+
+export { MiB, GiB };

@@ -1,0 +1,44 @@
+// Output: the results table (a Markdown table, so the README can take it as is) with the notes of each row,
+// and the same data as JSON under bench/results/ (git-ignored).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fmtFigure, type Row } from './targets.js';
+
+export function table(rows: Row[], rcloneNote: string): string {
+  const head = ['workload', 'blobhsm', 'reference', 'ratio', 'rclone', 'target', 'verdict', 'requests'];
+  const body = rows.map((r) => [
+    r.workload,
+    fmtFigure(r.blobhsm),
+    r.reference ? `${fmtFigure(r.reference)} (${r.reference.label})` : '—',
+    r.ratio === null ? '—' : `${r.ratio.toFixed(2)}×`,
+    fmtFigure(r.rclone),
+    r.target,
+    r.verdict,
+    r.requests ? fmtRequests(r.requests) : '—',
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  const out = [line(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...body.map(line)];
+  const notes = rows.filter((r) => r.notes.length || 'error' in r.blobhsm).map((r) => {
+    const err = 'error' in r.blobhsm ? [`failed: ${r.blobhsm.error}`] : [];
+    return `- ${r.workload} [${r.verdict}]: ${[...err, ...r.notes].join('; ')}`;
+  });
+  return [...out, '', `rclone: ${rcloneNote}`, '', 'Notes:', ...notes].join('\n');
+}
+
+function fmtRequests(r: Record<string, number>): string {
+  const parts = Object.entries(r)
+    .filter(([, n]) => n)
+    .map(([k, n]) => `${k} ${n}`);
+  return parts.length ? parts.join(', ') : '0';
+}
+
+export function writeJson(path: string, data: unknown): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, JSON.stringify(data, null, 2) + '\n');
+}
+
+export function defaultResultsPath(repoRoot: string, profile: string, when: Date): string {
+  const stamp = when.toISOString().replace(/[:.]/g, '-');
+  return join(repoRoot, 'bench', 'results', `${stamp}-${profile}.json`);
+}

@@ -1,0 +1,127 @@
+// `npm run bench [-- --profile quick|full] [--no-rclone] [--out FILE]`: one run on one Azurite started here
+// (in-memory, own free loopback port). References first (SDK, local disk, a null FUSE filesystem), then the peer
+// (rclone mount), then blobhsm; prints the table and writes it as JSON under bench/results/. Everything it
+// starts is stopped at the end, on failure and on SIGINT/SIGTERM.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startEmulator } from '../src/emulator/emulator.js';
+import { parseArgs, MiB } from './profile.js';
+import { cleanupAll, installSignalHandlers, mounts, breakMount, onCleanup } from './cleanup.js';
+import { canDropCaches, dropCaches, setStuckHandler } from './proc.js';
+import { seed } from './seed.js';
+import { measureSdk, type SdkRefs } from './sdk-refs.js';
+import { measureDisk } from './disk-refs.js';
+import { measureNullFs } from './null-refs.js';
+import { runRclone, type RcloneOutcome } from './rclone.js';
+import { runBlobhsm } from './blobhsm-workloads.js';
+import { buildRows, type References } from './targets.js';
+import { defaultResultsPath, table, writeJson } from './report.js';
+import { describeError, type Results } from './results.js';
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
+  const p = args.profile;
+  const started = new Date();
+  const t0 = performance.now();
+  const log = (line: string) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
+  installSignalHandlers(log);
+  const hardLimitMs = (p.name === 'full' ? 120 : 30) * 60_000;
+  const watchdog = setTimeout(() => {
+    log(`the run exceeded its ${hardLimitMs / 60_000} min limit: cleaning up`);
+    void cleanupAll(log).finally(() => process.exit(124));
+  }, hardLimitMs);
+  watchdog.unref();
+
+  const baseDir = mkdtempSync(join(tmpdir(), 'blobhsm-bench-'));
+  onCleanup('work directory', () => {
+    const live = mounts().filter((m) => m.mountpoint.startsWith(baseDir + '/'));
+    if (live.length) log(`not removing ${baseDir}: still mounted: ${live.map((m) => m.mountpoint).join(', ')}`);
+    else rmSync(baseDir, { recursive: true, force: true });
+  });
+  // A workload child stuck in the kernel (hung FUSE mount): abort every mount of this run so it can die.
+  setStuckHandler((what) => {
+    log(`a child is stuck (${what}): aborting this run's FUSE connections`);
+    for (const m of mounts()) if (m.mountpoint.startsWith(baseDir + '/')) breakMount(m.mountpoint);
+  });
+
+  log(`profile ${p.name}: ${p.namespaceBlobs} blobs, ${p.smallFiles} small files, large file ${(p.largeBytes / MiB).toFixed(0)} MiB; work dir ${baseDir}`);
+  const loadBefore = loadavg();
+  const emu = await startEmulator({ dataDir: join(baseDir, 'azurite'), inMemory: true });
+  onCleanup('Azurite', () => emu.stop(5000));
+  log(`Azurite (in memory) on ${emu.blobEndpoint}, pid ${emu.pid}`);
+  if (!(await dropCaches())) log('cannot drop the kernel caches (not root?): "cold" figures may be warm');
+
+  const seeded = await seed(emu.connectionString, p, log);
+  const refs: References = { errors: {} };
+  const ref = async <T>(name: string, fn: () => Promise<T>): Promise<T | undefined> => {
+    try {
+      return await fn();
+    } catch (err) {
+      refs.errors[name] = describeError(err);
+      log(`reference ${name} FAILED: ${describeError(err)}`);
+      return undefined;
+    }
+  };
+  refs.sdk = await ref<SdkRefs>('sdk', () => measureSdk(emu.connectionString, p, seeded.data, log));
+  seeded.data = Buffer.alloc(0);
+  refs.disk = await ref('disk', () => measureDisk(baseDir, p, log));
+  refs.nullFs = await ref('null-fs', () => measureNullFs(baseDir, p, log));
+
+  let rclone: RcloneOutcome | undefined;
+  if (!args.skipRclone) {
+    try {
+      rclone = await runRclone({ profile: p, baseDir, blobEndpoint: emu.blobEndpoint, azuritePid: emu.pid, log });
+      if (!rclone.available) log(`rclone unavailable: ${rclone.reason}`);
+    } catch (err) {
+      rclone = { available: false, reason: describeError(err), results: {}, notes: [] };
+      log(`rclone FAILED: ${describeError(err)}`);
+    }
+  }
+
+  let blobhsm: Results = {};
+  try {
+    blobhsm = await runBlobhsm({ profile: p, env: { baseDir, connectionString: emu.connectionString }, azuritePid: emu.pid, log });
+  } catch (err) {
+    log(`blobhsm workloads FAILED: ${describeError(err)}`);
+  }
+
+  const rows = buildRows(p, refs, blobhsm, rclone);
+  const rcloneNote = !rclone ? 'skipped (--no-rclone)' : rclone.available ? rclone.notes.join('; ') : `unavailable: ${rclone.reason}`;
+  const durationS = (performance.now() - t0) / 1000;
+  const header =
+    `blobhsm bench, profile ${p.name}, ${started.toISOString()}, ${durationS.toFixed(0)} s; ` +
+    `${cpus().length} CPUs, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, Node ${process.version}; ` +
+    `large file ${(p.largeBytes / MiB).toFixed(0)} MiB; caches dropped: ${canDropCaches() ? 'yes' : 'NO'}; ` +
+    `load average ${loadBefore[0]!.toFixed(2)} before, ${loadavg()[0]!.toFixed(2)} after`;
+  process.stdout.write(`\n${header}\n\n${table(rows, rcloneNote)}\n`);
+  const out = args.out ?? defaultResultsPath(REPO, p.name, started);
+  writeJson(out, {
+    profile: p,
+    startedAt: started.toISOString(),
+    durationS,
+    machine: { cpus: cpus().length, memBytes: totalmem(), kernel: release(), node: process.version, loadBefore, loadAfter: loadavg() },
+    cachesDropped: canDropCaches(),
+    seed: { namespaceMs: seeded.namespaceMs, namespaceBlobs: seeded.namespaceBlobs, largeUploadMs: seeded.largeUploadMs },
+    references: refs,
+    rclone: rclone ?? { skipped: true },
+    blobhsm,
+    rows,
+  });
+  process.stdout.write(`\nJSON: ${out}\n`);
+  return 0;
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (err) {
+  process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+  code = 1;
+} finally {
+  await cleanupAll();
+}
+process.exit(code);

@@ -1,0 +1,133 @@
+// References measured with the Azure SDK on the bench's Azurite (in this driver process): parallel ranged
+// download of the large blob (best of a few concurrencies), upload with blobhsm's block size and concurrency,
+// flat listing with metadata, small-GET rate at blobhsm's concurrency, and small ranged GET latency.
+import type { Profile } from './profile.js';
+import { MiB } from './profile.js';
+import { BIG_DIR, CONTAINERS, LARGE_BLOB, fileName } from './names.js';
+import { container, drain, pool, uploadBuffer } from './sdk.js';
+
+export interface SdkRefs {
+  /** Best parallel download throughput (MiB/s) and the concurrency that gave it. */
+  downloadMiBps: number;
+  downloadConcurrency: number;
+  downloadByConcurrency: Record<string, number>;
+  uploadMiBps: number;
+  /** Blobs listed per second (flat, with metadata) and the list calls it took. */
+  listPerSec: number;
+  listCalls: number;
+  listedBlobs: number;
+  /** Small blob GETs per second at `smallConcurrency`. */
+  smallGetPerSec: number;
+  smallGetConcurrency: number;
+  /** One 4 KiB ranged GET of the large blob: median latency (ms). */
+  rangedGet4kMs: number;
+  /** Sequential ranged GETs per second (one in flight), 4 KiB and 64 KiB. */
+  rangedGet4kPerSec: number;
+  rangedGet64kPerSec: number;
+}
+
+const PIECE = 4 * MiB; // blobhsm's hydration chunk size
+
+async function parallelDownload(cs: string, size: number, concurrency: number): Promise<number> {
+  const blob = container(cs, CONTAINERS.data).getBlobClient(LARGE_BLOB);
+  const pieces = Math.ceil(size / PIECE);
+  let bytes = 0;
+  const t0 = performance.now();
+  await pool(pieces, concurrency, async (i) => {
+    const off = i * PIECE;
+    const r = await blob.download(off, Math.min(PIECE, size - off), { abortSignal: AbortSignal.timeout(120_000) });
+    const n = await drain(r.readableStreamBody);
+    bytes += n; // after the await: `x += await y` would read x before waiting
+  });
+  const ms = performance.now() - t0;
+  if (bytes !== size) throw new Error(`parallel download got ${bytes} of ${size} bytes`);
+  return bytes / MiB / (ms / 1000);
+}
+
+async function rangedGets(cs: string, size: number, bs: number, count: number): Promise<{ medianMs: number; perSec: number }> {
+  const blob = container(cs, CONTAINERS.data).getBlobClient(LARGE_BLOB);
+  const lat: number[] = [];
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) {
+    const off = Math.floor(((i * 7919) % 997) / 997 * (size / bs)) * bs;
+    const s = performance.now();
+    const r = await blob.download(off, bs, { abortSignal: AbortSignal.timeout(30_000) });
+    await drain(r.readableStreamBody);
+    lat.push(performance.now() - s);
+  }
+  const ms = performance.now() - t0;
+  lat.sort((a, b) => a - b);
+  return { medianMs: lat[Math.floor(lat.length / 2)]!, perSec: (count / ms) * 1000 };
+}
+
+export async function measureSdk(cs: string, p: Profile, data: Buffer, log: (line: string) => void): Promise<SdkRefs> {
+  log('SDK: parallel ranged download of the large blob...');
+  const byConc: Record<string, number> = {};
+  for (const c of p.downloadConcurrencies) {
+    let best = 0;
+    for (let r = 0; r < p.repeats; r++) best = Math.max(best, await parallelDownload(cs, p.largeBytes, c));
+    byConc[String(c)] = best;
+    log(`  concurrency ${c}: ${best.toFixed(0)} MiB/s`);
+  }
+  const [bestConc, bestRate] = Object.entries(byConc).sort((a, b) => b[1] - a[1])[0]!;
+
+  log('SDK: upload of the large buffer (8 MiB blocks, 8 in parallel)...');
+  const scratch = container(cs, CONTAINERS.scratch);
+  let uploadMiBps = 0;
+  for (let r = 0; r < p.repeats; r++) {
+    const ms = await uploadBuffer(scratch, `upload-${r}.bin`, data, {});
+    uploadMiBps = Math.max(uploadMiBps, data.length / MiB / (ms / 1000));
+    await scratch.getBlobClient(`upload-${r}.bin`).delete().catch(() => undefined);
+  }
+  log(`  ${uploadMiBps.toFixed(0)} MiB/s`);
+
+  log('SDK: flat listing with metadata...');
+  const ns = container(cs, CONTAINERS.namespace);
+  let listPerSec = 0;
+  let listCalls = 0;
+  let listed = 0;
+  for (let r = 0; r < p.repeats; r++) {
+    let n = 0;
+    let calls = 0;
+    const t0 = performance.now();
+    for await (const page of ns.listBlobsFlat({ includeMetadata: true }).byPage({ maxPageSize: 5000 })) {
+      calls++;
+      n += page.segment.blobItems.length;
+    }
+    const rate = (n / (performance.now() - t0)) * 1000;
+    if (rate > listPerSec) [listPerSec, listCalls, listed] = [rate, calls, n];
+  }
+  log(`  ${listed} blobs in ${listCalls} calls: ${listPerSec.toFixed(0)} blobs/s`);
+
+  log(`SDK: small blob GETs at concurrency ${p.smallConcurrency}...`);
+  const count = Math.min(p.smallFiles, 1000);
+  let smallGetPerSec = 0;
+  for (let r = 0; r < p.repeats; r++) {
+    const t0 = performance.now();
+    await pool(count, p.smallConcurrency, async (i) => {
+      const res = await ns.getBlobClient(`${BIG_DIR}/${fileName(p.namespaceBlobs - 1 - i)}`).download(0, undefined, { abortSignal: AbortSignal.timeout(30_000) });
+      await drain(res.readableStreamBody);
+    });
+    smallGetPerSec = Math.max(smallGetPerSec, (count / (performance.now() - t0)) * 1000);
+  }
+  log(`  ${smallGetPerSec.toFixed(0)} GETs/s`);
+
+  const r4 = await rangedGets(cs, p.largeBytes, 4096, 40);
+  const r64 = await rangedGets(cs, p.largeBytes, 65536, 40);
+  log(`SDK: ranged GET 4 KiB median ${r4.medianMs.toFixed(1)} ms (${r4.perSec.toFixed(0)}/s), 64 KiB ${r64.perSec.toFixed(0)}/s`);
+
+  return {
+    downloadMiBps: bestRate,
+    downloadConcurrency: Number(bestConc),
+    downloadByConcurrency: byConc,
+    uploadMiBps,
+    listPerSec,
+    listCalls,
+    listedBlobs: listed,
+    smallGetPerSec,
+    smallGetConcurrency: p.smallConcurrency,
+    rangedGet4kMs: r4.medianMs,
+    rangedGet4kPerSec: r4.perSec,
+    rangedGet64kPerSec: r64.perSec,
+  };
+}

@@ -1,0 +1,192 @@
+// The issue's targets, as rows: for each workload the blobhsm figure, the reference it is held against (from the
+// same run), the ratio, rclone's figure, the target and the verdict ("meets", "short", or "failed" when the
+// workload could not be measured). Every workload gets a row; a short one says what was measured.
+import type { Profile } from './profile.js';
+import { MiB } from './profile.js';
+import type { SdkRefs } from './sdk-refs.js';
+import type { DiskRefs } from './disk-refs.js';
+import type { NullRefs } from './null-refs.js';
+import type { RcloneOutcome } from './rclone.js';
+import { fmtValue, isMeasurement, type Measurement, type Outcome, type Results, type Unit, type WorkloadId } from './results.js';
+import { totalRequests, type Requests } from './blobhsm-mount.js';
+
+export type Verdict = 'meets' | 'short' | 'failed' | 'n/a';
+
+export interface Figure {
+  value: number;
+  unit: Unit;
+}
+
+export interface Row {
+  id: WorkloadId;
+  workload: string;
+  blobhsm: Figure | { error: string };
+  reference: (Figure & { label: string }) | null;
+  /** blobhsm ÷ reference. */
+  ratio: number | null;
+  rclone: Figure | { error: string } | null;
+  target: string;
+  verdict: Verdict;
+  requests?: Requests;
+  /** What was measured besides the figure, and why a row is short. */
+  notes: string[];
+}
+
+export interface References {
+  sdk?: SdkRefs;
+  disk?: DiskRefs;
+  nullFs?: NullRefs;
+  errors: Record<string, string>;
+}
+
+interface Check {
+  ok: boolean;
+  /** Said when the check fails. */
+  short: string;
+}
+
+const fig = (value: number, unit: Unit): Figure => ({ value, unit });
+const reqCount = (m: Measurement, op: string) => m.requests?.[op] ?? 0;
+const mib = (b: number | undefined) => (b === undefined || Number.isNaN(b) ? 'n/a' : `${(b / MiB).toFixed(1)} MiB`);
+
+function zeroRequests(m: Measurement): Check {
+  const n = m.requests ? totalRequests(m.requests) : NaN;
+  return { ok: n === 0, short: `${Number.isNaN(n) ? 'unknown' : n} blob requests (${JSON.stringify(m.requests ?? {})})` };
+}
+
+function atLeast(ratio: number | null, k: number): Check {
+  return { ok: ratio !== null && ratio >= k, short: `ratio ${ratio === null ? 'n/a' : ratio.toFixed(2)} < ${k}` };
+}
+
+function atMost(ratio: number | null, k: number): Check {
+  return { ok: ratio !== null && ratio <= k, short: `ratio ${ratio === null ? 'n/a' : ratio.toFixed(2)} > ${k}` };
+}
+
+export function buildRows(p: Profile, refs: References, bh: Results, rc: RcloneOutcome | undefined): Row[] {
+  const rows: Row[] = [];
+  const rcl = (id: WorkloadId): Row['rclone'] => {
+    if (!rc) return null;
+    if (!rc.available) return { error: 'unavailable' };
+    const o = rc.results[id];
+    if (!o) return null;
+    return isMeasurement(o) ? fig(o.value, o.unit) : { error: o.error };
+  };
+  const add = (
+    id: WorkloadId,
+    workload: string,
+    target: string,
+    ref: (Figure & { label: string }) | null | undefined,
+    checks: (m: Measurement, ratio: number | null) => Check[],
+    notes: (m: Measurement) => string[] = () => [],
+  ) => {
+    const o: Outcome | undefined = bh[id];
+    const reference = ref && Number.isFinite(ref.value) && ref.value > 0 ? ref : null;
+    if (!isMeasurement(o)) {
+      rows.push({ id, workload, blobhsm: { error: o?.error ?? 'not run' }, reference, ratio: null, rclone: rcl(id), target, verdict: 'failed', notes: [] });
+      return;
+    }
+    const ratio = reference ? o.value / reference.value : null;
+    const results = checks(o, ratio);
+    const failed = results.filter((c) => !c.ok);
+    rows.push({
+      id,
+      workload,
+      blobhsm: fig(o.value, o.unit),
+      reference,
+      ratio,
+      rclone: rcl(id),
+      target,
+      verdict: results.length === 0 ? 'n/a' : failed.length ? 'short' : 'meets',
+      requests: o.requests,
+      notes: [...notes(o), ...failed.map((c) => `short: ${c.short}`)],
+    });
+  };
+  const { sdk, disk, nullFs } = refs;
+  const N = p.namespaceBlobs;
+  const lists = Math.ceil(N / 5000);
+
+  add('import', `import of ${N} blobs with metadata`, `≥0.8× SDK listing; ≈${lists} list calls; 0 HEAD`,
+    sdk && { ...fig(sdk.listPerSec, 'blobs/s'), label: 'SDK flat listing w/ metadata' },
+    (m, r) => [atLeast(r, 0.8), { ok: reqCount(m, 'list') <= lists + 1, short: `${reqCount(m, 'list')} list calls` }, { ok: reqCount(m, 'head') === 0, short: `${reqCount(m, 'head')} HEAD requests` }],
+    (m) => [`mount (incl. import) ${(Number(m.detail?.mountMs) / 1000).toFixed(1)} s; a ${p.smallNamespaceBlobs}-blob mount takes ${(Number(m.detail?.baselineMountMs) / 1000).toFixed(1)} s`]);
+  add('lsl-cold', `ls -l of ${N} entries, fresh mount`, '≤1.3× null fs; 0 requests',
+    nullFs && { ...fig(nullFs.lslMs, 'ms'), label: 'null fs, fresh mount' },
+    (m, r) => [atMost(r, 1.3), zeroRequests(m)],
+    () => (nullFs ? [`null fs saw ${JSON.stringify(nullFs.lslOps)} for one ls -l`] : []));
+  add('lsl-warm', `ls -l of ${N} entries, repeated`, '≤1.3× null fs; 0 requests',
+    nullFs && { ...fig(nullFs.lslWarmMs, 'ms'), label: 'null fs, repeated' },
+    (m, r) => [atMost(r, 1.3), zeroRequests(m)]);
+  add('stat', `stat of ${p.statCount} files, uncached`, '≥0.7× null fs; 0 requests',
+    nullFs && { ...fig(nullFs.statPerSec, 'ops/s'), label: 'null fs, fresh mount' },
+    (m, r) => [atLeast(r, 0.7), zeroRequests(m)]);
+  const seqRef = sdk && disk && nullFs
+    ? [
+        { v: sdk.downloadMiBps, l: `SDK parallel download (c=${sdk.downloadConcurrency})` },
+        { v: nullFs.readMiBps, l: 'null fs read' },
+        { v: disk.writeMiBps, l: 'cache-disk write' },
+      ].sort((a, b) => a.v - b.v)[0]!
+    : undefined;
+  add('seq-cold', `cold sequential read, ${mib(p.largeBytes)}`, '≥0.8× min(SDK download, null fs read, disk write); fetched ≤1.05× size',
+    seqRef && { ...fig(seqRef.v, 'MiB/s'), label: `min: ${seqRef.l}` },
+    (m, r) => [atLeast(r, 0.8), { ok: (m.bytesFetched ?? Infinity) <= 1.05 * p.largeBytes, short: `fetched ${mib(m.bytesFetched)} for a ${mib(p.largeBytes)} file` }],
+    (m) => [`fetched ${mib(m.bytesFetched)} in ${m.requests?.read ?? '?'} reads; first 1 MiB after ${Number(m.detail?.firstMiBMs).toFixed(0)} ms`]);
+  add('ttfb', 'cold time to first byte (4 KiB read)', '≤1.5× one small ranged GET',
+    sdk && { ...fig(sdk.rangedGet4kMs, 'ms'), label: 'SDK 4 KiB ranged GET (median)' },
+    (_m, r) => [atMost(r, 1.5)]);
+  add('warm-page', 'warm re-read (page cache)', '≥0.8× page-cache read; 0 requests',
+    disk && { ...fig(disk.pageCacheMiBps, 'MiB/s'), label: 'local page-cache read' },
+    (m, r) => [atLeast(r, 0.8), zeroRequests(m)]);
+  const droppedRef = disk && nullFs ? Math.min(disk.readMiBps, nullFs.readMiBps) : undefined;
+  add('warm-dropped', 'warm re-read (caches dropped)', '0 requests (info: vs min(null fs read, disk read))',
+    droppedRef !== undefined ? { ...fig(droppedRef, 'MiB/s'), label: 'min(null fs read, disk read)' } : null,
+    (m) => [zeroRequests(m)]);
+  add('small-cold', `${p.smallFiles} small files, cold (c=${p.smallConcurrency})`, `≥0.7× SDK small GETs (c=${p.smallConcurrency})`,
+    sdk && { ...fig(sdk.smallGetPerSec, 'files/s'), label: `SDK GETs/s at c=${sdk.smallGetConcurrency}` },
+    (_m, r) => [atLeast(r, 0.7)],
+    (m) => [`${m.requests?.read ?? '?'} blob reads`]);
+  const rcWarm = rc?.available ? rc.results['small-warm'] : undefined;
+  add('small-warm', `${p.smallFiles} small files, warm`, '≥10× rclone warm; 0 requests',
+    isMeasurement(rcWarm) ? { ...fig(rcWarm.value, 'files/s'), label: 'rclone warm' } : null,
+    (m, r) => [r === null ? { ok: false, short: 'no rclone figure to compare with' } : atLeast(r, 10), zeroRequests(m)],
+    () => (nullFs ? [`null fs reads ${nullFs.smallReadPerSec.toFixed(0)} files/s`] : []));
+  for (const [id, bs, ref] of [['rand4k-cold', '4 KiB', sdk?.rangedGet4kPerSec], ['rand64k-cold', '64 KiB', sdk?.rangedGet64kPerSec]] as const) {
+    add(id, `random ${bs} reads, not hydrated`, 'no whole-file download per read (fetched ≤1.05× file)',
+      ref !== undefined ? { ...fig(ref, 'reads/s'), label: `SDK ${bs} ranged GETs, 1 in flight` } : null,
+      (m) => [{ ok: (m.bytesFetched ?? Infinity) <= 1.05 * p.largeBytes, short: `fetched ${mib(m.bytesFetched)} for ${m.detail?.reads} reads` }],
+      (m) => [`${m.detail?.reads} reads fetched ${mib(m.bytesFetched)} in ${m.requests?.read ?? '?'} requests; p50 ${Number(m.detail?.p50Ms).toFixed(1)} ms, p99 ${Number(m.detail?.p99Ms).toFixed(1)} ms`]);
+  }
+  for (const [id, bs, ref] of [['rand4k-hydrated', '4 KiB', disk?.rand4kPerSec], ['rand64k-hydrated', '64 KiB', disk?.rand64kPerSec]] as const) {
+    add(id, `random ${bs} reads, hydrated`, '0 requests (info: vs local disk)',
+      ref !== undefined ? { ...fig(ref, 'reads/s'), label: `local disk random ${bs}, caches dropped` } : null,
+      (m) => [zeroRequests(m)],
+      (m) => [`p50 ${Number(m.detail?.p50Ms).toFixed(2)} ms, p99 ${Number(m.detail?.p99Ms).toFixed(2)} ms`]);
+  }
+  const writeRef = disk && nullFs ? (disk.writeMiBps < nullFs.writeMiBps ? { v: disk.writeMiBps, l: 'cache-disk write' } : { v: nullFs.writeMiBps, l: 'null fs write' }) : undefined;
+  add('write', `sequential write, ${mib(p.largeBytes)} (dd bs=1M conv=fsync)`, '≥0.8× min(disk write, null fs write); no 4 KiB WRITEs',
+    writeRef && { ...fig(writeRef.v, 'MiB/s'), label: `min: ${writeRef.l}` },
+    (m, r) => {
+      const n = Number(m.detail?.writeRequests);
+      const small = Number(m.detail?.write4k);
+      return [
+        atLeast(r, 0.8),
+        { ok: n > 0 && small === 0, short: n > 0 ? `${small} of ${n} WRITE requests were ≤ 4 KiB` : `WRITE sizes unknown (${m.detail?.writeSizesError ?? 'no debug output'})` },
+      ];
+    },
+    (m) => [`WRITE sizes of a 16 MiB dd on a --debug mount: ${m.detail?.writeSizes ?? 'n/a'}`, ...(nullFs ? [`null fs WRITE sizes ${JSON.stringify(nullFs.writeSizes)}`] : [])]);
+  add('export-large', `export of the written ${mib(p.largeBytes)} file`, '≥0.8× SDK upload',
+    sdk && { ...fig(sdk.uploadMiBps, 'MiB/s'), label: 'SDK upload (8 MiB blocks, c=8)' },
+    (_m, r) => [atLeast(r, 0.8)],
+    (m) => [`${(Number(m.detail?.ms) / 1000).toFixed(1)} s; Azurite received ${mib(m.bytesUploaded)}`]);
+  const small = bh['export-dirty-small-ns'];
+  add('export-dirty-large-ns', `export of ${p.dirtyFiles} dirty files in a ${N}-file namespace`, `≤1.5× the same in a ${p.smallNamespaceBlobs}-file namespace`,
+    isMeasurement(small) ? { ...fig(small.value, 'ms'), label: `${p.smallNamespaceBlobs}-file namespace` } : null,
+    (_m, r) => [atMost(r, 1.5)]);
+  add('export-dirty-small-ns', `export of ${p.dirtyFiles} dirty files in a ${p.smallNamespaceBlobs}-file namespace`, '(reference of the row above)', null, () => []);
+  return rows;
+}
+
+export function fmtFigure(f: Figure | { error: string } | null | undefined): string {
+  if (!f) return '—';
+  if ('error' in f) return f.error === 'unavailable' ? 'unavailable' : 'failed';
+  return fmtValue(f.value, f.unit);
+}
