@@ -93,6 +93,7 @@ export function errnoCodeOf(err: unknown): FsErrorCode {
   if (err instanceof BlobError) return blobKindErrno[err.kind];
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   if (typeof code === 'string' && code in constants.errno) return code as FsErrorCode;
+  if (code === 'SQLITE_FULL') return 'ENOSPC'; // the metadata store's disk is full
   return 'EIO';
 }
 

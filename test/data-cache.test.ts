@@ -191,6 +191,25 @@ t.test('a full disk is ENOSPC naming the cache directory and the fix', async (t)
   t.equal(((err as FsError).cause as NodeJS.ErrnoException).code, 'ENOSPC');
 });
 
+t.test('writes leave a reserve free for the metadata store', async (t) => {
+  let free = 1024 * 1024 + 8192;
+  const wrapped = {
+    ...fs,
+    promises: { ...fs.promises, statfs: async () => ({ bavail: free / 4096, bsize: 4096, blocks: 1024 * 1024 }) },
+  } as unknown as typeof fs;
+  const cache = new DataCache({ dir: t.testdir(), fs: wrapped, reserveBytes: 1024 * 1024 });
+  t.teardown(() => cache.close());
+  t.equal(await cache.write(1, 1, Buffer.alloc(4096), 4096, 0, { create: true }), 4096);
+  const err = await cache.write(1, 1, Buffer.alloc(16384), 16384, 0).catch((e: unknown) => e);
+  t.equal(errnoCodeOf(err), 'ENOSPC', 'a write into the reserve is refused');
+  t.match((err as FsError).message, /is full/);
+  t.equal(await cache.write(1, 1, Buffer.alloc(4096), 4096, 0), 4096, 'a smaller one still fits');
+  const none = new DataCache({ dir: t.testdir(), fs: wrapped, reserveBytes: 0 });
+  t.teardown(() => none.close());
+  free = 0;
+  t.equal(await none.write(1, 1, Buffer.alloc(10), 10, 0, { create: true }), 10, 'reserveBytes 0: no check');
+});
+
 t.test('translateCacheError', async (t) => {
   const e1 = translateCacheError(enospc(), '/c', 'x');
   t.ok(e1 instanceof FsError && e1.code === 'ENOSPC');

@@ -1,6 +1,9 @@
 // Local cache files holding file data, keyed by inode number and generation (never by path: a rename moves no
 // data, and a bumped generation never reuses stale bytes). Layout: <dir>/data/<ino & 0xff as 2 hex>/<ino>.<gen>.
 //
+// Writes leave a reserve free on the cache's filesystem (ENOSPC before the disk is full): the metadata store
+// lives in the same directory, and an unlink must still be able to record itself to free space again.
+//
 // Open file descriptors live in an LRU. Callers that do their own I/O on a raw fd (FUSE reads straight into the
 // kernel's buffer) must hold a lease (withFd/acquire) across the await: an fd evicted from the LRU while leased
 // is closed only when its last lease ends, so its number is never reused under a running read.
@@ -17,6 +20,8 @@ export interface DataCacheOptions {
   dir: string;
   /** Open file descriptors kept in the LRU (default 256). */
   maxOpenFiles?: number;
+  /** Bytes writes leave free on the filesystem (default 5 % of its size, at most 64 MiB); 0 = none. */
+  reserveBytes?: number;
   fs?: CacheFs;
 }
 
@@ -70,7 +75,7 @@ export function translateCacheError(err: unknown, dir: string, what: string): un
   if (code === 'ENOSPC' || code === 'EDQUOT') {
     return new FsError(
       'ENOSPC',
-      `the cache directory ${dir} is full (${what}): raise --cache-size so eviction keeps more room, or free space ` +
+      `the cache directory ${dir} is full (${what}): lower --cache-size so eviction keeps more room, or free space ` +
         `on its filesystem`,
       { cause: err },
     );
@@ -87,9 +92,13 @@ export class DataCache {
   private readonly usage = new Map<string, Usage>();
   private readonly shards = new Set<string>();
   private used = 0;
+  private reserve: number | undefined;
+  /** Free bytes on the cache filesystem as last measured, minus what was written since. */
+  private room = { free: Infinity, measuredMs: 0 };
 
   constructor(options: DataCacheOptions) {
     this.dir = options.dir;
+    this.reserve = options.reserveBytes;
     this.dataDir = join(options.dir, 'data');
     this.fs = options.fs ?? nodeFs;
     this.fds = new LRUCache<string, Entry>({
@@ -248,6 +257,7 @@ export class DataCache {
     options: FdOptions & { bufOffset?: number } = {},
   ): Promise<number> {
     const bufOffset = options.bufOffset ?? 0;
+    await this.ensureRoom(ino, length);
     return this.withFd(ino, gen, options, async (fd) => {
       let done = 0;
       while (done < length) {
@@ -376,6 +386,26 @@ export class DataCache {
   }
 
   /** Approximate accounting after a write: add what it may allocate, capped at the file's rounded size. */
+  /** ENOSPC for a write that would eat into the reserve (free space measured at most once a second, or near it). */
+  private async ensureRoom(ino: number, length: number): Promise<void> {
+    if (this.reserve === 0) return;
+    const now = Date.now();
+    if (now - this.room.measuredMs > 1000 || this.room.free - length < 2 * (this.reserve ?? 0)) {
+      try {
+        const st = await this.fs.promises.statfs(this.dir);
+        this.room = { free: st.bavail * st.bsize, measuredMs: now };
+        this.reserve ??= Math.min(64 * 1024 * 1024, Math.floor(st.blocks * st.bsize * 0.05));
+      } catch {
+        return; // no statfs (an odd filesystem or a test's fs): the write itself reports a full disk
+      }
+    }
+    if (this.room.free - length < (this.reserve ?? 0)) {
+      const full = Object.assign(new Error(`less than ${this.reserve} bytes would be left free`), { code: 'ENOSPC' });
+      throw translateCacheError(full, this.dir, `write of ino ${ino}`);
+    }
+    this.room.free -= length;
+  }
+
   private noteWrite(k: string, position: number, length: number): void {
     const cur = this.usage.get(k) ?? { allocated: 0, size: 0 };
     const size = Math.max(cur.size, position + length);
