@@ -4,6 +4,10 @@
 // (SPEC §1 "Export writes": contents, every metadata key, directory stubs, symlinks, one copy per hard link);
 // the editor pattern, unlinked open files, conflicts, job prefixes/concurrency/cancel, ENOSPC, big_writes.
 import t, { type Test } from 'tap';
+import { readFile, readdir } from 'node:fs/promises';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAzurite } from './helpers/azurite.js';
 import { mountContainer, type MountFixture } from './helpers/mount.js';
@@ -12,8 +16,11 @@ import {
   blobNames,
   expectedMetadata,
   exportJson,
+  jobsJson,
   readBlob,
   states,
+  status,
+  waitJobDone,
   withoutStamp,
 } from './helpers/write-checks.js';
 
@@ -176,4 +183,237 @@ t.test('writes, DIRTY rules and what export writes to blob', async (t) => {
   t.same(await states(m, ['dir/hydrated.txt']), { 'dir/hydrated.txt': S.CLEAN });
   t.equal((await exportJson(m)).job.stats.filesDiscovered, 0);
   t.equal((await readBlob(m.store, 'dir/hydrated.txt'))!.info.metadata.permissions, '0640', 'the blob keeps the archived mode');
+});
+
+t.test('the editor pattern, unlinked open files, rename over an open file, unlink and hsm_remove', async (t) => {
+  const m = await mountContainer(t, azurite, [
+    { name: 'doc.txt', data: 'v1\n', metadata: { owner: '1000', group: '1000', permissions: '0640' } },
+    { name: 'opened.txt', data: 'old\n' },
+    { name: 'keep.txt', data: 'k\n' },
+    { name: 'again.txt', data: 'a1\n' },
+    { name: 'del.txt', data: 'd\n' },
+  ]);
+  const sh = async (cmd: string) => {
+    const r = await m.sh(`cd "$MNT" && ${cmd}`);
+    t.equal(r.code, 0, `${cmd}: ${r.stderr}`);
+    return r.stdout;
+  };
+  // Editor pattern: write a temporary file, rename it over the target. The new file is exported with If-Match
+  // on the etag of the blob the replaced file was imported from, not reported as a conflict.
+  await sh('echo v2 > .doc.txt.swp && mv .doc.txt.swp doc.txt');
+  t.same(await states(m, ['doc.txt']), { 'doc.txt': S.NEW }, 'the replacement is a new file');
+  // Unlink and re-create under the same name: same thing.
+  await sh('rm again.txt && echo a2 > again.txt');
+
+  // create → write → unlink → (export runs) → write → close, from a process holding the descriptor; and a rename
+  // over a file another process has open (libfuse hides both as .fuse_hidden*).
+  const py = [
+    'import os, subprocess, sys',
+    'fd = os.open("tmpfile", os.O_CREAT | os.O_WRONLY, 0o644)',
+    'os.write(fd, b"scratch")',
+    'os.unlink("tmpfile")',
+    'rd = os.open("opened.txt", os.O_RDONLY)',
+    'os.pread(rd, 100, 0)',
+    'open("opened.new", "w").write("new\\n")',
+    'os.rename("opened.new", "opened.txt")',
+    'print(sorted(n for n in os.listdir(".") if n.startswith(".fuse_hidden")).__len__())',
+    'r = subprocess.run(os.environ["BLOBHSM"].split() + ["export", os.environ["MNT"], "--json"], capture_output=True, text=True)',
+    'print(r.returncode)',
+    'print(r.stdout.strip())',
+    'os.write(fd, b" more")',
+    'print(os.pread(rd, 100, 0).decode().strip())',
+    'os.close(fd)',
+    'os.close(rd)',
+  ].join('\n');
+  const out = (await sh(`python3 -c '${py}'`)).split('\n');
+  t.equal(out[0], '2', 'two .fuse_hidden files while the descriptors are open');
+  t.equal(out[1], '0', 'export while they exist succeeds');
+  const job = JSON.parse(out[2]!) as { stats: { filesDiscovered: number }; conflictPaths: string[] };
+  t.equal(job.stats.filesDiscovered, 3, 'doc.txt, again.txt, opened.txt: never the hidden files');
+  t.same(job.conflictPaths, []);
+  t.equal(out[3], 'old', 'the replaced file stays readable through its open descriptor');
+  t.same((await readdir(m.mountpoint)).filter((n) => n.startsWith('.fuse_hidden')), [], 'hidden files gone after close');
+  t.notOk((await blobNames(m.store)).some((n) => n.includes('.fuse_hidden')), 'no .fuse_hidden blob');
+  t.equal((await readBlob(m.store, 'doc.txt'))!.data.toString(), 'v2\n');
+  t.equal((await readBlob(m.store, 'again.txt'))!.data.toString(), 'a2\n');
+  t.equal((await readBlob(m.store, 'opened.txt'))!.data.toString(), 'new\n');
+  await checkExported(t, m, 'doc.txt', 'v2\n');
+  t.same(await states(m, ['doc.txt', 'again.txt', 'opened.txt']), { 'doc.txt': S.CLEAN, 'again.txt': S.CLEAN, 'opened.txt': S.CLEAN });
+  t.equal(await readFile(join(m.mountpoint, 'opened.txt'), 'utf8'), 'new\n');
+
+  // Unlink removes the local file only; hsm_remove before the unlink deletes the blob.
+  await sh('rm keep.txt');
+  t.ok(await readBlob(m.store, 'keep.txt'), 'unlink of an archived file leaves its blob');
+  await sh('cat del.txt > /dev/null');
+  const removed = await m.cli(['hsm_remove', join(m.mountpoint, 'del.txt')]);
+  t.equal(removed.code, 0, removed.stderr);
+  t.match((await states(m, ['del.txt']))['del.txt'], /^\(0x00000000\)/, 'hsm_remove clears the HSM flags');
+  t.equal(await readBlob(m.store, 'del.txt'), undefined, 'hsm_remove deleted the blob');
+  await sh('rm del.txt');
+  // A file created later under the removed name is new again (If-None-Match), not a conflict.
+  await sh('echo d2 > del.txt');
+  const after = await exportJson(m);
+  t.equal(after.code, 0, JSON.stringify(after.job));
+  t.equal((await readBlob(m.store, 'del.txt'))!.data.toString(), 'd2\n');
+  t.equal((await exportJson(m)).job.stats.filesDiscovered, 0, 'deletions are not exported');
+  t.ok(await readBlob(m.store, 'keep.txt'), 'the unlinked file\'s blob is still there');
+});
+
+t.test('conflicts: a blob changed behind the mount\'s back is reported and left untouched', async (t) => {
+  const m = await mountContainer(t, azurite, [{ name: 'c1.txt', data: 'orig\n' }, { name: 'ok.txt', data: 'fine\n' }]);
+  await m.sh('cd "$MNT" && echo local >> c1.txt && echo local > c2.txt && echo more >> ok.txt');
+  // Someone else writes c1.txt and creates c2.txt after the import.
+  await m.store.upload('c1.txt', { data: Buffer.from('remote\n') }, { metadata: { owner: '42' } });
+  await m.store.upload('c2.txt', { data: Buffer.from('remote2\n') }, { metadata: {} });
+  const before = { c1: await readBlob(m.store, 'c1.txt'), c2: await readBlob(m.store, 'c2.txt') };
+
+  const r = await m.cli(['export', m.mountpoint]);
+  t.not(r.code, 0, 'export exits non-zero on a conflict');
+  t.match(r.stdout, /conflicts 2/);
+  t.match(r.stdout, /^conflict: \/c1\.txt /m, 'the conflict is reported by name');
+  t.match(r.stdout, /^conflict: \/c2\.txt /m, 'a new file over a blob created meanwhile (If-None-Match)');
+  const c1 = await readBlob(m.store, 'c1.txt');
+  t.equal(c1!.data.toString(), 'remote\n', 'their content is untouched');
+  t.equal(c1!.info.etag, before.c1!.info.etag, 'their etag is untouched');
+  t.same(c1!.info.metadata, { owner: '42' });
+  t.equal((await readBlob(m.store, 'c2.txt'))!.info.etag, before.c2!.info.etag);
+  t.equal((await readBlob(m.store, 'ok.txt'))!.data.toString(), 'fine\nmore\n', 'the other files are exported');
+  t.same(
+    await states(m, ['c1.txt', 'c2.txt', 'ok.txt']),
+    { 'c1.txt': S.DIRTY, 'c2.txt': S.EXISTS, 'ok.txt': S.CLEAN },
+    'the conflicting files are not archived (a new file keeps EXISTS from the dispatch, as in Lustre)',
+  );
+  t.equal(await readFile(join(m.mountpoint, 'c1.txt'), 'utf8'), 'orig\nlocal\n', 'the local data is intact');
+  const json = await exportJson(m);
+  t.equal(json.job.state, 'Failed');
+  t.same(json.job.conflictPaths.sort(), ['/c1.txt', '/c2.txt'], 'a retry reports them again');
+  t.equal(json.job.stats.conflicts, 2);
+});
+
+t.test('export jobs: --prefix scope, overlapping prefixes, one job at a time, jobs and jobs cancel', async (t) => {
+  const m = await mountContainer(t, azurite, []);
+  const mb = 32;
+  const bigs = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6'];
+  const w = await m.sh(
+    `cd "$MNT" && mkdir -p a b ab big && echo x > a/x && echo y > b/y && echo z > ab/z && ` +
+      bigs.map((n) => `dd if=/dev/zero of=big/${n} bs=1M count=${mb} status=none`).join(' && '),
+  );
+  t.equal(w.code, 0, w.stderr);
+
+  const overlap = await m.cli(['export', m.mountpoint, '--prefix', '/a', '--prefix', '/ab']);
+  t.not(overlap.code, 0, 'overlapping prefixes are refused');
+  t.match(overlap.stderr, /overlapping prefixes '\/a' and '\/ab'/);
+  const nested = await m.cli(['export', m.mountpoint, '--prefix', '/a', '--prefix', '/a/x']);
+  t.not(nested.code, 0);
+  t.match(nested.stderr, /overlapping prefixes/);
+  const relative = await m.cli(['export', m.mountpoint, '--prefix', 'a']);
+  t.not(relative.code, 0);
+  t.match(relative.stderr, /start with '\/'/);
+
+  const scoped = await exportJson(m, ['--prefix', '/a']);
+  t.equal(scoped.code, 0);
+  t.equal(scoped.job.stats.filesDiscovered, 1, '/a only (not /ab)');
+  t.same(await states(m, ['a/x', 'b/y', 'ab/z']), { 'a/x': S.CLEAN, 'b/y': S.NEW, 'ab/z': S.NEW });
+  t.same(await blobNames(m.store), ['a', 'a/x']);
+
+  // A long export, cancelled at once: it stops promptly and leaves every file consistent.
+  const started = await exportJson(m, ['--prefix', '/big', '--no-wait']);
+  t.equal(started.code, 0);
+  t.equal(started.job.state, 'InProgress');
+  const cancel = await m.cli(['jobs', 'cancel', m.mountpoint]);
+  t.equal(cancel.code, 0, cancel.stderr);
+  t.equal(cancel.stdout, `cancelling ${started.job.id}\n`);
+  const cancelStart = Date.now();
+  const done = await waitJobDone(m);
+  t.equal(done.id, started.job.id);
+  t.equal(done.state, 'Canceled');
+  t.ok(Date.now() - cancelStart < 5000, `the job stopped promptly (${Date.now() - cancelStart} ms)`);
+  t.equal((await m.cli(['jobs', 'cancel', m.mountpoint])).stdout, 'no job is running\n');
+  // Each file is either archived with its whole content in blob, or not archived and not in blob at all.
+  const st = await states(m, bigs.map((n) => `big/${n}`));
+  let pending = 0;
+  for (const n of bigs) {
+    const blob = await m.store.head(`big/${n}`).catch(() => undefined);
+    if (st[`big/${n}`] === S.CLEAN) t.equal(blob?.size, mb * 1048576, `big/${n} archived whole`);
+    else {
+      pending++;
+      t.match(st[`big/${n}`], /^\(0x0000000[01]\)/, `big/${n} not archived`);
+      t.equal(blob, undefined, `no partial blob for big/${n}`);
+    }
+  }
+  t.ok(pending > 0, `the cancel stopped uploads (${pending} of ${bigs.length} not exported)`);
+
+  // The retry exports only what is still missing; while it runs, a second export is refused naming it, and
+  // `jobs` shows it.
+  const retry = await exportJson(m, ['--no-wait']);
+  t.equal(retry.code, 0);
+  t.equal(retry.job.stats.filesDiscovered, pending + 2, 'only what is still missing');
+  const second = await m.cli(['export', m.mountpoint]);
+  t.not(second.code, 0, 'a second export is refused');
+  t.match(second.stderr, new RegExp(`job ${retry.job.id} is running`), 'naming the running job');
+  const listed = await m.cli(['jobs', m.mountpoint]);
+  t.match(listed.stdout, new RegExp(`^${retry.job.id} (InProgress|Succeeded): discovered ${pending + 2} files`, 'm'));
+  t.equal((await waitJobDone(m)).state, 'Succeeded');
+  t.same(await states(m, [...bigs.map((n) => `big/${n}`), 'b/y', 'ab/z']), Object.fromEntries([...bigs.map((n) => `big/${n}`), 'b/y', 'ab/z'].map((p) => [p, S.CLEAN])));
+  const history = await jobsJson(m);
+  t.same(history.map((j) => j.state), ['Succeeded', 'Canceled', 'Succeeded'], 'jobs lists the finished jobs');
+});
+
+t.test('big_writes: 1 MiB writes do not arrive as 4 KiB WRITE requests; sequential reads are large too', async (t) => {
+  const m = await mountContainer(t, azurite, []);
+  const io = async () => (await status(m)).io as { readOps: number; readBytes: number; writeOps: number; writeBytes: number };
+  const before = await io();
+  const started = process.hrtime.bigint();
+  const w = await m.sh('dd if=/dev/zero of="$MNT/big.bin" bs=1M count=64 conv=fsync status=none');
+  const writeMs = Number(process.hrtime.bigint() - started) / 1e6;
+  t.equal(w.code, 0, w.stderr);
+  const mid = await io();
+  const ops = mid.writeOps - before.writeOps;
+  const bytes = mid.writeBytes - before.writeBytes;
+  t.equal(bytes, 64 * 1048576, 'every byte arrived');
+  const avg = bytes / ops;
+  t.ok(avg >= 64 * 1024, `average WRITE ${Math.round(avg / 1024)} KiB over ${ops} requests (4 KiB without big_writes)`);
+  t.comment(`dd write of 64 MiB: ${writeMs.toFixed(0)} ms (${(64 / (writeMs / 1000)).toFixed(0)} MiB/s), ${ops} WRITE requests, avg ${Math.round(avg / 1024)} KiB`);
+
+  await m.sh('echo 3 > /proc/sys/vm/drop_caches');
+  const r = await m.sh('dd if="$MNT/big.bin" of=/dev/null bs=1M status=none');
+  t.equal(r.code, 0, r.stderr);
+  const after = await io();
+  const rops = after.readOps - mid.readOps;
+  const ravg = (after.readBytes - mid.readBytes) / rops;
+  t.equal(after.readBytes - mid.readBytes, 64 * 1048576);
+  t.ok(ravg >= 64 * 1024, `average READ ${Math.round(ravg / 1024)} KiB over ${rops} requests`);
+
+  const exportStart = Date.now();
+  const e = await exportJson(m);
+  const exportMs = Date.now() - exportStart;
+  t.equal(e.code, 0);
+  t.comment(`export of 64 MiB: ${exportMs} ms (${(64 / (exportMs / 1000)).toFixed(0)} MiB/s, CLI round trip included)`);
+});
+
+t.test('a full cache filesystem is ENOSPC for the writer, and the mount stays usable', { skip: process.getuid?.() === 0 ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'blobhsm-small-'));
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', dir]);
+  if (mounted.status !== 0) {
+    rmSync(dir, { recursive: true, force: true });
+    return void t.plan(0, `cannot mount a tmpfs: ${String(mounted.stderr)}`);
+  }
+  const cacheDir = join(dir, 'cache');
+  const m = await mountContainer(t, azurite, [], ['--cache-dir', cacheDir]);
+  t.teardown(() => {
+    spawnSync('umount', ['-l', dir]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const full = await m.sh('dd if=/dev/zero of="$MNT/full.bin" bs=1M count=32');
+  t.not(full.code, 0);
+  t.match(full.stderr, /No space left on device/, 'the writer sees ENOSPC');
+  const small = await m.sh('echo small > "$MNT/small.txt" && cat "$MNT/small.txt"');
+  t.equal(small.stdout, 'small\n', 'a small file still fits: the metadata store kept room');
+  const rm = await m.sh('rm "$MNT/full.bin" && dd if=/dev/zero of="$MNT/again.bin" bs=1M count=8 status=none');
+  t.equal(rm.code, 0, `rm frees the space for new writes: ${rm.stderr}`);
+  t.same(await states(m, ['small.txt', 'again.bin']), { 'small.txt': S.NEW, 'again.bin': S.NEW });
+  const e = await exportJson(m);
+  t.equal(e.code, 0);
+  t.equal((await readBlob(m.store, 'again.bin'))!.data.length, 8 * 1048576);
+  await m.unmount();
 });

@@ -793,6 +793,7 @@ export class AzureBlobStore implements BlobStore {
     if (!Number.isSafeInteger(blockSize) || blockSize <= 0 || blockSize > 4000 * 1024 * 1024) {
       throw new BlobError('Invalid', `upload ${name}: bad block size ${blockSize}`);
     }
+    if (options.signal?.aborted) throw abortReason(options.signal);
     const blob = this.client.getBlockBlobClient(name);
     const uploadId = randomBytes(6).toString('hex');
     const blocks =

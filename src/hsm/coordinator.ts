@@ -353,6 +353,7 @@ export class Coordinator {
         outcome.path = path;
         outcome.blobName = blobName;
         await this.ensureParentStubs(path);
+        abort.signal.throwIfAborted();
         const etag = await this.uploadChecked(inode, blobName, source, { metadata, stamp, state, signal: abort.signal });
         if (etag === undefined) {
           outcome.conflict = true;
