@@ -2,7 +2,8 @@
 // modified imported, truncated) survive a kill -9 of the daemon: after breaking the dead mount and mounting again
 // they are still dirty with their full content and size, and export uploads them. DIRTY is recorded before the
 // first byte: a writer killed with the daemon while its file is still open loses nothing it wrote either. A write
-// landing while export uploads that file leaves it dirty (never archived with stale data).
+// landing while export uploads that file leaves it dirty (never archived with stale data). Cache eviction and
+// hsm_release never drop dirty or never-archived data.
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { open, readFile, stat, writeFile } from 'node:fs/promises';
@@ -122,4 +123,33 @@ t.test('a write landing while export uploads the file leaves it dirty', async (t
   const chunks: Buffer[] = [];
   for await (const c of tail) chunks.push(c as Buffer);
   t.equal(Buffer.concat(chunks).toString(), 'tail\n', 'the next export uploads the new data');
+});
+
+t.test('cache eviction and hsm_release never drop dirty or unarchived data', async (t) => {
+  const MiB = 1024 * 1024;
+  const blobs = [1, 2, 3, 4].map((i) => ({ name: `c${i}.bin`, data: randomBytes(2 * MiB) }));
+  const m = await mountContainer(t, azurite, blobs, ['--cache-size', '5M']);
+  const mnt = (p: string) => join(m.mountpoint, p);
+  // A dirty imported file and a new file, together over the cache bound.
+  const patch = randomBytes(MiB);
+  const fh = await open(mnt('c1.bin'), 'r+');
+  await fh.write(patch, 0, patch.length, 0);
+  await fh.close();
+  const fresh = randomBytes(4 * MiB);
+  await writeFile(mnt('fresh.bin'), fresh);
+  // Reading the others makes the cache evict: only clean archived files may go.
+  for (const i of [2, 3, 4]) t.equal(md5(await readFile(mnt(`c${i}.bin`))), md5(blobs[i - 1]!.data), `c${i}.bin reads back`);
+  for (const i of [2, 3, 4]) t.equal(md5(await readFile(mnt(`c${i}.bin`))), md5(blobs[i - 1]!.data), `c${i}.bin again`);
+  const st = await states(m, ['c1.bin', 'fresh.bin', 'c2.bin', 'c3.bin', 'c4.bin']);
+  t.equal(st['c1.bin'], S.DIRTY, 'the dirty file is never evicted');
+  t.equal(st['fresh.bin'], S.NEW, 'the new file is never evicted');
+  t.ok(['c2.bin', 'c3.bin', 'c4.bin'].some((f) => st[f] === S.RELEASED), `clean files were evicted to honour --cache-size (${JSON.stringify(st)})`);
+  const expectedC1 = Buffer.from(blobs[0]!.data);
+  patch.copy(expectedC1, 0);
+  t.equal(md5(await readFile(mnt('c1.bin'))), md5(expectedC1), 'dirty data intact');
+  t.equal(md5(await readFile(mnt('fresh.bin'))), md5(fresh), 'new data intact');
+  const rel = await m.cli(['hsm_release', mnt('c1.bin'), mnt('fresh.bin')]);
+  t.equal(rel.code, 1, 'hsm_release refuses a dirty and a never archived file (EPERM)');
+  t.same(await states(m, ['c1.bin', 'fresh.bin']), { 'c1.bin': S.DIRTY, 'fresh.bin': S.NEW });
+  t.equal(md5(await readFile(mnt('c1.bin'))), md5(expectedC1));
 });
