@@ -417,3 +417,19 @@ t.test('a full cache filesystem is ENOSPC for the writer, and the mount stays us
   t.equal((await readBlob(m.store, 'again.bin'))!.data.length, 8 * 1048576);
   await m.unmount();
 });
+
+t.test('utimens: what touch and utimensat produce through fuse-native and libfuse 2 (pins two known limits)', async (t) => {
+  const m = await mountContainer(t, azurite, []);
+  const times = async () => {
+    const r = await m.sh('stat -c "%X %Y" "$MNT/f"');
+    return r.stdout.trim();
+  };
+  await m.sh('echo x > "$MNT/f"');
+  await m.sh('TZ=UTC touch -d "2001-02-03 04:05:06" "$MNT/f"');
+  t.equal(await times(), '981173106 981173106', 'touch -d sets both times (the same value): right');
+  await m.sh('TZ=UTC touch -m -d "2011-01-01 00:00:00" "$MNT/f"');
+  t.equal(await times(), '981173106 981173106', 'touch -m is ignored: libfuse 2 calls utimens only with both times');
+  await m.sh(`python3 -c 'import os; os.utime(os.environ["MNT"] + "/f", (1000000000, 1200000000))'`);
+  t.equal(await times(), '1000000000 1000000000', 'utimensat(a, m) sets mtime = a: fuse-native passes atime twice');
+  t.same(await states(m, ['f']), { f: S.NEW }, 'utimens never dirties');
+});

@@ -1,5 +1,6 @@
 import t from 'tap';
 import {
+  formatActionFailed,
   formatCannotStat,
   formatFilelistError,
   formatHsmAction,
@@ -43,6 +44,8 @@ t.test('error lines', async (t) => {
   t.equal(formatCannotStat('x', 'ENOENT'), 'Cannot stat x: No such file or directory');
   t.equal(formatFilelistError('list', 'EACCES'), 'Cannot read the file list list: Permission denied');
   t.equal(formatRequestFailed('f', 'EPERM'), 'Cannot send HSM request (use of f): Operation not permitted');
+  t.equal(formatActionFailed('hsm_restore', 'RESTORE', 'f', 'EIO', 'blob gone'), "lfs hsm_restore: restore of 'f' failed: Input/output error (blob gone)");
+  t.equal(formatActionFailed('archive', 'ARCHIVE', 'f', 'ECANCELED'), "lfs archive: archive of 'f' failed: Operation canceled");
 });
 
 t.test('strerror: glibc texts', async (t) => {

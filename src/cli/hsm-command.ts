@@ -1,12 +1,16 @@
 // The `lfs hsm_*`-compatible commands (`blobhsm hsm_state ...`, `blobhsm hsm state ...`, `blobhsm lfs ...`):
 // parse as lfs does, send the paths to the daemons serving them, print lfs's exact lines, exit as lfs exits.
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import PQueue from 'p-queue';
 import { describeError, errnoCodeOf, type FsErrorCode } from '../errors.js';
 import { callDaemon } from '../control/client.js';
 import {
+  formatActionFailed,
   formatCannotStat,
   formatFilelistError,
   formatHsmAction,
+  formatHsmActionError,
   formatHsmFlagsError,
   formatHsmState,
   formatHsmStateError,
@@ -52,6 +56,18 @@ async function perPath(paths: string[], io: CliIo, call: (socket: string, inner:
   return results;
 }
 
+/**
+ * After a release, drops the kernel's cached pages of each file (the mount keeps file data cached across opens) so
+ * that the next read reaches blobhsm and restores the file, as a read of a released Lustre file does: llite drops
+ * its pages when it releases. Best effort: `dd iflag=nocache count=0` is posix_fadvise(DONTNEED) on the whole file.
+ */
+async function dropPageCache(paths: string[]): Promise<void> {
+  const queue = new PQueue({ concurrency: 8 });
+  const drop = (path: string) =>
+    new Promise<void>((resolve) => execFile('dd', [`if=${path}`, 'iflag=nocache', 'count=0', 'status=none'], () => resolve()));
+  await Promise.all(paths.map((path) => queue.add(() => drop(path))));
+}
+
 function toAction(a: ActionState | null | undefined): HsmAction {
   if (!a) return { kind: 'NOOP' };
   return { kind: a.kind, status: a.status, bytesMoved: a.bytesMoved };
@@ -95,7 +111,7 @@ export async function runLfs(argv: string[], io: CliIo): Promise<number> {
         if (!r.ok) {
           const code = r.code === 'ENOTREG' ? 'EINVAL' : r.code;
           if (req.json) out(JSON.stringify(hsmErrorJson(r.path, code)));
-          else err(method === 'hsm_state' ? formatHsmStateError(r.path, code, req.name) : `lfs ${req.name}: get hsm action for '${r.path}' failed: ${describeCode(code)}`);
+          else err(method === 'hsm_state' ? formatHsmStateError(r.path, code, req.name) : formatHsmActionError(r.path, code, req.name));
           failed(code);
         } else if (method === 'hsm_state') {
           out(req.json ? JSON.stringify(hsmStateJson(r.path, r.flags, r.archiveId)) : formatHsmState(r.path, r.flags, r.archiveId));
@@ -133,6 +149,7 @@ export async function runLfs(argv: string[], io: CliIo): Promise<number> {
           ? callDaemon(socket, 'hsm_cancel', { paths: inner })
           : callDaemon(socket, 'hsm_request', { command, paths: inner, archiveId: req.archiveId, wait }),
       );
+      if (command === 'hsm_release') await dropPageCache(results.filter((r) => r.ok).map((r) => r.path));
       const notRegular = results.find((r) => !r.ok && r.code === 'ENOTREG');
       if (notRegular) {
         err(formatNotRegular(notRegular.path));
@@ -145,7 +162,9 @@ export async function runLfs(argv: string[], io: CliIo): Promise<number> {
           continue;
         }
         const code = r.code as FsErrorCode;
-        if (req.json) out(JSON.stringify({ ...hsmErrorJson(r.path, code), detail: r.message }));
+        const queued = 'queued' in r && r.queued === true;
+        if (req.json) out(JSON.stringify({ ...hsmErrorJson(r.path, code), detail: r.message, ...(queued ? { queued } : {}) }));
+        else if (queued) err(formatActionFailed(req.name, command.slice('hsm_'.length), r.path, code, r.message));
         else if (code === 'ENOENT') err(formatCannotStat(r.path, code));
         else err(`${formatRequestFailed(r.path, code)}${wait ? ` (${r.message})` : ''}`);
         failed(code);
@@ -153,8 +172,4 @@ export async function runLfs(argv: string[], io: CliIo): Promise<number> {
       return status;
     }
   }
-}
-
-function describeCode(code: FsErrorCode): string {
-  return hsmErrorJson('', code).message;
 }

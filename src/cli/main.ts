@@ -15,7 +15,8 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
   const first = argv[0] ?? '';
   if (first === '__daemon') return runDaemonChild();
   if (first === 'lfs') return runLfs(argv.slice(1), io);
-  if (first.startsWith('hsm')) return runLfs(argv, io);
+  // `blobhsm hsm_state ...`, `blobhsm hsm state ...`, also with lfs's leading `--json` (`blobhsm --json hsm_state`).
+  if ((argv.find((a) => a !== '--json') ?? '').startsWith('hsm')) return runLfs(argv, io);
 
   let status = 0;
   const program = new Command('blobhsm')

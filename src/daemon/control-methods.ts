@@ -8,7 +8,7 @@ import type { DaemonParts } from './daemon.js';
 
 export type PathResult =
   | { path: string; ok: true; flags: number; archiveId: number; action?: unknown }
-  | { path: string; ok: false; code: FsErrorCode | 'ENOTREG'; message: string };
+  | { path: string; ok: false; code: FsErrorCode | 'ENOTREG'; message: string; queued?: boolean };
 
 const ACTION_KINDS: Record<string, ActionKind> = {
   hsm_archive: 'ARCHIVE',
@@ -48,6 +48,15 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
       }
     });
 
+  /** Lets restores that have all their bytes finish recording first (see Coordinator.settle). */
+  const settled = async (paths: string[]): Promise<string[]> => {
+    for (const path of paths) {
+      const inode = meta.resolve(path);
+      if (inode) await coordinator.settle(inode.ino);
+    }
+    return paths;
+  };
+
   const ok = (path: string, inode: Inode, action?: unknown): PathResult => ({
     path,
     ok: true,
@@ -68,6 +77,7 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
       inodes: meta.countInodes(),
       requests: p.store.requestCounts(),
       io: p.vfs.ioStats(),
+      hsm: coordinator.stats(),
     }),
 
     unmount: async () => {
@@ -76,10 +86,10 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
     },
 
     hsm_state: async (params) =>
-      eachPath(stringArray(params.paths, 'paths'), (path) => ok(path, resolveFile(path, false))),
+      eachPath(await settled(stringArray(params.paths, 'paths')), (path) => ok(path, resolveFile(path, false))),
 
     hsm_action: async (params) =>
-      eachPath(stringArray(params.paths, 'paths'), (path) => {
+      eachPath(await settled(stringArray(params.paths, 'paths')), (path) => {
         const inode = resolveFile(path, false);
         return ok(path, inode, coordinator.action(inode.ino) ?? null);
       }),
@@ -89,7 +99,7 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
       const clear = Number(params.clear ?? 0);
       const archiveId = params.archiveId === undefined ? undefined : Number(params.archiveId);
       const privileged = Number(params.uid ?? -1) === 0;
-      return eachPath(stringArray(params.paths, 'paths'), (path) => {
+      return eachPath(await settled(stringArray(params.paths, 'paths')), (path) => {
         const inode = resolveFile(path, true);
         return ok(path, coordinator.setFlags(inode.ino, set, clear, privileged, archiveId));
       });
@@ -98,8 +108,8 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
     hsm_request: async (params, emit) => {
       const kind = ACTION_KINDS[String(params.command)];
       if (!kind) throw new UsageError(`unknown HSM request '${String(params.command)}'`);
-      const archiveId = params.archiveId === undefined ? 1 : Number(params.archiveId);
-      const paths = stringArray(params.paths, 'paths');
+      const archiveId = params.archiveId === undefined ? undefined : Number(params.archiveId);
+      const paths = await settled(stringArray(params.paths, 'paths'));
       const pending: Array<{ index: number; done: Promise<void> }> = [];
       const results = eachPath(paths, (path) => {
         const inode = resolveFile(path, true);
@@ -107,7 +117,9 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
         pending.push({ index: pending.length, done });
         return ok(path, inode);
       });
-      if (!params.wait) {
+      // Lustre releases synchronously (llite drops the data before its ioctl returns), so `hsm_release` waits;
+      // only --wait reports a failure as one of a queued request.
+      if (!params.wait && kind !== 'RELEASE') {
         for (const x of pending) x.done.catch((err) => p.log(`${kind.toLowerCase()} failed: ${describeError(err)}`));
         return results;
       }
@@ -121,7 +133,8 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
             const inode = meta.resolve(paths[i]!);
             if (inode) results[i] = ok(paths[i]!, inode);
           } catch (err) {
-            results[i] = failure(paths[i]!, err);
+            // Queued, then failed while it ran (not refused when asked).
+            results[i] = { ...failure(paths[i]!, err), ...(params.wait ? { queued: true } : {}) } as PathResult;
           }
           finished++;
           if (finished % 100 === 0) emit({ finished, total: pending.length });

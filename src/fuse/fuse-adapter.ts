@@ -78,7 +78,10 @@ export function buildOps(vfs: Vfs, log: (line: string) => void): Record<string, 
     rmdir: (path: string, cb: Cb) => run('rmdir', cb, vfs.rmdir(path), () => cb(0)),
     chmod: (path: string, mode: number, cb: Cb) => run('chmod', cb, vfs.chmod(path, mode), () => cb(0)),
     chown: (path: string, uid: number, gid: number, cb: Cb) => run('chown', cb, vfs.chown(path, uid, gid), () => cb(0)),
-    // fuse-native passes atime for both times (a known bug); mtime is what tools set, so use the second value.
+    // Two limits below us (measured in test/e2e-write.test.ts): fuse-native passes the atime as both values, so
+    // utimensat(a, m) sets mtime = a (touch and touch -d set both alike and are right; cp -p, rsync -t and tar get
+    // the source's atime as mtime); libfuse 2 calls utimens only when both times are set, so touch -m and touch -a
+    // are silently ignored. Nothing here can recover the lost value.
     utimens: (path: string, atime: number, mtime: number, cb: Cb) =>
       run('utimens', cb, vfs.utimens(path, atime, mtime), () => cb(0)),
     getxattr: (path: string, name: string, _pos: number, cb: Cb) =>

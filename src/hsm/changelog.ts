@@ -43,7 +43,10 @@ export class Changelog {
 
   /** An HSM record: event, errno (0 on success) and whether the file was dirty, packed as Lustre packs them. */
   hsm(event: HsmEvent, ino: number, error: number, dirty: boolean): number {
-    const flags = ((HSM_EVENTS[event] & 0x7) << 9) | ((error & 0x7f) << 2) | (dirty ? 0x1 : 0);
+    // lustre_user.h: error in bits 0-6 (0x7f for an errno that does not fit), event in bits 7-9, CLF_HSM_DIRTY at
+    // bit 10. A RESTORE record is 0x80, a STATE record 0x280, a dirty failed ARCHIVE 0x405.
+    const err = error > 0x7e ? 0x7f : Math.max(0, error);
+    const flags = err | ((HSM_EVENTS[event] & 0x7) << 7) | (dirty ? 0x400 : 0);
     return this.meta.appendChangelog({ type: 'HSM', flags, ino, parentIno: 0, name: '', extra: { event, error, dirty: dirty ? 1 : 0 } });
   }
 }
@@ -55,14 +58,18 @@ export function formatChangelogRecord(r: ChangelogRecord): string {
   const time = `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}.${pad(d.getUTCMilliseconds(), 3)}000000`;
   const date = `${d.getUTCFullYear()}.${pad(d.getUTCMonth() + 1)}.${pad(d.getUTCDate())}`;
   const num = TYPE_NUMBERS[r.type] ?? 0;
-  let line = `${r.index} ${pad(num)}${r.type.padEnd(5)} ${time} ${date} 0x${r.flags.toString(16)} t=[${fid(r.ino)}]`;
+  // A rename's target is the file it replaced (none: the zero FID); the renamed file is its source, s=.
+  const target = r.type === 'RENME' ? (r.extra.targetIno ? fid(Number(r.extra.targetIno)) : ZERO_FID) : fid(r.ino);
+  let line = `${r.index} ${pad(num)}${r.type.padEnd(5)} ${time} ${date} 0x${r.flags.toString(16)} t=[${target}]`;
   if (r.type === 'HSM') line += ` ${r.extra.event ?? ''}`;
   if (r.parentIno) line += ` p=[${fid(r.parentIno)}] ${r.name}`;
   if (r.type === 'RENME' && r.extra.sourceParent !== undefined) {
-    line += ` s=[${fid(Number(r.extra.sourceParent))}] sp=[${fid(Number(r.extra.sourceParent))}] ${r.extra.sourceName ?? ''}`;
+    line += ` s=[${fid(r.ino)}] sp=[${fid(Number(r.extra.sourceParent))}] ${r.extra.sourceName ?? ''}`;
   }
   return line;
 }
+
+const ZERO_FID = '0:0x0:0x0';
 
 /** A Lustre-looking FID for an inode number (sequence 0x200000400, object id = inode, version 0). */
 export function fid(ino: number): string {

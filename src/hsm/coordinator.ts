@@ -26,9 +26,21 @@ export type ActionKind = 'ARCHIVE' | 'RESTORE' | 'RELEASE' | 'REMOVE';
 
 export interface ActionState {
   kind: ActionKind;
+  /** 'waiting' until the action has one of the `concurrency` slots. */
   status: 'waiting' | 'running';
   bytesMoved: number;
   startedMs: number;
+  /** hsm_cancel asked for it: a waiting action never runs, a running one is aborted; it fails with ECANCELED. */
+  cancelled?: boolean;
+}
+
+/** How many HSM actions run at once (behind `blobhsm status`). */
+export interface ActionStats {
+  concurrency: number;
+  running: number;
+  waiting: number;
+  /** The most that ever ran at once since the daemon started. */
+  maxRunning: number;
 }
 
 export interface CoordinatorOptions {
@@ -79,10 +91,16 @@ export class Coordinator {
   private readonly writing = new Map<number, number>();
   private readonly accessed = new Map<number, number>();
   private evicting = false;
+  private running = 0;
+  private maxRunning = 0;
 
   constructor(options: CoordinatorOptions) {
     this.o = options;
     this.queue = new PQueue({ concurrency: options.concurrency ?? 8 });
+  }
+
+  stats(): ActionStats {
+    return { concurrency: this.queue.concurrency, running: this.running, waiting: this.queue.size, maxRunning: this.maxRunning };
   }
 
   // ---- called by the VFS ---------------------------------------------------------------------------------
@@ -177,12 +195,25 @@ export class Coordinator {
 
   // ---- HSM requests --------------------------------------------------------------------------------------
 
+  /**
+   * Waits for a restore that has every byte but is still being recorded (readers are served before that): a
+   * state query, flag change or request right after the read that completed a file then sees it restored, as in
+   * Lustre, where that read itself waits for the restore. (A release would otherwise be a no-op on the still
+   * released file, and be lost when the restore completes.)
+   */
+  async settle(ino: number): Promise<void> {
+    const p = this.o.hydrator.progress(ino);
+    if (!p || p.bytesPresent < p.size) return;
+    const inode = this.o.meta.get(ino);
+    if (inode) await this.o.hydrator.restore(inode).catch(() => undefined);
+  }
+
+  /** The file's current action; an implicit restore (a reader of a released file) shows as a running RESTORE. */
   action(ino: number): ActionState | undefined {
     const a = this.actions.get(ino);
-    if (a && a.kind === 'RESTORE') {
-      const p = this.o.hydrator.progress(ino);
-      if (p) return { ...a, status: 'running', bytesMoved: p.bytesMoved };
-    }
+    const p = this.o.hydrator.progress(ino);
+    if (!a) return p ? { kind: 'RESTORE', status: 'running', bytesMoved: p.bytesMoved, startedMs: p.startedMs } : undefined;
+    if (a.kind === 'RESTORE' && p) return { ...a, status: 'running', bytesMoved: p.bytesMoved };
     return a;
   }
 
@@ -190,17 +221,32 @@ export class Coordinator {
    * Queues an action and returns its completion promise; the request itself is validated synchronously
    * (EPERM/EINVAL thrown before anything is queued), as Lustre validates before queueing.
    */
-  request(kind: ActionKind, ino: number, archiveId = 1): { done: Promise<void> } {
+  request(kind: ActionKind, ino: number, archiveId?: number): { done: Promise<void> } {
     const inode = this.get(ino);
     if (inode.kind !== 'file') throw new FsError('EINVAL', 'not a regular file');
-    const decision = this.decide(kind, inode);
+    const decision = this.decide(kind, inode, archiveId);
     if (decision === 'noop') return { done: Promise.resolve() };
     const state: ActionState = { kind, status: 'waiting', bytesMoved: 0, startedMs: Date.now() };
+    const slot = async () => {
+      if (state.cancelled) throw cancelledError();
+      state.status = 'running';
+      this.running++;
+      this.maxRunning = Math.max(this.maxRunning, this.running);
+      try {
+        await this.perform(kind, ino, archiveId, state);
+      } finally {
+        this.running--;
+      }
+    };
     const run = async () => {
       this.actions.set(ino, state);
-      state.status = 'running';
       try {
-        await this.queue.add(() => this.perform(kind, ino, archiveId, state));
+        await this.queue.add(slot);
+      } catch (err) {
+        const error = state.cancelled ? cancelledError() : err;
+        // ARCHIVE records its own outcome; the others record a failure here, as the Lustre coordinator does.
+        if (kind !== 'ARCHIVE' && this.o.meta.get(ino)) this.o.changelog.hsm(kind, ino, errnoOf(error), false);
+        throw error;
       } finally {
         if (this.actions.get(ino) === state) this.actions.delete(ino);
       }
@@ -216,11 +262,11 @@ export class Coordinator {
     return { done };
   }
 
-  private decide(kind: ActionKind, inode: Inode): 'noop' | 'run' {
+  private decide(kind: ActionKind, inode: Inode, archiveId: number | undefined): 'noop' | 'run' {
     switch (kind) {
       case 'ARCHIVE':
         if (inode.hsmFlags & HsmFlag.RELEASED) return 'noop';
-        return flags.archiveDecision(inode.hsmFlags);
+        return flags.archiveDecision(inode.hsmFlags, { requested: archiveId, current: inode.archiveId });
       case 'RESTORE':
         return flags.restoreDecision(inode.hsmFlags);
       case 'RELEASE':
@@ -234,9 +280,9 @@ export class Coordinator {
     }
   }
 
-  private async perform(kind: ActionKind, ino: number, archiveId: number, state: ActionState): Promise<void> {
+  private async perform(kind: ActionKind, ino: number, archiveId: number | undefined, state: ActionState): Promise<void> {
     const inode = this.get(ino);
-    if (this.decide(kind, inode) === 'noop') return;
+    if (this.decide(kind, inode, archiveId) === 'noop') return;
     switch (kind) {
       case 'RESTORE':
         await this.o.hydrator.restore(inode);
@@ -248,7 +294,7 @@ export class Coordinator {
         await this.remove(inode);
         return;
       case 'ARCHIVE': {
-        const outcome = await this.archive(inode, archiveId, state);
+        const outcome = await this.archive(inode, flags.archiveIdForRequest(archiveId, inode.archiveId), state);
         if (outcome.conflict) {
           throw new FsError('EBUSY', `conflict: blob ${outcome.blobName} was changed by someone else; ${outcome.path} stays dirty`);
         }
@@ -256,11 +302,15 @@ export class Coordinator {
     }
   }
 
-  /** Cancels the running action of a file (a restore keeps the ranges already fetched). */
+  /**
+   * Cancels the action of a file: a waiting one never runs, a running one is aborted (a restore keeps the ranges
+   * already fetched). Its requester sees ECANCELED. False when the file has no action.
+   */
   cancel(ino: number): boolean {
     const a = this.actions.get(ino);
     if (!a) return false;
-    this.aborts.get(ino)?.abort(new FsError('ECANCELED', 'cancelled by hsm_cancel'));
+    a.cancelled = true;
+    this.aborts.get(ino)?.abort(cancelledError());
     if (a.kind === 'RESTORE') this.o.hydrator.cancel(ino);
     return true;
   }
@@ -268,7 +318,7 @@ export class Coordinator {
   setFlags(ino: number, set: number, clear: number, privileged: boolean, archiveId?: number): Inode {
     const inode = this.get(ino);
     const next = flags.setFlags(inode.hsmFlags, set, clear, { privileged });
-    const updated = this.o.meta.update(ino, { hsmFlags: next, ...(archiveId !== undefined ? { archiveId } : {}) });
+    const updated = this.o.meta.update(ino, { hsmFlags: next, archiveId: flags.archiveIdAfterSet(next, inode.archiveId, archiveId) });
     this.o.changelog.hsm('STATE', ino, 0, (next & HsmFlag.DIRTY) !== 0);
     return updated;
   }
@@ -284,7 +334,7 @@ export class Coordinator {
   private async release(inode: Inode): Promise<void> {
     if (this.o.openState.hasWriter(inode.ino)) throw new FsError('EBUSY', 'the file is open for writing');
     const updated = this.o.meta.update(inode.ino, {
-      hsmFlags: inode.hsmFlags | HsmFlag.RELEASED,
+      hsmFlags: flags.onReleaseSucceeded(inode.hsmFlags),
       generation: inode.generation + 1,
     });
     this.o.meta.clearRanges(inode.ino);
@@ -302,7 +352,8 @@ export class Coordinator {
       }
       this.o.meta.setBlobEtag(inode.blobName, null);
     }
-    this.o.meta.update(inode.ino, { hsmFlags: flags.onRemoveSucceeded(), etag: null, archivedVersion: 0 });
+    // The current flags: hsm_set may have changed the policy flags (kept by a remove) while the delete ran.
+    this.o.meta.update(inode.ino, { hsmFlags: flags.onRemoveSucceeded(this.get(inode.ino).hsmFlags), etag: null, archivedVersion: 0 });
     this.o.changelog.hsm('REMOVE', inode.ino, 0, false);
   }
 
@@ -544,4 +595,8 @@ export class Coordinator {
     if (!inode) throw new FsError('ENOENT', `inode ${ino} does not exist`);
     return inode;
   }
+}
+
+function cancelledError(): FsError {
+  return new FsError('ECANCELED', 'cancelled by hsm_cancel');
 }

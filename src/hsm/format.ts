@@ -97,6 +97,14 @@ export function formatRequestFailed(firstFile: string, code: FsErrorCode): strin
   return `Cannot send HSM request (use of ${firstFile}): ${strerror(code)}`;
 }
 
+/**
+ * Ours (lfs returns once a request is queued): a request that `--wait` saw fail after it was queued,
+ * `lfs hsm_restore: restore of 'F' failed: Input/output error (detail)` (stderr).
+ */
+export function formatActionFailed(command: string, kind: string, path: string, code: FsErrorCode, detail?: string): string {
+  return `lfs ${command}: ${kind.toLowerCase()} of '${path}' failed: ${strerror(code)}${detail ? ` (${detail})` : ''}`;
+}
+
 export type HsmActionKind = 'NOOP' | 'ARCHIVE' | 'RESTORE' | 'RELEASE' | 'REMOVE' | 'CANCEL';
 /** Lustre's hsm_progress_state2name words; 'unknown' is what lfs prints for HPS_NONE. */
 export type HsmActionStatus = 'waiting' | 'running' | 'done' | 'unknown';

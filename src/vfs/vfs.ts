@@ -430,7 +430,11 @@ export class Vfs {
     this.meta.update(moving.ino, { ctimeMs: now });
     this.touchDir(src.parent.ino, now);
     if (dst.parent.ino !== src.parent.ino) this.touchDir(dst.parent.ino, now);
-    this.changelog.record('RENME', moving.ino, dst.parent.ino, dst.name, { sourceParent: src.parent.ino, sourceName: src.name });
+    this.changelog.record('RENME', moving.ino, dst.parent.ino, dst.name, {
+      sourceParent: src.parent.ino,
+      sourceName: src.name,
+      targetIno: replaced?.ino ?? 0,
+    });
     if (replaced && replaced.nlink === 0) await this.forget(replaced);
   }
 
