@@ -433,3 +433,35 @@ t.test('utimens: what touch and utimensat produce through fuse-native and libfus
   t.equal(await times(), '1000000000 1000000000', 'utimensat(a, m) sets mtime = a: fuse-native passes atime twice');
   t.same(await states(m, ['f']), { f: S.NEW }, 'utimens never dirties');
 });
+
+t.test('a directory renamed away and re-created: its old blobs are reused or protected', async (t) => {
+  const m = await mountContainer(t, azurite, [
+    { name: 'proj/a.txt', data: 'A\n' },
+    { name: 'proj/b.txt', data: 'B\n' },
+  ]);
+  const w = await m.sh('cd "$MNT" && cat proj/a.txt >/dev/null && mv proj proj.old && mkdir proj && echo new-a > proj/a.txt && echo new-b > proj/b.txt');
+  t.equal(w.code, 0, w.stderr);
+  const r = await m.cli(['export', m.mountpoint]);
+  t.not(r.code, 0);
+  t.match(r.stdout, /^conflict: \/proj\/b\.txt \(not overwritten: .*only copy of a released file/m);
+  // proj/a.txt: its old file (now proj.old/a.txt) is resident, so the blob is taken over with If-Match, and the
+  // old file, whose archive copy that was, becomes dirty to be exported under its new name.
+  t.equal((await readBlob(m.store, 'proj/a.txt'))!.data.toString(), 'new-a\n');
+  t.same(await states(m, ['proj/a.txt', 'proj.old/a.txt']), { 'proj/a.txt': S.CLEAN, 'proj.old/a.txt': S.DIRTY });
+  // proj/b.txt holds the only copy of the released proj.old/b.txt: not overwritten.
+  t.equal((await readBlob(m.store, 'proj/b.txt'))!.data.toString(), 'B\n');
+  t.same(await states(m, ['proj/b.txt', 'proj.old/b.txt']), { 'proj/b.txt': S.EXISTS, 'proj.old/b.txt': S.RELEASED });
+  // Once the old file is restored (resident), the new one can take the name over.
+  t.equal((await m.cli(['hsm_restore', '--wait', join(m.mountpoint, 'proj.old/b.txt')])).code, 0);
+  const again = await exportJson(m);
+  t.equal(again.code, 0, JSON.stringify(again.job));
+  t.equal((await readBlob(m.store, 'proj/b.txt'))!.data.toString(), 'new-b\n');
+  t.equal((await readBlob(m.store, 'proj.old/a.txt'))!.data.toString(), 'A\n');
+  t.same(await states(m, ['proj.old/b.txt']), { 'proj.old/b.txt': S.DIRTY }, 'proj.old/b.txt lost its copy: dirty now');
+  t.equal((await exportJson(m)).job.stats.filesExported, 1, 'and the next export sends it');
+  t.equal((await readBlob(m.store, 'proj.old/b.txt'))!.data.toString(), 'B\n');
+  t.same(
+    await states(m, ['proj/a.txt', 'proj/b.txt', 'proj.old/a.txt', 'proj.old/b.txt']),
+    { 'proj/a.txt': S.CLEAN, 'proj/b.txt': S.CLEAN, 'proj.old/a.txt': S.CLEAN, 'proj.old/b.txt': S.CLEAN },
+  );
+});

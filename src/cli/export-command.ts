@@ -28,7 +28,7 @@ export async function runExport(mountpoint: string, opts: { prefix?: string[]; w
     if (opts.json) io.stdout.write(JSON.stringify(job) + '\n');
     else {
       io.stdout.write(statsLine(job) + '\n');
-      for (const p of job.conflictPaths) io.stdout.write(`conflict: ${p} (the blob changed since it was imported or archived; the file stays dirty)\n`);
+      for (const p of job.conflictPaths) io.stdout.write(`conflict: ${p} (not overwritten: the blob changed since it was imported or archived, or holds the only copy of a released file renamed away; the daemon log says which; the file stays dirty)\n`);
       for (const f of job.failures) io.stdout.write(`failed: ${f.path}: ${f.error}\n`);
     }
     return !wait || job.state === 'Succeeded' ? 0 : EXIT_FAILURE;
