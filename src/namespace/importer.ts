@@ -14,8 +14,13 @@
 //   ending in `/` only makes its directory exist; a file blob `a` beside blobs under `a/` loses to the directory
 //   whatever the listing order (a clean imported file record for `a` is removed when the directory is needed).
 // - Re-import: a path that already holds the same thing (type, blob name, etag, size, attributes) counts as
-//   preexisting and is left alone. A path holding something else is a conflict and is left alone too (the `Skip`
-//   policy); richer conflict policies belong to the job layer.
+//   preexisting and is left alone. A path holding something else is a conflict: `decide` (default keepLocal, the
+//   first import's policy: leave it alone) says what to do; the import job passes the AMLFS conflict modes
+//   (src/jobs/decide-import.ts). Decisions are applied inside the page transaction: `update-attributes`, `reimport`
+//   (a clean record of a changed blob becomes released in place, new etag/size/attributes), `replace` (the local
+//   entry is unlinked and the blob imported anew), `fail` (the page commits what came before, then the import
+//   stops). Files that an import released or removed lose their cache data (`dropData`) after the page commits.
+//   A file that `isBusy` (open, or an HSM action running) is never converted, replaced, reimported or released.
 // - Invalid metadata never fails a blob: the default is used, totalWarnings counts it, a log line names blob and key.
 // Log lines are JSON, one per event: {"time","event":"conflict"|"warning"|"error","blob","reason",...}.
 //
@@ -32,13 +37,16 @@ import {
   type BlobAttributes,
   type BlobNameCheck,
 } from './blob-encoding.js';
-import { ROOT_INO, type Inode, type MetaStore, type NewInode } from './types.js';
+import { ROOT_INO, type Inode, type InodePatch, type MetaStore, type NewInode } from './types.js';
+import { keepLocal, type ImportDecider, type ImportDecision, type LocalEntry, type RemoteEntry } from './import-entry.js';
 
 // Lustre HSM flag bits (src/hsm/flags.ts has the full set; the namespace layer does not import from hsm).
 const EXISTS = 0x01;
 const DIRTY = 0x02;
 const RELEASED = 0x04;
 const ARCHIVED = 0x08;
+const NORELEASE = 0x10;
+const NOARCHIVE = 0x20;
 /** Flags of an imported regular file: released exists archived. */
 export const IMPORTED_FILE_FLAGS = EXISTS | RELEASED | ARCHIVED;
 /** Flags of an imported symlink: exists archived (its blob is its archive copy; export skips it). */
@@ -63,6 +71,12 @@ export interface ImportStats {
   preexistingFiles: number;
   preexistingDirectories: number;
   preexistingSymlinks: number;
+  /** Conflicts resolved by updating attributes only (Overwrite modes). */
+  updatedAttributes: number;
+  /** Conflicts resolved by replacing or reimporting the local entry (Overwrite modes; also counted as imported). */
+  replacedEntries: number;
+  /** Existing files released by this import (their blob changed, or OverwriteAlways). */
+  releasedFiles: number;
   totalConflicts: number;
   totalErrors: number;
   totalWarnings: number;
@@ -91,6 +105,14 @@ export interface ImportOptions {
   maximumErrors?: number;
   /** Symlink targets fetched in parallel (default 8). */
   symlinkConcurrency?: number;
+  /** Blob name prefixes to walk, relative to the mount prefix (string prefixes: 'data' also walks 'data2/'). Default ['']. */
+  listPrefixes?: string[];
+  /** What to do with a blob whose path exists locally (default keepLocal: leave the local path alone). */
+  decide?: ImportDecider;
+  /** Whether a file is open or has an HSM action or restore running (then it is never replaced or released). */
+  isBusy?: (ino: number) => boolean;
+  /** Deletes the cache data of a file generation this import released or removed (called after its page commits). */
+  dropData?: (ino: number, generation: number) => Promise<void>;
 }
 
 interface Item {
@@ -104,6 +126,31 @@ interface Item {
 /** Directory cache entries beyond this are dropped (the listing is ordered, so old ones are rarely needed). */
 const DIR_CACHE_LIMIT = 100_000;
 
+/** Statistics before the first page. */
+export function emptyImportStats(startTime: string): ImportStats {
+  return {
+    totalBlobsWalked: 0,
+    blobsWalkedPerSecond: 0,
+    totalBlobsImported: 0,
+    blobsImportedPerSecond: 0,
+    importedFiles: 0,
+    importedDirectories: 0,
+    importedSymlinks: 0,
+    implicitDirectories: 0,
+    preexistingFiles: 0,
+    preexistingDirectories: 0,
+    preexistingSymlinks: 0,
+    updatedAttributes: 0,
+    replacedEntries: 0,
+    releasedFiles: 0,
+    totalConflicts: 0,
+    totalErrors: 0,
+    totalWarnings: 0,
+    state: 'InProgress',
+    startTime,
+  };
+}
+
 export async function importNamespace(options: ImportOptions): Promise<ImportStats> {
   return new Importer(options).run();
 }
@@ -115,51 +162,23 @@ class Importer {
   private readonly dirs = new Map<string, number>([['', ROOT_INO]]);
   /** Inodes numbered from here on were created by this run. */
   private firstNewIno = Number.POSITIVE_INFINITY;
+  private readonly decide: ImportDecider;
+  /** Cache data to delete once the current page has committed: [ino, generation]. */
+  private drops: Array<[number, number]> = [];
+  /** Set by a `fail` decision: the import stops after committing the page so far. */
+  private failure: string | undefined;
 
   constructor(private readonly o: ImportOptions) {
     this.pfx = normalizePrefix(o.prefix);
-    this.stats = {
-      totalBlobsWalked: 0,
-      blobsWalkedPerSecond: 0,
-      totalBlobsImported: 0,
-      blobsImportedPerSecond: 0,
-      importedFiles: 0,
-      importedDirectories: 0,
-      importedSymlinks: 0,
-      implicitDirectories: 0,
-      preexistingFiles: 0,
-      preexistingDirectories: 0,
-      preexistingSymlinks: 0,
-      totalConflicts: 0,
-      totalErrors: 0,
-      totalWarnings: 0,
-      state: 'InProgress',
-      startTime: new Date(this.started).toISOString(),
-    };
+    this.decide = o.decide ?? keepLocal;
+    this.stats = emptyImportStats(new Date(this.started).toISOString());
   }
 
   async run(): Promise<ImportStats> {
-    const { store, signal } = this.o;
+    const { signal } = this.o;
     try {
       signal?.throwIfAborted();
-      const pages = store.listPages({ prefix: this.pfx || undefined, pageSize: this.o.pageSize, signal });
-      for await (const page of pages) {
-        signal?.throwIfAborted();
-        const items: Item[] = page.map((info) => {
-          const check = checkBlobName(info.name, this.pfx);
-          return { info, check, attrs: check.ok ? blobAttributes(info) : undefined };
-        });
-        await this.fetchTargets(items.filter((it) => it.attrs?.kind === 'symlink'));
-        signal?.throwIfAborted();
-        this.o.meta.transaction(() => {
-          for (const item of items) this.importBlob(item);
-        });
-        this.progress();
-        const max = this.o.maximumErrors ?? -1;
-        if (max >= 0 && this.stats.totalErrors > max) {
-          throw new Error(`${this.stats.totalErrors} errors, more than the ${max} allowed`);
-        }
-      }
+      for (const listPrefix of this.o.listPrefixes ?? ['']) await this.walk(this.pfx + listPrefix);
       this.stats.state = 'Completed';
     } catch (err) {
       if (signal?.aborted) {
@@ -175,6 +194,55 @@ class Importer {
     return { ...this.stats };
   }
 
+  private async walk(listPrefix: string): Promise<void> {
+    const { store, signal } = this.o;
+    const pages = store.listPages({ prefix: listPrefix || undefined, pageSize: this.o.pageSize, signal });
+    for await (const page of pages) {
+      signal?.throwIfAborted();
+      const items: Item[] = page.map((info) => {
+        const check = checkBlobName(info.name, this.pfx);
+        return { info, check, attrs: check.ok ? blobAttributes(info) : undefined };
+      });
+      await this.fetchTargets(items.filter((it) => it.attrs?.kind === 'symlink'));
+      signal?.throwIfAborted();
+      this.drops = [];
+      this.o.meta.transaction(() => {
+        for (let i = 0; i < items.length; i++) {
+          // A cancel or a Fail conflict ends the page early: whole blobs only, the page commits what came before.
+          if (this.failure || ((i & 63) === 63 && signal?.aborted)) break;
+          this.importBlob(items[i]!);
+        }
+      });
+      await this.dropCommitted();
+      this.progress();
+      if (this.failure) throw new Error(this.failure);
+      signal?.throwIfAborted();
+      const max = this.o.maximumErrors ?? -1;
+      if (max >= 0 && this.stats.totalErrors > max) {
+        throw new Error(`${this.stats.totalErrors} errors, more than the ${max} allowed`);
+      }
+    }
+  }
+
+  /** Deletes the cache data of files the committed page released or removed. */
+  private async dropCommitted(): Promise<void> {
+    const drops = this.drops;
+    this.drops = [];
+    const drop = this.o.dropData;
+    if (!drop || drops.length === 0) return;
+    await Promise.all(
+      drops.map(async ([ino, gen]) => {
+        try {
+          await drop(ino, gen);
+        } catch (err) {
+          // A leftover file of an old generation is never read again; the next mount's reconcile purges it.
+          this.stats.totalWarnings++;
+          this.emit('warning', undefined, { reason: `deleting the old cache data of inode ${ino} failed: ${describeError(err)}` });
+        }
+      }),
+    );
+  }
+
   private progress(): void {
     const s = this.stats;
     const seconds = Math.max((Date.now() - this.started) / 1000, 0.001);
@@ -188,14 +256,22 @@ class Importer {
     this.o.log(JSON.stringify({ time: new Date().toISOString(), event, ...(blob === undefined ? {} : { blob }), ...fields }));
   }
 
-  private conflict(blob: string, reason: string, path?: string): void {
+  private conflict(blob: string, reason: string, path?: string, action?: string): void {
     this.stats.totalConflicts++;
-    this.emit('conflict', blob, path === undefined ? { reason } : { path, reason });
+    this.emit('conflict', blob, { ...(path === undefined ? {} : { path }), reason, ...(action ? { action } : {}) });
   }
 
   // ---- symlink targets ----
 
-  private async fetchTargets(items: Item[]): Promise<void> {
+  private async fetchTargets(all: Item[]): Promise<void> {
+    // The target of a symlink already recorded from this very blob (same etag) is known: no read.
+    const items = all.filter((item) => {
+      if (!item.check.ok) return true;
+      const local = this.o.meta.resolve('/' + item.check.components.join('/'));
+      if (local?.kind !== 'symlink' || local.target === null || local.blobName !== item.info.name || local.etag !== item.info.etag) return true;
+      item.target = { ok: true, value: local.target };
+      return false;
+    });
     if (items.length === 0) return;
     let next = 0;
     const worker = async () => {
@@ -302,13 +378,152 @@ class Importer {
     return inode.ino >= this.firstNewIno;
   }
 
-  private sameAttrs(inode: Inode, attrs: BlobAttributes, withTime: boolean): boolean {
-    return (
-      inode.mode === attrs.mode &&
-      inode.uid === attrs.uid &&
-      inode.gid === attrs.gid &&
-      (!withTime || inode.mtimeMs === attrs.mtimeMs)
-    );
+  private countImported(kind: Inode['kind']): void {
+    const s = this.stats;
+    s.totalBlobsImported++;
+    if (kind === 'file') s.importedFiles++;
+    else if (kind === 'dir') s.importedDirectories++;
+    else s.importedSymlinks++;
+  }
+
+  private countPreexisting(kind: Inode['kind']): void {
+    const s = this.stats;
+    if (kind === 'file') s.preexistingFiles++;
+    else if (kind === 'dir') s.preexistingDirectories++;
+    else s.preexistingSymlinks++;
+  }
+
+  private busy(ino: number): boolean {
+    return this.o.isBusy?.(ino) ?? false;
+  }
+
+  /** The local entry as a decision sees it; `busy` and `hasChildren` are looked up only if the decider asks. */
+  private localEntry(inode: Inode): LocalEntry {
+    const meta = this.o.meta;
+    const busy = (ino: number) => this.busy(ino);
+    return {
+      kind: inode.kind,
+      mode: inode.mode,
+      uid: inode.uid,
+      gid: inode.gid,
+      mtimeMs: inode.mtimeMs,
+      size: inode.size,
+      target: inode.target,
+      hsmFlags: inode.hsmFlags,
+      nlink: inode.nlink,
+      blobName: inode.blobName,
+      etag: inode.etag,
+      get hasChildren() {
+        return inode.kind === 'dir' && meta.readdir(inode.ino).length > 0;
+      },
+      get busy() {
+        return inode.kind !== 'dir' && busy(inode.ino);
+      },
+    };
+  }
+
+  /**
+   * Applies a decision for one blob at `path` (a file, symlink or stub): creates, counts, updates, releases or
+   * replaces the local entry, and logs a conflict with what was done.
+   */
+  private apply(
+    d: ImportDecision,
+    c: {
+      info: BlobInfo;
+      attrs: BlobAttributes;
+      parentIno: number;
+      leaf: string;
+      path: string;
+      existing: Inode | undefined;
+      /** The record of the blob as a new entry. */
+      fresh: () => NewInode;
+      /** The blob's data fields for an in-place reimport (size, target). */
+      data: InodePatch;
+    },
+  ): void {
+    const s = this.stats;
+    const kind = c.attrs.kind;
+    const { existing } = c;
+    if (d.conflict) this.conflict(c.info.name, d.reason, '/' + c.path, d.action);
+    switch (d.action) {
+      case 'create':
+        this.create(c.parentIno, c.leaf, c.fresh());
+        this.countImported(kind);
+        return;
+      case 'none':
+        this.countPreexisting(kind);
+        return;
+      case 'skip':
+        return;
+      case 'fail':
+        this.failure = `stopped at the first conflict: /${c.path} (blob ${c.info.name}): ${d.reason}`;
+        return;
+      case 'update-attributes': {
+        const t = c.attrs.mtimeMs;
+        const patch: InodePatch = {
+          mode: c.attrs.mode,
+          uid: c.attrs.uid,
+          gid: c.attrs.gid,
+          ctimeMs: Date.now(),
+          ...(kind === 'dir' ? { blobName: c.info.name, etag: c.info.etag } : { mtimeMs: t }),
+        };
+        if (d.release && existing!.kind === 'file') this.releaseFile(existing!, patch, false);
+        else this.o.meta.update(existing!.ino, patch);
+        s.updatedAttributes++;
+        return;
+      }
+      case 'reimport': {
+        const t = c.attrs.mtimeMs;
+        const patch: InodePatch = {
+          ...c.data,
+          mode: c.attrs.mode,
+          uid: c.attrs.uid,
+          gid: c.attrs.gid,
+          atimeMs: t,
+          mtimeMs: t,
+          ctimeMs: t,
+          blobName: c.info.name,
+          etag: c.info.etag,
+        };
+        if (d.release && existing!.kind === 'file') this.releaseFile(existing!, patch, true);
+        else this.o.meta.update(existing!.ino, patch);
+        s.replacedEntries++;
+        this.countImported(kind);
+        return;
+      }
+      case 'replace':
+        this.removeLocal(c.parentIno, c.leaf, existing!, c.path);
+        this.create(c.parentIno, c.leaf, c.fresh());
+        s.replacedEntries++;
+        this.countImported(kind);
+        return;
+    }
+  }
+
+  /**
+   * Records a file as released (exists archived released, policy flags kept) with `patch` applied, in a new cache
+   * generation; its old cache data is deleted once the page commits.
+   */
+  private releaseFile(inode: Inode, patch: InodePatch, dataChanged: boolean): void {
+    const version = dataChanged ? inode.dataVersion + 1 : inode.dataVersion;
+    this.o.meta.update(inode.ino, {
+      ...patch,
+      hsmFlags: (inode.hsmFlags & (NORELEASE | NOARCHIVE)) | IMPORTED_FILE_FLAGS,
+      archiveId: inode.archiveId || IMPORT_ARCHIVE_ID,
+      dataVersion: version,
+      archivedVersion: version,
+      generation: inode.generation + 1,
+    });
+    this.o.meta.clearRanges(inode.ino);
+    this.drops.push([inode.ino, inode.generation]);
+    if (!(inode.hsmFlags & RELEASED)) this.stats.releasedFiles++;
+  }
+
+  /** Unlinks a local entry (a directory only when empty); a file's data goes once the page commits. */
+  private removeLocal(parentIno: number, leaf: string, inode: Inode, path: string): void {
+    const left = this.o.meta.unlink(parentIno, leaf);
+    if (inode.kind === 'file' && left.nlink === 0) this.drops.push([inode.ino, inode.generation]);
+    if (inode.kind === 'dir') this.dirs.delete(path);
   }
 
   private importFile(
@@ -319,36 +534,24 @@ class Importer {
     path: string,
     existing: Inode | undefined,
   ): void {
-    const s = this.stats;
-    if (!existing) {
-      this.create(parentIno, leaf, {
+    const remote: RemoteEntry = { kind: 'file', blobName: info.name, etag: info.etag, size: info.size, ...pick(attrs) };
+    this.apply(this.decide(existing && this.localEntry(existing), remote), {
+      info,
+      attrs,
+      parentIno,
+      leaf,
+      path,
+      existing,
+      data: { size: info.size },
+      fresh: () => ({
         ...this.newInode(info, attrs),
         size: info.size,
         hsmFlags: IMPORTED_FILE_FLAGS,
         archiveId: IMPORT_ARCHIVE_ID,
         dataVersion: IMPORTED_DATA_VERSION,
         archivedVersion: IMPORTED_DATA_VERSION,
-      });
-      s.importedFiles++;
-      s.totalBlobsImported++;
-      return;
-    }
-    if (existing.kind === 'dir') {
-      this.conflict(info.name, `file blob hidden by the directory of the same name (blobs under '${info.name}/')`, '/' + path);
-      return;
-    }
-    if (
-      existing.kind === 'file' &&
-      existing.blobName === info.name &&
-      existing.etag === info.etag &&
-      existing.size === info.size &&
-      (existing.hsmFlags & DIRTY) === 0 &&
-      this.sameAttrs(existing, attrs, true)
-    ) {
-      s.preexistingFiles++;
-      return;
-    }
-    this.conflict(info.name, `local ${existing.kind} differs from the blob; left unchanged`, '/' + path);
+      }),
+    });
   }
 
   private importSymlink(
@@ -371,35 +574,26 @@ class Importer {
       }
       return;
     }
-    if (!existing) {
-      this.create(parentIno, leaf, {
+    const size = Buffer.byteLength(target.value);
+    const remote: RemoteEntry = { kind: 'symlink', blobName: info.name, etag: info.etag, size, target: target.value, ...pick(attrs) };
+    this.apply(this.decide(existing && this.localEntry(existing), remote), {
+      info,
+      attrs,
+      parentIno,
+      leaf,
+      path,
+      existing,
+      data: { size, target: target.value },
+      fresh: () => ({
         ...this.newInode(info, attrs),
-        size: Buffer.byteLength(target.value),
+        size,
         target: target.value,
         hsmFlags: IMPORTED_SYMLINK_FLAGS,
         archiveId: IMPORT_ARCHIVE_ID,
         dataVersion: IMPORTED_DATA_VERSION,
         archivedVersion: IMPORTED_DATA_VERSION,
-      });
-      s.importedSymlinks++;
-      s.totalBlobsImported++;
-      return;
-    }
-    if (existing.kind === 'dir') {
-      this.conflict(info.name, 'symlink blob hidden by the directory of the same name', '/' + path);
-      return;
-    }
-    if (
-      existing.kind === 'symlink' &&
-      existing.target === target.value &&
-      existing.blobName === info.name &&
-      existing.etag === info.etag &&
-      this.sameAttrs(existing, attrs, true)
-    ) {
-      s.preexistingSymlinks++;
-      return;
-    }
-    this.conflict(info.name, `local ${existing.kind} differs from the blob; left unchanged`, '/' + path);
+      }),
+    });
   }
 
   private importStub(
@@ -411,52 +605,49 @@ class Importer {
     existing: Inode | undefined,
   ): void {
     const s = this.stats;
-    let dir = existing;
-    if (dir && dir.kind !== 'dir') {
-      if (!this.replaceableByDir(dir, path)) {
-        this.conflict(info.name, `directory stub conflicts with the local ${dir.kind}; left unchanged`, '/' + path);
-        return;
-      }
-      this.convertToDir(parentIno, leaf, dir, path, info.name);
-      dir = undefined;
+    let local = existing;
+    if (local && local.kind !== 'dir' && this.replaceableByDir(local, path)) {
+      this.convertToDir(parentIno, leaf, local, path, info.name);
+      local = undefined;
     }
-    if (!dir) {
-      const created = this.create(parentIno, leaf, this.newInode(info, attrs));
-      this.cacheDir(path, created.ino);
-      s.importedDirectories++;
-      s.totalBlobsImported++;
-      return;
-    }
-    this.cacheDir(path, dir.ino);
-    if (this.isNew(dir) && dir.blobName === null) {
+    if (local && local.kind === 'dir' && this.isNew(local) && local.blobName === null) {
       // Created implicitly by this run (the listing was not in name order): the stub supplies its attributes.
       const t = attrs.mtimeMs;
       this.o.meta.update(
-        dir.ino,
+        local.ino,
         { mode: attrs.mode, uid: attrs.uid, gid: attrs.gid, atimeMs: t, mtimeMs: t, ctimeMs: t, blobName: info.name, etag: info.etag },
         { durable: false },
       );
+      this.cacheDir(path, local.ino);
       s.implicitDirectories--;
       s.totalBlobsImported++;
       return;
     }
-    if (dir.blobName === info.name && dir.etag === info.etag && this.sameAttrs(dir, attrs, false)) {
-      s.preexistingDirectories++;
-      return;
+    const remote: RemoteEntry = { kind: 'dir', blobName: info.name, etag: info.etag, size: 0, ...pick(attrs) };
+    const d = this.decide(local && this.localEntry(local), remote);
+    this.apply(d, { info, attrs, parentIno, leaf, path, existing: local, data: {}, fresh: () => this.newInode(info, attrs) });
+    if (d.action === 'none' && local && (local.blobName !== info.name || local.etag !== info.etag)) {
+      this.o.meta.update(local.ino, { blobName: info.name, etag: info.etag });
     }
-    this.conflict(info.name, 'local directory differs from the directory stub; left unchanged', '/' + path);
+    const now = this.o.meta.lookup(parentIno, leaf);
+    if (now?.kind === 'dir') this.cacheDir(path, now.ino);
   }
 
-  /** A local file or symlink at `path` may give way to a directory when it is an unmodified record of blob `path`. */
+  /**
+   * A local file or symlink at `path` gives way to a directory (SPEC §1: the directory wins) when it is an
+   * unmodified record of blob `path` that nothing is using.
+   */
   private replaceableByDir(inode: Inode, path: string): boolean {
     if (inode.blobName !== this.pfx + path) return false;
     if (inode.kind === 'symlink') return true;
-    return inode.kind === 'file' && inode.nlink === 1 && (inode.hsmFlags & (DIRTY | ARCHIVED)) === ARCHIVED;
+    return (
+      inode.kind === 'file' && inode.nlink === 1 && (inode.hsmFlags & (DIRTY | ARCHIVED)) === ARCHIVED && !this.busy(inode.ino)
+    );
   }
 
   private convertToDir(parentIno: number, leaf: string, inode: Inode, path: string, byBlob: string): void {
     const s = this.stats;
-    this.o.meta.unlink(parentIno, leaf);
+    this.removeLocal(parentIno, leaf, inode, path);
     if (this.isNew(inode)) {
       s.totalBlobsImported--;
       if (inode.kind === 'file') s.importedFiles--;
@@ -500,11 +691,20 @@ class Importer {
       const path = comps.slice(0, i + 1).join('/');
       let child = meta.lookup(ino, name);
       if (child && child.kind !== 'dir') {
-        if (!this.replaceableByDir(child, path)) {
-          this.conflict(blobName, `not imported: local ${child.kind} '/${path}' is in the way`, '/' + path);
-          return undefined;
+        if (this.replaceableByDir(child, path)) {
+          this.convertToDir(ino, name, child, path, blobName);
+        } else {
+          const implicit: RemoteEntry = { kind: 'dir', size: 0, mode: 0o777, uid: 0, gid: 0, mtimeMs: this.started, implicit: true };
+          const d = this.decide(this.localEntry(child), implicit);
+          if (d.action !== 'replace') {
+            this.conflict(blobName, `not imported: local ${child.kind} '/${path}' is in the way (${d.reason})`, '/' + path, d.action);
+            if (d.action === 'fail') this.failure = `stopped at the first conflict: /${path} (needed by blob ${blobName}): ${d.reason}`;
+            return undefined;
+          }
+          this.conflict(blobName, `local ${child.kind} '/${path}' is in the way of blobs under it: ${d.reason}`, '/' + path, d.action);
+          this.removeLocal(ino, name, child, path);
+          s.replacedEntries++;
         }
-        this.convertToDir(ino, name, child, path, blobName);
         child = undefined;
       }
       if (!child) {
@@ -520,6 +720,10 @@ class Importer {
     }
     return ino;
   }
+}
+
+function pick(attrs: BlobAttributes): Pick<RemoteEntry, 'mode' | 'uid' | 'gid' | 'mtimeMs'> {
+  return { mode: attrs.mode, uid: attrs.uid, gid: attrs.gid, mtimeMs: attrs.mtimeMs };
 }
 
 async function readAll(stream: Readable, limit: number): Promise<Buffer> {

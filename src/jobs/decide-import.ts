@@ -1,0 +1,80 @@
+// decideImport: what an import job does with one blob given what the local namespace holds at its path (SPEC §3,
+// AMLFS conflict resolution modes). Pure: no I/O, no clock; test/decide-import.test.ts covers every mode × case.
+//
+// - Nothing local at the path → `create`.
+// - Preexisting (src/namespace/import-entry.ts compareEntries: same type; for files and symlinks a record of this
+//   blob with the same etag and size, not dirty, and for symlinks the same target; the same owner, group,
+//   permissions and modtime as export writes them) → `none`, in every mode.
+// - Anything else at the path is a conflict, resolved by the mode:
+//   - `Fail`: `fail` (the job stops); `Skip`: `skip` (the local path stays as it is).
+//   - `OverwriteIfDirty`:
+//     - a different type → `replace` (delete the local entry, import the blob);
+//     - a directory (same type) → `update-attributes` (a directory is never deleted);
+//     - a file or symlink that is a clean archived record of this very blob (not dirty, not lost, one link):
+//       data changed (etag/size/target) → `reimport` in place (a file becomes released with the blob's new etag,
+//       size and attributes: its next read fetches the new content); metadata only → `update-attributes`;
+//     - otherwise (dirty, never imported from this blob, lost, several hard links) → `replace`.
+//   - `OverwriteAlways`: as OverwriteIfDirty, and a metadata conflict on a clean restored (resident) file also
+//     releases it (`release: true`) so the next read fetches the blob again (not a never_release file). A
+//     preexisting file is not released: its data is the blob's.
+// - Whatever the mode, a non-empty local directory hides a file or symlink blob of the same name (SPEC §1): `skip`.
+// - A conflicting path that is open or has an HSM action or restore running (`busy`) is never replaced,
+//   reimported or released: `skip` (or attributes only), counted and logged; a later import resolves it.
+import {
+  compareEntries,
+  importDecision as decision,
+  type ImportDecision,
+  type LocalEntry,
+  type RemoteEntry,
+} from '../namespace/import-entry.js';
+
+export type { ImportActionKind, ImportDecision, LocalEntry, RemoteEntry } from '../namespace/import-entry.js';
+
+export type ConflictMode = 'Fail' | 'Skip' | 'OverwriteIfDirty' | 'OverwriteAlways';
+export const CONFLICT_MODES: readonly ConflictMode[] = ['Fail', 'Skip', 'OverwriteIfDirty', 'OverwriteAlways'];
+
+export function isConflictMode(value: unknown): value is ConflictMode {
+  return typeof value === 'string' && (CONFLICT_MODES as readonly string[]).includes(value);
+}
+
+// Lustre HSM flag bits (src/hsm/flags.ts has them all).
+const DIRTY = 0x02;
+const RELEASED = 0x04;
+const ARCHIVED = 0x08;
+const NORELEASE = 0x10;
+const LOST = 0x40;
+
+export function decideImport(mode: ConflictMode, local: LocalEntry | undefined, remote: RemoteEntry): ImportDecision {
+  if (!local) return decision('create');
+  const c = compareEntries(local, remote);
+  if (c.same) return decision('none');
+  if (c.hiddenByDirectory) return decision('skip', c.reason);
+  const reason = c.reason;
+  if (mode === 'Fail') return decision('fail', reason);
+  if (mode === 'Skip') return decision('skip', `${reason}; left unchanged`);
+
+  const busy = (what: string) => decision('skip', `${reason}; not ${what}: the file is open or has an HSM action running`);
+  if (c.typeDiffers) {
+    if (local.busy) return busy('replaced');
+    return decision('replace', `${reason}; replaced`);
+  }
+  if (local.kind === 'dir') return decision('update-attributes', `${reason}; attributes updated`);
+
+  const flags = local.hsmFlags;
+  const cleanRecord =
+    local.blobName === remote.blobName && local.etag !== null && (flags & (DIRTY | ARCHIVED | LOST)) === ARCHIVED && local.nlink <= 1;
+  if (!cleanRecord) {
+    if (local.busy) return busy('replaced');
+    const why = flags & LOST ? 'lost from HSM' : local.nlink > 1 ? `${local.nlink} hard links` : '';
+    return decision('replace', `${reason}${why ? ` (${why})` : ''}; replaced`);
+  }
+  if (c.data) {
+    if (local.busy) return busy('reimported');
+    return decision('reimport', `${reason}; reimported`, local.kind === 'file');
+  }
+  const release = mode === 'OverwriteAlways' && local.kind === 'file' && (flags & (RELEASED | NORELEASE)) === 0;
+  if (release && local.busy) {
+    return decision('update-attributes', `${reason}; attributes updated, not released: the file is open or has an HSM action running`);
+  }
+  return decision('update-attributes', `${reason}; attributes updated${release ? ', released' : ''}`, release);
+}
