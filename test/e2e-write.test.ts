@@ -87,6 +87,9 @@ t.test('writes, DIRTY rules and what export writes to blob', async (t) => {
   // Renames of archived files and directories are metadata only; an unlink leaves the blob.
   await sh('mv renamed-src.txt renamed-dst.txt && mv olddir newdir && echo n > newdir/added.txt');
   await sh('rm gone.txt');
+  await sh('mkdir -p empty/sub && rmdir empty/sub && mkdir gone-dir && rmdir gone-dir');
+  const notEmpty = await m.sh('rmdir "$MNT/new"');
+  t.match(notEmpty.stderr, /Directory not empty/, 'rmdir of a non-empty directory: ENOTEMPTY');
 
   t.same(
     await states(m, [
