@@ -1,11 +1,13 @@
 // `blobhsm export MOUNTPOINT [--prefix P]... [--no-wait] [--json]` and `blobhsm jobs [cancel] MOUNTPOINT`.
 import { describeError } from '../errors.js';
-import type { JobSummary } from '../jobs/job-runner.js';
+import type { ExportJobSummary, JobSummary } from '../jobs/job-runner.js';
+import { importStatsLine } from './import-command.js';
 import { callMount } from './daemon-call.js';
 import type { CliIo } from './io.js';
 import { EXIT_FAILURE } from './io.js';
 
 function statsLine(j: JobSummary): string {
+  if (j.kind === 'import') return importStatsLine(j);
   const s = j.stats;
   return (
     `${j.id} ${j.state}: discovered ${s.filesDiscovered} files (${s.bytesDiscovered} bytes), exported ${s.filesExported} ` +
@@ -18,12 +20,12 @@ export async function runExport(mountpoint: string, opts: { prefix?: string[]; w
   try {
     const job = (await callMount(mountpoint, io.env, 'export', { prefixes: opts.prefix ?? ['/'], wait }, (event) => {
       if (io.stderr.isTTY && !opts.json) {
-        const j = event as JobSummary;
+        const j = event as ExportJobSummary;
         const s = j.stats;
         const done = s.filesExported + s.filesFailed + s.conflicts;
         io.stderr.write(`\rexporting: ${done}/${s.filesDiscovered} files, ${s.bytesExported}/${s.bytesDiscovered} bytes`);
       }
-    })) as JobSummary;
+    })) as ExportJobSummary;
     if (io.stderr.isTTY && !opts.json && wait) io.stderr.write('\n');
     if (opts.json) io.stdout.write(JSON.stringify(job) + '\n');
     else {

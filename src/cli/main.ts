@@ -1,5 +1,5 @@
 // The blobhsm command line: dispatches to one module per command and returns the exit status.
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { UsageError, describeError } from '../errors.js';
 import { processIo, type CliIo, EXIT_FAILURE } from './io.js';
 import { mountCommandSpec, runMount, runDaemonChild } from './mount-command.js';
@@ -7,6 +7,7 @@ import { runUnmount } from './unmount-command.js';
 import { runList } from './list-command.js';
 import { runChangelog, runChangelogClear, runChangelogRegister } from './changelog-command.js';
 import { runExport, runJobs } from './export-command.js';
+import { runImport } from './import-command.js';
 import { runLfs } from './hsm-command.js';
 import { callMount } from './daemon-call.js';
 import { EXIT_USAGE } from './exit-status.js';
@@ -72,6 +73,17 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     .option('--json', 'print the job summary as JSON')
     .description('archive every new and modified file to blob')
     .action(async (mnt: string, o) => void (status = await runExport(mnt, o, io)));
+  program
+    .command('import')
+    .argument('<mountpoint>')
+    .option('--prefix <path>', 'import only blob paths starting with this (repeatable, at most 100; default /)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--conflict-mode <mode>', 'Fail (default), Skip, OverwriteIfDirty or OverwriteAlways')
+    .option('--maximum-errors <n>', 'errors tolerated before the job fails: 0 (default), N, or -1 for unlimited')
+    .addOption(new Option('--page-size <n>', 'listing page size (1-5000)').hideHelp())
+    .option('--no-wait', 'return once the job has started')
+    .option('--json', 'print the job summary as JSON')
+    .description('import blobs added or changed in the container (an AMLFS import job)')
+    .action(async (mnt: string, o) => void (status = await runImport(mnt, o, io)));
   program
     .command('jobs')
     .argument('<action-or-mountpoint>', "a mountpoint, or 'cancel'")

@@ -184,6 +184,23 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
       return job.summary();
     },
 
+    import: async (params, emit) => {
+      const job = p.jobs.startImport({
+        ...(params.prefixes === undefined ? {} : { prefixes: stringArray(params.prefixes, 'prefixes') }),
+        ...(params.conflictMode === undefined ? {} : { conflictMode: String(params.conflictMode) }),
+        ...(params.maximumErrors === undefined ? {} : { maximumErrors: Number(params.maximumErrors) }),
+        ...(params.pageSize === undefined ? {} : { pageSize: Number(params.pageSize) }),
+      });
+      if (!params.wait) return job.summary();
+      const timer = setInterval(() => emit(job.summary()), 500);
+      try {
+        await job.done;
+      } finally {
+        clearInterval(timer);
+      }
+      return job.summary();
+    },
+
     jobs: async () => p.jobs.list(),
 
     jobs_cancel: async () => p.jobs.cancelRunning(),

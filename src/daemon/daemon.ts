@@ -197,7 +197,16 @@ async function startParts(
 
   let stopRequested: () => void = () => undefined;
   const stopSignal = new Promise<void>((resolve) => (stopRequested = resolve));
-  const jobs = new JobRunner({ meta, store, coordinator, log, prefix: config.prefix, mountRoot: config.mountpoint });
+  const jobs = new JobRunner({
+    meta,
+    store,
+    coordinator,
+    log,
+    prefix: config.prefix,
+    mountRoot: config.mountpoint,
+    logDir: join(config.cacheDir, 'jobs'),
+  });
+  vfs.setRootMarkers(() => jobs.markers());
   cleanups.push(() => jobs.cancelAll());
 
   const fuse: FuseHandle = await mountFuse(config.mountpoint, vfs, {

@@ -329,6 +329,22 @@ export class Coordinator {
     await this.queue.onIdle();
   }
 
+  // ---- called by import jobs -----------------------------------------------------------------------------
+
+  /** True while a file has an HSM action or a restore, or is open: an import job does not replace or release it. */
+  isBusy(ino: number): boolean {
+    return this.actions.has(ino) || this.o.hydrator.progress(ino) !== undefined || this.o.openState.isOpen(ino);
+  }
+
+  /**
+   * Deletes the cache data of a generation an import job released or unlinked (the new record is already
+   * committed, so nothing reads that generation again).
+   */
+  async dropData(ino: number, generation: number): Promise<void> {
+    this.changeRecorded.delete(ino);
+    await this.o.cache.drop(ino, generation);
+  }
+
   // ---- the actions ---------------------------------------------------------------------------------------
 
   private async release(inode: Inode): Promise<void> {

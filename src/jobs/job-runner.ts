@@ -1,13 +1,25 @@
-// Jobs, one at a time (AMLFS semantics): the export job archives every new and content-modified file under the
-// given prefixes with bounded concurrency, counts what it did, and can be cancelled leaving every file consistent.
+// Jobs, one at a time (AMLFS semantics). Export archives every new and content-modified file under the given
+// prefixes with bounded concurrency; import walks the container under the given prefixes and applies a conflict
+// mode to every blob (src/jobs/decide-import.ts, applied by the namespace importer). Shared: a second job is
+// refused naming the running one, cancel (prompt; every file stays consistent), a short history, summaries.
+//
+// An import writes its conflicts, warnings and errors, one JSON line each, to <logDir>/<job id>.jsonl, and the
+// mount root shows a read-only empty file `IMPORT_<state>.<start>` (markers(), served by the Vfs) while it runs
+// (InProgress, Canceling) and after it failed or was cancelled (Failed, Canceled), until the next import starts;
+// a successful import removes it.
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { join } from 'node:path';
 import PQueue from 'p-queue';
 import type { BlobStore } from '../blob/blob-store.js';
-import { UsageError, describeError } from '../errors.js';
+import { FsError, UsageError, describeError } from '../errors.js';
 import type { Coordinator } from '../hsm/coordinator.js';
 import { HsmFlag } from '../hsm/flags.js';
+import { emptyImportStats, importNamespace, type ImportStats } from '../namespace/importer.js';
 import type { Inode, MetaStore } from '../namespace/types.js';
+import { CONFLICT_MODES, decideImport, isConflictMode, type ConflictMode } from './decide-import.js';
 
 export type JobState = 'InProgress' | 'Canceling' | 'Succeeded' | 'Failed' | 'Canceled';
+export type JobKind = 'export' | 'import';
 
 export interface ExportStats {
   filesDiscovered: number;
@@ -18,7 +30,7 @@ export interface ExportStats {
   conflicts: number;
 }
 
-export interface JobSummary {
+export interface ExportJobSummary {
   id: string;
   kind: 'export';
   state: JobState;
@@ -30,6 +42,38 @@ export interface JobSummary {
   failures: Array<{ path: string; error: string }>;
 }
 
+/** The importer's statistics (SPEC §3 names), with the job's state and times. */
+export type ImportJobStats = Omit<ImportStats, 'state' | 'error'> & { state: JobState };
+
+export interface ImportJobSummary {
+  id: string;
+  kind: 'import';
+  state: JobState;
+  prefixes: string[];
+  conflictMode: ConflictMode;
+  maximumErrors: number;
+  startTime: string;
+  finishTime?: string;
+  stats: ImportJobStats;
+  /** The job's JSON-lines log of conflicts, warnings and errors. */
+  logFile?: string;
+  /** Why the job failed. */
+  error?: string;
+}
+
+export type JobSummary = ExportJobSummary | ImportJobSummary;
+
+export interface ImportJobOptions {
+  /** Paths inside the mount ('/' = everything); string prefixes of blob names relative to the mount prefix. */
+  prefixes?: string[];
+  /** Default Fail (as AMLFS). */
+  conflictMode?: string;
+  /** Errors tolerated (0 = the first one fails the job, the default; -1 = unlimited). */
+  maximumErrors?: number;
+  /** Listing page size (default: the service's, 5000). */
+  pageSize?: number;
+}
+
 export interface JobRunnerOptions {
   meta: MetaStore;
   store: BlobStore;
@@ -39,6 +83,8 @@ export interface JobRunnerOptions {
   mountRoot: string;
   /** Files archived in parallel (default 8). */
   concurrency?: number;
+  /** Directory for the import jobs' JSON-lines logs (none when absent). */
+  logDir?: string;
 }
 
 /** Validates AMLFS-style job prefixes: 1..100 absolute paths, none a prefix of another. */
@@ -59,29 +105,64 @@ export function checkJobPrefixes(prefixes: string[]): string[] {
   return norm;
 }
 
-class ExportJob {
+/** Validates the options of an import job (before anything runs). */
+export function checkImportOptions(o: ImportJobOptions): { prefixes: string[]; conflictMode: ConflictMode; maximumErrors: number; pageSize?: number } {
+  const prefixes = checkJobPrefixes(o.prefixes ?? []);
+  const conflictMode = o.conflictMode ?? 'Fail';
+  if (!isConflictMode(conflictMode)) {
+    throw new UsageError(`unknown conflict mode '${conflictMode}': use one of ${CONFLICT_MODES.join(', ')}`);
+  }
+  const maximumErrors = o.maximumErrors ?? 0;
+  if (!Number.isInteger(maximumErrors) || maximumErrors < -1) {
+    throw new UsageError(`invalid maximum errors '${o.maximumErrors}': an integer, 0 or more, or -1 for unlimited`);
+  }
+  if (o.pageSize !== undefined && (!Number.isInteger(o.pageSize) || o.pageSize < 1 || o.pageSize > 5000)) {
+    throw new UsageError(`invalid page size '${o.pageSize}': 1 to 5000`);
+  }
+  return { prefixes, conflictMode, maximumErrors, ...(o.pageSize !== undefined ? { pageSize: o.pageSize } : {}) };
+}
+
+/** 2024-05-01T13:45:07.123Z → 20240501T134507Z */
+const compactTime = (d: Date) => d.toISOString().replace(/\.\d+Z$/, 'Z').replace(/[-:]/g, '');
+
+abstract class Job {
   readonly id: string;
   state: JobState = 'InProgress';
   readonly startTime = new Date();
   finishTime?: Date;
-  readonly stats: ExportStats = { filesDiscovered: 0, bytesDiscovered: 0, filesExported: 0, bytesExported: 0, filesFailed: 0, conflicts: 0 };
-  readonly conflictPaths: string[] = [];
-  readonly failures: Array<{ path: string; error: string }> = [];
   readonly abort = new AbortController();
   done!: Promise<void>;
 
-  constructor(readonly prefixes: string[]) {
-    this.id = `export-${this.startTime.toISOString().replace(/[-:.]/g, '')}`;
+  constructor(
+    readonly kind: JobKind,
+    readonly prefixes: string[],
+  ) {
+    this.id = `${kind}-${this.startTime.toISOString().replace(/[-:.]/g, '')}`;
   }
 
-  summary(): JobSummary {
+  abstract summary(): JobSummary;
+
+  protected times(): { startTime: string; finishTime?: string } {
+    return { startTime: this.startTime.toISOString(), ...(this.finishTime ? { finishTime: this.finishTime.toISOString() } : {}) };
+  }
+}
+
+class ExportJob extends Job {
+  readonly stats: ExportStats = { filesDiscovered: 0, bytesDiscovered: 0, filesExported: 0, bytesExported: 0, filesFailed: 0, conflicts: 0 };
+  readonly conflictPaths: string[] = [];
+  readonly failures: Array<{ path: string; error: string }> = [];
+
+  constructor(prefixes: string[]) {
+    super('export', prefixes);
+  }
+
+  summary(): ExportJobSummary {
     return {
       id: this.id,
       kind: 'export',
       state: this.state,
       prefixes: this.prefixes,
-      startTime: this.startTime.toISOString(),
-      ...(this.finishTime ? { finishTime: this.finishTime.toISOString() } : {}),
+      ...this.times(),
       stats: { ...this.stats },
       conflictPaths: [...this.conflictPaths],
       failures: [...this.failures],
@@ -89,23 +170,60 @@ class ExportJob {
   }
 }
 
+class ImportJob extends Job {
+  progress: ImportStats;
+  error?: string;
+  logFile?: string;
+
+  constructor(
+    prefixes: string[],
+    readonly conflictMode: ConflictMode,
+    readonly maximumErrors: number,
+    readonly pageSize: number | undefined,
+  ) {
+    super('import', prefixes);
+    this.progress = emptyImportStats(this.startTime.toISOString());
+  }
+
+  /** The root marker's name while it runs, or after it failed or was cancelled. */
+  marker(): string | undefined {
+    return this.state === 'Succeeded' ? undefined : `IMPORT_${this.state}.${compactTime(this.startTime)}`;
+  }
+
+  summary(): ImportJobSummary {
+    const { state: _state, error: _error, startTime: _start, finishTime: _finish, ...counts } = this.progress;
+    return {
+      id: this.id,
+      kind: 'import',
+      state: this.state,
+      prefixes: this.prefixes,
+      conflictMode: this.conflictMode,
+      maximumErrors: this.maximumErrors,
+      ...this.times(),
+      stats: { ...counts, state: this.state, ...this.times() },
+      ...(this.logFile ? { logFile: this.logFile } : {}),
+      ...(this.error ? { error: this.error } : {}),
+    };
+  }
+}
+
 export class JobRunner {
-  private running: ExportJob | undefined;
-  private readonly history: ExportJob[] = [];
+  private running: Job | undefined;
+  private readonly history: Job[] = [];
+  private lastImport: ImportJob | undefined;
 
   constructor(private readonly o: JobRunnerOptions) {}
 
   startExport(prefixes: string[]): ExportJob {
-    if (this.running) throw new UsageError(`job ${this.running.id} is running: wait for it or cancel it (blobhsm jobs cancel ${this.o.mountRoot})`);
     const job = new ExportJob(checkJobPrefixes(prefixes));
-    this.running = job;
-    job.done = this.runExport(job).finally(() => {
-      job.finishTime = new Date();
-      this.running = undefined;
-      this.history.push(job);
-      if (this.history.length > 20) this.history.shift();
-    });
-    return job;
+    return this.launch(job, () => this.runExport(job));
+  }
+
+  /** Validates the options (UsageError before anything runs), then starts the import. */
+  startImport(options: ImportJobOptions = {}): ImportJob {
+    const o = checkImportOptions(options);
+    const job = new ImportJob(o.prefixes, o.conflictMode, o.maximumErrors, o.pageSize);
+    return this.launch(job, () => this.runImport(job));
   }
 
   list(): JobSummary[] {
@@ -126,6 +244,83 @@ export class JobRunner {
     this.cancelRunning();
     await job.done.catch(() => undefined);
   }
+
+  /** Entries the mount root shows for the import job: `IMPORT_<state>.<start>` (none after a success). */
+  markers(): string[] {
+    const name = this.lastImport?.marker();
+    return name ? [name] : [];
+  }
+
+  private launch<J extends Job>(job: J, run: () => Promise<void>): J {
+    if (this.running) {
+      throw new FsError('EBUSY', `${this.running.kind} job ${this.running.id} is running: wait for it or cancel it (blobhsm jobs cancel ${this.o.mountRoot})`);
+    }
+    this.running = job;
+    if (job instanceof ImportJob) this.lastImport = job;
+    job.done = run()
+      .catch((err) => {
+        job.state = 'Failed';
+        if (job instanceof ImportJob) job.error = describeError(err);
+        this.o.log(`${job.kind} ${job.id} failed: ${describeError(err)}`);
+      })
+      .finally(() => {
+        job.finishTime = new Date();
+        this.running = undefined;
+        this.history.push(job);
+        if (this.history.length > 20) this.history.shift();
+      });
+    return job;
+  }
+
+  // ---- import ----------------------------------------------------------------------------------------------
+
+  private openLog(job: ImportJob): WriteStream | undefined {
+    if (!this.o.logDir) return undefined;
+    try {
+      mkdirSync(this.o.logDir, { recursive: true, mode: 0o700 });
+      job.logFile = join(this.o.logDir, `${job.id}.jsonl`);
+      const stream = createWriteStream(job.logFile, { flags: 'a', mode: 0o600 });
+      stream.on('error', (err) => this.o.log(`import ${job.id}: cannot write ${job.logFile}: ${describeError(err)}`));
+      return stream;
+    } catch (err) {
+      this.o.log(`import ${job.id}: cannot create its log in ${this.o.logDir}: ${describeError(err)}`);
+      return undefined;
+    }
+  }
+
+  private async runImport(job: ImportJob): Promise<void> {
+    const { coordinator } = this.o;
+    const logStream = this.openLog(job);
+    this.o.log(`import ${job.id} started: prefixes ${job.prefixes.join(' ')}, conflict mode ${job.conflictMode}, maximum errors ${job.maximumErrors}`);
+    try {
+      const stats = await importNamespace({
+        store: this.o.store,
+        meta: this.o.meta,
+        prefix: this.o.prefix,
+        listPrefixes: job.prefixes.map((p) => p.replace(/^\/+/, '')),
+        ...(job.pageSize !== undefined ? { pageSize: job.pageSize } : {}),
+        maximumErrors: job.maximumErrors,
+        signal: job.abort.signal,
+        decide: (local, remote) => decideImport(job.conflictMode, local, remote),
+        isBusy: (ino) => coordinator.isBusy(ino),
+        dropData: (ino, generation) => coordinator.dropData(ino, generation),
+        log: (line) => logStream?.write(line + '\n'),
+        onProgress: (s) => (job.progress = s),
+      });
+      job.progress = stats;
+      job.state = stats.state === 'Completed' ? 'Succeeded' : stats.state === 'Canceled' ? 'Canceled' : 'Failed';
+      if (stats.error) job.error = stats.error;
+    } finally {
+      if (logStream) await new Promise<void>((resolve) => logStream.end(resolve));
+    }
+    const s = job.progress;
+    this.o.log(
+      `import ${job.id} ${job.state}: ${s.totalBlobsWalked} blobs walked, ${s.totalBlobsImported} imported, ` +
+        `${s.totalConflicts} conflicts, ${s.totalErrors} errors${job.error ? ` (${job.error})` : ''}`,
+    );
+  }
+
+  // ---- export ----------------------------------------------------------------------------------------------
 
   /**
    * New and content-modified files with a name under one of the prefixes (a hard-linked file is exported under

@@ -70,6 +70,9 @@ export interface VfsOptions {
 
 export const XATTR_NAMES = ['user.hsm.state', 'user.hsm.flags', 'user.hsm.archive_id', 'user.hsm.blob', 'user.hsm.etag'];
 
+/** Inode numbers of virtual root entries (fuse-native passes st_ino as 32 bits; real ones never get this high). */
+const VIRTUAL_INO = 0xffff_ff00;
+
 export class Vfs {
   private readonly meta: MetaStore;
   private readonly cache: DataCache;
@@ -81,6 +84,8 @@ export class Vfs {
   private nextHandle = 1;
   /** Sizes of files being written, not yet persisted (persisted on flush, fsync and release). */
   private readonly pendingSize = new Map<number, number>();
+  /** Names of read-only empty files shown in the root without an inode (the import job's IMPORT_<state> marker). */
+  private rootMarkers: () => string[] = () => [];
   /** READ and WRITE requests served and their bytes (`blobhsm status`: shows the kernel's request sizes). */
   private readonly io: IoStats = { readOps: 0, readBytes: 0, writeOps: 0, writeBytes: 0 };
 
@@ -96,9 +101,21 @@ export class Vfs {
   // ---- lookups -------------------------------------------------------------------------------------------
 
   private resolve(path: string): Inode {
-    const inode = this.meta.resolve(path);
+    const inode = this.meta.resolve(path) ?? this.virtual(path);
     if (!inode) throw new FsError('ENOENT', `no such file or directory: ${path}`);
     return inode;
+  }
+
+  /** Shows these names in the root as read-only empty files (a real entry of the same name wins). */
+  setRootMarkers(names: () => string[]): void {
+    this.rootMarkers = names;
+  }
+
+  private virtual(path: string): Inode | undefined {
+    const i = this.rootMarkers().indexOf(path.slice(1));
+    if (!path.startsWith('/') || i < 0) return undefined;
+    const root = this.meta.get(ROOT_INO)!;
+    return { ...root, ino: VIRTUAL_INO + i, kind: 'file', mode: 0o444, size: 0, nlink: 1, target: null, hsmFlags: 0, archiveId: 0, blobName: null, etag: null };
   }
 
   private resolveParent(path: string): { parent: Inode; name: string } {
@@ -159,6 +176,12 @@ export class Vfs {
     const dir = this.resolve(path);
     if (dir.kind !== 'dir') throw new FsError('ENOTDIR', `not a directory: ${path}`);
     const entries = this.meta.readdir(dir.ino);
+    if (dir.ino === ROOT_INO) {
+      for (const name of this.rootMarkers()) {
+        const v = this.virtual('/' + name);
+        if (v && !entries.some((e) => e.name === name)) entries.push({ name, inode: v });
+      }
+    }
     return { names: entries.map((e) => e.name), stats: entries.map((e) => this.statOf(e.inode)) };
   }
 
@@ -189,6 +212,7 @@ export class Vfs {
     if (inode.kind === 'dir') throw new FsError('EISDIR', `is a directory: ${path}`);
     const writable = (flags & O_ACCMODE) !== O_RDONLY;
     if (writable || flags & O_TRUNC) this.writable();
+    if (inode.ino >= VIRTUAL_INO && (writable || flags & O_TRUNC)) throw new FsError('EACCES', `${path} is read-only`);
     const fh = this.nextHandle++;
     this.handles.set(fh, { ino: inode.ino, writable, wrote: false });
     if (flags & O_TRUNC && writable) {
@@ -206,6 +230,7 @@ export class Vfs {
   /** Reads into buf; a released file is restored first, each read waiting only for its own range. */
   async read(fh: number, buf: Buffer, length: number, position: number): Promise<number> {
     const h = this.handle(fh);
+    if (h.ino >= VIRTUAL_INO) return 0;
     let inode = this.current(h.ino);
     if (position >= inode.size) return 0;
     const want = Math.min(length, inode.size - position);
