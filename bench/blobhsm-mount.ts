@@ -3,11 +3,9 @@
 // daemon's /proc I/O counters, and an unmount that falls back to breaking the mount and killing the daemon.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { productPaths } from './product.js';
 import { breakMount, isMounted, onCleanup } from './cleanup.js';
 import { isAlive, procIo, run, runOk, sleep, type ProcIo } from './proc.js';
-
-export const BIN = fileURLToPath(new URL('../../bin/blobhsm.js', import.meta.url));
 
 export type Requests = Record<string, number>;
 
@@ -45,7 +43,7 @@ function envFor(e: BlobhsmEnv): NodeJS.ProcessEnv {
 }
 
 export function blobhsmCli(e: BlobhsmEnv, args: string[], timeoutMs: number) {
-  return run(process.execPath, [BIN, ...args], { env: envFor(e), timeoutMs });
+  return run(process.execPath, [productPaths.bin(), ...args], { env: envFor(e), timeoutMs });
 }
 
 /** Mounts `container` on `name` with cache directory `cacheName` (reuse a cache name to remount without import). */
@@ -61,7 +59,8 @@ export async function mountBlobhsm(
   const cacheDir = join(e.baseDir, 'cache', cacheName);
   mkdirSync(mountpoint, { recursive: true });
   const env = envFor(e);
-  const cli = (args: string[], t: number) => run(process.execPath, [BIN, ...args], { env, timeoutMs: t });
+  const bin = productPaths.bin();
+  const cli = (args: string[], t: number) => run(process.execPath, [bin, ...args], { env, timeoutMs: t });
   let daemonPid = 0;
   const unmount = onCleanup(`blobhsm ${mountpoint}`, async () => {
     const r = await cli(['unmount', mountpoint], 90_000);
@@ -77,7 +76,7 @@ export async function mountBlobhsm(
     await unmount();
     throw new Error(`blobhsm mount ${container} failed (${r.timedOut ? 'timed out' : `exit ${r.code}`}): ${(r.stderr + r.stdout).trim().slice(-2000)}`);
   }
-  const status = async () => JSON.parse((await runOk(process.execPath, [BIN, 'status', mountpoint], { env, timeoutMs: 30_000 })).stdout) as { pid: number; requests: Requests };
+  const status = async () => JSON.parse((await runOk(process.execPath, [bin, 'status', mountpoint], { env, timeoutMs: 30_000 })).stdout) as { pid: number; requests: Requests };
   daemonPid = (await status()).pid;
   return {
     mountpoint,
@@ -89,7 +88,7 @@ export async function mountBlobhsm(
     requests: async () => (await status()).requests ?? {},
     daemonIo: () => procIo(daemonPid),
     exportAll: async (t = 600_000) => {
-      const x = await runOk(process.execPath, [BIN, 'export', mountpoint, '--json'], { env, timeoutMs: t });
+      const x = await runOk(process.execPath, [bin, 'export', mountpoint, '--json'], { env, timeoutMs: t });
       return { ms: x.ms, job: JSON.parse(x.stdout.trim().split('\n').pop()!) as Record<string, unknown> };
     },
     unmount,

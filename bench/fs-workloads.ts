@@ -1,14 +1,13 @@
 // Filesystem workloads as the driver runs them: each spawns a child (the probe, `ls -l` or `dd`) with a time
 // limit and returns its figures. The same functions measure blobhsm, the null filesystem, rclone and local disk.
-import { fileURLToPath } from 'node:url';
+import { productPaths } from './product.js';
 import { run, runOk } from './proc.js';
 import { MiB } from './profile.js';
 
-const PROBE = fileURLToPath(new URL('./probe.js', import.meta.url));
 const PROBE_ENV = { ...process.env, UV_THREADPOOL_SIZE: '32' };
 
 async function probe<T>(args: string[], timeoutMs: number): Promise<T> {
-  const r = await runOk(process.execPath, [PROBE, ...args], { timeoutMs, env: PROBE_ENV });
+  const r = await runOk(process.execPath, [productPaths.probe(), ...args], { timeoutMs, env: PROBE_ENV });
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
 }
 
@@ -39,7 +38,11 @@ export async function seqRead(file: string, timeoutMs = 300_000): Promise<SeqRea
 }
 
 /** Opens a file and reads its first `bytes`; ms from open to that read's return. */
-export async function firstByte(file: string, bytes = 4096, timeoutMs = 60_000): Promise<{ firstByteMs: number }> {
+export async function firstByte(
+  file: string,
+  bytes = 4096,
+  timeoutMs = 60_000,
+): Promise<{ firstByteMs: number; statMs: number; openMs: number; readMs: number }> {
   return probe(['firstbyte', file, String(bytes)], timeoutMs);
 }
 

@@ -4,15 +4,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { productPaths } from './product.js';
 import type { Profile } from './profile.js';
 import { breakMount, isMounted, onCleanup } from './cleanup.js';
 import { sleep } from './proc.js';
 import { lsl, readMany, seqRead, statRate, ddWrite } from './fs-workloads.js';
 import type { NullFsConfig, NullFsStats } from './null-fs.js';
 import { BIG_DIR, LARGE_BLOB } from './names.js';
-
-const SERVER = fileURLToPath(new URL('./null-fs.js', import.meta.url));
 
 export interface NullRefs {
   lslMs: number;
@@ -34,7 +32,7 @@ interface NullFs {
 
 async function startNullFs(cfg: NullFsConfig): Promise<NullFs> {
   mkdirSync(cfg.mountpoint, { recursive: true });
-  const child: ChildProcess = spawn(process.execPath, [SERVER, JSON.stringify(cfg)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child: ChildProcess = spawn(process.execPath, [productPaths.nullFs(), JSON.stringify(cfg)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const request = <T>(cmd: string, key: string, timeoutMs = 10_000) =>
     new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`null-fs did not answer '${cmd}'`)), timeoutMs);

@@ -28,15 +28,19 @@ function seqRead(file: string, bufBytes: number): unknown {
   return { bytes, ms: now() - t0, openMs: tOpen - t0, firstByteMs };
 }
 
-/** The first bytes of a file only: time from open to the first read's return (a separate probe, so nothing else
- * is queued behind it). */
+/** The first bytes of a file only, in stages: stat (lookup), open, first read (a separate probe, so nothing else
+ * is queued behind it). firstByteMs runs from before the stat to the read's return. */
 function firstByte(file: string, bytes: number): unknown {
   const buf = Buffer.allocUnsafe(bytes);
   const t0 = now();
+  statSync(file);
+  const tStat = now();
   const fd = openSync(file, 'r');
+  const tOpen = now();
   try {
     const n = readSync(fd, buf, 0, bytes, 0);
-    return { bytes: n, firstByteMs: now() - t0 };
+    const tRead = now();
+    return { bytes: n, firstByteMs: tRead - t0, statMs: tStat - t0, openMs: tOpen - tStat, readMs: tRead - tOpen };
   } finally {
     closeSync(fd);
   }

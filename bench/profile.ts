@@ -16,8 +16,8 @@ export interface Profile {
   statCount: number;
   /** Random reads per block size and state. */
   randomReads: number;
-  /** Concurrencies tried for the SDK parallel download (the best is the reference). */
-  downloadConcurrencies: number[];
+  /** [range size in MiB, ranges in flight] tried for the SDK parallel download (the best is the reference). */
+  downloadPlans: Array<[number, number]>;
   /** Repetitions of each reference throughput measurement (the best is kept). */
   repeats: number;
   /** Seeding concurrency (bounded: Azurite is CPU-bound). */
@@ -42,7 +42,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     largeBytes: 1 * GiB,
     statCount: 10_000,
     randomReads: 200,
-    downloadConcurrencies: [4, 8, 16],
+    downloadPlans: [[4, 8], [16, 8], [64, 8]],
     repeats: 1,
     seedConcurrency: 16,
     dirtyFiles: 10,
@@ -58,7 +58,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     largeBytes: 64 * MiB,
     statCount: 600,
     randomReads: 50,
-    downloadConcurrencies: [8],
+    downloadPlans: [[4, 8], [64, 8]],
     repeats: 1,
     seedConcurrency: 16,
     dirtyFiles: 10,
@@ -74,7 +74,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     largeBytes: 1 * GiB,
     statCount: 20_000,
     randomReads: 1_000,
-    downloadConcurrencies: [2, 4, 8, 16, 32],
+    downloadPlans: [[4, 4], [4, 8], [4, 16], [16, 4], [16, 8], [16, 16], [64, 4], [64, 8], [64, 16]],
     repeats: 3,
     seedConcurrency: 16,
     dirtyFiles: 10,

@@ -158,7 +158,11 @@ export async function runRclone(ctx: RcloneContext): Promise<RcloneOutcome> {
       const r = await fetched(() => seqRead(file, 600_000));
       return { value: r.v.MiBps, unit: 'MiB/s', bytesFetched: r.bytes, detail: { firstMiBMs: r.v.firstByteMs } };
     });
-    await step(results, 'warm-page', log, async () => ({ value: (await seqRead(file)).MiBps, unit: 'MiB/s' }));
+    await step(results, 'warm-page', log, async () => {
+      let best = 0;
+      for (let r = 0; r < Math.max(2, p.repeats); r++) best = Math.max(best, (await seqRead(file)).MiBps);
+      return { value: best, unit: 'MiB/s' };
+    });
     await step(results, 'warm-dropped', log, async () => {
       await dropCaches();
       return { value: (await seqRead(file)).MiBps, unit: 'MiB/s' };

@@ -5,7 +5,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { startEmulator } from '../src/emulator/emulator.js';
 import { parseArgs, MiB } from './profile.js';
 import { cleanupAll, installSignalHandlers, mounts, breakMount, onCleanup } from './cleanup.js';
@@ -19,8 +18,7 @@ import { runBlobhsm } from './blobhsm-workloads.js';
 import { buildRows, type References } from './targets.js';
 import { defaultResultsPath, table, writeJson } from './report.js';
 import { describeError, type Results } from './results.js';
-
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
+import { REPO, snapshotProduct } from './product.js';
 
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
@@ -40,8 +38,12 @@ async function main(): Promise<number> {
   onCleanup('work directory', () => {
     const live = mounts().filter((m) => m.mountpoint.startsWith(baseDir + '/'));
     if (live.length) log(`not removing ${baseDir}: still mounted: ${live.map((m) => m.mountpoint).join(', ')}`);
-    else rmSync(baseDir, { recursive: true, force: true });
+    else {
+      rmSync(join(baseDir, 'product', 'node_modules'), { force: true }); // the link only, never the repo's modules
+      rmSync(baseDir, { recursive: true, force: true });
+    }
   });
+  snapshotProduct(join(baseDir, 'product'));
   // A workload child stuck in the kernel (hung FUSE mount): abort every mount of this run so it can die.
   setStuckHandler((what) => {
     log(`a child is stuck (${what}): aborting this run's FUSE connections`);

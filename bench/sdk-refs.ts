@@ -1,34 +1,37 @@
 // References measured with the Azure SDK on the bench's Azurite (in this driver process): parallel ranged
-// download of the large blob (best of a few concurrencies), upload with blobhsm's block size and concurrency,
-// flat listing with metadata, small-GET rate at blobhsm's concurrency, and small ranged GET latency.
+// download of the large blob (best of a few range sizes and concurrencies), upload with blobhsm's block size and
+// concurrency, flat listing with metadata, small-GET rate at blobhsm's concurrency, and small ranged GET latency.
 import type { Profile } from './profile.js';
 import { MiB } from './profile.js';
 import { BIG_DIR, CONTAINERS, LARGE_BLOB, fileName } from './names.js';
 import { container, drain, pool, uploadBuffer } from './sdk.js';
 
 export interface SdkRefs {
-  /** Best parallel download throughput (MiB/s) and the concurrency that gave it. */
+  /** Best parallel download throughput (MiB/s) and the plan that gave it ("64 MiB × 8"). */
   downloadMiBps: number;
-  downloadConcurrency: number;
-  downloadByConcurrency: Record<string, number>;
+  downloadPlan: string;
+  /** Every plan tried: "4 MiB × 8" → MiB/s. The 4 MiB ones use blobhsm's hydration chunk size. */
+  downloadByPlan: Record<string, number>;
   uploadMiBps: number;
   /** Blobs listed per second (flat, with metadata) and the list calls it took. */
   listPerSec: number;
   listCalls: number;
   listedBlobs: number;
-  /** Small blob GETs per second at `smallConcurrency`. */
+  /** Small blob GETs per second at `smallConcurrency`, and at half that (blobhsm's demand lane is 4 wide). */
   smallGetPerSec: number;
   smallGetConcurrency: number;
+  smallGetHalfConcurrencyPerSec: number;
   /** One 4 KiB ranged GET of the large blob: median latency (ms). */
   rangedGet4kMs: number;
+  /** One 512 KiB ranged GET (blobhsm's first piece of a restore): median latency (ms). */
+  rangedGet512kMs: number;
   /** Sequential ranged GETs per second (one in flight), 4 KiB and 64 KiB. */
   rangedGet4kPerSec: number;
   rangedGet64kPerSec: number;
 }
 
-const PIECE = 4 * MiB; // blobhsm's hydration chunk size
-
-async function parallelDownload(cs: string, size: number, concurrency: number): Promise<number> {
+async function parallelDownload(cs: string, size: number, pieceMiB: number, concurrency: number): Promise<number> {
+  const PIECE = pieceMiB * MiB;
   const blob = container(cs, CONTAINERS.data).getBlobClient(LARGE_BLOB);
   const pieces = Math.ceil(size / PIECE);
   let bytes = 0;
@@ -62,14 +65,14 @@ async function rangedGets(cs: string, size: number, bs: number, count: number): 
 
 export async function measureSdk(cs: string, p: Profile, data: Buffer, log: (line: string) => void): Promise<SdkRefs> {
   log('SDK: parallel ranged download of the large blob...');
-  const byConc: Record<string, number> = {};
-  for (const c of p.downloadConcurrencies) {
+  const byPlan: Record<string, number> = {};
+  for (const [pieceMiB, c] of p.downloadPlans) {
     let best = 0;
-    for (let r = 0; r < p.repeats; r++) best = Math.max(best, await parallelDownload(cs, p.largeBytes, c));
-    byConc[String(c)] = best;
-    log(`  concurrency ${c}: ${best.toFixed(0)} MiB/s`);
+    for (let r = 0; r < p.repeats; r++) best = Math.max(best, await parallelDownload(cs, p.largeBytes, pieceMiB, c));
+    byPlan[`${pieceMiB} MiB × ${c}`] = best;
+    log(`  ${pieceMiB} MiB ranges, ${c} in flight: ${best.toFixed(0)} MiB/s`);
   }
-  const [bestConc, bestRate] = Object.entries(byConc).sort((a, b) => b[1] - a[1])[0]!;
+  const [bestPlan, bestRate] = Object.entries(byPlan).sort((a, b) => b[1] - a[1])[0]!;
 
   log('SDK: upload of the large buffer (8 MiB blocks, 8 in parallel)...');
   const scratch = container(cs, CONTAINERS.scratch);
@@ -101,32 +104,44 @@ export async function measureSdk(cs: string, p: Profile, data: Buffer, log: (lin
 
   log(`SDK: small blob GETs at concurrency ${p.smallConcurrency}...`);
   const count = Math.min(p.smallFiles, 1000);
-  let smallGetPerSec = 0;
-  for (let r = 0; r < p.repeats; r++) {
-    const t0 = performance.now();
-    await pool(count, p.smallConcurrency, async (i) => {
-      const res = await ns.getBlobClient(`${BIG_DIR}/${fileName(p.namespaceBlobs - 1 - i)}`).download(0, undefined, { abortSignal: AbortSignal.timeout(30_000) });
-      await drain(res.readableStreamBody);
-    });
-    smallGetPerSec = Math.max(smallGetPerSec, (count / (performance.now() - t0)) * 1000);
-  }
-  log(`  ${smallGetPerSec.toFixed(0)} GETs/s`);
+  const smallGets = async (concurrency: number) => {
+    let best = 0;
+    for (let r = 0; r < p.repeats; r++) {
+      const t0 = performance.now();
+      await pool(count, concurrency, async (i) => {
+        const res = await ns.getBlobClient(`${BIG_DIR}/${fileName(p.namespaceBlobs - 1 - i)}`).download(0, undefined, { abortSignal: AbortSignal.timeout(30_000) });
+        await drain(res.readableStreamBody);
+      });
+      best = Math.max(best, (count / (performance.now() - t0)) * 1000);
+    }
+    return best;
+  };
+  const smallGetPerSec = await smallGets(p.smallConcurrency);
+  const half = Math.max(1, Math.floor(p.smallConcurrency / 2));
+  const smallGetHalfConcurrencyPerSec = await smallGets(half);
+  log(`  ${smallGetPerSec.toFixed(0)} GETs/s (at ${half} in flight: ${smallGetHalfConcurrencyPerSec.toFixed(0)}/s)`);
 
   const r4 = await rangedGets(cs, p.largeBytes, 4096, 40);
   const r64 = await rangedGets(cs, p.largeBytes, 65536, 40);
-  log(`SDK: ranged GET 4 KiB median ${r4.medianMs.toFixed(1)} ms (${r4.perSec.toFixed(0)}/s), 64 KiB ${r64.perSec.toFixed(0)}/s`);
+  const r512 = await rangedGets(cs, p.largeBytes, 512 * 1024, 20);
+  log(
+    `SDK: ranged GET 4 KiB median ${r4.medianMs.toFixed(1)} ms (${r4.perSec.toFixed(0)}/s), 64 KiB ${r64.perSec.toFixed(0)}/s, ` +
+      `512 KiB median ${r512.medianMs.toFixed(1)} ms`,
+  );
 
   return {
     downloadMiBps: bestRate,
-    downloadConcurrency: Number(bestConc),
-    downloadByConcurrency: byConc,
+    downloadPlan: bestPlan,
+    downloadByPlan: byPlan,
     uploadMiBps,
     listPerSec,
     listCalls,
     listedBlobs: listed,
     smallGetPerSec,
     smallGetConcurrency: p.smallConcurrency,
+    smallGetHalfConcurrencyPerSec,
     rangedGet4kMs: r4.medianMs,
+    rangedGet512kMs: r512.medianMs,
     rangedGet4kPerSec: r4.perSec,
     rangedGet64kPerSec: r64.perSec,
   };

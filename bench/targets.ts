@@ -121,7 +121,7 @@ export function buildRows(p: Profile, refs: References, bh: Results, rc: RcloneO
     (m, r) => [atLeast(r, 0.7), zeroRequests(m)]);
   const seqRef = sdk && disk && nullFs
     ? [
-        { v: sdk.downloadMiBps, l: `SDK parallel download (c=${sdk.downloadConcurrency})` },
+        { v: sdk.downloadMiBps, l: `SDK parallel download (${sdk.downloadPlan})` },
         { v: nullFs.readMiBps, l: 'null fs read' },
         { v: disk.writeMiBps, l: 'cache-disk write' },
       ].sort((a, b) => a.v - b.v)[0]!
@@ -129,10 +129,17 @@ export function buildRows(p: Profile, refs: References, bh: Results, rc: RcloneO
   add('seq-cold', `cold sequential read, ${mib(p.largeBytes)}`, '≥0.8× min(SDK download, null fs read, disk write); fetched ≤1.05× size',
     seqRef && { ...fig(seqRef.v, 'MiB/s'), label: `min: ${seqRef.l}` },
     (m, r) => [atLeast(r, 0.8), { ok: (m.bytesFetched ?? Infinity) <= 1.05 * p.largeBytes, short: `fetched ${mib(m.bytesFetched)} for a ${mib(p.largeBytes)} file` }],
-    (m) => [`fetched ${mib(m.bytesFetched)} in ${m.requests?.read ?? '?'} reads; first 1 MiB after ${Number(m.detail?.firstMiBMs).toFixed(0)} ms`]);
+    (m) => [
+      `fetched ${mib(m.bytesFetched)} in ${m.requests?.read ?? '?'} reads; first 1 MiB after ${Number(m.detail?.firstMiBMs).toFixed(0)} ms`,
+      ...(sdk ? [`SDK download by range size × in flight: ${Object.entries(sdk.downloadByPlan).map(([k, v]) => `${k}: ${v.toFixed(0)}`).join(', ')} MiB/s`] : []),
+    ]);
   add('ttfb', 'cold time to first byte (4 KiB read)', '≤1.5× one small ranged GET',
     sdk && { ...fig(sdk.rangedGet4kMs, 'ms'), label: 'SDK 4 KiB ranged GET (median)' },
-    (_m, r) => [atMost(r, 1.5)]);
+    (_m, r) => [atMost(r, 1.5)],
+    (m) => [
+      `stat ${Number(m.detail?.statMs).toFixed(1)} ms, open ${Number(m.detail?.openMs).toFixed(1)} ms, first read ${Number(m.detail?.readMs).toFixed(1)} ms`,
+      ...(sdk ? [`SDK 512 KiB ranged GET (blobhsm's first piece) median ${sdk.rangedGet512kMs.toFixed(1)} ms`] : []),
+    ]);
   add('warm-page', 'warm re-read (page cache)', '≥0.8× page-cache read; 0 requests',
     disk && { ...fig(disk.pageCacheMiBps, 'MiB/s'), label: 'local page-cache read' },
     (m, r) => [atLeast(r, 0.8), zeroRequests(m)]);
@@ -143,7 +150,7 @@ export function buildRows(p: Profile, refs: References, bh: Results, rc: RcloneO
   add('small-cold', `${p.smallFiles} small files, cold (c=${p.smallConcurrency})`, `≥0.7× SDK small GETs (c=${p.smallConcurrency})`,
     sdk && { ...fig(sdk.smallGetPerSec, 'files/s'), label: `SDK GETs/s at c=${sdk.smallGetConcurrency}` },
     (_m, r) => [atLeast(r, 0.7)],
-    (m) => [`${m.requests?.read ?? '?'} blob reads`]);
+    (m) => [`${m.requests?.read ?? '?'} blob reads`, ...(sdk ? [`SDK GETs at c=${Math.max(1, Math.floor(p.smallConcurrency / 2))}: ${sdk.smallGetHalfConcurrencyPerSec.toFixed(0)}/s`] : [])]);
   const rcWarm = rc?.available ? rc.results['small-warm'] : undefined;
   add('small-warm', `${p.smallFiles} small files, warm`, '≥10× rclone warm; 0 requests',
     isMeasurement(rcWarm) ? { ...fig(rcWarm.value, 'files/s'), label: 'rclone warm' } : null,
