@@ -221,6 +221,18 @@ t.test('truncate to 0 after a failed restore leaves no cache data behind', async
   t.equal(s.cache.bytesUsed(), 0, 'and no longer counted');
 });
 
+t.test('truncate of a released file larger than the cache limit is not undone by eviction', async (t) => {
+  const s = await stack(t, { cacheSizeLimit: 64 * KiB });
+  await s.vfs.truncate('/dir/file.bin', 400 * KiB);
+  await s.settle();
+  t.equal(s.inode('/dir/file.bin').hsmFlags, MODIFIED, 'resident and dirty, not evicted between restore and truncate');
+  const expected = Buffer.concat([BIG, Buffer.alloc(100 * KiB)]);
+  t.ok((await s.readFile('/dir/file.bin')).equals(expected), 'the truncated content');
+  await s.vfs.release(await s.vfs.open('/top.txt', O_RDONLY));
+  await s.settle();
+  t.equal(s.inode('/dir/file.bin').hsmFlags, MODIFIED, 'a dirty file is never evicted');
+});
+
 t.test('a write to a released file restores it first', async (t) => {
   const s = await stack(t);
   s.store.resetCounts();

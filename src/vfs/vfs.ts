@@ -328,7 +328,16 @@ export class Vfs {
 
   async truncate(path: string, size: number): Promise<void> {
     this.writable();
-    await this.truncateInode(this.resolve(path).ino, size);
+    const ino = this.resolve(path).ino;
+    // Held open while it runs, as by the kernel for ftruncate: a released file restored first must not be evicted
+    // (released again) before the truncate changes it, nor released by a request meanwhile.
+    const fh = this.nextHandle++;
+    this.handles.set(fh, { ino, writable: true, wrote: false });
+    try {
+      await this.truncateInode(ino, size);
+    } finally {
+      this.handles.delete(fh);
+    }
   }
 
   async ftruncate(fh: number, size: number): Promise<void> {
