@@ -95,7 +95,9 @@ t.test('bulk release, then a queued bulk restore seen through hsm_action', async
   const paths = names.map((n) => join(m.mountpoint, n)).filter((_, i) => i !== 617);
   const list = join(work, 'ok.list');
   writeFileSync(list, paths.join('\n') + '\n');
+  const started = Date.now();
   const released = await m.cli(['hsm_release', '--filelist', list]);
+  t.comment(`hsm_release of ${paths.length} files: ${Date.now() - started} ms`);
   t.equal(released.code, 0, released.stderr);
   const states = await m.cli(['hsm_state', ...paths]);
   t.equal(states.stdout.split('\n').filter((l) => l.includes('(0x0000000d) released exists archived')).length, paths.length, 'all released');
@@ -114,7 +116,9 @@ t.test('bulk release, then a queued bulk restore seen through hsm_action', async
   t.equal(running + waiting + noop, paths.length, 'every line is one of the three');
   t.ok(running <= 8, 'at most the concurrency is running');
 
+  const waited = Date.now();
   const done = await m.cli(['hsm_restore', '--wait', '--filelist', list]);
+  t.comment(`then hsm_restore --wait of the same files: ${Date.now() - waited} ms`);
   t.equal(done.code, 0, done.stderr);
   const final = await m.cli(['hsm_state', ...paths]);
   t.equal(final.stdout.split('\n').filter((l) => l.includes('(0x00000009) exists archived')).length, paths.length, 'all restored');
