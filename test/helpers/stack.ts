@@ -1,7 +1,7 @@
 // The real filesystem stack without FUSE, for semantics tests: a MemoryBlobStore seeded with blobs, an in-memory
 // SQLite MetaStore the namespace was imported into, a DataCache in a temporary directory, and the Hydrator,
 // Coordinator, Changelog and Vfs wired as the daemon wires them (src/daemon/build-stack.ts).
-import { constants as fsConstants, mkdtempSync, rmSync } from 'node:fs';
+import { constants as fsConstants, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryBlobStore } from '../../src/blob/memory-store.js';
@@ -46,7 +46,7 @@ export interface TestStack extends Stack {
   writeFile(path: string, data: Buffer | string, position?: number): Promise<void>;
   /** Creates a file with this content through the Vfs (create, write, release). */
   createFile(path: string, data: Buffer | string, mode?: number): Promise<void>;
-  /** Waits until no HSM action or restore is running. */
+  /** Waits until no HSM action, restore or eviction pass is running. */
   settle(): Promise<void>;
   cleanup(): Promise<void>;
 }
@@ -64,7 +64,7 @@ export async function makeStack(options: TestStackOptions = {}): Promise<TestSta
   const meta = openMetaStore(':memory:', { synchronous: 'OFF' });
   const importStats = await importNamespace({ store, meta, prefix: options.prefix ?? '', log });
   if (importStats.state !== 'Completed') throw new Error(`import failed: ${importStats.error ?? importStats.state}`);
-  const dir = mkdtempSync(join(tmpdir(), 'blobhsm-stack-'));
+  const dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'blobhsm-stack-'));
   const parts = await buildStack({
     store,
     meta,
@@ -79,6 +79,14 @@ export async function makeStack(options: TestStackOptions = {}): Promise<TestSta
     ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
   });
   const { vfs, coordinator, hydrator, cache } = parts;
+  // Eviction passes start in the background (after a close or a restore): track them so settle() can wait.
+  const evictions = new Set<Promise<void>>();
+  const evict = coordinator.evictIfNeeded.bind(coordinator);
+  coordinator.evictIfNeeded = () => {
+    const pass = evict().finally(() => evictions.delete(pass));
+    evictions.add(pass);
+    return pass;
+  };
 
   const inode = (path: string): Inode => {
     const found = meta.resolve(path);
@@ -124,10 +132,11 @@ export async function makeStack(options: TestStackOptions = {}): Promise<TestSta
   const settle = async (): Promise<void> => {
     for (let i = 0; i < 10_000; i++) {
       await coordinator.idle();
-      if (hydrator.running().length === 0) {
+      await Promise.all(evictions);
+      if (hydrator.running().length === 0 && evictions.size === 0) {
         // A finished restore calls onRestored; let its follow-ups (eviction) run too.
         await new Promise((r) => setImmediate(r));
-        if (hydrator.running().length === 0) return;
+        if (hydrator.running().length === 0 && evictions.size === 0) return;
       }
       await new Promise((r) => setTimeout(r, 1));
     }

@@ -1,0 +1,692 @@
+// Randomised reference-model test (the mountpoint-s3 model): random op sequences run against the real stack
+// (Vfs + Coordinator + Hydrator + DataCache over a MemoryBlobStore) and against a simple in-memory model of the
+// tree, the HSM flags and the container; after every op the two are compared (tree, sizes, contents, flags, every
+// blob), and the HSM invariants are checked on every inode. Ops include another client putting and deleting
+// blobs and a flaky service. What must hold: a blob changed behind the mount's back is never overwritten by an
+// archive (a conflict instead), and a local file never loses data.
+//
+// MODEL_SEED=<n> reruns one sequence (the failure message prints it); MODEL_SEQUENCES=<n> sets how many run.
+import t from 'tap';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { BlobError, FsError } from '../src/errors.js';
+import type { ActionKind } from '../src/hsm/coordinator.js';
+import { HsmFlag, checkInvariants } from '../src/hsm/flags.js';
+import { ROOT_INO } from '../src/namespace/types.js';
+import { makeStack, O_RDWR, type TestStack } from './helpers/stack.js';
+
+const { EXISTS, DIRTY, RELEASED, ARCHIVED, LOST } = HsmFlag;
+
+// ---- a seeded PRNG -------------------------------------------------------------------------------------------
+
+class Rng {
+  private s: number;
+  constructor(seed: number) {
+    this.s = seed >>> 0 || 1;
+  }
+  /** mulberry32 */
+  next(): number {
+    let x = (this.s = (this.s + 0x6d2b79f5) >>> 0);
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  }
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+  chance(p: number): boolean {
+    return this.next() < p;
+  }
+  pick<T>(items: readonly T[]): T {
+    return items[this.int(items.length)]!;
+  }
+  bytes(n: number): Buffer {
+    const b = Buffer.alloc(n);
+    for (let i = 0; i < n; i++) b[i] = 97 + this.int(26);
+    return b;
+  }
+}
+
+// ---- the model -----------------------------------------------------------------------------------------------
+
+interface MFile {
+  kind: 'file';
+  /** The real inode number (to match stamps and compare identity). */
+  ino: number;
+  content: Buffer;
+  flags: number;
+  /** The blob holding the file's archived copy (recorded at import/archive), and that blob's version. */
+  blobName: string | null;
+  token: number | null;
+}
+
+interface MDir {
+  kind: 'dir';
+  children: Map<string, MNode>;
+  /** The blob name of the stub recorded for this directory. */
+  stub: string | null;
+}
+
+type MNode = MFile | MDir;
+
+interface RemoteBlob {
+  data: Buffer;
+  token: number;
+  /** Inode and data version of our upload (the blobhsm_version stamp), null for another client's blob. */
+  stamp: { ino: number; version: number } | null;
+}
+
+type Op =
+  | { op: 'create'; path: string; data: Buffer }
+  | { op: 'write'; path: string; pos: number; data: Buffer }
+  | { op: 'truncate'; path: string; size: number }
+  | { op: 'read'; path: string }
+  | { op: 'rename'; from: string; to: string }
+  | { op: 'unlink'; path: string }
+  | { op: 'mkdir'; path: string }
+  | { op: 'rmdir'; path: string }
+  | { op: 'hsm'; kind: ActionKind; path: string }
+  | { op: 'remotePut'; name: string; data: Buffer }
+  | { op: 'remoteDelete'; name: string }
+  | { op: 'flaky' }
+  | { op: 'hold'; path: string }
+  | { op: 'unhold' };
+
+const DIR_NAMES = ['d0', 'd1'];
+const FILE_NAMES = ['f0', 'f1', 'f2'];
+
+class Mismatch extends Error {}
+
+/** How often each op ended in each outcome (to see what the sequences reach). */
+const outcomes = new Map<string, number>();
+
+class Model {
+  readonly root: MDir = { kind: 'dir', children: new Map(), stub: null };
+  readonly remote = new Map<string, RemoteBlob>();
+  /** The version of each blob name the mount last saw (imported, uploaded, or found to be its own). */
+  readonly seen = new Map<string, number>();
+  /** The next blob read fails (a flaky service). */
+  flaky = false;
+  /** The file a handle holds open for writing (hsm_release refuses it, eviction skips it). */
+  held: MFile | null = null;
+  /** The cache has a size limit: clean archived files may be released behind the ops' back. */
+  evicts = false;
+  private token = 0;
+
+  nextToken(): number {
+    return ++this.token;
+  }
+
+  resolve(path: string): MNode | undefined {
+    let node: MNode = this.root;
+    for (const c of path.split('/').filter(Boolean)) {
+      if (node.kind !== 'dir') return undefined;
+      const next: MNode | undefined = node.children.get(c);
+      if (!next) return undefined;
+      node = next;
+    }
+    return node;
+  }
+
+  /** As Vfs.resolveParent: the parent must resolve (ENOENT) and be a directory (ENOTDIR). */
+  resolveParent(path: string): { parent: MDir; name: string } | { error: string } {
+    const cut = path.lastIndexOf('/');
+    const parent = this.resolve(path.slice(0, cut) || '/');
+    if (!parent) return { error: 'ENOENT' };
+    if (parent.kind !== 'dir') return { error: 'ENOTDIR' };
+    return { parent, name: path.slice(cut + 1) };
+  }
+
+  /** Every live file with its path. */
+  files(): Array<{ path: string; file: MFile }> {
+    const out: Array<{ path: string; file: MFile }> = [];
+    const walk = (d: MDir, p: string) => {
+      for (const [name, n] of d.children) {
+        if (n.kind === 'file') out.push({ path: `${p}/${name}`, file: n });
+        else walk(n, `${p}/${name}`);
+      }
+    };
+    walk(this.root, '');
+    return out;
+  }
+
+  dirs(): string[] {
+    const out: string[] = [];
+    const walk = (d: MDir, p: string) => {
+      for (const [name, n] of d.children) {
+        if (n.kind === 'dir') {
+          out.push(`${p}/${name}`);
+          walk(n, `${p}/${name}`);
+        }
+      }
+    };
+    walk(this.root, '');
+    return out;
+  }
+
+  count(): number {
+    let n = 0;
+    const walk = (d: MDir) => {
+      for (const c of d.children.values()) {
+        n++;
+        if (c.kind === 'dir') walk(c);
+      }
+    };
+    walk(this.root);
+    return n;
+  }
+
+  /** Would a restore of this released file succeed? Consumes the flaky fault when it reads the blob. */
+  restore(f: MFile): boolean {
+    if (f.content.length === 0) return true; // nothing to read
+    if (this.flaky) {
+      this.flaky = false;
+      return false;
+    }
+    return f.blobName !== null && this.remote.get(f.blobName)?.token === f.token;
+  }
+
+  /** A content change (write or truncate): restore first if released, then DIRTY if archived. */
+  private change(f: MFile, needsData: boolean): string | undefined {
+    if (f.flags & RELEASED) {
+      if (needsData && !this.restore(f)) return 'EIO';
+      f.flags &= ~(RELEASED | DIRTY);
+    }
+    if (f.flags & EXISTS) f.flags |= DIRTY;
+    return undefined;
+  }
+
+  /** Applies an op; returns the expected error code (the state may change even then: archive conflicts). */
+  apply(op: Op, peekVersion: (ino: number) => number): string | undefined {
+    switch (op.op) {
+      case 'create': {
+        const rp = this.resolveParent(op.path);
+        if ('error' in rp) return rp.error;
+        if (rp.parent.children.has(rp.name)) return 'EEXIST';
+        rp.parent.children.set(rp.name, { kind: 'file', ino: 0, content: Buffer.from(op.data), flags: 0, blobName: null, token: null });
+        return undefined;
+      }
+      case 'write': {
+        const f = this.resolve(op.path);
+        if (!f) return 'ENOENT';
+        if (f.kind === 'dir') return 'EISDIR';
+        const err = this.change(f, true);
+        if (err) return err;
+        const end = Math.max(f.content.length, op.pos + op.data.length);
+        const next = Buffer.alloc(end);
+        f.content.copy(next);
+        op.data.copy(next, op.pos);
+        f.content = next;
+        return undefined;
+      }
+      case 'truncate': {
+        const f = this.resolve(op.path);
+        if (!f) return 'ENOENT';
+        if (f.kind === 'dir') return 'EISDIR';
+        const err = this.change(f, op.size > 0);
+        if (err) return err;
+        const next = Buffer.alloc(op.size);
+        f.content.copy(next, 0, 0, Math.min(op.size, f.content.length));
+        f.content = next;
+        return undefined;
+      }
+      case 'read': {
+        const f = this.resolve(op.path);
+        if (!f) return 'ENOENT';
+        if (f.kind === 'dir') return 'EISDIR';
+        if (f.flags & RELEASED && f.content.length > 0) {
+          if (!this.restore(f)) return 'EIO';
+          f.flags &= ~(RELEASED | DIRTY);
+        }
+        return undefined;
+      }
+      case 'rename': {
+        const src = this.resolveParent(op.from);
+        if ('error' in src) return src.error;
+        const dst = this.resolveParent(op.to);
+        if ('error' in dst) return dst.error;
+        const moving = src.parent.children.get(src.name);
+        if (!moving) return 'ENOENT';
+        if (moving.kind === 'dir' && (op.to + '/').startsWith(op.from + '/') && op.to !== op.from) return 'EINVAL';
+        if (src.parent === dst.parent && src.name === dst.name) return undefined;
+        const target = dst.parent.children.get(dst.name);
+        if (target) {
+          if (target === moving) return undefined;
+          if (target.kind === 'dir') {
+            if (moving.kind !== 'dir') return 'EISDIR';
+            if (target.children.size > 0) return 'ENOTEMPTY';
+          } else if (moving.kind === 'dir') {
+            return 'ENOTDIR';
+          }
+        }
+        src.parent.children.delete(src.name);
+        dst.parent.children.set(dst.name, moving);
+        return undefined;
+      }
+      case 'unlink': {
+        const rp = this.resolveParent(op.path);
+        if ('error' in rp) return rp.error;
+        const n = rp.parent.children.get(rp.name);
+        if (!n) return 'ENOENT';
+        if (n.kind === 'dir') return 'EISDIR';
+        rp.parent.children.delete(rp.name);
+        return undefined;
+      }
+      case 'mkdir': {
+        const rp = this.resolveParent(op.path);
+        if ('error' in rp) return rp.error;
+        if (rp.parent.children.has(rp.name)) return 'EEXIST';
+        rp.parent.children.set(rp.name, { kind: 'dir', children: new Map(), stub: null });
+        return undefined;
+      }
+      case 'rmdir': {
+        const rp = this.resolveParent(op.path);
+        if ('error' in rp) return rp.error;
+        const n = rp.parent.children.get(rp.name);
+        if (!n) return 'ENOENT';
+        if (n.kind !== 'dir') return 'ENOTDIR';
+        if (n.children.size > 0) return 'ENOTEMPTY';
+        rp.parent.children.delete(rp.name);
+        return undefined;
+      }
+      case 'hsm':
+        return this.hsm(op.kind, op.path, peekVersion);
+      case 'remotePut':
+        this.remote.set(op.name, { data: Buffer.from(op.data), token: this.nextToken(), stamp: null });
+        return undefined;
+      case 'remoteDelete':
+        this.remote.delete(op.name);
+        return undefined;
+      case 'flaky':
+        this.flaky = true;
+        return undefined;
+      case 'hold': {
+        this.held = null;
+        const f = this.resolve(op.path);
+        if (!f) return 'ENOENT';
+        if (f.kind === 'dir') return 'EISDIR';
+        this.held = f;
+        return undefined;
+      }
+      case 'unhold':
+        this.held = null;
+        return undefined;
+    }
+  }
+
+  private hsm(kind: ActionKind, path: string, peekVersion: (ino: number) => number): string | undefined {
+    const f = this.resolve(path);
+    if (!f) return 'ENOENT';
+    if (f.kind === 'dir') return 'EINVAL';
+    switch (kind) {
+      case 'RELEASE':
+        if (!(f.flags & ARCHIVED) || f.flags & (DIRTY | LOST)) return 'EPERM';
+        if (this.held === f) return 'EBUSY';
+        f.flags |= RELEASED;
+        return undefined;
+      case 'RESTORE':
+        if (!(f.flags & (RELEASED | DIRTY))) return undefined;
+        if (f.flags & DIRTY) return 'EPERM';
+        if (!this.restore(f)) return 'EIO';
+        f.flags &= ~(RELEASED | DIRTY);
+        return undefined;
+      case 'REMOVE':
+        if (!(f.flags & (ARCHIVED | EXISTS))) return undefined;
+        if (f.flags & RELEASED) return 'EPERM';
+        if (f.blobName !== null) {
+          this.remote.delete(f.blobName);
+          this.seen.delete(f.blobName);
+        }
+        f.token = null;
+        f.flags &= ~(EXISTS | ARCHIVED | LOST | DIRTY);
+        return undefined;
+      case 'ARCHIVE':
+        return this.archive(f, path, peekVersion(f.ino));
+    }
+  }
+
+  private archive(f: MFile, path: string, version: number): string | undefined {
+    if (f.flags & RELEASED) return undefined;
+    if (f.flags & ARCHIVED && !(f.flags & DIRTY)) return undefined;
+    f.flags |= EXISTS;
+    const conflict = (): string => {
+      if (f.flags & ARCHIVED && !(f.flags & DIRTY) && !(f.flags & RELEASED)) f.flags |= DIRTY;
+      return 'EBUSY';
+    };
+    // Parent stubs: one for every directory whose path has none recorded; an existing blob is kept.
+    const comps = path.split('/').filter(Boolean);
+    let dir = this.root;
+    for (let i = 0; i < comps.length - 1; i++) {
+      const d = dir.children.get(comps[i]!) as MDir;
+      const name = comps.slice(0, i + 1).join('/');
+      if (d.stub !== name) {
+        if (!this.remote.has(name)) this.remote.set(name, { data: Buffer.alloc(0), token: this.nextToken(), stamp: null });
+        d.stub = name;
+      }
+      dir = d;
+    }
+    const name = comps.join('/');
+    // Another file whose archived copy is this blob: released, the blob is its only copy (conflict); resident,
+    // it gives the name up (and needs an archive of its own again).
+    const owner = this.files().find((o) => o.file !== f && o.file.blobName === name && o.file.token !== null)?.file;
+    if (owner) {
+      if (owner.flags & RELEASED) return conflict();
+      owner.blobName = null;
+      owner.token = null;
+      if (owner.flags & EXISTS) owner.flags |= DIRTY;
+    }
+    const expected = this.seen.get(name);
+    const current = this.remote.get(name);
+    let token: number;
+    if (expected !== undefined ? current?.token === expected : current === undefined) {
+      token = this.upload(name, f, version);
+    } else if (current?.stamp?.ino === f.ino) {
+      // Our own upload whose local commit was lost: taken as done, or overwritten when older.
+      token = current.stamp.version === version ? current.token : this.upload(name, f, version);
+    } else {
+      return conflict();
+    }
+    this.seen.set(name, token);
+    f.blobName = name;
+    f.token = token;
+    f.flags = (f.flags | EXISTS | ARCHIVED) & ~(DIRTY | LOST);
+    return undefined;
+  }
+
+  private upload(name: string, f: MFile, version: number): number {
+    const token = this.nextToken();
+    this.remote.set(name, { data: Buffer.from(f.content), token, stamp: { ino: f.ino, version } });
+    return token;
+  }
+}
+
+// ---- running ops against the stack ---------------------------------------------------------------------------
+
+async function runOp(s: TestStack, op: Op, flaky: { armed: boolean; fh?: number }): Promise<{ error?: string; data?: Buffer }> {
+  try {
+    switch (op.op) {
+      case 'create':
+        await s.createFile(op.path, op.data);
+        return {};
+      case 'write':
+        await s.writeFile(op.path, op.data, op.pos);
+        return {};
+      case 'truncate':
+        await s.vfs.truncate(op.path, op.size);
+        return {};
+      case 'read':
+        return { data: await s.readFile(op.path) };
+      case 'rename':
+        await s.vfs.rename(op.from, op.to);
+        return {};
+      case 'unlink':
+        await s.vfs.unlink(op.path);
+        return {};
+      case 'mkdir':
+        await s.vfs.mkdir(op.path, 0o755);
+        return {};
+      case 'rmdir':
+        await s.vfs.rmdir(op.path);
+        return {};
+      case 'hsm': {
+        const inode = s.meta.resolve(op.path);
+        if (!inode) throw new FsError('ENOENT', op.path);
+        await s.coordinator.request(op.kind, inode.ino).done;
+        return {};
+      }
+      case 'remotePut':
+        s.store.putDirect(op.name, op.data);
+        return {};
+      case 'remoteDelete':
+        s.store.deleteDirect(op.name);
+        return {};
+      case 'flaky':
+        flaky.armed = true;
+        return {};
+      case 'hold':
+      case 'unhold': {
+        const fh = flaky.fh;
+        flaky.fh = undefined;
+        if (fh !== undefined) await s.vfs.release(fh);
+        if (op.op === 'hold') flaky.fh = await s.vfs.open(op.path, O_RDWR);
+        return {};
+      }
+    }
+  } catch (err) {
+    if (err instanceof FsError) return { error: err.code };
+    return { error: `non-FsError ${err instanceof Error ? err.stack : String(err)}` };
+  }
+}
+
+function fail(msg: string): never {
+  throw new Mismatch(msg);
+}
+
+const utf8Order = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+
+async function compare(s: TestStack, m: Model): Promise<void> {
+  const walk = async (dir: MDir, dirIno: number, path: string): Promise<void> => {
+    const real = await s.vfs.readdir(path || '/');
+    const want = [...dir.children.keys()].sort(utf8Order);
+    if (JSON.stringify(real.names) !== JSON.stringify(want)) fail(`readdir ${path || '/'}: ${JSON.stringify(real.names)}, model ${JSON.stringify(want)}`);
+    for (const [name, node] of dir.children) {
+      const p = `${path}/${name}`;
+      const inode = s.meta.lookup(dirIno, name)!;
+      if (inode.kind !== node.kind) fail(`${p}: a ${inode.kind}, model a ${node.kind}`);
+      if (node.kind === 'dir') {
+        await walk(node, inode.ino, p);
+        continue;
+      }
+      if (inode.ino !== node.ino) fail(`${p}: inode ${inode.ino}, model ${node.ino}`);
+      const st = await s.vfs.getattr(p);
+      if (st.size !== node.content.length) fail(`${p}: size ${st.size}, model ${node.content.length}`);
+      if (inode.hsmFlags & RELEASED && !(node.flags & RELEASED)) {
+        // Evicted: only a clean archived file nobody holds open, and only under a cache size limit.
+        if (!m.evicts || !(node.flags & ARCHIVED) || node.flags & DIRTY || m.held === node) {
+          fail(`${p}: released behind the model's back (model flags 0x${node.flags.toString(16)}${m.held === node ? ', held open' : ''})`);
+        }
+        node.flags |= RELEASED;
+        outcomes.set('evicted', (outcomes.get('evicted') ?? 0) + 1);
+      }
+      if (inode.hsmFlags !== node.flags) fail(`${p}: flags 0x${inode.hsmFlags.toString(16)}, model 0x${node.flags.toString(16)}`);
+      if (!(inode.hsmFlags & RELEASED)) {
+        const data = await s.readFile(p);
+        if (!data.equals(node.content)) fail(`${p}: content ${JSON.stringify(data.toString())}, model ${JSON.stringify(node.content.toString())}`);
+      } else if (node.blobName === null || inode.blobName !== node.blobName) {
+        fail(`${p}: released with blob ${inode.blobName}, model ${node.blobName}`);
+      } else {
+        // A released file's data lives in its blob: unless another client replaced that blob, it is ours.
+        const blob = m.remote.get(node.blobName);
+        if (blob?.token === node.token && !blob.data.equals(node.content)) fail(`${p}: released, but its blob does not hold its data`);
+      }
+    }
+  };
+  await walk(m.root, ROOT_INO, '');
+
+  // HSM invariants on every inode; no inode leaked.
+  const inos: number[] = [];
+  const all = (ino: number) => {
+    for (const e of s.meta.readdir(ino)) {
+      inos.push(e.inode.ino);
+      const broken = checkInvariants(e.inode.hsmFlags);
+      if (broken) fail(`${s.meta.pathOf(e.inode.ino)}: flags 0x${e.inode.hsmFlags.toString(16)}: ${broken}`);
+      if (e.inode.kind === 'dir') all(e.inode.ino);
+    }
+  };
+  all(ROOT_INO);
+  if (s.meta.countInodes() !== m.count() + 1) fail(`${s.meta.countInodes()} inodes, model ${m.count() + 1}`);
+
+  // The container: every blob, byte for byte.
+  const names = s.store.names();
+  const want = [...m.remote.keys()].sort(utf8Order);
+  if (JSON.stringify(names) !== JSON.stringify(want)) fail(`blobs ${JSON.stringify(names)}, model ${JSON.stringify(want)}`);
+  for (const n of names) {
+    const data = s.store.getData(n)!;
+    if (!data.equals(m.remote.get(n)!.data)) fail(`blob ${n}: ${JSON.stringify(data.toString())}, model ${JSON.stringify(m.remote.get(n)!.data.toString())}`);
+  }
+
+  // Cache files belong to live files, at their current generation.
+  const dataDir = join(s.dir, 'data');
+  for (const shard of readdirSync(dataDir)) {
+    for (const f of readdirSync(join(dataDir, shard))) {
+      const [ino, gen] = f.split('.').map(Number) as [number, number];
+      const inode = s.meta.get(ino);
+      if (!inode || inode.kind !== 'file' || inode.generation !== gen) {
+        fail(`stale cache file ${shard}/${f} (inode ${inode ? `generation ${inode.generation}` : 'gone'})`);
+      }
+    }
+  }
+}
+
+// ---- generating ops ------------------------------------------------------------------------------------------
+
+function randomDirPath(r: Rng, m: Model): string {
+  const dirs = m.dirs();
+  if (dirs.length > 0 && r.chance(0.7)) return r.pick(dirs);
+  const depth = r.int(3);
+  let p = '';
+  for (let i = 0; i < depth; i++) p += '/' + r.pick(DIR_NAMES);
+  return p;
+}
+
+function randomFilePath(r: Rng, m: Model): string {
+  const files = m.files();
+  if (files.length > 0 && r.chance(0.75)) return r.pick(files).path;
+  return `${randomDirPath(r, m)}/${r.pick(FILE_NAMES)}`;
+}
+
+function genOp(r: Rng, m: Model): Op {
+  const w = r.int(100);
+  const data = () => r.bytes(r.int(3) === 0 ? r.int(4) : 1 + r.int(200));
+  if (w < 12) return { op: 'create', path: `${randomDirPath(r, m)}/${r.pick(FILE_NAMES)}`, data: data() };
+  if (w < 24) {
+    const path = randomFilePath(r, m);
+    const size = (m.resolve(path) as MFile | undefined)?.content?.length ?? 0;
+    return { op: 'write', path, pos: r.int(size + 20), data: r.bytes(1 + r.int(60)) };
+  }
+  if (w < 30) {
+    const path = randomFilePath(r, m);
+    const size = (m.resolve(path) as MFile | undefined)?.content?.length ?? 0;
+    return { op: 'truncate', path, size: r.chance(0.3) ? 0 : r.int(size + 30) };
+  }
+  if (w < 39) return { op: 'read', path: r.chance(0.95) ? randomFilePath(r, m) : randomDirPath(r, m) || '/d0' };
+  if (w < 47) {
+    if (r.chance(0.7)) return { op: 'rename', from: randomFilePath(r, m), to: `${randomDirPath(r, m)}/${r.pick(FILE_NAMES)}` };
+    return { op: 'rename', from: randomDirPath(r, m) || '/d0', to: `${randomDirPath(r, m)}/${r.pick(DIR_NAMES)}` };
+  }
+  if (w < 52) return { op: 'unlink', path: r.chance(0.9) ? randomFilePath(r, m) : randomDirPath(r, m) || '/d1' };
+  if (w < 57) return { op: 'mkdir', path: `${randomDirPath(r, m)}/${r.pick(DIR_NAMES)}` };
+  if (w < 61) return { op: 'rmdir', path: r.chance(0.9) ? randomDirPath(r, m) || '/d0' : randomFilePath(r, m) };
+  if (w < 72) return { op: 'hsm', kind: 'ARCHIVE', path: randomFilePath(r, m) };
+  if (w < 81) return { op: 'hsm', kind: 'RELEASE', path: randomFilePath(r, m) };
+  if (w < 85) return { op: 'hsm', kind: 'RESTORE', path: randomFilePath(r, m) };
+  if (w < 88) return { op: 'hsm', kind: 'REMOVE', path: randomFilePath(r, m) };
+  if (w < 94) return { op: 'remotePut', name: randomFilePath(r, m).slice(1), data: data() };
+  if (w < 96 && m.remote.size > 0) return { op: 'remoteDelete', name: r.pick([...m.remote.keys()]) };
+  if (w < 98) return r.chance(0.6) ? { op: 'hold', path: randomFilePath(r, m) } : { op: 'unhold' };
+  return { op: 'flaky' };
+}
+
+function describe(op: Op): string {
+  const { op: name, ...rest } = op;
+  const args = Object.entries(rest).map(([k, v]) => `${k}=${Buffer.isBuffer(v) ? `<${v.length} bytes>` : JSON.stringify(v)}`);
+  return `${name} ${args.join(' ')}`;
+}
+
+// ---- one sequence --------------------------------------------------------------------------------------------
+
+async function runSequence(seed: number, length: number): Promise<void> {
+  const r = new Rng(seed);
+  const m = new Model();
+  // Seed blobs: a few files (some under directories with stubs, some under implicit ones).
+  const blobs: Record<string, Buffer | { metadata: Record<string, string> }> = {};
+  for (let i = r.int(5); i > 0; i--) blobs[randomFilePath(r, m).slice(1)] = r.bytes(r.int(150));
+  for (const d of DIR_NAMES) if (r.chance(0.3)) blobs[d] = { metadata: { hdi_isfolder: 'true' } };
+  // Half the sequences run with a cache limit of one small file: eviction releases files behind the ops.
+  m.evicts = r.chance(0.5);
+  const s = await makeStack({
+    blobs,
+    hydrator: { chunkSize: 64, firstChunkSize: 16, syncPieces: false },
+    cacheSizeLimit: m.evicts ? 4096 : 0,
+  });
+  const flaky: { armed: boolean; fh?: number } = { armed: false };
+  s.store.beforeOp = (op) => {
+    if (op === 'read' && flaky.armed) {
+      flaky.armed = false;
+      throw new BlobError('Transient', 'injected: the service is flaky');
+    }
+  };
+  const log: string[] = [];
+  try {
+    // The model of the import: every blob seen, files released, stubs recorded on their directories.
+    for (const name of s.store.names()) {
+      const seed = blobs[name]!;
+      const token = m.nextToken();
+      m.remote.set(name, { data: Buffer.isBuffer(seed) ? seed : Buffer.alloc(0), token, stamp: null });
+      const comps = name.split('/');
+      let dir = m.root;
+      for (const c of comps.slice(0, -1)) {
+        let next = dir.children.get(c) as MDir | undefined;
+        if (!next) dir.children.set(c, (next = { kind: 'dir', children: new Map(), stub: null }));
+        dir = next;
+      }
+      const last = comps.at(-1)!;
+      if (Buffer.isBuffer(seed)) {
+        m.seen.set(name, token);
+        dir.children.set(last, { kind: 'file', ino: s.inode('/' + name).ino, content: seed, flags: RELEASED | EXISTS | ARCHIVED, blobName: name, token });
+      } else {
+        const existing = dir.children.get(last) as MDir | undefined;
+        if (existing) existing.stub = name;
+        else dir.children.set(last, { kind: 'dir', children: new Map(), stub: name });
+      }
+    }
+    await compare(s, m);
+    for (let i = 0; i < length; i++) {
+      const op = genOp(r, m);
+      log.push(describe(op));
+      const expected = m.apply(op, (ino) => s.meta.get(ino)?.dataVersion ?? 0);
+      const got = await runOp(s, op, flaky);
+      await s.settle();
+      const key = `${op.op === 'hsm' ? op.kind : op.op} ${expected ?? 'ok'}`;
+      outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+      if (got.error !== expected) fail(`op ${i} (${describe(op)}): ${got.error ?? 'success'}, model ${expected ?? 'success'}`);
+      if (op.op === 'create' && !expected) (m.resolve(op.path) as MFile).ino = s.inode(op.path).ino;
+      if (op.op === 'read' && !expected && !got.data!.equals((m.resolve(op.path) as MFile).content)) fail(`op ${i}: read returned other data`);
+      if (flaky.armed !== m.flaky) fail(`op ${i} (${describe(op)}): the flaky fault is ${flaky.armed ? 'still armed' : 'consumed'}, model ${m.flaky ? 'armed' : 'consumed'}`);
+      await compare(s, m);
+    }
+  } catch (err) {
+    if (err instanceof Mismatch) {
+      err.message = `${err.message}\n  blobs seeded: ${Object.keys(blobs).join(', ') || '(none)'}\n  ops:\n    ${log.join('\n    ')}`;
+    }
+    throw err;
+  } finally {
+    s.store.beforeOp = undefined;
+    await s.cleanup();
+  }
+}
+
+// ---- the test ------------------------------------------------------------------------------------------------
+
+const fixedSeed = process.env.MODEL_SEED ? Number(process.env.MODEL_SEED) : undefined;
+const sequences = fixedSeed !== undefined ? 1 : Number(process.env.MODEL_SEQUENCES ?? 200);
+const baseSeed = fixedSeed ?? (Date.now() % 1_000_000_007);
+const LENGTH = 40;
+
+t.test(`random op sequences match the model (${sequences} × ${LENGTH} ops, base seed ${baseSeed})`, async (t) => {
+  let failures = 0;
+  for (let i = 0; i < sequences && failures < 3; i++) {
+    const seed = baseSeed + i;
+    try {
+      await runSequence(seed, LENGTH);
+    } catch (err) {
+      failures++;
+      const message = err instanceof Error ? (err instanceof Mismatch ? err.message : err.stack ?? err.message) : String(err);
+      const [first, ...details] = message.split('\n');
+      t.fail(`seed ${seed}: ${first} (rerun: MODEL_SEED=${seed} npx tap test/model.test.ts)`);
+      t.comment(details.join('\n'));
+    }
+  }
+  if (failures === 0) t.pass(`${sequences} sequences matched`);
+  t.comment(`outcomes: ${[...outcomes].sort().map(([k, n]) => `${k}: ${n}`).join(', ')}`);
+});
