@@ -395,6 +395,7 @@ t.test('remove deletes the blob and clears the HSM state, keeping the policy fla
   const f = s.inode('/top.txt');
   t.equal(f.hsmFlags, NORELEASE, 'flags 0 but never_release kept');
   t.equal(f.etag, null);
+  t.equal(f.blobName, null, 'no blob any more');
   t.equal(f.archivedVersion, 0);
   t.equal((await s.readFile('/top.txt')).toString(), 'hello world', 'local data kept');
 
@@ -413,6 +414,24 @@ t.test('remove deletes the blob and clears the HSM state, keeping the policy fla
   s.store.deleteDirect('dir/a.txt');
   await req(s, 'REMOVE', '/dir/a.txt');
   t.equal(s.inode('/dir/a.txt').hsmFlags, 0);
+  checkAll(t, s);
+});
+
+t.test('a removed file exported again to its old name over another file\'s blob takes the name over', async (t) => {
+  const s = await stack(t);
+  await s.readFile('/top.txt');
+  await s.settle();
+  await req(s, 'REMOVE', '/top.txt');
+  await s.vfs.rename('/top.txt', '/moved');
+  await s.createFile('/top.txt', 'other file');
+  await req(s, 'ARCHIVE', '/top.txt');
+  await s.vfs.rename('/top.txt', '/other');
+  await s.vfs.rename('/moved', '/top.txt');
+  await s.writeFile('/top.txt', 'H');
+  await req(s, 'ARCHIVE', '/top.txt');
+  t.equal(s.store.getData('top.txt')!.toString(), 'Hello world', 'no false conflict: the blob is ours to replace');
+  t.equal(s.inode('/top.txt').hsmFlags, RESTORED);
+  t.equal(s.inode('/other').hsmFlags, MODIFIED, 'the file that owned the name must be archived again');
   checkAll(t, s);
 });
 

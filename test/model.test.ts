@@ -337,6 +337,7 @@ class Model {
           this.remote.delete(f.blobName);
           this.seen.delete(f.blobName);
         }
+        f.blobName = null;
         f.token = null;
         f.flags &= ~(EXISTS | ARCHIVED | LOST | DIRTY);
         return undefined;

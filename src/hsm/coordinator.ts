@@ -369,7 +369,14 @@ export class Coordinator {
       this.o.meta.setBlobEtag(inode.blobName, null);
     }
     // The current flags: hsm_set may have changed the policy flags (kept by a remove) while the delete ran.
-    this.o.meta.update(inode.ino, { hsmFlags: flags.onRemoveSucceeded(this.get(inode.ino).hsmFlags), etag: null, archivedVersion: 0 });
+    // The blob name goes too: a stale one would make a later export of this file to that name expect no blob
+    // (If-None-Match), a false conflict once another file has been archived there.
+    this.o.meta.update(inode.ino, {
+      hsmFlags: flags.onRemoveSucceeded(this.get(inode.ino).hsmFlags),
+      blobName: null,
+      etag: null,
+      archivedVersion: 0,
+    });
     this.o.changelog.hsm('REMOVE', inode.ino, 0, false);
   }
 
