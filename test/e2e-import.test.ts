@@ -96,26 +96,31 @@ t.test('changes behind the mount: Skip leaves local paths, OverwriteIfDirty appl
 });
 
 t.test('a slow import shows IMPORT_InProgress in the root, refuses a second job, and removes it on success', async (t) => {
-  const many = Array.from({ length: 150 }, (_, i) => ({ name: `bulk/f${String(i).padStart(3, '0')}`, data: `${i}` }));
-  await seed(m.store, many);
+  const many = Array.from({ length: 400 }, (_, i) => ({ name: `bulk/f${String(i).padStart(3, '0')}`, data: `${i}` }));
+  for (let i = 0; i < many.length; i += 25) await Promise.all(many.slice(i, i + 25).map((b) => seed(m.store, [b])));
   const started = await m.cli(['import', m.mountpoint, '--no-wait', '--page-size', '1', '--json']);
   t.equal(started.code, 0, started.stderr);
   const job = JSON.parse(started.stdout) as ImportJobSummary;
   t.equal(job.state, 'InProgress');
 
-  let marker: string | undefined;
-  for (let i = 0; i < 200 && !marker; i++) {
-    marker = (await readdir(m.mountpoint)).find((n) => n.startsWith('IMPORT_'));
-    if (!marker) await new Promise((r) => setTimeout(r, 10));
-  }
-  t.match(marker, /^IMPORT_InProgress\.\d{8}T\d{6}Z$/, 'the marker is in the root while the import runs');
-  const st = await m.sh(`stat -c '%s %A' "$MNT/${marker}"`);
-  t.equal(st.stdout.trim(), '0 -r--r--r--');
-
-  const second = await m.cli(['import', m.mountpoint]);
+  const pollMarker = async () => {
+    for (let i = 0; i < 300; i++) {
+      const found = (await readdir(m.mountpoint)).find((n) => n.startsWith('IMPORT_'));
+      if (found) return { found, stat: (await m.sh(`stat -c '%s %A' "$MNT/${found}"`)).stdout.trim() };
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return undefined;
+  };
+  // All at once while the walk (one listing request per blob) runs.
+  const [marker, second, exp] = await Promise.all([
+    pollMarker(),
+    m.cli(['import', m.mountpoint]),
+    m.cli(['export', m.mountpoint]),
+  ]);
+  t.match(marker?.found, /^IMPORT_InProgress\.\d{8}T\d{6}Z$/, 'the marker is in the root while the import runs');
+  t.equal(marker?.stat, '0 -r--r--r--');
   t.equal(second.code, 1);
   t.match(second.stderr, new RegExp(`import job ${job.id} is running`));
-  const exp = await m.cli(['export', m.mountpoint]);
   t.match(exp.stderr, /import job .* is running/, 'an export is refused too');
 
   let last: JobSummary | undefined;
@@ -126,7 +131,8 @@ t.test('a slow import shows IMPORT_InProgress in the root, refuses a second job,
     await new Promise((r) => setTimeout(r, 100));
   }
   t.equal(last?.state, 'Succeeded');
-  t.equal((last as ImportJobSummary).stats.importedFiles, 150);
+  t.equal((last as ImportJobSummary).stats.importedFiles, 400);
+  t.comment(`400 blobs at one per listing page: ${Date.parse(last!.finishTime!) - Date.parse(last!.startTime)} ms`);
   t.notOk(readdirSync(m.mountpoint).some((n) => n.startsWith('IMPORT_')), 'the marker is gone after a success');
 });
 
