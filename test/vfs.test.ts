@@ -221,6 +221,47 @@ t.test('truncate to 0 after a failed restore leaves no cache data behind', async
   t.equal(s.cache.bytesUsed(), 0, 'and no longer counted');
 });
 
+t.test('a read racing a truncate to 0 of the released file it restores sees the truncated file', async (t) => {
+  const s = await stack(t);
+  const before = s.inode('/dir/file.bin');
+  let unblock!: () => void;
+  const blocked = new Promise<void>((r) => (unblock = r));
+  let reading!: () => void;
+  const reached = new Promise<void>((r) => (reading = r));
+  s.store.beforeOp = async (op) => {
+    if (op !== 'read') return;
+    reading();
+    await blocked;
+  };
+  const fh = await s.vfs.open('/dir/file.bin', O_RDONLY);
+  const read = s.vfs.read(fh, Buffer.alloc(4096), 4096, 0);
+  await reached;
+  await s.vfs.truncate('/dir/file.bin', 0);
+  unblock();
+  t.equal(await read, 0, 'the reader gets EOF, not EIO');
+  await s.vfs.release(fh);
+  await s.settle();
+  s.store.beforeOp = undefined;
+  const after = s.inode('/dir/file.bin');
+  t.equal(after.hsmFlags, MODIFIED);
+  t.equal(after.size, 0);
+  t.notOk(await s.cache.exists(before.ino, before.generation), 'the cancelled restore left no cache file behind');
+  t.ok(await s.cache.exists(after.ino, after.generation));
+  t.equal((await s.readFile('/dir/file.bin')).length, 0);
+});
+
+t.test('a truncate to 0 cancelling a restore before it created its cache file leaves none', async (t) => {
+  const s = await stack(t);
+  const before = s.inode('/dir/file.bin');
+  const fh = await s.vfs.open('/dir/file.bin', O_RDONLY);
+  const read = s.vfs.read(fh, Buffer.alloc(4096), 4096, 0);
+  await s.vfs.truncate('/dir/file.bin', 0);
+  t.equal(await read, 0);
+  await s.vfs.release(fh);
+  await s.settle();
+  t.notOk(await s.cache.exists(before.ino, before.generation), 'no cache file under the dropped generation');
+});
+
 t.test('truncate of a released file larger than the cache limit is not undone by eviction', async (t) => {
   const s = await stack(t, { cacheSizeLimit: 64 * KiB });
   await s.vfs.truncate('/dir/file.bin', 400 * KiB);

@@ -132,11 +132,16 @@ export class Coordinator {
 
   /** A released file truncated to zero needs no data: make it resident and empty without a download. */
   async discardReleased(inode: Inode): Promise<Inode> {
+    // The new generation's (empty) cache file exists before the record points to it, so a reader racing the
+    // truncate reads an empty file instead of failing on a missing one (its restore is cancelled below, and it
+    // retries once it sees the new generation).
+    await this.o.cache.truncate(inode.ino, inode.generation + 1, 0);
     this.o.hydrator.cancel(inode.ino);
     this.o.meta.clearRanges(inode.ino);
     const updated = this.o.meta.update(inode.ino, {
-      hsmFlags: flags.onRestoreSucceeded(inode.hsmFlags),
+      hsmFlags: flags.onRestoreSucceeded(this.get(inode.ino).hsmFlags),
       generation: inode.generation + 1,
+      size: 0,
     });
     // A partial restore may have left data under the old generation: it would stay until the next mount.
     await this.o.cache.drop(inode.ino, inode.generation);

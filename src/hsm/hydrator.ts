@@ -312,6 +312,8 @@ export class Hydrator {
           r.missingBytes = size;
         }
       }
+      // Cancelled meanwhile (a truncate to 0 dropped this generation): creating its cache file would leak it.
+      if (r.settled) return;
       await this.cache.truncate(ino, gen, size);
       if (r.settled) return;
       this.buildPieces(r);

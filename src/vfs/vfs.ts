@@ -232,12 +232,21 @@ export class Vfs {
     const h = this.handle(fh);
     if (h.ino >= VIRTUAL_INO) return 0;
     let inode = this.current(h.ino);
+    while (inode.hsmFlags & HsmFlag.RELEASED && position < inode.size) {
+      const restoring = inode;
+      try {
+        await this.coordinator.ensureReadable(restoring, position, Math.min(length, restoring.size - position));
+      } catch (err) {
+        // A truncate changed the file under the restore (a new generation): read what it holds now.
+        inode = this.current(h.ino);
+        if (inode.generation === restoring.generation) throw err;
+        continue;
+      }
+      inode = this.current(h.ino);
+      if (inode.generation === restoring.generation) break;
+    }
     if (position >= inode.size) return 0;
     const want = Math.min(length, inode.size - position);
-    if (inode.hsmFlags & HsmFlag.RELEASED) {
-      await this.coordinator.ensureReadable(inode, position, want);
-      inode = this.current(h.ino);
-    }
     const n = await this.cache.read(inode.ino, inode.generation, buf, want, position);
     this.io.readOps++;
     this.io.readBytes += n;
