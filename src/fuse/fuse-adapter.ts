@@ -23,16 +23,27 @@ export interface FuseHandle {
 }
 
 /**
- * Mount options. fuse-native has no option for big_writes, use_ino or negative_timeout and joins its options
- * unescaped, so they ride on the fsname (pinned by the WRITE-size test in test/e2e-write.test.ts).
+ * Mount options. fuse-native has no option for big_writes, use_ino or negative_timeout, drops a zero
+ * ac_attr_timeout, and joins its options unescaped, so those ride on the fsname (pinned by the WRITE-size test in
+ * test/e2e-write.test.ts). Page cache: `auto_cache` with `ac_attr_timeout=0` keeps a file's pages across opens
+ * while its mtime and size are unchanged, and drops them on the next open once an import or a write elsewhere
+ * changed them (`kernel_cache` would keep serving the old bytes).
  */
 export function fuseOptions(o: FuseMountOptions): Record<string, unknown> {
   const timeout = String(o.attrTimeoutSeconds ?? 60);
-  const injected = ['big_writes', 'use_ino', `negative_timeout=${timeout}`, 'max_read=131072', ...(o.readOnly ? ['ro'] : []), ...(o.extraOptions ?? [])];
+  const injected = [
+    'big_writes',
+    'use_ino',
+    `negative_timeout=${timeout}`,
+    'max_read=131072',
+    'ac_attr_timeout=0',
+    ...(o.readOnly ? ['ro'] : []),
+    ...(o.extraOptions ?? []),
+  ];
   return {
     fsname: ['blobhsm', ...injected].join(','),
     subtype: 'blobhsm',
-    kernelCache: true,
+    autoCache: true,
     attrTimeout: timeout,
     entryTimeout: timeout,
     defaultPermissions: true,
