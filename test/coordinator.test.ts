@@ -548,3 +548,43 @@ t.test('per-file serialisation and bounded parallelism of request()', async (t) 
   s.store.beforeOp = undefined;
   checkAll(t, s);
 });
+
+// ---- export bookkeeping of blob names --------------------------------------------------------------------------
+
+t.test('archive: crash, then more writes: our older upload is overwritten, not a conflict', async (t) => {
+  const s = await stack(t);
+  await s.writeFile('/top.txt', 'v2');
+  const before = s.inode('/top.txt');
+  await req(s, 'ARCHIVE', '/top.txt');
+  // The local commit was lost (a crash), then the file changed again: the stamp names an older data version.
+  s.meta.update(before.ino, { hsmFlags: before.hsmFlags, etag: before.etag, archivedVersion: before.archivedVersion });
+  await s.writeFile('/top.txt', 'v3');
+  await req(s, 'ARCHIVE', '/top.txt');
+  t.equal(s.inode('/top.txt').hsmFlags, RESTORED);
+  t.equal(s.store.getData('top.txt')!.toString(), 'v3llo world');
+  checkAll(t, s);
+});
+
+t.test('archive of a file unlinked while it uploads: the blob stays and a new file of that name uses If-Match', async (t) => {
+  const s = await stack(t);
+  const uploads = spyUploads(s);
+  await s.createFile('/gone', 'first');
+  const held = gate();
+  s.store.beforeOp = async (op, target) => {
+    if (op === 'commitBlockList' && target === 'gone') await held.wait();
+  };
+  const done = req(s, 'ARCHIVE', '/gone');
+  await held.reached;
+  await s.vfs.unlink('/gone');
+  held.open();
+  await done;
+  s.store.beforeOp = undefined;
+  const etag = (await s.store.head('gone')).etag;
+  t.equal(s.meta.blobEtag('gone'), etag, 'the uploaded etag is remembered by name');
+  await s.createFile('/gone', 'second');
+  await req(s, 'ARCHIVE', '/gone');
+  t.equal(uploads.at(-1)!.options.ifMatch, etag, 'If-Match, not If-None-Match');
+  t.equal(s.store.getData('gone')!.toString(), 'second');
+  t.equal(s.meta.blobEtag('gone'), undefined, 'owned by the new file now');
+  checkAll(t, s);
+});

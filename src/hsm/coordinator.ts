@@ -537,12 +537,11 @@ export class Coordinator {
   /** An archive that failed or met a conflict: the etags of names already uploaded are kept for the retry. */
   private recordFailure(ino: number, names: string[], etags: string[], err: unknown): void {
     const now = this.o.meta.get(ino);
-    if (!now) return;
     this.o.meta.transaction(() => {
       etags.forEach((etag, i) => etag && this.o.meta.setBlobEtag(names[i]!, etag));
-      this.o.meta.update(ino, { hsmFlags: flags.onArchiveFailed(now.hsmFlags) });
+      if (now) this.o.meta.update(ino, { hsmFlags: flags.onArchiveFailed(now.hsmFlags) });
     });
-    this.o.changelog.hsm('ARCHIVE', ino, errnoOf(err), true);
+    if (now) this.o.changelog.hsm('ARCHIVE', ino, errnoOf(err), true);
   }
 
   /**
@@ -551,7 +550,12 @@ export class Coordinator {
    * write was in flight when the copy started).
    */
   private commitArchived(ino: number, version: number, names: string[], etags: string[], primary: number, archiveId: number): void {
-    const now = this.get(ino);
+    const now = this.o.meta.get(ino);
+    if (!now) {
+      // Unlinked while it uploaded: its blobs stay, as after any unlink; remember their etags.
+      this.o.meta.transaction(() => names.forEach((name, i) => this.o.meta.setBlobEtag(name, etags[i]!)));
+      return;
+    }
     const unchanged = now.dataVersion === version;
     const hsmFlags = unchanged ? flags.onArchiveSucceeded(now.hsmFlags) : now.hsmFlags | HsmFlag.ARCHIVED | HsmFlag.EXISTS | HsmFlag.DIRTY;
     this.o.meta.transaction(() => {
