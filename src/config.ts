@@ -28,6 +28,8 @@ export interface MountConfig {
   /** Seconds for each blob service call before it counts as a timeout. */
   requestTimeoutSeconds: number;
   debug: boolean;
+  /** Auto-export (src/jobs/auto-export.ts): whether it starts enabled, and its settings (defaults when absent). */
+  autoExport?: { enabled: boolean; minAgeSeconds: number; intervalSeconds: number };
 }
 
 export function stateHome(e: NodeJS.ProcessEnv = process.env): string {

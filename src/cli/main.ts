@@ -8,6 +8,7 @@ import { runList } from './list-command.js';
 import { runChangelog, runChangelogClear, runChangelogRegister } from './changelog-command.js';
 import { runExport, runJobs } from './export-command.js';
 import { runImport } from './import-command.js';
+import { runAutoExport } from './auto-export-command.js';
 import { runLfs } from './hsm-command.js';
 import { callMount } from './daemon-call.js';
 import { EXIT_USAGE } from './exit-status.js';
@@ -84,6 +85,16 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     .option('--json', 'print the job summary as JSON')
     .description('import blobs added or changed in the container (an AMLFS import job)')
     .action(async (mnt: string, o) => void (status = await runImport(mnt, o, io)));
+  program
+    .command('auto-export')
+    .argument('<mountpoint>')
+    .option('--enable', 'start archiving new and modified files continuously')
+    .option('--disable', 'stop (archives in flight are cancelled; those files stay dirty)')
+    .option('--min-age <seconds>', 'export files whose content is unchanged for this long')
+    .option('--interval <seconds>', 'seconds between iterations')
+    .option('--json', 'print the metrics as JSON')
+    .description('show or change auto-export (metrics: totalFilesExported, totalMiBExported, iterationsCompleted, ...)')
+    .action(async (mnt: string, o) => void (status = await runAutoExport(mnt, o, io)));
   program
     .command('jobs')
     .argument('<action-or-mountpoint>', "a mountpoint, or 'cancel'")

@@ -17,6 +17,7 @@ import {
   type MountConfig,
 } from '../config.js';
 import { MountRegistry } from '../control/registry.js';
+import { AUTO_EXPORT_DEFAULTS, checkAutoExportConfig, parseSeconds } from '../jobs/auto-export.js';
 import type { CliIo } from './io.js';
 import { EXIT_FAILURE } from './io.js';
 
@@ -37,6 +38,9 @@ interface MountFlags {
   demo?: boolean;
   timeout?: string;
   debug?: boolean;
+  autoExport?: boolean;
+  autoExportMinAge?: string;
+  autoExportInterval?: string;
 }
 
 export function mountCommandSpec(): Command {
@@ -58,7 +62,10 @@ export function mountCommandSpec(): Command {
     .option('--emulator', 'serve the container from the embedded Azurite emulator')
     .option('--demo', 'with --emulator: seed a sample tree into an empty container')
     .addOption(new Option('--timeout <seconds>', 'per-request timeout to the blob service').default('30'))
-    .option('--debug', 'FUSE debug output');
+    .option('--debug', 'FUSE debug output')
+    .option('--auto-export', 'archive new and modified files continuously (see `blobhsm auto-export`)')
+    .option('--auto-export-min-age <seconds>', `auto-export files unchanged for this long (default ${AUTO_EXPORT_DEFAULTS.minAgeSeconds})`)
+    .option('--auto-export-interval <seconds>', `seconds between auto-export iterations (default ${AUTO_EXPORT_DEFAULTS.intervalSeconds})`);
 }
 
 /** Builds and validates the configuration; every problem is a UsageError saying what to do. */
@@ -83,6 +90,11 @@ export function buildMountConfig(mountpoint: string, flags: MountFlags, env: Nod
   }
   const timeout = Number(flags.timeout ?? 30);
   if (!(timeout > 0)) throw new UsageError(`invalid --timeout '${flags.timeout}': a positive number of seconds`);
+  const autoExport = checkAutoExportConfig(AUTO_EXPORT_DEFAULTS, {
+    enabled: Boolean(flags.autoExport),
+    ...(flags.autoExportMinAge !== undefined ? { minAgeSeconds: parseSeconds(flags.autoExportMinAge, '--auto-export-min-age') } : {}),
+    ...(flags.autoExportInterval !== undefined ? { intervalSeconds: parseSeconds(flags.autoExportInterval, '--auto-export-interval') } : {}),
+  });
   const cacheDir = resolve(
     flags.cacheDir ?? (flags.emulator ? join(cacheHome(env), `emulator-${container}-${normalisedId(prefix)}`) : defaultCacheDir({ ...storage, account: storage.account ?? env.AZURE_STORAGE_ACCOUNT }, prefix, env)),
   );
@@ -97,6 +109,7 @@ export function buildMountConfig(mountpoint: string, flags: MountFlags, env: Nod
     ...(flags.emulator ? { emulator: { dataDir: join(dataHome(env), 'emulator'), demo: Boolean(flags.demo) } } : {}),
     requestTimeoutSeconds: timeout,
     debug: Boolean(flags.debug),
+    autoExport,
   };
 }
 

@@ -204,5 +204,13 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
     jobs: async () => p.jobs.list(),
 
     jobs_cancel: async () => p.jobs.cancelRunning(),
+
+    /** Auto-export: its metrics, after applying the changes given (enable, minAgeSeconds, intervalSeconds). */
+    auto_export: async (params) =>
+      p.autoExport.configure({
+        ...(params.enable === undefined ? {} : { enabled: params.enable as boolean }),
+        ...(params.minAgeSeconds === undefined ? {} : { minAgeSeconds: params.minAgeSeconds as number }),
+        ...(params.intervalSeconds === undefined ? {} : { intervalSeconds: params.intervalSeconds as number }),
+      }),
   };
 }

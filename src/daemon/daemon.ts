@@ -24,6 +24,7 @@ import { controlMethods } from './control-methods.js';
 import { buildStack } from './build-stack.js';
 import { tuneReadAhead, isMounted } from './mount-checks.js';
 import { JobRunner } from '../jobs/job-runner.js';
+import { AutoExporter } from '../jobs/auto-export.js';
 
 export interface DaemonHandle {
   /** Unmounts and stops everything; safe to call twice. */
@@ -41,6 +42,7 @@ export interface DaemonParts {
   changelog: Changelog;
   vfs: Vfs;
   jobs: JobRunner;
+  autoExport: AutoExporter;
   log: (line: string) => void;
   requestStop: () => void;
 }
@@ -208,6 +210,15 @@ async function startParts(
   });
   vfs.setRootMarkers(() => jobs.markers());
   cleanups.push(() => jobs.cancelAll());
+  const autoExport = new AutoExporter({
+    meta,
+    coordinator,
+    hasWriter: (ino) => vfs.hasWriter(ino),
+    jobs,
+    log,
+    ...(config.autoExport ? { config: config.autoExport } : {}),
+  });
+  cleanups.push(() => autoExport.close());
 
   const fuse: FuseHandle = await mountFuse(config.mountpoint, vfs, {
     readOnly: config.readOnly,
@@ -220,7 +231,7 @@ async function startParts(
 
   const registry = new MountRegistry(stateHome());
   const socket = registry.socketPathFor(config.mountpoint);
-  const parts: DaemonParts = { config, store, meta, cache, coordinator, changelog, vfs, jobs, log, requestStop: () => stopRequested() };
+  const parts: DaemonParts = { config, store, meta, cache, coordinator, changelog, vfs, jobs, autoExport, log, requestStop: () => stopRequested() };
   const control = new ControlServer(controlMethods(parts));
   await control.listen(socket);
   cleanups.push(() => control.close());
