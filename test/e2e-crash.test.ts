@@ -107,6 +107,8 @@ t.test('a write landing while export uploads the file leaves it dirty', async (t
   const a = await m.sh('echo tail >> "$MNT/w.bin"');
   t.equal(a.code, 0, a.stderr);
   const written = Date.now();
+  const action = await m.cli(['hsm_action', join(m.mountpoint, 'w.bin')]);
+  t.match(action.stdout, /w\.bin: ARCHIVE running \(\d+ bytes moved\)/, 'hsm_action shows the export of the file');
   const job = await waitJobDone(m);
   t.equal(job.state, 'Succeeded', 'the upload itself committed');
   t.ok(Date.parse(job.finishTime!) > written, 'the write landed while the export job was still running');

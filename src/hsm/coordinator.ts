@@ -418,6 +418,10 @@ export class Coordinator {
     if (signal?.aborted) onAbort();
     signal?.addEventListener('abort', onAbort, { once: true });
     this.aborts.set(inode.ino, abort);
+    // An archive not run through request() (an export job) shows in hsm_action too, and hsm_cancel aborts it.
+    const own = state ? undefined : { kind: 'ARCHIVE' as const, status: 'running' as const, bytesMoved: 0, startedMs: Date.now() };
+    if (own && !this.actions.has(inode.ino)) this.actions.set(inode.ino, own);
+    state ??= own;
     const outcome: ArchiveOutcome = { ino: inode.ino, path: paths[primary]!, blobName: names[primary]!, bytes: 0, conflict: false };
     const etags: string[] = [];
     try {
@@ -454,6 +458,7 @@ export class Coordinator {
     } finally {
       signal?.removeEventListener('abort', onAbort);
       this.aborts.delete(inode.ino);
+      if (own && this.actions.get(inode.ino) === own) this.actions.delete(inode.ino);
     }
     this.recordFailure(inode.ino, names, etags, new FsError('EBUSY', 'conflict'));
     return outcome;
