@@ -171,7 +171,8 @@ t.test('disable and close stop it; an upload in flight is cancelled and the file
   await ae.close();
   t.ok(Date.now() - start < 2000, 'close is prompt');
   t.match(ae.metrics(), { enabled: false, state: 'Disabled' });
-  t.ok(flags(s, '/slow.txt') & HsmFlag.DIRTY, 'the file stays dirty');
+  t.notOk(flags(s, '/slow.txt') & HsmFlag.ARCHIVED, `the file is not archived (flags ${flags(s, '/slow.txt')})`);
+  t.ok(s.meta.exportCandidates().some((i) => i.ino === ino), 'and still to be exported');
   t.equal(s.coordinator.action(ino), undefined, 'no action left');
   t.equal(ae.metrics().totalFailures, 0, 'a cancel is no failure');
 });
