@@ -1,6 +1,7 @@
 // Startup reconciliation of the metadata store with the cache directory: a resident file whose data is missing
 // becomes RELEASED if it was clean and archived, LOST (loudly) otherwise; a file written before a crash gets the
-// size of its cache file; cache files no inode owns are deleted.
+// size of its cache file; an empty file whose cache file was never created (a crash inside create) gets one;
+// cache files no inode owns are deleted.
 import type { CacheFile, DataCache } from '../cache/data-cache.js';
 import { HsmFlag } from '../hsm/flags.js';
 import type { MetaStore } from '../namespace/types.js';
@@ -9,6 +10,7 @@ export async function reconcileCache(meta: MetaStore, cache: DataCache, files: C
   const report: string[] = [];
   const byIno = new Map(files.map((f) => [f.ino, f] as const));
   const resident = meta.filesWithFlags(HsmFlag.RELEASED, 0);
+  const empty: Array<{ ino: number; generation: number }> = [];
   meta.transaction(() => {
     for (const inode of resident) {
       const file = byIno.get(inode.ino);
@@ -20,7 +22,10 @@ export async function reconcileCache(meta: MetaStore, cache: DataCache, files: C
         }
         continue;
       }
-      if (inode.size === 0) continue;
+      if (inode.size === 0) {
+        empty.push(inode);
+        continue;
+      }
       const clean = (inode.hsmFlags & HsmFlag.ARCHIVED) !== 0 && (inode.hsmFlags & HsmFlag.DIRTY) === 0;
       const path = meta.pathOf(inode.ino) ?? `inode ${inode.ino}`;
       if (clean) {
@@ -34,6 +39,7 @@ export async function reconcileCache(meta: MetaStore, cache: DataCache, files: C
       }
     }
   });
+  for (const { ino, generation } of empty) await cache.truncate(ino, generation, 0);
   for (const f of files) {
     const inode = meta.get(f.ino);
     if (!inode || inode.generation !== f.generation || inode.kind !== 'file') await cache.drop(f.ino, f.generation);
