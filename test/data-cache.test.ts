@@ -232,3 +232,15 @@ t.test('ENOSPC creating a cache file', async (t) => {
   const cache = new DataCache({ dir: t.testdir(), fs: wrapped });
   await t.rejects(cache.truncate(1, 1, 0), { name: 'FsError', code: 'ENOSPC', message: /--cache-size/ });
 });
+
+t.test('a drop racing the open of a lease never hands out a closed descriptor', async (t) => {
+  const cache = new DataCache({ dir: t.testdir() });
+  t.teardown(() => cache.close());
+  await cache.write(5, 1, Buffer.from('hello'), 5, 0, { create: true });
+  cache.close(); // the next read opens the file again
+  const read = cache.read(5, 1, Buffer.alloc(5), 5, 0);
+  const drop = cache.drop(5, 1);
+  // Before the fix the read leased the descriptor the drop had just closed: EBADF (or another file's data).
+  await t.rejects(read, { name: 'FsError', code: 'EIO', message: /missing/ });
+  await drop;
+});

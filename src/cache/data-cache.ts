@@ -202,7 +202,10 @@ export class DataCache {
 
   /** A leased descriptor: not closed (even if evicted or dropped) until release(). */
   async acquire(ino: number, gen: number, options: FdOptions = {}): Promise<FdLease> {
-    const entry = await this.entry(ino, gen, options.create ?? false);
+    let entry = await this.entry(ino, gen, options.create ?? false);
+    // A drop (or an LRU eviction) between the open and this continuation closed it (no lease held it yet): its
+    // number may already belong to another file. Open again (a dropped file is then missing: EIO).
+    while (entry.closed) entry = await this.entry(ino, gen, options.create ?? false);
     entry.refs++;
     let released = false;
     return {
