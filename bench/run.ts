@@ -10,7 +10,7 @@ import { parseArgs, MiB } from './profile.js';
 import { cleanupAll, installSignalHandlers, mounts, breakMount, onCleanup } from './cleanup.js';
 import { canDropCaches, dropCaches, setStuckHandler } from './proc.js';
 import { seed } from './seed.js';
-import { measureSdk, type SdkRefs } from './sdk-refs.js';
+import { measureSdk, measureSdkDrift, type SdkDrift, type SdkRefs } from './sdk-refs.js';
 import { measureDisk } from './disk-refs.js';
 import { measureNullFs } from './null-refs.js';
 import { runRclone, type RcloneOutcome } from './rclone.js';
@@ -52,6 +52,9 @@ async function main(): Promise<number> {
 
   log(`profile ${p.name}: ${p.namespaceBlobs} blobs, ${p.smallFiles} small files, large file ${(p.largeBytes / MiB).toFixed(0)} MiB; work dir ${baseDir}`);
   const loadBefore = loadavg();
+  let loadMax = loadBefore[0]!;
+  const loadTimer = setInterval(() => (loadMax = Math.max(loadMax, loadavg()[0]!)), 5000);
+  loadTimer.unref();
   const emu = await startEmulator({ dataDir: join(baseDir, 'azurite'), inMemory: true });
   onCleanup('Azurite', () => emu.stop(5000));
   log(`Azurite (in memory) on ${emu.blobEndpoint}, pid ${emu.pid}`);
@@ -91,6 +94,15 @@ async function main(): Promise<number> {
     log(`blobhsm workloads FAILED: ${describeError(err)}`);
   }
 
+  let drift: SdkDrift | undefined;
+  if (refs.sdk) drift = await ref('drift', () => measureSdkDrift(emu.connectionString, p, refs.sdk!));
+  clearInterval(loadTimer);
+  const driftLine = drift
+    ? `reference drift (start → end of run): SDK 4 KiB GET median ${drift.rangedGet4kMs.map((v) => v.toFixed(1)).join(' → ')} ms, ` +
+      `small GETs ${drift.smallGetPerSec.map((v) => v.toFixed(0)).join(' → ')}/s` +
+      (drift.maxChange > 0.25 ? ` — WARNING: the small-GET rate changed by ${(drift.maxChange * 100).toFixed(0)} % during the run (other load on the machine?); ratios against the references are unreliable` : '')
+    : 'reference drift: not measured';
+
   const rows = buildRows(p, refs, blobhsm, rclone);
   const rcloneNote = !rclone ? 'skipped (--no-rclone)' : rclone.available ? rclone.notes.join('; ') : `unavailable: ${rclone.reason}`;
   const durationS = (performance.now() - t0) / 1000;
@@ -98,14 +110,15 @@ async function main(): Promise<number> {
     `blobhsm bench, profile ${p.name}, ${started.toISOString()}, ${durationS.toFixed(0)} s; ` +
     `${cpus().length} CPUs, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, Node ${process.version}; ` +
     `large file ${(p.largeBytes / MiB).toFixed(0)} MiB; caches dropped: ${canDropCaches() ? 'yes' : 'NO'}; ` +
-    `load average ${loadBefore[0]!.toFixed(2)} before, ${loadavg()[0]!.toFixed(2)} after`;
+    `load average ${loadBefore[0]!.toFixed(2)} at start, ${loadMax.toFixed(2)} at most\n${driftLine}`;
   process.stdout.write(`\n${header}\n\n${table(rows, rcloneNote)}\n`);
   const out = args.out ?? defaultResultsPath(REPO, p.name, started);
   writeJson(out, {
     profile: p,
     startedAt: started.toISOString(),
     durationS,
-    machine: { cpus: cpus().length, memBytes: totalmem(), kernel: release(), node: process.version, loadBefore, loadAfter: loadavg() },
+    machine: { cpus: cpus().length, memBytes: totalmem(), kernel: release(), node: process.version, loadBefore, loadMax, loadAfter: loadavg() },
+    drift,
     cachesDropped: canDropCaches(),
     seed: { namespaceMs: seeded.namespaceMs, namespaceBlobs: seeded.namespaceBlobs, largeUploadMs: seeded.largeUploadMs },
     references: refs,

@@ -103,7 +103,7 @@ export async function measureSdk(cs: string, p: Profile, data: Buffer, log: (lin
   log(`  ${listed} blobs in ${listCalls} calls: ${listPerSec.toFixed(0)} blobs/s`);
 
   log(`SDK: small blob GETs at concurrency ${p.smallConcurrency}...`);
-  const count = Math.min(p.smallFiles, 1000);
+  const count = Math.min(p.smallFiles, p.name === 'full' ? 1000 : 400);
   const smallGets = async (concurrency: number) => {
     let best = 0;
     for (let r = 0; r < p.repeats; r++) {
@@ -144,5 +144,35 @@ export async function measureSdk(cs: string, p: Profile, data: Buffer, log: (lin
     rangedGet512kMs: r512.medianMs,
     rangedGet4kPerSec: r4.perSec,
     rangedGet64kPerSec: r64.perSec,
+  };
+}
+
+export interface SdkDrift {
+  rangedGet4kMs: [number, number];
+  smallGetPerSec: [number, number];
+  /** Relative change of the small-GET rate (a rate over 200 requests; the latency median is too jumpy), e.g. 0.3. */
+  maxChange: number;
+}
+
+/**
+ * Re-measures two cheap SDK references at the end of the run: when the machine's load changed during the run
+ * (other work on the two cores), the references taken at the start no longer describe the end, and the output
+ * says so.
+ */
+export async function measureSdkDrift(cs: string, p: Profile, start: SdkRefs): Promise<SdkDrift> {
+  const r4 = await rangedGets(cs, p.largeBytes, 4096, 40);
+  const ns = container(cs, CONTAINERS.namespace);
+  const count = 200;
+  const t0 = performance.now();
+  await pool(count, p.smallConcurrency, async (i) => {
+    const res = await ns.getBlobClient(`${BIG_DIR}/${fileName(p.namespaceBlobs - 1 - i)}`).download(0, undefined, { abortSignal: AbortSignal.timeout(30_000) });
+    await drain(res.readableStreamBody);
+  });
+  const small = (count / (performance.now() - t0)) * 1000;
+  const change = (a: number, b: number) => Math.abs(b - a) / Math.max(a, b);
+  return {
+    rangedGet4kMs: [start.rangedGet4kMs, r4.medianMs],
+    smallGetPerSec: [start.smallGetPerSec, small],
+    maxChange: change(start.smallGetPerSec, small),
   };
 }
