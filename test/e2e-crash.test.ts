@@ -6,7 +6,7 @@
 // hsm_release never drop dirty or never-archived data.
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
-import { open, readFile, stat, writeFile } from 'node:fs/promises';
+import { open, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { startAzurite } from './helpers/azurite.js';
@@ -52,7 +52,14 @@ t.test('kill -9 of the daemon after close loses no byte; the files stay dirty an
   // A writer that is still open when the daemon dies (written, not closed, not fsync'ed).
   const writer = spawn(
     'python3',
-    ['-c', 'import os,sys,time\nfd=os.open(sys.argv[1], os.O_WRONLY|os.O_APPEND)\nos.write(fd, b"unclosed\\n")\nprint("ok", flush=True)\ntime.sleep(120)', mnt('open.txt')],
+    [
+      '-c',
+      'import os,sys,time\nfd=os.open(sys.argv[1], os.O_WRONLY|os.O_APPEND)\nos.write(fd, b"unclosed\\n")\n' +
+        'h=os.open(sys.argv[2], os.O_CREAT|os.O_WRONLY)\nos.write(h, b"scratch")\nos.unlink(sys.argv[2])\n' +
+        'print("ok", flush=True)\ntime.sleep(120)',
+      mnt('open.txt'),
+      mnt('dir/scratch'),
+    ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   t.teardown(() => void writer.kill('SIGKILL'));
@@ -81,6 +88,7 @@ t.test('kill -9 of the daemon after close loses no byte; the files stay dirty an
   t.equal(await readFile(mnt('trunc.txt'), 'utf8'), '0123');
   t.equal(await readFile(mnt('open.txt'), 'utf8'), 'still open\nunclosed\n', 'bytes of a writer that never closed');
   t.equal((await stat(mnt('open.txt'))).size, 20);
+  t.same((await readdir(mnt('dir'))).sort(), ['hyd.bin', 'new.txt'], 'the .fuse_hidden file of an unlinked open file is gone');
 
   const e = await exportJson(m);
   t.equal(e.code, 0, JSON.stringify(e.job));

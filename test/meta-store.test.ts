@@ -313,6 +313,8 @@ t.test('pathsOf lists every hard link; blob etags of unowned names', async (t) =
   t.same(m.pathsOf(d.ino), ['/d']);
   t.same(m.pathsOf(ROOT_INO), ['/']);
   t.same(m.pathsOf(9999), []);
+  t.same(m.entriesStartingWith('a'), [{ parentIno: d.ino, name: 'a' }]);
+  t.same(m.entriesStartingWith('%'), [], 'no LIKE wildcards');
   t.equal(m.blobEtag('d/f'), undefined);
   m.setBlobEtag('d/f', '"1"');
   m.setBlobEtag('d/f', '"2"');

@@ -49,6 +49,9 @@ t.test('sizes, missing data, empty files and orphans', async (t) => {
   const empty = mk('empty', { size: 0 });
   const released = mk('released', { size: 10, hsmFlags: RELEASED | EXISTS | ARCHIVED });
   await cache.write(9999, 1, Buffer.from('orphan'), 6, 0, { create: true });
+  const hidden = mk('.fuse_hidden0000002a00000001', { size: 4, hsmFlags: EXISTS | ARCHIVED, blobName: 'was-here', etag: '"7"' });
+  await cache.write(hidden.ino, 1, Buffer.from('open'), 4, 0, { create: true });
+  mk('.fuse_hiddenish', { size: 0 });
 
   const report = await reconcileCache(meta, cache, await cache.scan());
   t.equal(meta.get(grown.ino)!.size, 24, 'the cache file is the truth for a size that outran the record');
@@ -60,6 +63,10 @@ t.test('sizes, missing data, empty files and orphans', async (t) => {
   t.ok(existsSync(cache.pathFor(empty.ino, 1)), 'an empty file gets its (empty) cache file back');
   t.equal(await cache.write(empty.ino, 1, Buffer.from('x'), 1, 0), 1, 'so it can be written');
   t.notOk(existsSync(cache.pathFor(9999, 1)), 'a cache file no inode owns is deleted');
+  t.equal(meta.lookup(ROOT_INO, '.fuse_hidden0000002a00000001'), undefined, 'a .fuse_hidden file is removed');
+  t.notOk(existsSync(cache.pathFor(hidden.ino, 1)), 'with its cache data');
+  t.equal(meta.blobEtag('was-here'), '"7"', 'its blob etag is remembered');
+  t.ok(meta.lookup(ROOT_INO, '.fuse_hiddenish'), 'other names are not');
   t.equal(report.filter((l) => l.startsWith('WARNING')).length, 2, report.join('\n'));
   t.match(report.join('\n'), /recovered size of inode \d+ \(\/grown\): 3 → 24/);
 });

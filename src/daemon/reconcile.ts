@@ -1,13 +1,21 @@
 // Startup reconciliation of the metadata store with the cache directory: a resident file whose data is missing
 // becomes RELEASED if it was clean and archived, LOST (loudly) otherwise; a file written before a crash gets the
 // size of its cache file; an empty file whose cache file was never created (a crash inside create) gets one;
-// cache files no inode owns are deleted.
+// libfuse's `.fuse_hidden*` stand-ins for files unlinked while open are removed (nothing has them open after a
+// restart); cache files no inode owns are deleted.
 import type { CacheFile, DataCache } from '../cache/data-cache.js';
 import { HsmFlag } from '../hsm/flags.js';
 import type { MetaStore } from '../namespace/types.js';
 
 export async function reconcileCache(meta: MetaStore, cache: DataCache, files: CacheFile[]): Promise<string[]> {
   const report: string[] = [];
+  for (const { parentIno, name } of meta.entriesStartingWith('.fuse_hidden')) {
+    if (!/^\.fuse_hidden[0-9a-f]+$/.test(name)) continue;
+    const left = meta.unlink(parentIno, name);
+    // Its blob stays, as after any unlink: remember the etag for a file created under that name later.
+    if (left.nlink === 0 && left.blobName && left.etag && meta.blobEtag(left.blobName) === undefined) meta.setBlobEtag(left.blobName, left.etag);
+    report.push(`removed ${meta.pathOf(parentIno) ?? `directory ${parentIno}`}/${name}: a file unlinked while still open before the restart`);
+  }
   const byIno = new Map(files.map((f) => [f.ino, f] as const));
   const resident = meta.filesWithFlags(HsmFlag.RELEASED, 0);
   const empty: Array<{ ino: number; generation: number }> = [];

@@ -210,6 +210,7 @@ export class SqliteMetaStore implements MetaStore {
       ),
       anyName: p('SELECT parent, name FROM dentries WHERE ino = ? LIMIT 1'),
       allNames: p('SELECT parent, name FROM dentries WHERE ino = ?'),
+      namesStartingWith: p('SELECT parent AS parentIno, name FROM dentries WHERE substr(name, 1, length(?)) = ?'),
       hasChildren: p('SELECT 1 FROM dentries WHERE parent = ? LIMIT 1').pluck(),
       insertInode: p(
         `INSERT INTO inodes (${cols.join(', ')}, nlink) VALUES (${cols.map(() => '?').join(', ')}, ?)`,
@@ -338,6 +339,10 @@ export class SqliteMetaStore implements MetaStore {
       if (dir !== undefined) paths.push(dir === '/' ? `/${name}` : `${dir}/${name}`);
     }
     return paths.sort();
+  }
+
+  entriesStartingWith(prefix: string): Array<{ parentIno: number; name: string }> {
+    return this.s.namesStartingWith.all(prefix, prefix) as Array<{ parentIno: number; name: string }>;
   }
 
   readdir(parentIno: number): DirEntry[] {

@@ -78,6 +78,8 @@ export interface MetaStore extends RangeStore {
   /** Every path of an inode (one per hard link), sorted; empty if it has no name. */
   pathsOf(ino: number): string[];
   readdir(parentIno: number): DirEntry[];
+  /** Every directory entry whose name starts with `prefix` (a full scan, for startup checks). */
+  entriesStartingWith(prefix: string): Array<{ parentIno: number; name: string }>;
   /** Creates an inode and its first name. Throws FsError EEXIST if the name exists. */
   create(parentIno: number, name: string, fields: NewInode): Inode;
   /** Adds a name for an existing inode (hard link). */
