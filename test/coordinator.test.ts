@@ -151,6 +151,22 @@ t.test('release: checks, RELEASED recorded, cache dropped, generation bumped', a
   checkAll(t, s);
 });
 
+t.test('a read racing the release of the file it reads restores it again instead of failing', async (t) => {
+  const s = await stack(t);
+  await s.readFile('/top.txt');
+  await s.settle();
+  const fh = await s.vfs.open('/top.txt', O_RDONLY);
+  s.cache.close(); // the read must open the cache file again: the release drops it meanwhile
+  const buf = Buffer.alloc(11);
+  const release = req(s, 'RELEASE', '/top.txt');
+  const read = s.vfs.read(fh, buf, 11, 0);
+  t.equal(await read, 11);
+  t.equal(buf.toString(), 'hello world');
+  await release;
+  await s.vfs.release(fh);
+  await s.settle();
+});
+
 // ---- archive -------------------------------------------------------------------------------------------------
 
 t.test('archive of a new file: If-None-Match, exact metadata, parent stubs', async (t) => {

@@ -526,7 +526,11 @@ async function compare(s: TestStack, m: Model): Promise<void> {
     if (!data.equals(m.remote.get(n)!.data)) fail(`blob ${n}: ${JSON.stringify(data.toString())}, model ${JSON.stringify(m.remote.get(n)!.data.toString())}`);
   }
 
-  // Cache files belong to live files, at their current generation.
+  checkCacheFiles(s);
+}
+
+/** Cache files belong to live files, at their current generation. */
+function checkCacheFiles(s: TestStack): void {
   const dataDir = join(s.dir, 'data');
   for (const shard of readdirSync(dataDir)) {
     for (const f of readdirSync(join(dataDir, shard))) {
@@ -667,6 +671,110 @@ async function runSequence(seed: number, length: number): Promise<void> {
   }
 }
 
+// ---- concurrent ops: no model, only what must hold whatever the interleaving --------------------------------
+
+/** The tree's shape (kinds, names, sizes) as a Model, to generate ops from. */
+function shape(s: TestStack): Model {
+  const m = new Model();
+  const walk = (ino: number, dir: MDir) => {
+    for (const e of s.meta.readdir(ino)) {
+      if (e.inode.kind === 'dir') {
+        const d: MDir = { kind: 'dir', children: new Map(), stub: null };
+        dir.children.set(e.name, d);
+        walk(e.inode.ino, d);
+      } else if (e.inode.kind === 'file') {
+        dir.children.set(e.name, { kind: 'file', ino: e.inode.ino, content: Buffer.alloc(e.inode.size), flags: e.inode.hsmFlags, blobName: null, token: null });
+      }
+    }
+  };
+  walk(ROOT_INO, m.root);
+  for (const n of s.store.names()) m.remote.set(n, { data: Buffer.alloc(0), token: 0, stamp: null });
+  return m;
+}
+
+/**
+ * What holds after any interleaving: the HSM invariants; resident files readable at their size; a clean archived
+ * file's blob (when nobody else replaced it) holds exactly its data; a released file's blob has its size; no inode
+ * leaked; cache files only of live generations.
+ */
+async function checkSafety(s: TestStack): Promise<void> {
+  let count = 0;
+  const walk = async (ino: number, path: string): Promise<void> => {
+    for (const e of s.meta.readdir(ino)) {
+      count++;
+      const p = `${path}/${e.name}`;
+      const i = e.inode;
+      const broken = checkInvariants(i.hsmFlags);
+      if (broken) fail(`${p}: flags 0x${i.hsmFlags.toString(16)}: ${broken}`);
+      if (i.kind === 'dir') await walk(i.ino, p);
+      if (i.kind !== 'file') continue;
+      const blob = i.blobName && i.etag ? await s.store.head(i.blobName).catch(() => undefined) : undefined;
+      const ours = blob !== undefined && blob.etag === i.etag;
+      if (i.hsmFlags & RELEASED) {
+        if (ours && blob.size !== i.size) fail(`${p}: released with size ${i.size}, its blob has ${blob.size} bytes`);
+        continue;
+      }
+      let data: Buffer;
+      try {
+        data = await s.readFile(p);
+      } catch (err) {
+        fail(`${p}: a resident file is unreadable: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      if (data.length !== i.size) fail(`${p}: ${data.length} bytes read, size ${i.size}`);
+      if (ours && i.hsmFlags & ARCHIVED && !(i.hsmFlags & DIRTY) && !s.store.getData(i.blobName!)!.equals(data)) {
+        fail(`${p}: clean (0x${i.hsmFlags.toString(16)}) but its blob ${i.blobName} holds other data: a change was lost from the archive`);
+      }
+    }
+  };
+  await walk(ROOT_INO, '');
+  if (s.meta.countInodes() !== count + 1) fail(`${s.meta.countInodes()} inodes, ${count + 1} reachable`);
+  checkCacheFiles(s);
+}
+
+async function runConcurrent(seed: number, batches: number): Promise<void> {
+  const r = new Rng(seed);
+  const blobs: Record<string, Buffer> = {};
+  for (let i = 1 + r.int(5); i > 0; i--) blobs[randomFilePath(r, new Model()).slice(1)] = r.bytes(r.int(300));
+  const s = await makeStack({ blobs, hydrator: { chunkSize: 64, firstChunkSize: 16, syncPieces: false }, cacheSizeLimit: r.chance(0.5) ? 4096 : 0 });
+  const flaky: { armed: boolean; fh?: number } = { armed: false };
+  s.store.beforeOp = (op) => {
+    if (op === 'read' && flaky.armed) {
+      flaky.armed = false;
+      throw new BlobError('Transient', 'injected: the service is flaky');
+    }
+  };
+  const log: string[] = [];
+  try {
+    for (let b = 0; b < batches; b++) {
+      const m = shape(s);
+      const ops: Op[] = [];
+      // Two to four ops at once, on the same few files so they meet: reads, HSM requests (the control socket and
+      // jobs run them beside the mount), the other client and the service, with at most one namespace or content
+      // change: the kernel serialises those on the inodes they touch (inode and directory locks), and an unlinked
+      // open file is only renamed (.fuse_hidden), so the filesystem never sees them race each other.
+      let changes = 0;
+      for (let k = 2 + r.int(3); k > 0; ) {
+        const op = genOp(r, m);
+        if (op.op === 'hold' || op.op === 'unhold') continue;
+        if (['create', 'write', 'truncate', 'rename', 'unlink', 'mkdir', 'rmdir'].includes(op.op) && changes++ > 0) continue;
+        ops.push(op);
+        k--;
+      }
+      log.push(ops.map(describe).join('  ||  '));
+      const results = await Promise.all(ops.map((op) => runOp(s, op, flaky)));
+      for (const [i, res] of results.entries()) if (res.error?.startsWith('non-FsError')) fail(`batch ${b}, ${describe(ops[i]!)}: ${res.error}`);
+      await s.settle();
+      await checkSafety(s);
+    }
+  } catch (err) {
+    if (err instanceof Mismatch) err.message = `${err.message}\n  blobs seeded: ${Object.keys(blobs).join(', ')}\n  batches:\n    ${log.join('\n    ')}`;
+    throw err;
+  } finally {
+    s.store.beforeOp = undefined;
+    await s.cleanup();
+  }
+}
+
 // ---- the test ------------------------------------------------------------------------------------------------
 
 const fixedSeed = process.env.MODEL_SEED ? Number(process.env.MODEL_SEED) : undefined;
@@ -690,4 +798,22 @@ t.test(`random op sequences match the model (${sequences} × ${LENGTH} ops, base
   }
   if (failures === 0) t.pass(`${sequences} sequences matched`);
   t.comment(`outcomes: ${[...outcomes].sort().map(([k, n]) => `${k}: ${n}`).join(', ')}`);
+});
+
+const CONCURRENT = fixedSeed !== undefined ? 1 : Math.ceil(sequences / 4);
+t.test(`concurrent op batches keep the invariants (${CONCURRENT} × 30 batches, base seed ${baseSeed})`, async (t) => {
+  let failures = 0;
+  for (let i = 0; i < CONCURRENT && failures < 3; i++) {
+    const seed = baseSeed + i;
+    try {
+      await runConcurrent(seed, 30);
+    } catch (err) {
+      failures++;
+      const message = err instanceof Error ? (err instanceof Mismatch ? err.message : err.stack ?? err.message) : String(err);
+      const [first, ...details] = message.split('\n');
+      t.fail(`seed ${seed}: ${first} (rerun: MODEL_SEED=${seed} npx tap test/model.test.ts)`);
+      t.comment(details.join('\n'));
+    }
+  }
+  if (failures === 0) t.pass(`${CONCURRENT} sequences kept the invariants`);
 });

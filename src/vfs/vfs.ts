@@ -232,22 +232,32 @@ export class Vfs {
     const h = this.handle(fh);
     if (h.ino >= VIRTUAL_INO) return 0;
     let inode = this.current(h.ino);
-    while (inode.hsmFlags & HsmFlag.RELEASED && position < inode.size) {
-      const restoring = inode;
-      try {
-        await this.coordinator.ensureReadable(restoring, position, Math.min(length, restoring.size - position));
-      } catch (err) {
-        // A truncate changed the file under the restore (a new generation): read what it holds now.
+    let n: number;
+    for (;;) {
+      while (inode.hsmFlags & HsmFlag.RELEASED && position < inode.size) {
+        const restoring = inode;
+        try {
+          await this.coordinator.ensureReadable(restoring, position, Math.min(length, restoring.size - position));
+        } catch (err) {
+          // A truncate changed the file under the restore (a new generation): read what it holds now.
+          inode = this.current(h.ino);
+          if (inode.generation === restoring.generation) throw err;
+          continue;
+        }
         inode = this.current(h.ino);
-        if (inode.generation === restoring.generation) throw err;
-        continue;
+        if (inode.generation === restoring.generation) break;
       }
-      inode = this.current(h.ino);
-      if (inode.generation === restoring.generation) break;
+      if (position >= inode.size) return 0;
+      const reading = inode;
+      try {
+        n = await this.cache.read(reading.ino, reading.generation, buf, Math.min(length, reading.size - position), position);
+        break;
+      } catch (err) {
+        // Released (or truncated) meanwhile: its cache data of that generation is gone; read the file as it is now.
+        inode = this.current(h.ino);
+        if (inode.generation === reading.generation) throw err;
+      }
     }
-    if (position >= inode.size) return 0;
-    const want = Math.min(length, inode.size - position);
-    const n = await this.cache.read(inode.ino, inode.generation, buf, want, position);
     this.io.readOps++;
     this.io.readBytes += n;
     return n;
