@@ -357,6 +357,16 @@ t.test('archive crash-retry is recognised by the blobhsm_version stamp', async (
   t.equal(s.store.getData('top.txt')!.toString(), 'crash world');
   t.equal(s.store.requestCounts().head, 1, 'one HEAD to read the stamp');
 
+  // 1b. The same, but the file changed again before the retry: our older upload is overwritten, not a conflict.
+  await s.writeFile('/top.txt', 'AGAIN');
+  const committed = s.inode('/top.txt');
+  await req(s, 'ARCHIVE', '/top.txt');
+  s.meta.update(committed.ino, { hsmFlags: MODIFIED, etag: committed.etag, archivedVersion: committed.archivedVersion });
+  await s.writeFile('/top.txt', 'third');
+  await req(s, 'ARCHIVE', '/top.txt');
+  t.equal(s.inode('/top.txt').hsmFlags, RESTORED, 'an older upload of ours is replaced');
+  t.equal(s.store.getData('top.txt')!.toString(), 'third world');
+
   // 2. The commit's response was lost: the upload failed for us but the blob is there.
   await s.createFile('/lost', 'response lost');
   const orig = s.store.upload.bind(s.store);
