@@ -1,7 +1,7 @@
 // The control methods a mount's daemon answers: HSM state and requests by path, the changelog, jobs, status and
 // unmount. Paths are inside the mount ('/dir/file'); per-path failures are results, not errors.
 import { FsError, UsageError, describeError, errnoCodeOf, type FsErrorCode } from '../errors.js';
-import type { ControlMethod } from '../control/protocol.js';
+import type { ControlMethod, EventSink } from '../control/protocol.js';
 import type { Inode } from '../namespace/types.js';
 import type { ActionKind } from '../hsm/coordinator.js';
 import type { DaemonParts } from './daemon.js';
@@ -20,6 +20,18 @@ const ACTION_KINDS: Record<string, ActionKind> = {
 function stringArray(v: unknown, name: string): string[] {
   if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new UsageError(`'${name}' must be a list of paths`);
   return v as string[];
+}
+
+/** Returns a job's summary at once, or with `wait` sends progress every 500 ms and returns it when done. */
+async function followJob<S>(job: { summary(): S; done: Promise<unknown> }, wait: boolean, emit: EventSink): Promise<S> {
+  if (!wait) return job.summary();
+  const timer = setInterval(() => emit(job.summary()), 500);
+  try {
+    await job.done;
+  } finally {
+    clearInterval(timer);
+  }
+  return job.summary();
 }
 
 export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
@@ -173,15 +185,7 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
 
     export: async (params, emit) => {
       const prefixes = params.prefixes === undefined ? ['/'] : stringArray(params.prefixes, 'prefixes');
-      const job = p.jobs.startExport(prefixes);
-      if (!params.wait) return job.summary();
-      const timer = setInterval(() => emit(job.summary()), 500);
-      try {
-        await job.done;
-      } finally {
-        clearInterval(timer);
-      }
-      return job.summary();
+      return followJob(p.jobs.startExport(prefixes), Boolean(params.wait), emit);
     },
 
     import: async (params, emit) => {
@@ -191,14 +195,7 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
         ...(params.maximumErrors === undefined ? {} : { maximumErrors: Number(params.maximumErrors) }),
         ...(params.pageSize === undefined ? {} : { pageSize: Number(params.pageSize) }),
       });
-      if (!params.wait) return job.summary();
-      const timer = setInterval(() => emit(job.summary()), 500);
-      try {
-        await job.done;
-      } finally {
-        clearInterval(timer);
-      }
-      return job.summary();
+      return followJob(job, Boolean(params.wait), emit);
     },
 
     jobs: async () => p.jobs.list(),
