@@ -15,6 +15,8 @@ import { measureDisk } from './disk-refs.js';
 import { measureNullFs } from './null-refs.js';
 import { runRclone, type RcloneOutcome } from './rclone.js';
 import { runBlobhsm } from './blobhsm-workloads.js';
+import { mountBlobhsm } from './blobhsm-mount.js';
+import { CONTAINERS } from './names.js';
 import { buildRows, type References } from './targets.js';
 import { defaultResultsPath, table, writeJson } from './report.js';
 import { describeError, type Results } from './results.js';
@@ -61,6 +63,14 @@ async function main(): Promise<number> {
   if (!(await dropCaches())) log('cannot drop the kernel caches (not root?): "cold" figures may be warm');
 
   const seeded = await seed(emu.connectionString, p, log);
+  // Fail fast when the built product cannot mount at all (e.g. a broken build), before minutes of references.
+  try {
+    const m = await mountBlobhsm({ baseDir, connectionString: emu.connectionString }, CONTAINERS.smallNamespace, 'preflight', 'preflight', { timeoutMs: 120_000 });
+    await m.unmount();
+    rmSync(join(baseDir, 'cache', 'preflight'), { recursive: true, force: true });
+  } catch (err) {
+    throw new Error(`blobhsm cannot mount, nothing to measure: ${describeError(err)}`);
+  }
   const refs: References = { errors: {} };
   const ref = async <T>(name: string, fn: () => Promise<T>): Promise<T | undefined> => {
     try {
@@ -100,7 +110,7 @@ async function main(): Promise<number> {
   const driftLine = drift
     ? `reference drift (start → end of run): SDK 4 KiB GET median ${drift.rangedGet4kMs.map((v) => v.toFixed(1)).join(' → ')} ms, ` +
       `small GETs ${drift.smallGetPerSec.map((v) => v.toFixed(0)).join(' → ')}/s` +
-      (drift.maxChange > 0.25 ? ` — WARNING: the small-GET rate changed by ${(drift.maxChange * 100).toFixed(0)} % during the run (other load on the machine?); ratios against the references are unreliable` : '')
+      (drift.maxChange > 0.25 ? ` — WARNING: the small-GET rate changed by ${(drift.maxChange * 100).toFixed(0)} % during the run (other load on the machine, or Azurite slowing as it fills); ratios against the references are less reliable` : '')
     : 'reference drift: not measured';
 
   const rows = buildRows(p, refs, blobhsm, rclone);
