@@ -20,6 +20,8 @@ export interface NullFsStats {
   /** WRITE request sizes the kernel sent: size → count. */
   writeSizes: Record<string, number>;
   readSizes: Record<string, number>;
+  /** getxattr requests by attribute name (which names `ls -l` asks for). */
+  xattrNames: Record<string, number>;
 }
 
 type Cb = (code: number, ...rest: unknown[]) => void;
@@ -36,7 +38,7 @@ function serve(cfg: NullFsConfig): void {
     mount(cb: (err: Error | null) => void): void;
     unmount(cb: (err: Error | null) => void): void;
   };
-  const stats: NullFsStats = { ops: {}, writeSizes: {}, readSizes: {} };
+  const stats: NullFsStats = { ops: {}, writeSizes: {}, readSizes: {}, xattrNames: {} };
   const count = (op: string) => (stats.ops[op] = (stats.ops[op] ?? 0) + 1);
   const written = new Map<string, number>();
   let nextFh = 1;
@@ -126,7 +128,11 @@ function serve(cfg: NullFsConfig): void {
     release: (_p: string, _fh: number, cb: Cb) => (count('release'), cb(0)),
     chmod: (_p: string, _m: number, cb: Cb) => (count('chmod'), cb(0)),
     utimens: (_p: string, _a: number, _m: number, cb: Cb) => (count('utimens'), cb(0)),
-    getxattr: (_p: string, _name: string, _pos: number, cb: Cb) => (count('getxattr'), cb(0, null)),
+    getxattr: (_p: string, name: string, _pos: number, cb: Cb) => {
+      count('getxattr');
+      stats.xattrNames[name] = (stats.xattrNames[name] ?? 0) + 1;
+      return cb(0, null);
+    },
     listxattr: (_p: string, cb: Cb) => (count('listxattr'), cb(0, [])),
     statfs: (_p: string, cb: Cb) => {
       count('statfs');
@@ -153,6 +159,7 @@ function serve(cfg: NullFsConfig): void {
       stats.ops = {};
       stats.writeSizes = {};
       stats.readSizes = {};
+      stats.xattrNames = {};
       process.send?.({ reset: true });
     } else if (m.cmd === 'stop') stop();
   });

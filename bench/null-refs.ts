@@ -16,6 +16,8 @@ export interface NullRefs {
   lslMs: number;
   /** FUSE requests one `ls -l` of the directory sent, by op. */
   lslOps: Record<string, number>;
+  /** getxattr requests of that `ls -l` by attribute name. */
+  lslXattrNames: Record<string, number>;
   /** A second `ls -l` on the same mount (entries and attributes cached by the kernel). */
   lslWarmMs: number;
   statPerSec: number;
@@ -95,9 +97,9 @@ export async function measureNullFs(workDir: string, p: Profile, log: (line: str
     () =>
       onFresh(async (fs) => {
         const cold = await lsl(join(mnt, BIG_DIR));
-        const ops = (await fs.stats()).ops;
+        const st = await fs.stats();
         const warm = await lsl(join(mnt, BIG_DIR));
-        return { ms: cold.ms, ops, warmMs: warm.ms };
+        return { ms: cold.ms, ops: st.ops, xattrNames: st.xattrNames, warmMs: warm.ms };
       }),
     (r) => -r.ms,
   );
@@ -115,6 +117,7 @@ export async function measureNullFs(workDir: string, p: Profile, log: (line: str
   return {
     lslMs: ls.ms,
     lslOps: ls.ops,
+    lslXattrNames: ls.xattrNames,
     lslWarmMs: ls.warmMs,
     statPerSec: stat.perSec,
     readMiBps: read.MiBps,

@@ -112,7 +112,7 @@ export function buildRows(p: Profile, refs: References, bh: Results, rc: RcloneO
   add('lsl-cold', `ls -l of ${N} entries, fresh mount`, '≤1.3× null fs; 0 requests',
     nullFs && { ...fig(nullFs.lslMs, 'ms'), label: 'null fs, fresh mount' },
     (m, r) => [atMost(r, 1.3), zeroRequests(m)],
-    () => (nullFs ? [`null fs saw ${JSON.stringify(nullFs.lslOps)} for one ls -l`] : []));
+    () => (nullFs ? [`null fs saw ${JSON.stringify(nullFs.lslOps)} for one ls -l; getxattr names ${JSON.stringify(nullFs.lslXattrNames)}`] : []));
   add('lsl-warm', `ls -l of ${N} entries, repeated`, '≤1.3× null fs; 0 requests',
     nullFs && { ...fig(nullFs.lslWarmMs, 'ms'), label: 'null fs, repeated' },
     (m, r) => [atMost(r, 1.3), zeroRequests(m)]);
