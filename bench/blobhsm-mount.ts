@@ -4,7 +4,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { productPaths } from './product.js';
-import { breakMount, isMounted, onCleanup } from './cleanup.js';
+import { assertRunning, breakMount, isMounted, onCleanup } from './cleanup.js';
 import { isAlive, procIo, run, runOk, sleep, type ProcIo } from './proc.js';
 
 export type Requests = Record<string, number>;
@@ -55,6 +55,7 @@ export async function mountBlobhsm(
   o: { extraArgs?: string[]; timeoutMs?: number } = {},
 ): Promise<BlobhsmMount> {
   const timeoutMs = o.timeoutMs ?? 600_000;
+  assertRunning(`a blobhsm mount of ${container}`);
   const mountpoint = join(e.baseDir, 'mnt', name);
   const cacheDir = join(e.baseDir, 'cache', cacheName);
   mkdirSync(mountpoint, { recursive: true });

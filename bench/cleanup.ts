@@ -9,11 +9,26 @@ type Step = { name: string; fn: () => Promise<void> | void };
 
 const steps: Step[] = [];
 let running: Promise<void> | undefined;
+let shuttingDown = false;
 
-/** Registers a cleanup step; returns a function that runs it now (once) and removes it from the stack. */
+/** True once a signal asked the run to stop: nothing new may be mounted or started. */
+export function isShuttingDown(): boolean {
+  return shuttingDown;
+}
+
+/** Throws when the run is stopping (called before starting a mount or a workload child). */
+export function assertRunning(what: string): void {
+  if (shuttingDown) throw new Error(`not starting ${what}: the run is stopping`);
+}
+
+/**
+ * Registers a cleanup step; returns a function that runs it now (once) and removes it from the stack. A step
+ * registered while the run is stopping (something started just before the signal) is run at once.
+ */
 export function onCleanup(name: string, fn: () => Promise<void> | void): () => Promise<void> {
   const step: Step = { name, fn };
   steps.push(step);
+  if (shuttingDown) void cleanupAll();
   let done = false;
   return async () => {
     if (done) return;
@@ -38,6 +53,7 @@ export function cleanupAll(log: (line: string) => void = (l) => process.stderr.w
         log(`cleanup ${step.name}: ${(err as Error).message}`);
       }
     }
+    running = undefined; // a step registered later starts a new pass
   })();
   return running;
 }
@@ -46,9 +62,15 @@ export function cleanupAll(log: (line: string) => void = (l) => process.stderr.w
 export function installSignalHandlers(log: (line: string) => void): void {
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.once(sig, () => {
+      shuttingDown = true;
       log(`\n${sig}: cleaning up (mounts, daemons, rclone, Azurite)...`);
       const hard = setTimeout(() => process.exit(130), 120_000);
-      void cleanupAll(log).finally(() => {
+      void (async () => {
+        await cleanupAll(log);
+        // Something that was starting when the signal came registers its cleanup a moment later.
+        await new Promise((r) => setTimeout(r, 2000));
+        await cleanupAll(log);
+      })().finally(() => {
         clearTimeout(hard);
         process.exit(130);
       });

@@ -1,12 +1,14 @@
 // Filesystem workloads as the driver runs them: each spawns a child (the probe, `ls -l` or `dd`) with a time
 // limit and returns its figures. The same functions measure blobhsm, the null filesystem, rclone and local disk.
 import { productPaths } from './product.js';
+import { assertRunning } from './cleanup.js';
 import { run, runOk } from './proc.js';
 import { MiB } from './profile.js';
 
 const PROBE_ENV = { ...process.env, UV_THREADPOOL_SIZE: '32' };
 
 async function probe<T>(args: string[], timeoutMs: number): Promise<T> {
+  assertRunning(`probe ${args[0]}`);
   const r = await runOk(process.execPath, [productPaths.probe(), ...args], { timeoutMs, env: PROBE_ENV });
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
 }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { ContainerSASPermissions, StorageSharedKeyCredential, generateBlobSASQueryParameters } from '@azure/storage-blob';
 import { EMULATOR_ACCOUNT, EMULATOR_KEY } from '../src/emulator/emulator.js';
 import type { Profile } from './profile.js';
-import { breakMount, isMounted, onCleanup } from './cleanup.js';
+import { assertRunning, breakMount, isMounted, onCleanup } from './cleanup.js';
 import { dropCaches, ioDelta, procIo, run, sleep } from './proc.js';
 import { ddWrite, firstByte, lsl, randRead, readMany, seqRead, statRate } from './fs-workloads.js';
 import { step, type Results } from './results.js';
@@ -61,6 +61,7 @@ interface RcloneMount {
 }
 
 async function mountRclone(ctx: RcloneContext, conf: string, remote: string, container: string, name: string): Promise<RcloneMount> {
+  assertRunning(`an rclone mount of ${container}`);
   const mountpoint = join(ctx.baseDir, 'rclone-mnt', name);
   const cacheDir = join(ctx.baseDir, 'rclone-cache', name);
   rmSync(cacheDir, { recursive: true, force: true });
