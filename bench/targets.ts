@@ -55,11 +55,11 @@ function zeroRequests(m: Measurement): Check {
 }
 
 function atLeast(ratio: number | null, k: number): Check {
-  return { ok: ratio !== null && ratio >= k, short: `ratio ${ratio === null ? 'n/a' : ratio.toFixed(2)} < ${k}` };
+  return { ok: ratio !== null && ratio >= k, short: `ratio ${ratio === null ? 'n/a' : ratio.toFixed(3)} < ${k}` };
 }
 
 function atMost(ratio: number | null, k: number): Check {
-  return { ok: ratio !== null && ratio <= k, short: `ratio ${ratio === null ? 'n/a' : ratio.toFixed(2)} > ${k}` };
+  return { ok: ratio !== null && ratio <= k, short: `ratio ${ratio === null ? 'n/a' : ratio.toFixed(3)} > ${k}` };
 }
 
 export function buildRows(p: Profile, refs: References, bh: Results, rc: RcloneOutcome | undefined): Row[] {
@@ -160,7 +160,13 @@ export function buildRows(p: Profile, refs: References, bh: Results, rc: RcloneO
     add(id, `random ${bs} reads, not hydrated`, 'no whole-file download per read (fetched ≤1.05× file)',
       ref !== undefined ? { ...fig(ref, 'reads/s'), label: `SDK ${bs} ranged GETs, 1 in flight` } : null,
       (m) => [{ ok: (m.bytesFetched ?? Infinity) <= 1.05 * p.largeBytes, short: `fetched ${mib(m.bytesFetched)} for ${m.detail?.reads} reads` }],
-      (m) => [`${m.detail?.reads} reads fetched ${mib(m.bytesFetched)} in ${m.requests?.read ?? '?'} requests; p50 ${Number(m.detail?.p50Ms).toFixed(1)} ms, p99 ${Number(m.detail?.p99Ms).toFixed(1)} ms`]);
+      (m) => {
+        const peer = rc?.available ? rc.results[id] : undefined;
+        return [
+          `${m.detail?.reads} reads fetched ${mib(m.bytesFetched)} in ${m.requests?.read ?? '?'} requests; p50 ${Number(m.detail?.p50Ms).toFixed(1)} ms, p99 ${Number(m.detail?.p99Ms).toFixed(1)} ms`,
+          ...(isMeasurement(peer) && peer.bytesFetched !== undefined ? [`rclone fetched ${mib(peer.bytesFetched)} for the same reads`] : []),
+        ];
+      });
   }
   for (const [id, bs, ref] of [['rand4k-hydrated', '4 KiB', disk?.rand4kPerSec], ['rand64k-hydrated', '64 KiB', disk?.rand64kPerSec]] as const) {
     add(id, `random ${bs} reads, hydrated`, '0 requests (info: vs local disk)',
