@@ -445,6 +445,9 @@ t.test('azure: status mapping and which calls are retried (fake server)', async 
   const r0 = store.requestCounts().read ?? 0;
   await rejectsKind(t, store.readRange('other', 0, 10), 'Transient', '500 on read');
   t.equal((store.requestCounts().read ?? 0) - r0, 3, 'an idempotent read is retried');
+  const c0 = store.requestCounts();
+  await rejectsKind(t, store.upload('c', { data: Buffer.from('abc') }, { metadata: {}, ifMatch: '"0x1"' }), 'Transient', '500 on a conditional commit');
+  t.same(delta(c0, store.requestCounts()), { stageBlock: 1, commitBlockList: 3 }, 'a conditional commit is retried: a repeat fails its condition, never overwrites');
 });
 
 t.test('azure: secrets never appear in errors', async (t) => {

@@ -458,7 +458,13 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 
-type RetryMode = 'idempotent' | 'unsafe';
+/**
+ * idempotent: retried on any transient failure. conditional: a conditional write, retried after a transient
+ * failure too: if the first attempt did commit, the retry fails its condition, and the callers tell their own write
+ * from someone else's (the coordinator by its blobhsm_version stamp, stub uploads accept an existing stub).
+ * unsafe: retried only when the request was never sent or the service said it did not perform it.
+ */
+type RetryMode = 'idempotent' | 'conditional' | 'unsafe';
 
 interface CallOptions {
   signal?: AbortSignal;
@@ -637,7 +643,7 @@ export class AzureBlobStore implements BlobStore {
       const retryable =
         opts.retry === 'idempotent'
           ? error.kind === 'Transient' || error.kind === 'Throttled' || error.kind === 'Timeout'
-          : error.kind === 'Throttled' || (error.kind === 'Transient' && notSent);
+          : error.kind === 'Throttled' || (error.kind === 'Transient' && (notSent || opts.retry === 'conditional'));
       if (!retryable || attempt > this.retries) {
         if (attempt > 1) error.message += ` (after ${attempt} attempts)`;
         throw error;
@@ -868,8 +874,9 @@ export class AzureBlobStore implements BlobStore {
       'commitBlockList',
       name,
       (abortSignal) => blob.commitBlockList(ids, { metadata, abortSignal, ...(conditions ? { conditions } : {}) }),
-      // Not idempotent under conditions: a retry after a commit that did happen would report a false conflict.
-      { signal: options.signal, retry: 'unsafe' },
+      // A reused keep-alive socket the service already closed fails with ECONNRESET: a conditional commit is
+      // retried (see RetryMode); an unconditional one only if it was never sent.
+      { signal: options.signal, retry: conditions ? 'conditional' : 'unsafe' },
     );
     return { etag: normalizeEtag(r.etag), lastModified: r.lastModified ?? new Date() };
   }

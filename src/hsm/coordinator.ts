@@ -90,6 +90,8 @@ export class Coordinator {
   /** Writes and truncates in flight per inode (between beforeContentChange and contentChangeDone). */
   private readonly writing = new Map<number, number>();
   private readonly accessed = new Map<number, number>();
+  /** Directory stub uploads in flight, by blob name. */
+  private readonly stubUploads = new Map<string, Promise<void>>();
   private evicting = false;
   private running = 0;
   private maxRunning = 0;
@@ -588,16 +590,27 @@ export class Coordinator {
       const dir = this.o.meta.resolve(dirPath);
       const blobName = this.blobNameFor(dirPath);
       if (!dir || dir.kind !== 'dir' || (dir.etag && dir.blobName === blobName)) continue;
-      try {
-        const r = await this.o.store.upload(blobName, { data: Buffer.alloc(0) }, { metadata: exportMetadata(dir), ifNoneMatch: '*' });
-        this.o.meta.update(dir.ino, { blobName, etag: r.etag });
-      } catch (err) {
-        if (!(err instanceof BlobError && (err.kind === 'AlreadyExists' || err.kind === 'PreconditionFailed'))) throw err;
-        const info = await this.o.store.head(blobName);
-        this.o.meta.update(dir.ino, { blobName, etag: info.etag });
+      // Files archived in parallel share their parents: one stub upload per directory at a time.
+      let pending = this.stubUploads.get(blobName);
+      if (!pending) {
+        pending = this.uploadStub(dir, blobName).finally(() => this.stubUploads.delete(blobName));
+        this.stubUploads.set(blobName, pending);
       }
+      await pending;
     }
   }
+
+  private async uploadStub(dir: Inode, blobName: string): Promise<void> {
+    try {
+      const r = await this.o.store.upload(blobName, { data: Buffer.alloc(0) }, { metadata: exportMetadata(dir), ifNoneMatch: '*' });
+      this.o.meta.update(dir.ino, { blobName, etag: r.etag });
+    } catch (err) {
+      if (!(err instanceof BlobError && (err.kind === 'AlreadyExists' || err.kind === 'PreconditionFailed'))) throw err;
+      const info = await this.o.store.head(blobName);
+      this.o.meta.update(dir.ino, { blobName, etag: info.etag });
+    }
+  }
+
 
   // ---- eviction ------------------------------------------------------------------------------------------
 

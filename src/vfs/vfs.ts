@@ -264,6 +264,8 @@ export class Vfs {
   }
 
   async getxattr(path: string, name: string): Promise<Buffer | null> {
+    // The kernel asks security.* and system.posix_acl_* of every entry `ls -l` lists: answer without a lookup.
+    if (!XATTR_NAMES.includes(name)) return null;
     const inode = this.resolve(path);
     const value = this.xattrValue(inode, name);
     return value === null ? null : Buffer.from(value);
