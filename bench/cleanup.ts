@@ -1,9 +1,12 @@
 // Teardown for the whole bench run: a stack of cleanup steps run in reverse on success, failure or a signal
 // (mounts, daemons, rclone, the null filesystem, Azurite), and a way to break a FUSE mount that no longer answers
 // (abort its fusectl connection, then detach it lazily). Reads /proc only; never touches the mount.
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
+import { mountTable as mounts, isMounted } from '../src/daemon/mount-checks.js';
+
+export { mounts, isMounted };
 
 type Step = { name: string; fn: () => Promise<void> | void };
 
@@ -76,35 +79,6 @@ export function installSignalHandlers(log: (line: string) => void): void {
       });
     });
   }
-}
-
-interface MountEntry {
-  majorMinor: string;
-  mountpoint: string;
-  fstype: string;
-}
-
-export function mounts(): MountEntry[] {
-  let text = '';
-  try {
-    text = readFileSync('/proc/self/mountinfo', 'utf8');
-  } catch {
-    return [];
-  }
-  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-  return text
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => {
-      const f = line.split(' ');
-      const dash = f.indexOf('-');
-      return { majorMinor: f[2]!, mountpoint: unescape(f[4]!), fstype: f[dash + 1] ?? '' };
-    });
-}
-
-export function isMounted(mountpoint: string): boolean {
-  const want = resolve(mountpoint);
-  return mounts().some((m) => m.mountpoint === want);
 }
 
 /** The kernel's block-device id of a mount ("0:53"), for /sys/class/bdi. */

@@ -124,11 +124,4 @@ export function ioDelta(a: ProcIo | undefined, b: ProcIo | undefined): ProcIo | 
   return { rchar: b.rchar - a.rchar, wchar: b.wchar - a.wchar, syscr: b.syscr - a.syscr, syscw: b.syscw - a.syscw };
 }
 
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+export { isAlive } from '../src/control/registry.js';
