@@ -8,16 +8,9 @@
 // taken by llite (ll_hsm_release). A decision function answers 'noop' (not needed: succeed silently), 'run',
 // or throws FsError; an `on*` function returns the flags after an event.
 import { FsError } from '../errors.js';
+import { HsmFlag } from '../namespace/types.js';
 
-export const HsmFlag = {
-  EXISTS: 0x01,
-  DIRTY: 0x02,
-  RELEASED: 0x04,
-  ARCHIVED: 0x08,
-  NORELEASE: 0x10,
-  NOARCHIVE: 0x20,
-  LOST: 0x40,
-} as const;
+export { HsmFlag };
 
 export type HsmFlagName = keyof typeof HsmFlag;
 

@@ -2,9 +2,9 @@
 // is the same path with a different type, data or metadata). The import walker (importer.ts) asks an ImportDecider
 // what to do with each blob; src/jobs/decide-import.ts implements the AMLFS conflict modes on top of
 // compareEntries, and keepLocal here is the policy of the first import (leave every existing local path alone).
-import type { InodeKind } from './types.js';
+import { HsmFlag, type InodeKind } from './types.js';
 
-const DIRTY = 0x02;
+const { DIRTY } = HsmFlag;
 
 /** What the local namespace holds at the blob's path (a subset of an Inode, plus its live state). */
 export interface LocalEntry {

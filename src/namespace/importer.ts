@@ -37,16 +37,10 @@ import {
   type BlobAttributes,
   type BlobNameCheck,
 } from './blob-encoding.js';
-import { ROOT_INO, type Inode, type InodePatch, type MetaStore, type NewInode } from './types.js';
+import { HsmFlag, ROOT_INO, type Inode, type InodePatch, type MetaStore, type NewInode } from './types.js';
 import { keepLocal, type ImportDecider, type ImportDecision, type LocalEntry, type RemoteEntry } from './import-entry.js';
 
-// Lustre HSM flag bits (src/hsm/flags.ts has the full set; the namespace layer does not import from hsm).
-const EXISTS = 0x01;
-const DIRTY = 0x02;
-const RELEASED = 0x04;
-const ARCHIVED = 0x08;
-const NORELEASE = 0x10;
-const NOARCHIVE = 0x20;
+const { EXISTS, DIRTY, RELEASED, ARCHIVED, NORELEASE, NOARCHIVE } = HsmFlag;
 /** Flags of an imported regular file: released exists archived. */
 export const IMPORTED_FILE_FLAGS = EXISTS | RELEASED | ARCHIVED;
 /** Flags of an imported symlink: exists archived (its blob is its archive copy; export skips it). */

@@ -25,6 +25,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { FsError } from '../errors.js';
 import {
+  HsmFlag,
   ROOT_INO,
   type ByteRange,
   type ChangelogRecord,
@@ -35,13 +36,7 @@ import {
   type NewInode,
 } from './types.js';
 
-// Lustre HSM flag bits used here (src/hsm/flags.ts holds the full set).
-const DIRTY = 0x02;
-const RELEASED = 0x04;
-const ARCHIVED = 0x08;
-const NORELEASE = 0x10;
-const NOARCHIVE = 0x20;
-const LOST = 0x40;
+const { DIRTY, RELEASED, ARCHIVED, NORELEASE, NOARCHIVE, LOST } = HsmFlag;
 /** A file is evictable when (flags & EVICT_MASK) === ARCHIVED. */
 const EVICT_MASK = DIRTY | RELEASED | ARCHIVED | NORELEASE | LOST;
 

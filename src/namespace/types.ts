@@ -4,6 +4,17 @@ export type InodeKind = 'file' | 'dir' | 'symlink';
 
 export const ROOT_INO = 1;
 
+/** Lustre's HSM flag bits (lustre_user.h); the rules over them live in src/hsm/flags.ts. */
+export const HsmFlag = {
+  EXISTS: 0x01,
+  DIRTY: 0x02,
+  RELEASED: 0x04,
+  ARCHIVED: 0x08,
+  NORELEASE: 0x10,
+  NOARCHIVE: 0x20,
+  LOST: 0x40,
+} as const;
+
 /** One file, directory or symlink. Hard links share an inode; names live in dentries. */
 export interface Inode {
   ino: number;
