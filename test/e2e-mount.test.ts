@@ -14,6 +14,8 @@ const azurite = await startAzurite();
 t.teardown(() => azurite.stop());
 
 const big = randomBytes(24 * 1024 * 1024);
+// Large enough that its restore (~200 MiB/s on Azurite here) is still running when the first byte is served.
+const large = randomBytes(160 * 1024 * 1024);
 const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
 
 const tree: SeedBlob[] = [
@@ -21,6 +23,7 @@ const tree: SeedBlob[] = [
   { name: 'dir/a.txt', data: 'alpha\n', metadata: { owner: '1001', group: '1002', permissions: 'rw-r-----', modtime: '2023-05-06 07:08:09 +0100' } },
   { name: 'dir/sticky', metadata: { Hdi_IsFolder: 'TRUE', permissions: '1777' } },
   { name: 'implicit/deeper/file.bin', data: big },
+  { name: 'large/first-byte.bin', data: large },
   { name: 'names/root-owned', data: 'r', metadata: { owner: 'root', group: 'supergroup', permissions: 'rwxrwxrwxt' } },
   { name: 'names/superuser', data: 's', metadata: { owner: '$superuser', group: 'wheel' } },
   { name: 'bad/meta', data: 'b', metadata: { owner: 'alice', permissions: '999', modtime: 'yesterday' } },
@@ -36,7 +39,7 @@ const tree: SeedBlob[] = [
 const m = await mountContainer(t, azurite, tree);
 
 t.test('the tree, attributes and symlinks are imported from blob metadata', async (t) => {
-  t.same((await readdir(m.mountpoint)).sort(), ['bad', 'bf2link', 'collide', 'dir', 'dots', 'empty.txt', 'implicit', 'link', 'names']);
+  t.same((await readdir(m.mountpoint)).sort(), ['bad', 'bf2link', 'collide', 'dir', 'dots', 'empty.txt', 'implicit', 'large', 'link', 'names']);
   const dir = await stat(join(m.mountpoint, 'dir'));
   t.ok(dir.isDirectory());
   t.equal(dir.mode & 0o7777, 0o750);
@@ -92,7 +95,7 @@ t.test('xattrs and HSM state before and after reading', async (t) => {
   t.equal(state.stdout, `${file}: (0x00000009) exists archived, archive_id:1\n`);
 });
 
-t.test('one download for concurrent readers, first byte before the whole file, zero requests on re-read', async (t) => {
+t.test('one download for concurrent readers, zero requests on re-read', async (t) => {
   const file = join(m.mountpoint, 'implicit/deeper/file.bin');
   const before = await m.reads();
   // First byte: a 1-byte read returns while the restore of the rest is still running.
@@ -112,6 +115,26 @@ t.test('one download for concurrent readers, first byte before the whole file, z
   t.equal((await stat(file)).blocks > 1, true, 'resident file shows its blocks');
   await m.sh(`cat "${file}" > /dev/null; echo 3 > /proc/sys/vm/drop_caches; cat "${file}" > /dev/null`);
   t.equal(await m.reads(), afterFirst, 'a re-read of a hydrated file makes zero requests');
+});
+
+t.test('the first byte of a large file is served while its restore is still running', async (t) => {
+  const file = join(m.mountpoint, 'large/first-byte.bin');
+  const fh = await open(file, 'r');
+  const head = Buffer.alloc(4096);
+  const started = Date.now();
+  await fh.read(head, 0, head.length, 0);
+  const firstByteMs = Date.now() - started;
+  t.ok(head.equals(large.subarray(0, 4096)), 'the first bytes are right');
+  const during = await m.sh(`getfattr -n user.hsm.state --only-values "${file}"`);
+  t.equal(during.stdout, 'released exists archived', `still released after the first 4 KiB (served in ${firstByteMs} ms)`);
+  const tail = Buffer.alloc(4096);
+  await fh.read(tail, 0, tail.length, large.length - tail.length);
+  await fh.close();
+  t.ok(tail.equals(large.subarray(large.length - 4096)), 'a read far ahead is served too');
+  const done = await m.cli(['hsm_restore', '--wait', file]);
+  t.equal(done.code, 0, done.stderr);
+  t.equal(md5(await readFile(file)), md5(large));
+  t.equal((await m.cli(['hsm_state', file])).stdout, `${file}: (0x00000009) exists archived, archive_id:1\n`);
 });
 
 t.test('writes fail with EROFS on a --read-only mount', async (t) => {
