@@ -37,7 +37,7 @@ import {
   type BlobAttributes,
   type BlobNameCheck,
 } from './blob-encoding.js';
-import { HsmFlag, ROOT_INO, type Inode, type InodePatch, type MetaStore, type NewInode } from './types.js';
+import { HsmFlag, ROOT_INO, blankInode, type Inode, type InodePatch, type MetaStore, type NewInode } from './types.js';
 import { keepLocal, type ImportDecider, type ImportDecision, type LocalEntry, type RemoteEntry } from './import-entry.js';
 
 const { EXISTS, DIRTY, RELEASED, ARCHIVED, NORELEASE, NOARCHIVE } = HsmFlag;
@@ -340,27 +340,14 @@ class Importer {
   }
 
   private newInode(info: BlobInfo | undefined, attrs: Omit<BlobAttributes, 'warnings'>): NewInode {
-    const t = attrs.mtimeMs;
     return {
-      kind: attrs.kind,
-      mode: attrs.mode,
-      uid: attrs.uid,
-      gid: attrs.gid,
-      size: 0,
-      atimeMs: t,
-      mtimeMs: t,
-      ctimeMs: t,
-      target: null,
-      hsmFlags: 0,
-      archiveId: 0,
-      dataVersion: 0,
-      archivedVersion: 0,
+      ...blankInode(attrs.kind, attrs.mode, attrs.uid, attrs.gid, attrs.mtimeMs),
       blobName: info?.name ?? null,
       etag: info?.etag ?? null,
-      generation: 0,
       lastAccessMs: 0,
     };
   }
+
 
   private create(parentIno: number, name: string, fields: NewInode): Inode {
     const inode = this.o.meta.create(parentIno, name, fields);

@@ -27,6 +27,7 @@ import { FsError } from '../errors.js';
 import {
   HsmFlag,
   ROOT_INO,
+  blankInode,
   type ByteRange,
   type ChangelogRecord,
   type DirEntry,
@@ -268,25 +269,7 @@ export class SqliteMetaStore implements MetaStore {
 
   private ensureRoot(): void {
     const now = Date.now();
-    const root: NewInode = {
-      kind: 'dir',
-      mode: 0o755,
-      uid: 0,
-      gid: 0,
-      size: 0,
-      atimeMs: now,
-      mtimeMs: now,
-      ctimeMs: now,
-      target: null,
-      hsmFlags: 0,
-      archiveId: 0,
-      dataVersion: 0,
-      archivedVersion: 0,
-      blobName: null,
-      etag: null,
-      generation: 0,
-      lastAccessMs: now,
-    };
+    const root = blankInode('dir', 0o755, 0, 0, now);
     this.s.insertRoot.run(ROOT_INO, ...FIELDS.map((f) => root[f]));
   }
 

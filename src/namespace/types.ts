@@ -48,6 +48,29 @@ export interface Inode {
 }
 
 export type NewInode = Omit<Inode, 'ino' | 'nlink'>;
+
+/** A record with no data, no HSM state and no blob, all times set to timeMs; callers override what differs. */
+export function blankInode(kind: InodeKind, mode: number, uid: number, gid: number, timeMs: number): NewInode {
+  return {
+    kind,
+    mode,
+    uid,
+    gid,
+    size: 0,
+    atimeMs: timeMs,
+    mtimeMs: timeMs,
+    ctimeMs: timeMs,
+    target: null,
+    hsmFlags: 0,
+    archiveId: 0,
+    dataVersion: 0,
+    archivedVersion: 0,
+    blobName: null,
+    etag: null,
+    generation: 0,
+    lastAccessMs: timeMs,
+  };
+}
 export type InodePatch = Partial<Omit<Inode, 'ino' | 'kind'>>;
 
 export interface DirEntry {

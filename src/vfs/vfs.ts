@@ -8,7 +8,7 @@ import type { DataCache } from '../cache/data-cache.js';
 import type { Coordinator } from '../hsm/coordinator.js';
 import { HsmFlag, stateWords } from '../hsm/flags.js';
 import type { Inode, MetaStore, NewInode } from '../namespace/types.js';
-import { ROOT_INO } from '../namespace/types.js';
+import { ROOT_INO, blankInode } from '../namespace/types.js';
 import type { Changelog } from '../hsm/changelog.js';
 
 const statfsAsync = promisify(statfsCb);
@@ -523,26 +523,10 @@ export class Vfs {
   // ---- helpers -------------------------------------------------------------------------------------------
 
   private newInode(kind: NewInode['kind'], mode: number, now: number): NewInode {
-    return {
-      kind,
-      mode,
-      uid: this.owner.uid,
-      gid: this.owner.gid,
-      size: 0,
-      atimeMs: now,
-      mtimeMs: now,
-      ctimeMs: now,
-      target: null,
-      hsmFlags: 0,
-      archiveId: 0,
-      dataVersion: 1,
-      archivedVersion: 0,
-      blobName: null,
-      etag: null,
-      generation: 1,
-      lastAccessMs: now,
-    };
+    // Version and generation 1: the first content and cache file of a file created here.
+    return { ...blankInode(kind, mode, this.owner.uid, this.owner.gid, now), dataVersion: 1, generation: 1 };
   }
+
 
   private touchDir(ino: number, now: number): void {
     if (ino === ROOT_INO || this.meta.get(ino)) this.meta.update(ino, { mtimeMs: now, ctimeMs: now });
