@@ -6,5 +6,12 @@ process.stdout.on('error', (err) => {
   if (err.code === 'EPIPE') process.exit(0);
   throw err;
 });
-const { main } = await import('../dist/src/cli/main.js');
-process.exitCode = await main(process.argv.slice(2));
+const argv = process.argv.slice(2);
+// The lfs commands run once per file in shell loops: they load only the lean entry (no commander, SDK, SQLite).
+const lean = await import('../dist/src/cli/lfs-main.js');
+const io = lean.processIo();
+if (lean.isLfsArgv(argv)) process.exitCode = await lean.runLfsMain(argv, io);
+else {
+  const { main } = await import('../dist/src/cli/main.js');
+  process.exitCode = await main(argv, io);
+}

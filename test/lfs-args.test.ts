@@ -42,7 +42,7 @@ t.test('hsm_state / hsm_action', async (t) => {
   t.match(parseLfsArgs(['hsm_state', '-h', '--jsn', '-']), { files: ['-h', '--jsn', '-'], json: false });
   t.match(parseLfsArgs(['hsm_state', '--', '--json']), { files: ['--json'], json: false });
   const e = usageOf(['hsm_state']);
-  t.equal(e.usage, 'Display the HSM information for given files.\nusage: hsm_state FILE\nblobhsm options: [--json]');
+  t.equal(e.usage, 'Display the HSM information for given files.\nusage: hsm_state FILE\nblobhsm options: [--filelist FILELIST] [--json]');
   t.equal(e.detail, undefined);
   t.ok(e instanceof UsageError);
   t.match(usageOf(['hsm', 'action']).usage, /^Display current HSM request for given files\.\nusage: hsm action FILE\n/);
@@ -89,11 +89,11 @@ t.test('hsm_set / hsm_clear', async (t) => {
   t.equal(none.detail, undefined);
   t.equal(
     none.usage,
-    'Set HSM user flag on specified files.\nusage: hsm_set [--norelease] [--noarchive] [--dirty] [--exists]\n\t\t [--archived] [--lost] [--archive-id NUM] FILE\nblobhsm options: [--json]',
+    'Set HSM user flag on specified files.\nusage: hsm_set [--norelease] [--noarchive] [--dirty] [--exists]\n\t\t [--archived] [--lost] [--archive-id NUM] FILE\nblobhsm options: [--filelist FILELIST] [--json]',
   );
   t.equal(
     usageOf(['hsm_clear', 'f']).usage,
-    'Clear HSM user flag on specified files.\nusage: hsm_clear [--norelease] [--noarchive] [--dirty] [--exists]\n\t\t   [--archived] [--lost] FILE\nblobhsm options: [--json]',
+    'Clear HSM user flag on specified files.\nusage: hsm_clear [--norelease] [--noarchive] [--dirty] [--exists]\n\t\t   [--archived] [--lost] FILE\nblobhsm options: [--filelist FILELIST] [--json]',
   );
   t.match(usageOf(['hsm', 'clear', 'f']).usage, /\nusage: hsm clear \[--norelease\] \[--noarchive\] \[--dirty\] \[--exists\] \[--archived\] \[--lost\] FILE\n/);
   usageOf(['hsm_set', '--archive-id', '2', 'f']);
@@ -182,8 +182,8 @@ t.test('commands', async (t) => {
 });
 
 t.test('usageText', async (t) => {
-  t.equal(usageText('hsm_state'), 'Display the HSM information for given files.\nusage: hsm_state FILE\nblobhsm options: [--json]');
-  t.equal(usageText('hsm_action', 'hsm'), 'Display current HSM request for given files.\nusage: hsm action FILE\nblobhsm options: [--json]');
+  t.equal(usageText('hsm_state'), 'Display the HSM information for given files.\nusage: hsm_state FILE\nblobhsm options: [--filelist FILELIST] [--json]');
+  t.equal(usageText('hsm_action', 'hsm'), 'Display current HSM request for given files.\nusage: hsm action FILE\nblobhsm options: [--filelist FILELIST] [--json]');
   t.equal(
     usageText('hsm_remove'),
     'Remove file copy from external storage.\nusage: hsm_remove [--filelist FILELIST] [--data DATA]\n\t\t    [--archive NUM] FILE\nblobhsm options: [--wait] [--json]',
@@ -208,4 +208,16 @@ t.test('exit status', async (t) => {
   t.equal(exitStatusFor([{ ok: false, code: 'EINVAL' }]), 22);
   t.equal(exitStatusFor([{ ok: false, code: 'EBUSY' }]), 16);
   t.equal(errnoNumber('EIO'), 5);
+});
+
+t.test('--filelist for every command, NUL or newline separated', async (t) => {
+  for (const c of ['hsm_state', 'hsm_action']) {
+    t.match(parseLfsArgs([c, '--filelist', '-']), { files: [], filelist: '-' }, `${c} --filelist -`);
+    t.match(parseLfsArgs([c, '--filelist=list', 'f']), { files: ['f'], filelist: 'list' }, `${c} --filelist=F`);
+    t.equal(usageOf([c, '--filelist']).detail, "lfs: unrecognized option '--filelist'", `${c} --filelist without a value`);
+  }
+  t.match(parseLfsArgs(['hsm_set', '--dirty', '--filelist', '-']), { files: [], filelist: '-', setFlags: DIRTY });
+  t.match(parseLfsArgs(['hsm', 'clear', '--norelease', '--filel', 'l']), { filelist: 'l', clearFlags: NORELEASE });
+  t.match(usageText('hsm_state'), /blobhsm options: \[--filelist FILELIST\] \[--json\]$/);
+  t.same(parseFilelist('a\0b\nc\0\0d\0'), ['a', 'b\nc', 'd'], 'NUL-separated (find -print0): newlines are part of names');
 });

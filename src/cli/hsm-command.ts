@@ -2,7 +2,6 @@
 // parse as lfs does, send the paths to the daemons serving them, print lfs's exact lines, exit as lfs exits.
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import PQueue from 'p-queue';
 import { describeError, errnoCodeOf, type FsErrorCode } from '../errors.js';
 import { callDaemon } from '../control/client.js';
 import {
@@ -62,18 +61,29 @@ async function perPath(paths: string[], io: CliIo, call: (socket: string, inner:
  * its pages when it releases. Best effort: `dd iflag=nocache count=0` is posix_fadvise(DONTNEED) on the whole file.
  */
 async function dropPageCache(paths: string[]): Promise<void> {
-  // One shell per 200 files (a process per file would cost more than the releases).
+  // One shell per 200 files (a process per file would cost more than the releases), four at a time.
   const script = 'for f do dd if="$f" iflag=nocache count=0 status=none; done';
-  const queue = new PQueue({ concurrency: 4 });
   const drop = (batch: string[]) => new Promise<void>((resolve) => execFile('/bin/sh', ['-c', script, 'sh', ...batch], () => resolve()));
-  const batches: Promise<void>[] = [];
-  for (let i = 0; i < paths.length; i += 200) batches.push(queue.add(() => drop(paths.slice(i, i + 200))));
-  await Promise.all(batches);
+  let next = 0;
+  const worker = async () => {
+    for (let start = next; start < paths.length; start = next) {
+      next += 200;
+      await drop(paths.slice(start, start + 200));
+    }
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
 }
 
 function toAction(a: ActionState | null | undefined): HsmAction {
   if (!a) return { kind: 'NOOP' };
   return { kind: a.kind, status: a.status, bytesMoved: a.bytesMoved };
+}
+
+/** All of a stream as text (`--filelist -`: stdin may be a pipe, a socket or a file, so read it, never open it). */
+async function readAll(stream: AsyncIterable<Buffer | string>): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 export async function runLfs(argv: string[], io: CliIo): Promise<number> {
@@ -91,7 +101,7 @@ export async function runLfs(argv: string[], io: CliIo): Promise<number> {
   const paths = [...req.files];
   if (req.filelist !== undefined) {
     try {
-      paths.push(...parseFilelist(await readFile(req.filelist === '-' ? '/dev/stdin' : req.filelist, 'utf8')));
+      paths.push(...parseFilelist(req.filelist === '-' ? await readAll(io.stdin ?? process.stdin) : await readFile(req.filelist, 'utf8')));
     } catch (err) {
       const code = errnoCodeOf(err);
       io.stderr.write(formatFilelistError(req.filelist, code) + '\n');

@@ -38,7 +38,7 @@ export interface LfsRequest {
   spelling: LfsSpelling;
   /** Paths from the command line, in order. */
   files: string[];
-  /** `--filelist F`: more paths, one a line, read by the caller (see parseFilelist). */
+  /** `--filelist F` (`-` = stdin): more paths, NUL or newline separated, read by the caller (see parseFilelist). */
   filelist?: string;
   /** hsm_set: the flags to set (never 0). */
   setFlags?: number;
@@ -119,8 +119,8 @@ const CLASS: Record<LfsCommand, CommandClass> = {
 };
 
 const EXTRA_OPTIONS: Record<CommandClass, string> = {
-  query: 'blobhsm options: [--json]',
-  flags: 'blobhsm options: [--json]',
+  query: 'blobhsm options: [--filelist FILELIST] [--json]',
+  flags: 'blobhsm options: [--filelist FILELIST] [--json]',
   request: 'blobhsm options: [--wait] [--json]',
 };
 
@@ -160,6 +160,7 @@ const FLAG_OPTS: OptSpec[] = [
   { long: 'archive-id', short: 'i', hasArg: true, key: 'archiveId' },
   { long: 'lost', short: 'l', hasArg: false, key: 'LOST' },
   { long: 'norelease', short: 'r', hasArg: false, key: 'NORELEASE' },
+  { long: 'filelist', hasArg: true, key: 'filelist' },
   { long: 'json', hasArg: false, key: 'json' },
 ];
 
@@ -173,7 +174,10 @@ const REQUEST_OPTS: OptSpec[] = [
   { long: 'json', hasArg: false, key: 'json' },
 ];
 
-const QUERY_OPTS: OptSpec[] = [{ long: 'json', hasArg: false, key: 'json' }];
+const QUERY_OPTS: OptSpec[] = [
+  { long: 'filelist', hasArg: true, key: 'filelist' },
+  { long: 'json', hasArg: false, key: 'json' },
+];
 
 interface ParsedOpt {
   spec: OptSpec;
@@ -210,9 +214,12 @@ function getopt(args: readonly string[], specs: OptSpec[], strict: boolean): { o
       break;
     }
     if (!strict) {
-      const spec = specs.find((s) => `--${s.long}` === arg);
-      if (spec) opts.push({ spec, arg });
-      else operands.push(arg);
+      const spec = specs.find((s) => `--${s.long}` === arg || (s.hasArg && arg.startsWith(`--${s.long}=`)));
+      if (!spec) operands.push(arg);
+      else if (!spec.hasArg) opts.push({ spec, arg });
+      else if (arg.includes('=')) opts.push({ spec, value: arg.slice(arg.indexOf('=') + 1), arg });
+      else if (i + 1 < args.length) opts.push({ spec, value: args[++i]!, arg });
+      else throw new BadOption(arg);
       continue;
     }
     if (arg.startsWith('--')) {
@@ -370,9 +377,10 @@ export function parseLfsArgs(argv: readonly string[]): LfsRequest {
 }
 
 /**
- * The paths in a `--filelist` file: one a line, the newline chopped (nothing else trimmed, as lfs does). Empty
- * lines are skipped (lfs would fail on them with "Cannot stat : No such file or directory").
+ * The paths in a `--filelist` file: one a line, the newline chopped (nothing else trimmed, as lfs does), or
+ * NUL-separated when the text holds a NUL (`find -print0`; a path can hold a newline but never a NUL). Empty
+ * entries are skipped (lfs would fail on them with "Cannot stat : No such file or directory").
  */
 export function parseFilelist(text: string): string[] {
-  return text.split('\n').filter((line) => line.length > 0);
+  return text.split(text.includes('\0') ? '\0' : '\n').filter((line) => line.length > 0);
 }

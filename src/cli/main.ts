@@ -9,16 +9,15 @@ import { runChangelog, runChangelogClear, runChangelogRegister } from './changel
 import { runExport, runJobs } from './export-command.js';
 import { runImport } from './import-command.js';
 import { runAutoExport } from './auto-export-command.js';
-import { runLfs } from './hsm-command.js';
+import { isLfsArgv, runLfsMain } from './lfs-main.js';
 import { callMount } from './daemon-call.js';
 import { EXIT_USAGE } from './exit-status.js';
 
 export async function main(argv: string[], io: CliIo = processIo()): Promise<number> {
   const first = argv[0] ?? '';
   if (first === '__daemon') return runDaemonChild();
-  if (first === 'lfs') return runLfs(argv.slice(1), io);
-  // `blobhsm hsm_state ...`, `blobhsm hsm state ...`, also with lfs's leading `--json` (`blobhsm --json hsm_state`).
-  if ((argv.find((a) => a !== '--json') ?? '').startsWith('hsm')) return runLfs(argv, io);
+  // bin/blobhsm.js sends these to lfs-main.js without loading this module; main() keeps them for its callers.
+  if (isLfsArgv(argv)) return runLfsMain(argv, io);
 
   let status = 0;
   const program = new Command('blobhsm')

@@ -1,0 +1,65 @@
+// Pins what the lean `lfs` path loads (src/cli/lfs-main.ts): `find | xargs -n 1 lfs hsm_restore` starts one
+// process per file, so none of the Azure SDK, SQLite, fuse-native, commander, p-queue, job, daemon or store code may
+// be reached from it. Runs the real executable under a resolve hook that records every module it loads.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const BIN = join(ROOT, 'bin/blobhsm.js');
+const RECORDER = join(ROOT, 'test/helpers/import-recorder.mjs');
+
+const base = mkdtempSync(join(tmpdir(), 'blobhsm-startup-'));
+t.teardown(() => rmSync(base, { recursive: true, force: true }));
+
+/** Runs `blobhsm ARGS` and returns the repository-relative files (or package names) it loaded. */
+function loadedBy(args: string[], input?: string): { code: number | null; stderr: string; loaded: string[] } {
+  const log = join(base, `imports-${Math.random().toString(36).slice(2)}.log`);
+  writeFileSync(log, '');
+  const { NODE_OPTIONS: _tapLoader, ...env } = process.env;
+  const r = spawnSync(process.execPath, ['--import', RECORDER, BIN, ...args], {
+    env: { ...env, BLOBHSM_IMPORT_LOG: log, BLOBHSM_STATE_DIR: join(base, 'state') },
+    input: input ?? '',
+    encoding: 'utf8',
+  });
+  const loaded = readFileSync(log, 'utf8')
+    .split('\n')
+    .filter((url) => url.startsWith('file:'))
+    .map((url) => {
+      const path = fileURLToPath(url).slice(ROOT.length + 1);
+      const pkg = /^node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(path);
+      return pkg ? `package ${pkg[1]}` : path;
+    });
+  return { code: r.status, stderr: r.stderr, loaded: [...new Set(loaded)].sort() };
+}
+
+/** What the lean path must never load: any package, and the layers behind the daemon. */
+const FORBIDDEN = /^package |^dist\/src\/(blob|cache|daemon|emulator|fuse|jobs|vfs)\/|^dist\/src\/namespace\/(?!types\.js)|^dist\/src\/hsm\/(coordinator|hydrator|changelog)|^dist\/src\/cli\/(main|mount-command)\.js/;
+
+t.test('the lfs commands load no package and none of the daemon layers', async (t) => {
+  const commands: { args: string[]; input?: string }[] = [
+    { args: ['hsm_state', join(base, 'nowhere')] },
+    { args: ['hsm', 'state', join(base, 'nowhere')] },
+    { args: ['lfs', 'hsm_restore', join(base, 'nowhere')] },
+    { args: ['--json', 'hsm_action', join(base, 'nowhere')] },
+    { args: ['lfs', 'hsm_release', '--filelist', '-'], input: `${join(base, 'nowhere')}\n` },
+    { args: ['hsm_set', '--dirty', join(base, 'nowhere')] },
+  ];
+  for (const { args, input } of commands) {
+    const r = loadedBy(args, input);
+    t.ok(r.loaded.includes('dist/src/cli/lfs-main.js'), `${args.join(' ')}: runs the lean entry`);
+    t.ok(r.loaded.includes('dist/src/cli/hsm-command.js'), `${args.join(' ')}: reaches the command`);
+    t.same(r.loaded.filter((f) => FORBIDDEN.test(f)), [], `${args.join(' ')}: loads only ${r.loaded.join(', ')}`);
+    t.not(r.code, 0, `${args.join(' ')}: fails for a path outside any mount (${r.stderr.trim()})`);
+  }
+});
+
+t.test('the other commands still go through main (the recorder sees heavy imports)', async (t) => {
+  const r = loadedBy(['--help']);
+  t.equal(r.code, 0, r.stderr);
+  t.ok(r.loaded.includes('dist/src/cli/main.js'));
+  t.ok(r.loaded.includes('package commander'), 'commander is loaded outside the lean path');
+});
