@@ -14,6 +14,7 @@ import { MemoryBlobStore } from '../src/blob/memory-store.js';
 import { findFreePort } from '../src/emulator/emulator.js';
 import { BlobError, describeError } from '../src/errors.js';
 import { EMULATOR_ACCOUNT, EMULATOR_KEY, startAzurite, uniqueContainerName, withContainer } from './helpers/azurite.js';
+import { startHnsFake } from './helpers/hns-fake.js';
 
 type ContractStore = BlobStore & { setTier(name: string, tier: 'Hot' | 'Archive'): Promise<void> };
 
@@ -27,6 +28,14 @@ interface Harness {
 
 const azurite = await startAzurite({ inMemory: true });
 t.teardown(() => azurite.stop());
+// The same contract through the loopback HNS fake (a proxy in front of the same Azurite), with the store on HNS
+// rules: listings ask for permissions and parse the raw page, HEADs read the x-ms-* headers.
+const hnsFake = await startHnsFake(azurite);
+t.teardown(() => hnsFake.stop());
+const onHns = <S extends BlobStore>(store: S): S => {
+  store.useNamespace('hns');
+  return store;
+};
 
 const harnesses: Harness[] = [
   {
@@ -41,6 +50,15 @@ const harnesses: Harness[] = [
       const store = createAzureStore({ container: uniqueContainerName(), connectionString: azurite.connectionString, env: {} });
       t.teardown(() => store.deleteContainer().catch(() => undefined));
       return store;
+    },
+  },
+  {
+    name: 'hns fake',
+    make: async (t) => onHns(await withContainer(t, hnsFake)),
+    makeUncreated: async (t) => {
+      const store = createAzureStore({ container: uniqueContainerName(), connectionString: hnsFake.connectionString, env: {} });
+      t.teardown(() => store.deleteContainer().catch(() => undefined));
+      return onHns(store);
     },
   },
 ];

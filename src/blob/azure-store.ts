@@ -1,4 +1,5 @@
-// The BlobStore on Azure Blob Storage (and Azurite). The only module that imports @azure/*.
+// The BlobStore on Azure Blob Storage (and Azurite). With hns-listing.ts and hns-paths.ts (the hierarchical-
+// namespace parts), the only modules that import @azure/*.
 //
 // Every service call runs through `call()`: a client-side timeout per attempt (combined with the caller's
 // signal), bounded exponential backoff with jitter, and one mapping from SDK errors to BlobError. The SDK's own
@@ -19,8 +20,13 @@ import {
   type WebResource,
 } from '@azure/storage-blob';
 import type { TokenCredential } from '@azure/identity';
+import type { PipelineRequest, PipelineResponse } from '@azure/core-rest-pipeline';
 import { BlobError, UsageError } from '../errors.js';
+import { headerPermissions, listPermissionsPolicy, parseListingPermissions, type UrlPolicy } from './hns-listing.js';
+import { DfsPaths } from './hns-paths.js';
 import {
+  type HierarchicalPaths,
+  type NamespaceKind,
   normalizeEtag,
   normalizeMetadata,
   type BlobInfo,
@@ -294,6 +300,9 @@ export function classifyRequest(method: string, url: string): string {
   const restype = query.get('restype');
   const m = method.toUpperCase();
   if (comp === 'list') return 'list';
+  if (query.get('resource') === 'directory') return 'createDirectory';
+  if (query.get('action') === 'setAccessControl') return 'setAccessControl';
+  if (m === 'PUT' && query.has('mode')) return 'rename';
   if (restype === 'container') {
     if (!comp) {
       if (m === 'PUT') return 'createContainer';
@@ -551,6 +560,8 @@ export class AzureBlobStore implements BlobStore {
   private readonly blockSize: number;
   private readonly concurrency: number;
   private readonly onRetry: ((info: RetryInfo) => void) | undefined;
+  private namespaceKind: NamespaceKind = 'flat';
+  private readonly paths: DfsPaths;
 
   constructor(
     readonly container: string,
@@ -595,6 +606,15 @@ export class AzureBlobStore implements BlobStore {
     };
     pipeline.factories.push(counting);
     this.client = new ContainerClient(containerUrl, pipeline);
+    // Internal to the SDK (pinned by test/hns-listing.test.ts): the client's core pipeline, for the List Blobs
+    // include=permissions policy and for sending the DFS path calls through the same credential policy.
+    const context = (this.client as unknown as { storageClientContext: SdkServiceClient }).storageClientContext;
+    context.pipeline.addPolicy(listPermissionsPolicy(() => this.namespaceKind === 'hns'), { phase: 'Serialize' });
+    this.paths = new DfsPaths(
+      containerUrl,
+      (request) => context.sendRequest(request),
+      (op, target, fn, retry, signal) => this.call(op, target, fn, { retry, signal }),
+    );
     this.auth = {
       kind: resolved.kind,
       source: resolved.source,
@@ -612,6 +632,27 @@ export class AzureBlobStore implements BlobStore {
 
   requestCounts(): RequestCounts {
     return { ...this.counts };
+  }
+
+  get namespace(): NamespaceKind {
+    return this.namespaceKind;
+  }
+
+  useNamespace(kind: NamespaceKind): void {
+    this.namespaceKind = kind;
+  }
+
+  hierarchicalPaths(): HierarchicalPaths | undefined {
+    return this.namespaceKind === 'hns' ? this.paths : undefined;
+  }
+
+  /** getAccountInfo's `x-ms-is-hns-enabled` (absent, as on Azurite: flat). */
+  async detectNamespace(options: { signal?: AbortSignal } = {}): Promise<NamespaceKind> {
+    const info = await this.call('getAccountInfo', this.container, (abortSignal) => this.client.getAccountInfo({ abortSignal }), {
+      signal: options.signal,
+      retry: 'idempotent',
+    });
+    return info.isHierarchicalNamespaceEnabled === true ? 'hns' : 'flat';
   }
 
   /** Runs one service call with the per-attempt timeout, retries and error mapping. */
@@ -675,6 +716,7 @@ export class AzureBlobStore implements BlobStore {
       );
       if (page.done || !page.value) break;
       const resp = page.value;
+      const hns = this.namespaceKind === 'hns' ? await parseListingPermissions(resp._response.bodyAsText ?? '') : undefined;
       const items = resp.segment.blobItems.map(
         (b): BlobInfo => ({
           name: b.name,
@@ -683,6 +725,7 @@ export class AzureBlobStore implements BlobStore {
           lastModified: b.properties.lastModified,
           ...(b.properties.accessTier ? { tier: b.properties.accessTier } : {}),
           metadata: normalizeMetadata(b.metadata),
+          ...(hns?.has(b.name) ? { hns: hns.get(b.name)! } : {}),
         }),
       );
       if (items.length > 0) yield items;
@@ -696,6 +739,7 @@ export class AzureBlobStore implements BlobStore {
       signal: options.signal,
       retry: 'idempotent',
     });
+    const hns = this.namespaceKind === 'hns' ? headerPermissions((h) => p._response.headers.get(h)) : undefined;
     return {
       name,
       size: p.contentLength ?? 0,
@@ -703,6 +747,7 @@ export class AzureBlobStore implements BlobStore {
       lastModified: p.lastModified ?? new Date(0),
       ...(p.accessTier ? { tier: p.accessTier } : {}),
       metadata: normalizeMetadata(p.metadata),
+      ...(hns ? { hns } : {}),
     };
   }
 
@@ -955,6 +1000,12 @@ export class AzureBlobStore implements BlobStore {
       retry: 'idempotent',
     });
   }
+}
+
+/** The SDK's internal service client of a ContainerClient (its core pipeline and raw sender). */
+interface SdkServiceClient {
+  pipeline: { addPolicy(policy: UrlPolicy, options: { phase: 'Serialize' }): void };
+  sendRequest(request: PipelineRequest): Promise<PipelineResponse>;
 }
 
 /** A TokenCredential that loads @azure/identity (slow to import) only when a token is first needed. */

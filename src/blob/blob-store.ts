@@ -10,6 +10,44 @@ export interface BlobInfo {
   /** Access tier (Hot, Cool, Cold, Archive) when the service reports it. */
   tier?: string;
   metadata: Record<string, string>;
+  /** On an account with a hierarchical namespace: the POSIX attributes the service keeps for the path. */
+  hns?: HnsAttributes;
+}
+
+/**
+ * What an account with a hierarchical namespace (ADLS Gen2) reports for a path: List Blobs with
+ * `include=permissions` (`Owner`, `Group`, `Permissions`, `Acl`, `ResourceType`) or a HEAD (`x-ms-owner`, ...).
+ * Values are the service's strings: owner/group `$superuser` or an Entra object ID, permissions `rwxr-x---`
+ * (sticky `t`/`T`, a trailing `+` when an extended ACL exists), the ACL `user::rwx,user:<id>:r-x,...`.
+ */
+export interface HnsAttributes {
+  owner?: string;
+  group?: string;
+  permissions?: string;
+  acl?: string;
+  resourceType?: 'file' | 'directory';
+}
+
+/** 'hns': the account has a hierarchical namespace (POSIX attributes in headers, real directories, atomic rename). */
+export type NamespaceKind = 'hns' | 'flat';
+
+/** POSIX access control as HNS takes it on create and set-access-control (any field absent: left as is). */
+export interface HnsAccess {
+  owner?: string;
+  group?: string;
+  /** Symbolic (`rwxr-x---`, sticky `t`/`T`) or 4-digit octal. */
+  permissions?: string;
+  /** The access ACL, `user::rwx,user:<id>:r-x,group::r-x,mask::r-x,other::---`; replaces permissions when given. */
+  acl?: string;
+}
+
+/** The path operations of a hierarchical namespace (the DFS API) that export uses. */
+export interface HierarchicalPaths {
+  /** Creates a real directory with its access control; `ifNoneMatch: '*'` fails (AlreadyExists) when the path exists. */
+  createDirectory(name: string, access: HnsAccess, options?: { ifNoneMatch?: '*'; signal?: AbortSignal }): Promise<WriteResult>;
+  setAccessControl(name: string, access: HnsAccess, options?: { ifMatch?: string; signal?: AbortSignal }): Promise<WriteResult>;
+  /** Renames a file or a directory with everything under it, atomically; `ifNoneMatch: '*'` refuses to replace. */
+  rename(from: string, to: string, options?: { ifNoneMatch?: '*'; signal?: AbortSignal }): Promise<void>;
 }
 
 export interface ListOptions {
@@ -67,6 +105,14 @@ export interface BlobStore {
   createContainer(): Promise<boolean>;
   /** Requests sent so far, by operation (for tests and benchmarks). */
   requestCounts(): RequestCounts;
+  /** Asks the service whether the account has a hierarchical namespace (BlobError Unauthorized when refused). */
+  detectNamespace(options?: { signal?: AbortSignal }): Promise<NamespaceKind>;
+  /** The namespace rules in use ('flat' until set): on 'hns' listings and HEADs carry `hns`. */
+  readonly namespace: NamespaceKind;
+  /** Chooses the namespace rules (after detection, or forced by the user). */
+  useNamespace(kind: NamespaceKind): void;
+  /** The DFS path operations, on 'hns' only. */
+  hierarchicalPaths(): HierarchicalPaths | undefined;
 }
 
 /**

@@ -6,6 +6,7 @@ import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { BlobError, type BlobErrorKind } from '../errors.js';
 import {
+  type NamespaceKind,
   normalizeEtag,
   normalizeMetadata,
   type BlobInfo,
@@ -29,7 +30,8 @@ export type MemoryOp =
   | 'delete'
   | 'containerExists'
   | 'createContainer'
-  | 'setTier';
+  | 'setTier'
+  | 'getAccountInfo';
 
 export type BlobTier = 'Hot' | 'Cool' | 'Cold' | 'Archive';
 
@@ -199,6 +201,22 @@ export class MemoryBlobStore implements BlobStore {
 
   requestCounts(): RequestCounts {
     return { ...this.counts };
+  }
+
+  /** The in-memory store models a flat namespace only. */
+  readonly namespace = 'flat' as const;
+
+  async detectNamespace(options: { signal?: AbortSignal } = {}): Promise<NamespaceKind> {
+    await this.begin('getAccountInfo', '', options.signal);
+    return 'flat';
+  }
+
+  useNamespace(kind: NamespaceKind): void {
+    if (kind !== 'flat') throw new BlobError('Invalid', 'the in-memory store has no hierarchical namespace');
+  }
+
+  hierarchicalPaths(): undefined {
+    return undefined;
   }
 
   async *listPages(options: ListOptions = {}): AsyncIterable<BlobInfo[]> {
