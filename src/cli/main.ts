@@ -12,6 +12,8 @@ import { runAutoExport } from './auto-export-command.js';
 import { isLfsArgv, runLfsMain } from './lfs-main.js';
 import { callMount } from './daemon-call.js';
 import { EXIT_USAGE } from './exit-status.js';
+import { runCompletion } from './completion-command.js';
+import { packageVersion } from '../version.js';
 
 export async function main(argv: string[], io: CliIo = processIo()): Promise<number> {
   const first = argv[0] ?? '';
@@ -22,7 +24,7 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
   let status = 0;
   const program = new Command('blobhsm')
     .description('an Azure Blob container as a Lustre-like HSM namespace')
-    .version('0.1.0')
+    .version(packageVersion())
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
     .addHelpText(
@@ -103,6 +105,16 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     .action(async (a: string, b: string | undefined, o: { json?: boolean }) => {
       status = a === 'cancel' && b ? await runJobs(b, { cancel: true }, io) : await runJobs(a, o, io);
     });
+
+  program
+    .command('version')
+    .description("print blobhsm's version")
+    .action(() => void io.stdout.write(`blobhsm ${packageVersion()}\n`));
+  program
+    .command('completion')
+    .argument('<shell>', 'bash')
+    .description('print a shell completion script: source <(blobhsm completion bash)')
+    .action((shell: string) => void (status = runCompletion(shell, program, (text) => io.stdout.write(text))));
 
   try {
     await program.parseAsync(argv, { from: 'user' });
