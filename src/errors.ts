@@ -63,6 +63,31 @@ export class FsError extends Error {
   }
 }
 
+/**
+ * An HSM action met a blob that changed behind the mount's back (an archive's If-Match/If-None-Match, or a remove's
+ * If-Match, failed): nothing was overwritten or deleted. EBUSY, as Lustre's copytool reports a busy target.
+ * `expected` is the etag the mount recorded (null: it expected no blob), `found` the blob's etag now (null: gone,
+ * undefined: not known).
+ */
+export class ConflictError extends FsError {
+  constructor(
+    readonly blob: string,
+    readonly expected: string | null,
+    readonly found: string | null | undefined,
+    message: string,
+    options: { cause?: unknown } = {},
+  ) {
+    super('EBUSY', message, options);
+  }
+}
+
+/** An HSM request named a directory or a symlink (`lfs`: `"F" is not a regular file`, exit 4). EINVAL. */
+export class NotRegularFileError extends FsError {
+  constructor(readonly path: string) {
+    super('EINVAL', `${path} is not a regular file`);
+  }
+}
+
 /** A user-facing configuration or usage problem: the message says what was wrong and what to do. */
 export class UsageError extends Error {
   override readonly name = 'UsageError';

@@ -4,7 +4,7 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { UploadOptions, UploadSource, WriteResult } from '../src/blob/blob-store.js';
-import { BlobError, FsError, type FsErrorCode } from '../src/errors.js';
+import { BlobError, ConflictError, FsError, type FsErrorCode } from '../src/errors.js';
 import { VERSION_KEY, type ActionKind } from '../src/hsm/coordinator.js';
 import { HsmFlag, checkInvariants } from '../src/hsm/flags.js';
 import { formatModtime } from '../src/namespace/blob-encoding.js';
@@ -440,6 +440,29 @@ t.test('remove deletes the blob and clears the HSM state, keeping the policy fla
   s.store.deleteDirect('dir/a.txt');
   await req(s, 'REMOVE', '/dir/a.txt');
   t.equal(s.inode('/dir/a.txt').hsmFlags, 0);
+  checkAll(t, s);
+});
+
+t.test('R1: remove deletes with If-Match: another client\'s newer blob is kept and the conflict reported', async (t) => {
+  const s = await stack(t);
+  await s.readFile('/top.txt');
+  await s.settle();
+  const before = s.inode('/top.txt');
+  t.equal(before.hsmFlags, RESTORED);
+  s.store.putDirect('top.txt', 'the other client wrote this');
+  const found = (await s.store.head('top.txt')).etag;
+  try {
+    await req(s, 'REMOVE', '/top.txt');
+    t.fail('the remove succeeded');
+  } catch (err) {
+    t.ok(err instanceof ConflictError, 'a ConflictError');
+    const c = err as ConflictError;
+    t.equal(c.code, 'EBUSY', 'errno EBUSY, chosen where the error is built');
+    t.match(c, { blob: 'top.txt', expected: before.etag, found });
+  }
+  t.equal(s.store.getData('top.txt')!.toString(), 'the other client wrote this', 'the newer blob was not deleted');
+  const after = s.inode('/top.txt');
+  t.match(after, { hsmFlags: RESTORED, blobName: 'top.txt', etag: before.etag }, 'the file keeps its HSM state');
   checkAll(t, s);
 });
 

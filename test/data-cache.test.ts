@@ -252,3 +252,29 @@ t.test('a drop racing the open of a lease never hands out a closed descriptor', 
   else t.same(outcome, { n: 5, data: 'hello' }, 'the read won the race: whole and right');
   await drop;
 });
+
+t.test('R4: a drop racing a write in flight leaves no ghost bytes in the usage count', async (t) => {
+  let entered!: () => void;
+  const inside = new Promise<void>((r) => (entered = r));
+  let letGo!: () => void;
+  const gate = new Promise<void>((r) => (letGo = r));
+  const wrapped = {
+    ...fs,
+    write: ((...args: Parameters<typeof fs.write>) => {
+      entered();
+      void gate.then(() => (fs.write as (...a: unknown[]) => void)(...args));
+    }) as typeof fs.write,
+  } as typeof fs;
+  const cache = new DataCache({ dir: t.testdir(), fs: wrapped, reserveBytes: 0 });
+  t.teardown(() => cache.close());
+  await cache.scan();
+  await cache.truncate(3, 1, 0);
+  const writing = cache.write(3, 1, Buffer.alloc(64 * 1024, 1), 64 * 1024, 0);
+  await inside;
+  await cache.drop(3, 1);
+  t.equal(cache.bytesUsed(), 0, 'the dropped file counts nothing');
+  letGo();
+  await writing;
+  t.equal(cache.bytesUsed(), 0, 'the write that finished after the drop adds nothing');
+  t.equal(await cache.exists(3, 1), false);
+});

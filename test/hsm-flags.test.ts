@@ -1,6 +1,21 @@
 import t from 'tap';
+import Database from 'better-sqlite3';
 import { FsError } from '../src/errors.js';
 import {
+  CLEAN_ARCHIVED,
+  DIRTY_FILE,
+  EVICTABLE,
+  EXPORT_CANDIDATE,
+  FAITHFUL_RECORD,
+  RELEASABLE_BY_IMPORT,
+  RESIDENT,
+  flagSql,
+  flagsHex,
+  isExportCandidate,
+  maskOf,
+  matches,
+  onImportSymlink,
+  onReimport,
   ALL_FLAGS,
   DEFAULT_ARCHIVE_ID,
   HsmFlag,
@@ -304,4 +319,26 @@ t.test('errors are FsErrors with a message', async (t) => {
   t.throws(() => restoreDecision(E | D | A), { name: 'FsError', code: 'EPERM', message: /dirty/ });
   t.throws(() => setFlags(0, E, 0, { privileged: false }), { code: 'EPERM' });
   t.throws(() => setFlags(0, D, 0, { privileged: true }), { code: 'EINVAL', message: /dirty without exists/ });
+});
+
+t.test('named predicates: the SQL the metadata store uses says exactly what matches() says', async (t) => {
+  const db = new Database(':memory:');
+  t.teardown(() => db.close());
+  const predicates = { RESIDENT, DIRTY_FILE, CLEAN_ARCHIVED, FAITHFUL_RECORD, EXPORT_CANDIDATE, RELEASABLE_BY_IMPORT, EVICTABLE, none: [] };
+  for (const [name, p] of Object.entries(predicates)) {
+    const sql = db.prepare(`SELECT ${flagSql(p, 'f')} AS m FROM (SELECT ? AS f)`).pluck();
+    const disagree = [];
+    for (let f = 0; f <= ALL_FLAGS; f++) if (Boolean(sql.get(f)) !== matches(f, p)) disagree.push(f);
+    t.same(disagree, [], `${name}: SQL and TypeScript agree on all ${ALL_FLAGS + 1} flag words`);
+  }
+  t.equal(isExportCandidate(0x00), true, 'a new file is exported');
+  t.equal(isExportCandidate(0x0b), true, 'a modified one too');
+  t.equal(isExportCandidate(0x09), false, 'a clean archived one is not');
+  t.equal(isExportCandidate(0x23), false, 'never a NOARCHIVE one');
+  t.equal(matches(0x09, EVICTABLE), true);
+  t.equal(matches(0x19, EVICTABLE), false, 'never_release is not evicted');
+  t.equal(onReimport(0x3b), 0x3d, 'a reimport keeps the policy flags');
+  t.equal(onImportSymlink(), 0x09);
+  t.equal(maskOf(['NORELEASE', 'DIRTY']), 0x12);
+  t.equal(flagsHex(0x0d), '0x0000000d');
 });

@@ -334,6 +334,9 @@ class Model {
         if (!(f.flags & (ARCHIVED | EXISTS))) return undefined;
         if (f.flags & RELEASED) return 'EPERM';
         if (f.blobName !== null) {
+          // If-Match on the version the file recorded: another client's newer blob is not deleted (a conflict).
+          const current = this.remote.get(f.blobName);
+          if (current && current.token !== f.token) return 'EBUSY';
           this.remote.delete(f.blobName);
           this.seen.delete(f.blobName);
         }
@@ -468,6 +471,8 @@ const utf8Order = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffe
 async function compare(s: TestStack, m: Model): Promise<void> {
   const walk = async (dir: MDir, dirIno: number, path: string): Promise<void> => {
     const real = await s.vfs.readdir(path || '/');
+    if (real.names[0] !== '.' || real.names[1] !== '..') fail(`readdir ${path || '/'} does not start with . and ..`);
+    real.names = real.names.slice(2);
     const want = [...dir.children.keys()].sort(utf8Order);
     if (JSON.stringify(real.names) !== JSON.stringify(want)) fail(`readdir ${path || '/'}: ${JSON.stringify(real.names)}, model ${JSON.stringify(want)}`);
     for (const [name, node] of dir.children) {

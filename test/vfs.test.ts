@@ -3,6 +3,8 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { BlobError, FsError, type FsErrorCode } from '../src/errors.js';
 import { HsmFlag } from '../src/hsm/flags.js';
+import { decideImport } from '../src/jobs/decide-import.js';
+import { importNamespace } from '../src/namespace/importer.js';
 import { makeStack, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, type TestStack, type TestStackOptions } from './helpers/stack.js';
 
 const KiB = 1024;
@@ -55,10 +57,10 @@ t.test('getattr, readdir, readlink and xattrs of an imported tree', async (t) =>
   const root = await s.vfs.getattr('/');
   t.equal(root.mode & 0o170000, 0o040000, 'root is a directory');
 
-  t.same((await s.vfs.readdir('/')).names, ['dir', 'empty.txt', 'implicit', 'link', 'top.txt']);
-  t.same((await s.vfs.readdir('/dir')).names, ['file.bin', 'sub']);
+  t.same((await s.vfs.readdir('/')).names, ['.', '..', 'dir', 'empty.txt', 'implicit', 'link', 'top.txt']);
+  t.same((await s.vfs.readdir('/dir')).names, ['.', '..', 'file.bin', 'sub']);
   const listing = await s.vfs.readdir('/dir');
-  t.equal(listing.stats[0]!.size, BIG.length, 'readdir carries stats');
+  t.equal(listing.stats[2]!.size, BIG.length, 'readdir carries stats');
 
   const top = await s.vfs.getattr('/top.txt');
   t.match(top, { mode: 0o100644, size: 11, blocks: 1, nlink: 1, uid: 0, gid: 0, blksize: 4096 });
@@ -344,7 +346,7 @@ t.test('rename', async (t) => {
 
   await s.vfs.rename('/dir', '/dir2');
   t.equal((await s.readFile('/dir2/sub/deep.txt')).toString(), 'deep', 'children move with their directory');
-  t.same((await s.vfs.readdir('/')).names, ['dir2', 'empty.txt', 'implicit', 'link']);
+  t.same((await s.vfs.readdir('/')).names, ['.', '..', 'dir2', 'empty.txt', 'implicit', 'link']);
 
   // Replacing a target drops its inode and cache data.
   await s.createFile('/a', 'AAA');
@@ -486,4 +488,110 @@ t.test('changelog records of namespace changes', async (t) => {
   const unl = recs.filter((r) => r.type === 'UNLNK');
   t.equal(unl[0]!.flags, 0x1, 'last link of a never-archived file');
   t.equal(unl[1]!.flags, 0x3, 'last link of an archived file');
+});
+
+// ---- POSIX conformance found by an external suite on a real mount --------------------------------------------
+
+t.test('a name component over 255 bytes is ENAMETOOLONG on every path operation', async (t) => {
+  const s = await stack(t);
+  const long = 'x'.repeat(256);
+  const ops: Array<[string, () => Promise<unknown>]> = [
+    ['getattr', () => s.vfs.getattr(`/${long}`)],
+    ['getattr below', () => s.vfs.getattr(`/${long}/f`)],
+    ['chmod', () => s.vfs.chmod(`/${long}`, 0o600)],
+    ['chown', () => s.vfs.chown(`/${long}`, 1, 1)],
+    ['utimens', () => s.vfs.utimens(`/${long}`, 1, 1)],
+    ['truncate', () => s.vfs.truncate(`/${long}`, 0)],
+    ['open', () => s.vfs.open(`/${long}`, O_RDONLY)],
+    ['readdir', () => s.vfs.readdir(`/${long}`)],
+    ['readlink', () => s.vfs.readlink(`/${long}`)],
+    ['unlink', () => s.vfs.unlink(`/${long}`)],
+    ['unlink below', () => s.vfs.unlink(`/dir/${long}`)],
+    ['rmdir', () => s.vfs.rmdir(`/${long}`)],
+    ['mkdir', () => s.vfs.mkdir(`/${long}`, 0o755)],
+    ['create', () => s.vfs.create(`/dir/${long}`, 0o644)],
+    ['rename from', () => s.vfs.rename(`/${long}`, '/x')],
+    ['rename to', () => s.vfs.rename('/top.txt', `/${long}`)],
+    ['link from', () => s.vfs.link(`/${long}`, '/x')],
+    ['link to', () => s.vfs.link('/top.txt', `/${long}`)],
+    ['symlink', () => s.vfs.symlink('t', `/${long}`)],
+    ['getxattr', () => s.vfs.getxattr(`/${long}`, 'user.hsm.state')],
+  ];
+  for (const [name, op] of ops) await rejectsCode(t, op(), 'ENAMETOOLONG', name);
+  await rejectsCode(t, s.vfs.getattr(`/${'x'.repeat(255)}`), 'ENOENT', 'a 255-byte name is allowed (and missing)');
+  t.ok(await s.vfs.getattr('/top.txt'), 'nothing changed');
+});
+
+t.test('ctime changes on unlink, rename over, link, chmod, chown and truncate', async (t) => {
+  const s = await stack(t);
+  await s.createFile('/a', 'aaa');
+  await s.vfs.link('/a', '/b');
+  await s.createFile('/c', 'ccc');
+  await s.vfs.link('/c', '/c2');
+  const ino = s.inode('/a').ino;
+  const cIno = s.inode('/c').ino;
+  const ops: Array<[string, number, () => Promise<void>]> = [
+    ['unlink of one of two names', ino, () => s.vfs.unlink('/b')],
+    ['link', ino, () => s.vfs.link('/a', '/b')],
+    ['rename over a name of a linked file (the replaced file)', cIno, () => s.vfs.rename('/b', '/c2')],
+    ['rename (the moved file)', ino, () => s.vfs.rename('/c2', '/d')],
+    ['chmod', ino, () => s.vfs.chmod('/a', 0o600)],
+    ['chown', ino, () => s.vfs.chown('/a', 7, 7)],
+    ['truncate', ino, () => s.vfs.truncate('/a', 1)],
+  ];
+  for (const [what, which, op] of ops) {
+    // An old ctime first, so any update shows without depending on the clock's resolution.
+    s.meta.update(which, { ctimeMs: 1 });
+    await op();
+    t.ok(s.meta.get(which)!.ctimeMs > 1, `${what} updates the ctime`);
+  }
+});
+
+t.test('readdir lists . and .. first, with the directory and its parent', async (t) => {
+  const s = await stack(t);
+  const root = await s.vfs.readdir('/');
+  t.same(root.names.slice(0, 2), ['.', '..']);
+  t.equal(root.stats[0]!.ino, 1, '. of the root is the root');
+  t.equal(root.stats[1]!.ino, 1, '.. of the root is the root');
+  const sub = await s.vfs.readdir('/dir/sub');
+  t.same(sub.names.slice(0, 2), ['.', '..']);
+  t.equal(sub.stats[0]!.ino, s.inode('/dir/sub').ino);
+  t.equal(sub.stats[1]!.ino, s.inode('/dir').ino, '.. is the parent');
+  t.equal((await s.vfs.readdir('/dir/sub/')).stats[1]!.ino, s.inode('/dir').ino, 'also with a trailing slash');
+});
+
+// ---- races ---------------------------------------------------------------------------------------------------
+
+t.test('R3: create holds its file open before its first await: an import job meanwhile does not replace it', async (t) => {
+  const s = await stack(t);
+  // Another client's blob of the name the mount creates: OverwriteIfDirty replaces a local file never imported
+  // from it, unless the file is open.
+  s.store.putDirect('racing.txt', 'the other client');
+  let entered!: () => void;
+  const inside = new Promise<void>((r) => (entered = r));
+  let letGo!: () => void;
+  const gate = new Promise<void>((r) => (letGo = r));
+  const truncate = s.cache.truncate.bind(s.cache);
+  s.cache.truncate = async (ino, gen, size) => {
+    entered();
+    await gate;
+    return truncate(ino, gen, size);
+  };
+  const creating = s.vfs.create('/racing.txt', 0o644);
+  await inside;
+  const stats = await importNamespace({
+    store: s.store,
+    meta: s.meta,
+    prefix: '',
+    log: () => undefined,
+    decide: (local, remote) => decideImport('OverwriteIfDirty', local, remote),
+    isBusy: (ino) => s.coordinator.isBusy(ino),
+    dropData: (ino, gen) => s.coordinator.dropData(ino, gen),
+  });
+  letGo();
+  const fh = await creating;
+  t.equal(stats.state, 'Completed');
+  t.equal(await s.vfs.write(fh, Buffer.from('mine'), 4, 0), 4, 'the first write finds its file');
+  await s.vfs.release(fh);
+  t.equal((await s.readFile('/racing.txt')).toString(), 'mine', 'the local file was kept (busy), not replaced');
 });

@@ -53,6 +53,8 @@ interface Entry {
   /** Evicted or dropped: close when refs reaches 0. */
   retired: boolean;
   closed: boolean;
+  /** Its file was deleted (drop): an operation still finishing on it changes no accounting. */
+  dropped: boolean;
 }
 
 interface Usage {
@@ -202,6 +204,26 @@ export class DataCache {
 
   /** A leased descriptor: not closed (even if evicted or dropped) until release(). */
   async acquire(ino: number, gen: number, options: FdOptions = {}): Promise<FdLease> {
+    const { entry, release } = await this.leaseEntry(ino, gen, options);
+    return { fd: entry.fd, release };
+  }
+
+  /** Runs fn with a leased descriptor. */
+  async withFd<T>(ino: number, gen: number, options: FdOptions, fn: (fd: number) => Promise<T>): Promise<T> {
+    return this.withEntry(ino, gen, options, (entry) => fn(entry.fd));
+  }
+
+  /** Runs fn with a leased entry (its `dropped` says whether a drop deleted the file meanwhile). */
+  private async withEntry<T>(ino: number, gen: number, options: FdOptions, fn: (entry: Entry) => Promise<T>): Promise<T> {
+    const { entry, release } = await this.leaseEntry(ino, gen, options);
+    try {
+      return await fn(entry);
+    } finally {
+      release();
+    }
+  }
+
+  private async leaseEntry(ino: number, gen: number, options: FdOptions): Promise<{ entry: Entry; release: () => void }> {
     let entry = await this.entry(ino, gen, options.create ?? false);
     // A drop (or an LRU eviction) between the open and this continuation closed it (no lease held it yet): its
     // number may already belong to another file. Open again (a dropped file is then missing: EIO).
@@ -209,7 +231,7 @@ export class DataCache {
     entry.refs++;
     let released = false;
     return {
-      fd: entry.fd,
+      entry,
       release: () => {
         if (released) return;
         released = true;
@@ -217,16 +239,6 @@ export class DataCache {
         if (entry.retired && entry.refs === 0) this.closeEntry(entry);
       },
     };
-  }
-
-  /** Runs fn with a leased descriptor. */
-  async withFd<T>(ino: number, gen: number, options: FdOptions, fn: (fd: number) => Promise<T>): Promise<T> {
-    const lease = await this.acquire(ino, gen, options);
-    try {
-      return await fn(lease.fd);
-    } finally {
-      lease.release();
-    }
   }
 
   /**
@@ -261,33 +273,34 @@ export class DataCache {
   ): Promise<number> {
     const bufOffset = options.bufOffset ?? 0;
     await this.ensureRoom(ino, length);
-    return this.withFd(ino, gen, options, async (fd) => {
+    return this.withEntry(ino, gen, options, async (entry) => {
       let done = 0;
       while (done < length) {
         const n = await this.op<number>('write', ino, (cb) =>
-          this.fs.write(fd, buf, bufOffset + done, length - done, position + done, cb),
+          this.fs.write(entry.fd, buf, bufOffset + done, length - done, position + done, cb),
         );
         if (n === 0) throw new FsError('EIO', `write to the cache file of ino ${ino} made no progress`);
         done += n;
       }
-      this.noteWrite(key(ino, gen), position, length);
+      // A drop while it ran deleted the file and its accounting: counting it now would leave ghost bytes.
+      if (!entry.dropped) this.noteWrite(key(ino, gen), position, length);
       return done;
     });
   }
 
   /** Sets the cache file's size (creating it if missing). */
   async truncate(ino: number, gen: number, size: number): Promise<void> {
-    await this.withFd(ino, gen, { create: true }, async (fd) => {
-      await this.op<void>('truncate', ino, (cb) => this.fs.ftruncate(fd, size, cb));
-      await this.refresh(ino, gen, fd);
+    await this.withEntry(ino, gen, { create: true }, async (entry) => {
+      await this.op<void>('truncate', ino, (cb) => this.fs.ftruncate(entry.fd, size, cb));
+      await this.refresh(ino, gen, entry);
     });
   }
 
   /** fsync of the cache file; refreshes its bytes accounting from st_blocks. */
   async fsync(ino: number, gen: number): Promise<void> {
-    await this.withFd(ino, gen, {}, async (fd) => {
-      await this.op<void>('fsync', ino, (cb) => this.fs.fsync(fd, cb));
-      await this.refresh(ino, gen, fd);
+    await this.withEntry(ino, gen, {}, async (entry) => {
+      await this.op<void>('fsync', ino, (cb) => this.fs.fsync(entry.fd, cb));
+      await this.refresh(ino, gen, entry);
     });
   }
 
@@ -296,6 +309,8 @@ export class DataCache {
     const k = key(ino, gen);
     const pending = this.opening.get(k);
     if (pending) await pending.catch(() => undefined);
+    const entry = this.fds.peek(k);
+    if (entry) entry.dropped = true;
     this.fds.delete(k);
     try {
       await this.fs.promises.unlink(this.pathFor(ino, gen));
@@ -357,7 +372,7 @@ export class DataCache {
       }
       throw translateCacheError(err, this.dir, `creating the cache file of ino ${ino}`);
     }
-    const entry: Entry = { fd, refs: 0, retired: false, closed: false };
+    const entry: Entry = { fd, refs: 0, retired: false, closed: false, dropped: false };
     this.fds.set(key(ino, gen), entry);
     if (create && !this.usage.has(key(ino, gen))) this.setUsage(key(ino, gen), { allocated: 0, size: 0 });
     return entry;
@@ -381,11 +396,11 @@ export class DataCache {
   }
 
   /** Exact accounting from fstat (after fsync/truncate). */
-  private async refresh(ino: number, gen: number, fd: number): Promise<void> {
+  private async refresh(ino: number, gen: number, entry: Entry): Promise<void> {
     const st = await new Promise<nodeFs.Stats>((resolve, reject) =>
-      this.fs.fstat(fd, (err, st) => (err ? reject(err) : resolve(st))),
+      this.fs.fstat(entry.fd, (err, st) => (err ? reject(err) : resolve(st))),
     );
-    this.setUsage(key(ino, gen), { allocated: st.blocks * 512, size: st.size });
+    if (!entry.dropped) this.setUsage(key(ino, gen), { allocated: st.blocks * 512, size: st.size });
   }
 
   /** Approximate accounting after a write: add what it may allocate, capped at the file's rounded size. */

@@ -3,7 +3,7 @@
 // unique long prefixes, `--opt=value`, clustered short options), and the same usage texts. A usage problem
 // throws LfsUsageError: the caller prints `detail` (if any) on stderr, `usage` on stdout, and exits 4.
 import { UsageError } from '../errors.js';
-import { HsmFlag } from '../hsm/flags.js';
+import { maskOf, type HsmFlagName } from '../hsm/flags.js';
 
 export type LfsCommand =
   | 'hsm_state'
@@ -360,7 +360,7 @@ export function parseLfsArgs(argv: readonly string[]): LfsRequest {
         break;
       }
       default:
-        mask |= HsmFlag[spec.key as keyof typeof HsmFlag];
+        mask |= maskOf([spec.key as HsmFlagName]);
     }
   }
 

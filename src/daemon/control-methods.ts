@@ -1,6 +1,6 @@
 // The control methods a mount's daemon answers: HSM state and requests by path, the changelog, jobs, status and
 // unmount. Paths are inside the mount ('/dir/file'); per-path failures are results, not errors.
-import { FsError, UsageError, describeError, errnoCodeOf, type FsErrorCode } from '../errors.js';
+import { FsError, NotRegularFileError, UsageError, describeError, errnoCodeOf, type FsErrorCode } from '../errors.js';
 import type { ControlMethod, EventSink } from '../control/protocol.js';
 import type { Inode } from '../namespace/types.js';
 import type { ActionKind } from '../hsm/coordinator.js';
@@ -40,14 +40,14 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
   const resolveFile = (path: string, regularOnly: boolean): Inode => {
     const inode = meta.resolve(path);
     if (!inode) throw new FsError('ENOENT', `no such file or directory: ${path}`);
-    if (regularOnly && inode.kind !== 'file') throw Object.assign(new FsError('EINVAL', `${path} is not a regular file`), { notRegular: true });
+    if (regularOnly && inode.kind !== 'file') throw new NotRegularFileError(path);
     return inode;
   };
 
   const failure = (path: string, err: unknown): PathResult => ({
     path,
     ok: false,
-    code: (err as { notRegular?: boolean }).notRegular ? 'ENOTREG' : errnoCodeOf(err),
+    code: err instanceof NotRegularFileError ? 'ENOTREG' : errnoCodeOf(err),
     message: describeError(err),
   });
 

@@ -4,7 +4,7 @@
 // libfuse's `.fuse_hidden*` stand-ins for files unlinked while open are removed (nothing has them open after a
 // restart); cache files no inode owns are deleted.
 import type { CacheFile, DataCache } from '../cache/data-cache.js';
-import { HsmFlag } from '../hsm/flags.js';
+import { RESIDENT, isReleased, onCacheDataMissing } from '../hsm/flags.js';
 import type { MetaStore } from '../namespace/types.js';
 
 export async function reconcileCache(meta: MetaStore, cache: DataCache, files: CacheFile[]): Promise<string[]> {
@@ -17,7 +17,7 @@ export async function reconcileCache(meta: MetaStore, cache: DataCache, files: C
     report.push(`removed ${meta.pathOf(parentIno) ?? `directory ${parentIno}`}/${name}: a file unlinked while still open before the restart`);
   }
   const byIno = new Map(files.map((f) => [f.ino, f] as const));
-  const resident = meta.filesWithFlags(HsmFlag.RELEASED, 0);
+  const resident = meta.filesMatching(RESIDENT);
   const empty: Array<{ ino: number; generation: number }> = [];
   meta.transaction(() => {
     for (const inode of resident) {
@@ -34,15 +34,14 @@ export async function reconcileCache(meta: MetaStore, cache: DataCache, files: C
         empty.push(inode);
         continue;
       }
-      const clean = (inode.hsmFlags & HsmFlag.ARCHIVED) !== 0 && (inode.hsmFlags & HsmFlag.DIRTY) === 0;
+      const hsmFlags = onCacheDataMissing(inode.hsmFlags);
       const path = meta.pathOf(inode.ino) ?? `inode ${inode.ino}`;
-      if (clean) {
-        meta.update(inode.ino, { hsmFlags: inode.hsmFlags | HsmFlag.RELEASED, generation: inode.generation + 1 });
+      if (isReleased(hsmFlags)) {
+        meta.update(inode.ino, { hsmFlags, generation: inode.generation + 1 });
         meta.clearRanges(inode.ino);
         report.push(`cache data of ${path} is missing; it is archived, so it is now released and will be restored on read`);
       } else {
-        const lost = (inode.hsmFlags & HsmFlag.ARCHIVED) !== 0 ? inode.hsmFlags | HsmFlag.LOST : inode.hsmFlags;
-        meta.update(inode.ino, { hsmFlags: lost });
+        meta.update(inode.ino, { hsmFlags });
         report.push(`WARNING: cache data of ${path} is missing and it was never archived with its latest content: local changes are lost`);
       }
     }

@@ -12,13 +12,12 @@
 // resident: its archive copy is about to be overwritten, so it becomes DIRTY and is exported again under its new
 // name; a released owner makes it a conflict (its only copy is that blob).
 import PQueue from 'p-queue';
-import { BlobError, FsError, describeError, errnoOf } from '../errors.js';
-import type { BlobStore } from '../blob/blob-store.js';
+import { BlobError, ConflictError, FsError, NotRegularFileError, describeError, errnoOf } from '../errors.js';
+import type { BlobInfo, BlobStore } from '../blob/blob-store.js';
 import type { DataCache } from '../cache/data-cache.js';
 import type { Hydrator } from './hydrator.js';
 import type { Inode, MetaStore } from '../namespace/types.js';
 import * as flags from './flags.js';
-import { HsmFlag } from './flags.js';
 import { exportMetadata } from '../namespace/blob-encoding.js';
 import type { Changelog } from './changelog.js';
 
@@ -67,8 +66,13 @@ export interface ArchiveOutcome {
   path: string;
   blobName: string;
   bytes: number;
-  conflict: boolean;
+  /** Set when a blob changed behind the mount's back: nothing was overwritten and the file stays dirty. */
+  conflict?: ConflictError;
 }
+
+/** A HEAD that checks whether a precondition failure met our own upload: attempts, and what is retried. */
+const HEAD_ATTEMPTS = 3;
+const RETRIED_KINDS = new Set(['Throttled', 'Transient', 'Timeout']);
 
 /** Metadata key stamping our own version on uploaded blobs, to recognise our upload after a crash. */
 export const VERSION_KEY = 'blobhsm_version';
@@ -128,7 +132,7 @@ export class Coordinator {
 
   /** Restores a released file completely (before a write or truncate) and returns its record. */
   async ensureResident(inode: Inode): Promise<Inode> {
-    if (inode.hsmFlags & HsmFlag.RELEASED) await this.o.hydrator.restore(inode);
+    if (flags.isReleased(inode.hsmFlags)) await this.o.hydrator.restore(inode);
     return this.get(inode.ino);
   }
 
@@ -194,7 +198,7 @@ export class Coordinator {
   /** Called by the Hydrator when every byte of a file is present and synced. */
   onRestored(ino: number): void {
     const inode = this.o.meta.get(ino);
-    if (!inode || !(inode.hsmFlags & HsmFlag.RELEASED)) return;
+    if (!inode || !flags.isReleased(inode.hsmFlags)) return;
     this.o.meta.update(ino, { hsmFlags: flags.onRestoreSucceeded(inode.hsmFlags), lastAccessMs: Date.now() });
     this.o.changelog.hsm('RESTORE', ino, 0, false);
     void this.evictIfNeeded();
@@ -230,7 +234,7 @@ export class Coordinator {
    */
   request(kind: ActionKind, ino: number, archiveId?: number): { done: Promise<void> } {
     const inode = this.get(ino);
-    if (inode.kind !== 'file') throw new FsError('EINVAL', 'not a regular file');
+    if (inode.kind !== 'file') throw new NotRegularFileError(this.o.meta.pathOf(ino) ?? `inode ${ino}`);
     const decision = this.decide(kind, inode, archiveId);
     if (decision === 'noop') return { done: Promise.resolve() };
     const state: ActionState = { kind, status: 'waiting', bytesMoved: 0, startedMs: Date.now() };
@@ -272,7 +276,7 @@ export class Coordinator {
   private decide(kind: ActionKind, inode: Inode, archiveId: number | undefined): 'noop' | 'run' {
     switch (kind) {
       case 'ARCHIVE':
-        if (inode.hsmFlags & HsmFlag.RELEASED) return 'noop';
+        if (flags.isReleased(inode.hsmFlags)) return 'noop';
         return flags.archiveDecision(inode.hsmFlags, { requested: archiveId, current: inode.archiveId });
       case 'RESTORE':
         return flags.restoreDecision(inode.hsmFlags);
@@ -302,9 +306,7 @@ export class Coordinator {
         return;
       case 'ARCHIVE': {
         const outcome = await this.archive(inode, flags.archiveIdForRequest(archiveId, inode.archiveId), state);
-        if (outcome.conflict) {
-          throw new FsError('EBUSY', `conflict: blob ${outcome.blobName} was changed by someone else; ${outcome.path} stays dirty`);
-        }
+        if (outcome.conflict) throw outcome.conflict;
       }
     }
   }
@@ -326,7 +328,7 @@ export class Coordinator {
     const inode = this.get(ino);
     const next = flags.setFlags(inode.hsmFlags, set, clear, { privileged });
     const updated = this.o.meta.update(ino, { hsmFlags: next, archiveId: flags.archiveIdAfterSet(next, inode.archiveId, archiveId) });
-    this.o.changelog.hsm('STATE', ino, 0, (next & HsmFlag.DIRTY) !== 0);
+    this.o.changelog.hsm('STATE', ino, 0, flags.isDirty(next));
     return updated;
   }
 
@@ -366,12 +368,33 @@ export class Coordinator {
     this.o.changelog.hsm('RELEASE', updated.ino, 0, false);
   }
 
+  /**
+   * Deletes the file's blob with If-Match on the etag recorded at its import or archive: a blob another client
+   * changed since is not ours to delete (ConflictError, the file keeps its state). A blob already gone is fine.
+   */
   private async remove(inode: Inode): Promise<void> {
     if (inode.blobName) {
-      try {
-        await this.o.store.delete(inode.blobName);
-      } catch (err) {
-        if (!(err instanceof BlobError && err.kind === 'NotFound')) throw err;
+      if (inode.etag) {
+        try {
+          await this.o.store.delete(inode.blobName, { ifMatch: inode.etag });
+        } catch (err) {
+          // A blob that is gone fails If-Match on some services (412) and not on others (404): gone either way.
+          // The check is retried if it fails, and its failure fails the remove: it is never taken as a conflict.
+          const now = err instanceof BlobError && err.kind === 'PreconditionFailed' ? await this.headWithRetry(inode.blobName) : undefined;
+          const found = now?.etag;
+          if (found !== undefined) {
+            const path = this.o.meta.pathOf(inode.ino) ?? `inode ${inode.ino}`;
+            throw new ConflictError(
+              inode.blobName,
+              inode.etag,
+              found,
+              `conflict: blob ${inode.blobName} changed since ${path} was archived (etag ${inode.etag}, now ${found}): ` +
+                'it was not deleted and the file keeps its HSM state',
+              { cause: err },
+            );
+          }
+          if (!(err instanceof BlobError && (err.kind === 'NotFound' || err.kind === 'PreconditionFailed'))) throw err;
+        }
       }
       this.o.meta.setBlobEtag(inode.blobName, null);
     }
@@ -424,7 +447,7 @@ export class Coordinator {
     const own = state ? undefined : { kind: 'ARCHIVE' as const, status: 'running' as const, bytesMoved: 0, startedMs: Date.now() };
     if (own && !this.actions.has(inode.ino)) this.actions.set(inode.ino, own);
     state ??= own;
-    const outcome: ArchiveOutcome = { ino: inode.ino, path: paths[primary]!, blobName: names[primary]!, bytes: 0, conflict: false };
+    const outcome: ArchiveOutcome = { ino: inode.ino, path: paths[primary]!, blobName: names[primary]!, bytes: 0 };
     const etags: string[] = [];
     try {
       const metadata = { ...exportMetadata(dispatched), [VERSION_KEY]: stamp };
@@ -440,8 +463,8 @@ export class Coordinator {
         await this.ensureParentStubs(path);
         abort.signal.throwIfAborted();
         const etag = await this.uploadChecked(inode, blobName, source, { metadata, stamp, state, signal: abort.signal });
-        if (etag === undefined) {
-          outcome.conflict = true;
+        if (etag instanceof ConflictError) {
+          outcome.conflict = etag;
           break;
         }
         etags[i] = etag;
@@ -462,23 +485,24 @@ export class Coordinator {
       this.aborts.delete(inode.ino);
       if (own && this.actions.get(inode.ino) === own) this.actions.delete(inode.ino);
     }
-    this.recordFailure(inode.ino, names, etags, new FsError('EBUSY', 'conflict'));
+    this.recordFailure(inode.ino, names, etags, outcome.conflict!);
     return outcome;
   }
 
   /**
-   * One upload of an archive: returns the new etag, or undefined on a conflict. A precondition failure on a blob
-   * our own earlier upload of this file wrote (a crash between upload and the local commit) is no conflict: an
-   * upload of the same data version is taken as done, an older one is overwritten.
+   * One upload of an archive: returns the new etag, or the conflict. A precondition failure on a blob our own
+   * earlier upload of this file wrote (a crash between upload and the local commit) is no conflict: an upload of
+   * the same data version is taken as done, an older one is overwritten. The check itself (a HEAD) is retried when
+   * it fails; a check that keeps failing fails the archive with its cause, and is never reported as a conflict.
    */
   private async uploadChecked(
     inode: Inode,
     blobName: string,
     source: { data: Buffer } | { path: string },
     o: { metadata: Record<string, string>; stamp: string; state: ActionState | undefined; signal: AbortSignal },
-  ): Promise<string | undefined> {
+  ): Promise<string | ConflictError> {
     let expected = this.expectedEtag(inode, blobName);
-    if (expected === null) return undefined;
+    if (expected instanceof ConflictError) return expected;
     for (let attempt = 0; ; attempt++) {
       try {
         const r = await this.o.store.upload(blobName, source, {
@@ -492,37 +516,41 @@ export class Coordinator {
         return r.etag;
       } catch (err) {
         if (!(err instanceof BlobError && (err.kind === 'PreconditionFailed' || err.kind === 'AlreadyExists'))) throw err;
-        const ours = await this.ourUpload(blobName, inode.ino);
+        const found = await this.headWithRetry(blobName, o.signal);
+        const stamp = found?.metadata[VERSION_KEY];
+        const ours = found && stamp?.startsWith(`${this.o.namespaceId}:${inode.ino}:`) ? { etag: found.etag, stamp } : undefined;
         if (ours?.stamp === o.stamp) return ours.etag;
         if (ours && attempt === 0) {
           expected = ours.etag;
           continue;
         }
-        this.o.log(
-          `archive conflict: ${blobName} changed since ${expected ? `etag ${expected}` : 'never seen'}; ` +
-            `${this.o.meta.pathOf(inode.ino) ?? `inode ${inode.ino}`} stays dirty`,
-        );
-        return undefined;
+        const path = this.o.meta.pathOf(inode.ino) ?? `inode ${inode.ino}`;
+        const message =
+          `archive conflict: ${blobName} changed since ${expected ? `etag ${expected}` : 'never seen'} ` +
+          `(now ${found ? `etag ${found.etag}` : 'gone'}); ${path} stays dirty`;
+        this.o.log(message);
+        return new ConflictError(blobName, expected ?? null, found?.etag ?? null, message, { cause: err });
       }
     }
   }
 
   /**
-   * The etag export expects under a blob name (undefined: none, upload with If-None-Match), or null when the name
-   * holds the only copy of another, released, file. A resident file that owns the name loses it (see the header).
+   * The etag export expects under a blob name (undefined: none, upload with If-None-Match), or a conflict when the
+   * name holds the only copy of another, released, file. A resident file that owns the name loses it (see the
+   * header).
    */
-  private expectedEtag(inode: Inode, blobName: string): string | undefined | null {
+  private expectedEtag(inode: Inode, blobName: string): string | undefined | ConflictError {
     const remembered = this.o.meta.blobEtag(blobName);
     if (remembered !== undefined) return remembered;
     if (inode.blobName === blobName) return inode.etag ?? undefined;
     const owner = this.o.meta.inodeOfBlob(blobName);
     if (!owner || owner.ino === inode.ino || !owner.etag) return undefined;
-    if (owner.hsmFlags & HsmFlag.RELEASED) {
-      this.o.log(
+    if (flags.isReleased(owner.hsmFlags)) {
+      const message =
         `archive conflict: ${blobName} holds the only copy of the released file ` +
-          `${this.o.meta.pathOf(owner.ino) ?? `inode ${owner.ino}`}; restore that file (hsm_restore) before exporting over it`,
-      );
-      return null;
+        `${this.o.meta.pathOf(owner.ino) ?? `inode ${owner.ino}`}; restore that file (hsm_restore) before exporting over it`;
+      this.o.log(message);
+      return new ConflictError(blobName, owner.etag, owner.etag, message);
     }
     this.o.meta.transaction(() => {
       this.o.meta.setBlobEtag(blobName, owner.etag);
@@ -531,15 +559,18 @@ export class Coordinator {
     return owner.etag;
   }
 
-  private async ourUpload(blobName: string, ino: number): Promise<{ etag: string; stamp: string } | undefined> {
-    try {
-      const info = await this.o.store.head(blobName);
-      const stamp = info.metadata[VERSION_KEY];
-      return stamp?.startsWith(`${this.o.namespaceId}:${ino}:`) ? { etag: info.etag, stamp } : undefined;
-    } catch {
-      return undefined;
+  /** HEAD of a blob, undefined when it does not exist; a failing HEAD is retried (bounded), then thrown. */
+  private async headWithRetry(blobName: string, signal?: AbortSignal): Promise<BlobInfo | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.o.store.head(blobName, signal ? { signal } : {});
+      } catch (err) {
+        if (err instanceof BlobError && err.kind === 'NotFound') return undefined;
+        if (attempt >= HEAD_ATTEMPTS || signal?.aborted || !(err instanceof BlobError && RETRIED_KINDS.has(err.kind))) throw err;
+      }
     }
   }
+
 
   /** An archive that failed or met a conflict: the etags of names already uploaded are kept for the retry. */
   private recordFailure(ino: number, names: string[], etags: string[], err: unknown): void {
@@ -564,7 +595,7 @@ export class Coordinator {
       return;
     }
     const unchanged = now.dataVersion === version;
-    const hsmFlags = unchanged ? flags.onArchiveSucceeded(now.hsmFlags) : now.hsmFlags | HsmFlag.ARCHIVED | HsmFlag.EXISTS | HsmFlag.DIRTY;
+    const hsmFlags = flags.onArchiveSucceeded(now.hsmFlags, { dataChanged: !unchanged });
     this.o.meta.transaction(() => {
       if (now.blobName && now.etag && !names.includes(now.blobName) && this.o.meta.blobEtag(now.blobName) === undefined) {
         this.o.meta.setBlobEtag(now.blobName, now.etag);

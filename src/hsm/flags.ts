@@ -40,6 +40,66 @@ export type Decision = 'noop' | 'run';
 
 const has = (flags: number, bit: number): boolean => (flags & bit) !== 0;
 
+// ---- named predicates, in TypeScript and in SQL ------------------------------------------------------------
+
+/** One test of the flag word: `(flags & mask) === value`, or `!==` when `differs`. */
+export interface FlagTest {
+  readonly mask: number;
+  readonly value: number;
+  readonly differs?: boolean;
+}
+
+/** A predicate on the flag word: every test holds. The metadata store compiles the same value to SQL. */
+export type FlagPredicate = readonly FlagTest[];
+
+/** Whether the flags satisfy the predicate. */
+export function matches(flags: number, predicate: FlagPredicate): boolean {
+  return predicate.every((t) => ((flags & t.mask) === t.value) !== (t.differs ?? false));
+}
+
+/** The predicate as a SQL condition on an integer column (the metadata store's queries and partial indexes). */
+export function flagSql(predicate: FlagPredicate, column: string): string {
+  if (predicate.length === 0) return '1';
+  return predicate.map((t) => `(${column} & ${t.mask}) ${t.differs ? '<>' : '='} ${t.value}`).join(' AND ');
+}
+
+/** The local data is present (not RELEASED). */
+export const RESIDENT: FlagPredicate = [{ mask: RELEASED, value: 0 }];
+/** The local data is newer than the archive (DIRTY). */
+export const DIRTY_FILE: FlagPredicate = [{ mask: DIRTY, value: DIRTY }];
+/** An archive copy holds exactly the local data: ARCHIVED and not DIRTY. */
+export const CLEAN_ARCHIVED: FlagPredicate = [{ mask: DIRTY | ARCHIVED, value: ARCHIVED }];
+/** Clean archived and the copy is not lost: the blob is a faithful record of the file (an import may update it). */
+export const FAITHFUL_RECORD: FlagPredicate = [{ mask: DIRTY | ARCHIVED | LOST, value: ARCHIVED }];
+/**
+ * What export jobs and auto-export archive: not NOARCHIVE, and DIRTY or not ARCHIVED (new and content-modified
+ * files; Lustre's hsm_action_is_needed plus mdt_hsm_is_action_compat for ARCHIVE).
+ */
+export const EXPORT_CANDIDATE: FlagPredicate = [
+  { mask: NOARCHIVE, value: 0 },
+  { mask: DIRTY | ARCHIVED, value: ARCHIVED, differs: true },
+];
+/** What eviction may release: ARCHIVED, and none of DIRTY, RELEASED, NORELEASE, LOST (releaseDecision's flag part). */
+/** What an OverwriteAlways import may release: resident and not NORELEASE. */
+export const RELEASABLE_BY_IMPORT: FlagPredicate = [{ mask: RELEASED | NORELEASE, value: 0 }];
+export const EVICTABLE: FlagPredicate = [{ mask: DIRTY | RELEASED | ARCHIVED | NORELEASE | LOST, value: ARCHIVED }];
+
+export const isReleased = (flags: number): boolean => has(flags, RELEASED);
+export const isDirty = (flags: number): boolean => has(flags, DIRTY);
+export const isArchived = (flags: number): boolean => has(flags, ARCHIVED);
+export const isLost = (flags: number): boolean => has(flags, LOST);
+export const isExportCandidate = (flags: number): boolean => matches(flags, EXPORT_CANDIDATE);
+
+/** The mask of the named flags (`hsm_set --norelease --dirty` → 0x12). */
+export function maskOf(names: readonly HsmFlagName[]): number {
+  return names.reduce((mask, name) => mask | HsmFlag[name], 0);
+}
+
+/** The flag word as `hsm_state` prints it and `user.hsm.flags` shows it: `0x0000000d`. */
+export function flagsHex(flags: number): string {
+  return `0x${(flags >>> 0).toString(16).padStart(8, '0')}`;
+}
+
 /** The words for the set flags, in `hsm_state` order. */
 export function stateWords(flags: number): string[] {
   return STATE_WORDS.filter(([bit]) => has(flags, bit)).map(([, word]) => word);
@@ -93,6 +153,19 @@ export function onCreate(): number {
 /** A regular file created from a blob: `released exists archived` (0x0d), archive id DEFAULT_ARCHIVE_ID. */
 export function onImport(): number {
   return RELEASED | EXISTS | ARCHIVED;
+}
+
+/** A symlink created from a blob: `exists archived` (its blob is its archive copy; there is no data to release). */
+export function onImportSymlink(): number {
+  return EXISTS | ARCHIVED;
+}
+
+/**
+ * An import replaced a file's data by its blob's (reimport, or OverwriteAlways' release): `released exists
+ * archived`, keeping the user's policy flags NORELEASE and NOARCHIVE.
+ */
+export function onReimport(flags: number): number {
+  return (flags & (NORELEASE | NOARCHIVE)) | onImport();
 }
 
 /**
@@ -161,6 +234,16 @@ export function restoreDecision(flags: number): Decision {
   if (has(flags, LOST)) throw new FsError('EPERM', 'the archived copy is lost');
   if (!has(flags, ARCHIVED)) throw new FsError('EPERM', 'file has no archived copy');
   return 'run';
+}
+
+/**
+ * At mount, a resident file's cache data is missing (the cache directory was lost or damaged). A clean archived
+ * file is simply released (its archive copy is its data: the next read restores it). Otherwise the local content
+ * is gone: an archived file is marked LOST (a dirty one keeps DIRTY), a never-archived one keeps its flags.
+ */
+export function onCacheDataMissing(flags: number): number {
+  if (matches(flags, FAITHFUL_RECORD)) return onReleaseSucceeded(flags);
+  return has(flags, ARCHIVED) ? flags | LOST : flags;
 }
 
 /** Every byte is back and synced: −RELEASED, −DIRTY (a clean import becomes 0x09 `exists archived`). */

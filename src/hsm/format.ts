@@ -2,7 +2,7 @@
 // Every function returns one line without its trailing newline; the caller writes it and the "\n".
 import { constants } from 'node:os';
 import type { FsErrorCode } from '../errors.js';
-import { stateWords } from './flags.js';
+import { flagsHex, stateWords } from './flags.js';
 
 /**
  * strerror() texts as glibc prints them: every code blobhsm raises, and a few more lfs can report. Not typed as
@@ -49,11 +49,10 @@ export function strerror(code: FsErrorCode | string): string {
   return `Unknown error ${n ?? code}`;
 }
 
-const hex8 = (flags: number): string => `0x${(flags >>> 0).toString(16).padStart(8, '0')}`;
 
 /** `f: (0x0000000d) released exists archived, archive_id:1` */
 export function formatHsmState(path: string, flags: number, archiveId: number): string {
-  let line = `${path}: (${hex8(flags)})`;
+  let line = `${path}: (${flagsHex(flags)})`;
   for (const word of stateWords(flags)) line += ` ${word}`;
   if (archiveId !== 0) line += `, archive_id:${archiveId}`;
   return line;
@@ -146,7 +145,7 @@ export interface HsmStateJson {
 }
 
 export function hsmStateJson(path: string, flags: number, archiveId: number): HsmStateJson {
-  return { path, flags, flagsHex: hex8(flags), states: stateWords(flags), archiveId };
+  return { path, flags, flagsHex: flagsHex(flags), states: stateWords(flags), archiveId };
 }
 
 export interface HsmActionJson {

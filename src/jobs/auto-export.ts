@@ -18,9 +18,9 @@
 // end of the last iteration that ran to the end without a failure or a new conflict), plus conflict and failure
 // counts, skipped iterations, the last iteration and the configuration.
 import PQueue from 'p-queue';
-import { FsError, UsageError, describeError } from '../errors.js';
+import { ConflictError, FsError, UsageError, describeError } from '../errors.js';
 import type { Coordinator } from '../hsm/coordinator.js';
-import { HsmFlag } from '../hsm/flags.js';
+import { isExportCandidate } from '../hsm/flags.js';
 import type { Inode, MetaStore } from '../namespace/types.js';
 
 export interface AutoExportConfig {
@@ -64,6 +64,8 @@ export interface AutoExportMetrics {
   /** Iterations not run because a manual import or export job was running. */
   iterationsSkipped: number;
   lastIteration: AutoExportIteration | null;
+  /** When the next iteration is due (ISO time), null when none is scheduled (disabled, or one is running). */
+  nextIterationTime: string | null;
   /** Files left dirty by a conflict, not retried until they change (at most 100 listed). */
   conflictPaths: string[];
 }
@@ -79,6 +81,8 @@ export interface AutoExporterOptions {
   config?: Partial<AutoExportConfig>;
   /** Files archived at once (default 4). */
   concurrency?: number;
+  /** The clock (ms since the epoch) for file ages and iteration times; tests inject one. Default Date.now. */
+  now?: () => number;
 }
 
 /** Parses a number of seconds given on the command line (digits, optionally a fraction). */
@@ -123,6 +127,8 @@ interface Running {
 export class AutoExporter {
   private config: AutoExportConfig;
   private timer: NodeJS.Timeout | undefined;
+  private nextDueMs: number | null = null;
+  private readonly now: () => number;
   private abort = new AbortController();
   private current: Promise<void> | undefined;
   private iteration: Running | undefined;
@@ -136,6 +142,7 @@ export class AutoExporter {
   private lastIteration: AutoExportIteration | null = null;
 
   constructor(private readonly o: AutoExporterOptions) {
+    this.now = o.now ?? Date.now;
     this.config = checkAutoExportConfig(AUTO_EXPORT_DEFAULTS, o.config ?? {});
     if (this.config.enabled) this.schedule();
   }
@@ -158,6 +165,7 @@ export class AutoExporter {
       totalFailures: this.totals.failures,
       iterationsSkipped: this.totals.skipped,
       lastIteration: this.lastIteration,
+      nextIterationTime: this.nextDueMs === null ? null : new Date(this.nextDueMs).toISOString(),
       conflictPaths,
     };
   }
@@ -182,6 +190,7 @@ export class AutoExporter {
     } else if (next.enabled && next.intervalSeconds !== was.intervalSeconds && this.timer) {
       clearTimeout(this.timer);
       this.timer = undefined;
+      this.nextDueMs = null;
       this.schedule();
     }
     if (next.enabled && (next.minAgeSeconds !== was.minAgeSeconds || next.intervalSeconds !== was.intervalSeconds) && was.enabled) {
@@ -205,6 +214,7 @@ export class AutoExporter {
   private halt(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    this.nextDueMs = null;
     this.abort.abort();
     if (this.iteration) {
       this.iteration.stop ??= 'auto-export stopped';
@@ -219,8 +229,10 @@ export class AutoExporter {
 
   private schedule(): void {
     if (!this.config.enabled || this.timer || this.stopping) return;
+    this.nextDueMs = this.now() + this.config.intervalSeconds * 1000;
     this.timer = setTimeout(() => {
       this.timer = undefined;
+      this.nextDueMs = null;
       void this.startIteration().finally(() => this.schedule());
     }, this.config.intervalSeconds * 1000);
     this.timer.unref();
@@ -249,11 +261,11 @@ export class AutoExporter {
     const { meta, coordinator } = this.o;
     const signal = this.abort.signal;
     const it: Running = {
-      stats: { startTime: new Date().toISOString(), filesExported: 0, bytesExported: 0, conflicts: 0, failures: 0 },
+      stats: { startTime: new Date(this.now()).toISOString(), filesExported: 0, bytesExported: 0, conflicts: 0, failures: 0 },
       queue: new PQueue({ concurrency: this.o.concurrency ?? 4 }),
     };
     this.iteration = it;
-    const cutoff = Date.now() - this.config.minAgeSeconds * 1000;
+    const cutoff = this.now() - this.config.minAgeSeconds * 1000;
     try {
       for (const inode of meta.exportCandidates()) {
         if (signal.aborted) break;
@@ -265,7 +277,7 @@ export class AutoExporter {
       this.iteration = undefined;
     }
     if (signal.aborted) it.stop ??= 'auto-export stopped';
-    const s: AutoExportIteration = { ...it.stats, finishTime: new Date().toISOString(), ...(it.stop ? { interrupted: it.stop } : {}) };
+    const s: AutoExportIteration = { ...it.stats, finishTime: new Date(this.now()).toISOString(), ...(it.stop ? { interrupted: it.stop } : {}) };
     this.lastIteration = s;
     if (it.stop) {
       this.o.log(`auto-export: iteration stopped (${it.stop}) after ${s.filesExported} files`);
@@ -284,7 +296,7 @@ export class AutoExporter {
   private eligible(inode: Inode | undefined, cutoff: number): inode is Inode {
     if (!inode || inode.kind === 'dir') return false;
     const ino = inode.ino;
-    if (inode.hsmFlags & HsmFlag.NOARCHIVE || (inode.hsmFlags & (HsmFlag.DIRTY | HsmFlag.ARCHIVED)) === HsmFlag.ARCHIVED) return false;
+    if (!isExportCandidate(inode.hsmFlags)) return false;
     if (inode.mtimeMs > cutoff) return false;
     const conflictVersion = this.conflicted.get(ino);
     if (conflictVersion !== undefined) {
@@ -312,13 +324,13 @@ export class AutoExporter {
     try {
       let conflict = false;
       if (before.kind === 'symlink') {
-        conflict = (await coordinator.archive(before, before.archiveId || 1, undefined, signal)).conflict;
+        conflict = (await coordinator.archive(before, before.archiveId || 1, undefined, signal)).conflict !== undefined;
       } else {
         try {
           await coordinator.request('ARCHIVE', ino).done;
         } catch (err) {
-          if (!(err instanceof FsError && err.code === 'EBUSY')) throw err;
-          conflict = true; // the only EBUSY an ARCHIVE request ends with
+          if (!(err instanceof ConflictError)) throw err;
+          conflict = true;
         }
       }
       const after = meta.get(ino);

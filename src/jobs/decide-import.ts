@@ -20,6 +20,7 @@
 // - Whatever the mode, a non-empty local directory hides a file or symlink blob of the same name (SPEC §1): `skip`.
 // - A conflicting path that is open or has an HSM action or restore running (`busy`) is never replaced,
 //   reimported or released: `skip` (or attributes only), counted and logged; a later import resolves it.
+import { FAITHFUL_RECORD, RELEASABLE_BY_IMPORT, isLost, matches } from '../hsm/flags.js';
 import {
   compareEntries,
   importDecision as decision,
@@ -37,12 +38,6 @@ export function isConflictMode(value: unknown): value is ConflictMode {
   return typeof value === 'string' && (CONFLICT_MODES as readonly string[]).includes(value);
 }
 
-// Lustre HSM flag bits (src/hsm/flags.ts has them all).
-const DIRTY = 0x02;
-const RELEASED = 0x04;
-const ARCHIVED = 0x08;
-const NORELEASE = 0x10;
-const LOST = 0x40;
 
 export function decideImport(mode: ConflictMode, local: LocalEntry | undefined, remote: RemoteEntry): ImportDecision {
   if (!local) return decision('create');
@@ -62,17 +57,17 @@ export function decideImport(mode: ConflictMode, local: LocalEntry | undefined, 
 
   const flags = local.hsmFlags;
   const cleanRecord =
-    local.blobName === remote.blobName && local.etag !== null && (flags & (DIRTY | ARCHIVED | LOST)) === ARCHIVED && local.nlink <= 1;
+    local.blobName === remote.blobName && local.etag !== null && matches(flags, FAITHFUL_RECORD) && local.nlink <= 1;
   if (!cleanRecord) {
     if (local.busy) return busy('replaced');
-    const why = flags & LOST ? 'lost from HSM' : local.nlink > 1 ? `${local.nlink} hard links` : '';
+    const why = isLost(flags) ? 'lost from HSM' : local.nlink > 1 ? `${local.nlink} hard links` : '';
     return decision('replace', `${reason}${why ? ` (${why})` : ''}; replaced`);
   }
   if (c.data) {
     if (local.busy) return busy('reimported');
     return decision('reimport', `${reason}; reimported`, local.kind === 'file');
   }
-  const release = mode === 'OverwriteAlways' && local.kind === 'file' && (flags & (RELEASED | NORELEASE)) === 0;
+  const release = mode === 'OverwriteAlways' && local.kind === 'file' && matches(flags, RELEASABLE_BY_IMPORT);
   if (release && local.busy) {
     return decision('update-attributes', `${reason}; attributes updated, not released: the file is open or has an HSM action running`);
   }

@@ -13,7 +13,7 @@ import PQueue from 'p-queue';
 import type { BlobStore } from '../blob/blob-store.js';
 import { FsError, UsageError, describeError } from '../errors.js';
 import type { Coordinator } from '../hsm/coordinator.js';
-import { HsmFlag } from '../hsm/flags.js';
+import { isExportCandidate } from '../hsm/flags.js';
 import { emptyImportStats, importNamespace, type ImportStats } from '../namespace/importer.js';
 import type { Inode, MetaStore } from '../namespace/types.js';
 import { CONFLICT_MODES, decideImport, isConflictMode, type ConflictMode } from './decide-import.js';
@@ -349,7 +349,7 @@ export class JobRunner {
         if (job.abort.signal.aborted) return;
         const current = this.o.meta.get(inode.ino);
         // Gone, or archived (hsm_archive) or made never_archive since the job listed it.
-        if (!current || current.hsmFlags & HsmFlag.NOARCHIVE || (current.hsmFlags & (HsmFlag.DIRTY | HsmFlag.ARCHIVED)) === HsmFlag.ARCHIVED) return;
+        if (!current || !isExportCandidate(current.hsmFlags)) return;
         try {
           const outcome = await this.o.coordinator.archive(current, current.archiveId || 1, undefined, job.abort.signal);
           if (outcome.conflict) {

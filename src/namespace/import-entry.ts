@@ -2,9 +2,9 @@
 // is the same path with a different type, data or metadata). The import walker (importer.ts) asks an ImportDecider
 // what to do with each blob; src/jobs/decide-import.ts implements the AMLFS conflict modes on top of
 // compareEntries, and keepLocal here is the policy of the first import (leave every existing local path alone).
-import { HsmFlag, type InodeKind } from './types.js';
+import { isDirty } from '../hsm/flags.js';
+import type { InodeKind } from './types.js';
 
-const { DIRTY } = HsmFlag;
 
 /** What the local namespace holds at the blob's path (a subset of an Inode, plus its live state). */
 export interface LocalEntry {
@@ -95,7 +95,7 @@ export function compareEntries(local: LocalEntry, remote: RemoteEntry): EntryCom
     if (local.kind !== 'dir') {
       if (local.blobName === null || local.etag === null || local.blobName !== remote.blobName) {
         data = `the local ${local.kind} was not imported from this blob`;
-      } else if (local.hsmFlags & DIRTY) data = `the local ${local.kind} was modified (dirty)`;
+      } else if (isDirty(local.hsmFlags)) data = `the local ${local.kind} was modified (dirty)`;
       else if (local.etag !== remote.etag) data = `the blob changed (etag ${local.etag} → ${remote.etag})`;
       else if (local.size !== remote.size) data = `the size differs (${local.size} → ${remote.size} bytes)`;
       else if (local.kind === 'symlink' && local.target !== (remote.target ?? null)) data = 'the symlink target differs';

@@ -37,14 +37,10 @@ import {
   type BlobAttributes,
   type BlobNameCheck,
 } from './blob-encoding.js';
-import { HsmFlag, ROOT_INO, blankInode, type Inode, type InodePatch, type MetaStore, type NewInode } from './types.js';
+import { CLEAN_ARCHIVED, isReleased, matches, onImport, onImportSymlink, onReimport } from '../hsm/flags.js';
+import { ROOT_INO, blankInode, type Inode, type InodePatch, type MetaStore, type NewInode } from './types.js';
 import { keepLocal, type ImportDecider, type ImportDecision, type LocalEntry, type RemoteEntry } from './import-entry.js';
 
-const { EXISTS, DIRTY, RELEASED, ARCHIVED, NORELEASE, NOARCHIVE } = HsmFlag;
-/** Flags of an imported regular file: released exists archived. */
-export const IMPORTED_FILE_FLAGS = EXISTS | RELEASED | ARCHIVED;
-/** Flags of an imported symlink: exists archived (its blob is its archive copy; export skips it). */
-export const IMPORTED_SYMLINK_FLAGS = EXISTS | ARCHIVED;
 export const IMPORT_ARCHIVE_ID = 1;
 export const IMPORTED_DATA_VERSION = 1;
 
@@ -489,7 +485,7 @@ class Importer {
     const version = dataChanged ? inode.dataVersion + 1 : inode.dataVersion;
     this.o.meta.update(inode.ino, {
       ...patch,
-      hsmFlags: (inode.hsmFlags & (NORELEASE | NOARCHIVE)) | IMPORTED_FILE_FLAGS,
+      hsmFlags: onReimport(inode.hsmFlags),
       archiveId: inode.archiveId || IMPORT_ARCHIVE_ID,
       dataVersion: version,
       archivedVersion: version,
@@ -497,7 +493,7 @@ class Importer {
     });
     this.o.meta.clearRanges(inode.ino);
     this.drops.push([inode.ino, inode.generation]);
-    if (!(inode.hsmFlags & RELEASED)) this.stats.releasedFiles++;
+    if (!isReleased(inode.hsmFlags)) this.stats.releasedFiles++;
   }
 
   /** Unlinks a local entry (a directory only when empty); a file's data goes once the page commits. */
@@ -527,7 +523,7 @@ class Importer {
       fresh: () => ({
         ...this.newInode(info, attrs),
         size: info.size,
-        hsmFlags: IMPORTED_FILE_FLAGS,
+        hsmFlags: onImport(),
         archiveId: IMPORT_ARCHIVE_ID,
         dataVersion: IMPORTED_DATA_VERSION,
         archivedVersion: IMPORTED_DATA_VERSION,
@@ -569,7 +565,7 @@ class Importer {
         ...this.newInode(info, attrs),
         size,
         target: target.value,
-        hsmFlags: IMPORTED_SYMLINK_FLAGS,
+        hsmFlags: onImportSymlink(),
         archiveId: IMPORT_ARCHIVE_ID,
         dataVersion: IMPORTED_DATA_VERSION,
         archivedVersion: IMPORTED_DATA_VERSION,
@@ -622,7 +618,7 @@ class Importer {
     if (inode.blobName !== this.pfx + path) return false;
     if (inode.kind === 'symlink') return true;
     return (
-      inode.kind === 'file' && inode.nlink === 1 && (inode.hsmFlags & (DIRTY | ARCHIVED)) === ARCHIVED && !this.busy(inode.ino)
+      inode.kind === 'file' && inode.nlink === 1 && matches(inode.hsmFlags, CLEAN_ARCHIVED) && !this.busy(inode.ino)
     );
   }
 

@@ -24,8 +24,8 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { FsError } from '../errors.js';
+import { DIRTY_FILE, EVICTABLE, EXPORT_CANDIDATE, flagSql, type FlagPredicate } from '../hsm/flags.js';
 import {
-  HsmFlag,
   ROOT_INO,
   blankInode,
   type ByteRange,
@@ -37,9 +37,9 @@ import {
   type NewInode,
 } from './types.js';
 
-const { DIRTY, RELEASED, ARCHIVED, NORELEASE, NOARCHIVE, LOST } = HsmFlag;
-/** A file is evictable when (flags & EVICT_MASK) === ARCHIVED. */
-const EVICT_MASK = DIRTY | RELEASED | ARCHIVED | NORELEASE | LOST;
+/** The flag predicates of src/hsm/flags.ts as SQL (queries and partial indexes use the same text). */
+const EVICTABLE_WHERE = `kind = 'file' AND ${flagSql(EVICTABLE, 'hsm_flags')} AND size > 0`;
+const DIRTY_WHERE = flagSql(DIRTY_FILE, 'hsm_flags');
 
 const MAX_NAME_BYTES = 255;
 
@@ -72,8 +72,8 @@ delete PATCHABLE_COLUMNS.kind;
 /** Fields whose change is HSM state that must survive a power loss. */
 const DURABLE_FIELDS = new Set<string>(['hsmFlags', 'archiveId', 'archivedVersion', 'blobName', 'etag', 'generation']);
 
-/** Files and symlinks to export: not NOARCHIVE, and DIRTY or not ARCHIVED (also the partial index predicate). */
-const EXPORT_WHERE = `kind <> 'dir' AND (hsm_flags & ${NOARCHIVE}) = 0 AND (hsm_flags & ${DIRTY | ARCHIVED}) <> ${ARCHIVED}`;
+/** Files and symlinks to export (flags.EXPORT_CANDIDATE; also the partial index predicate). */
+const EXPORT_WHERE = `kind <> 'dir' AND ${flagSql(EXPORT_CANDIDATE, 'hsm_flags')}`;
 
 /** SELECT list producing Inode-shaped rows directly. */
 const INODE_SELECT =
@@ -101,9 +101,8 @@ CREATE TABLE IF NOT EXISTS inodes (
   generation INTEGER NOT NULL,
   last_access_ms INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS inodes_evict ON inodes(last_access_ms)
-  WHERE kind = 'file' AND (hsm_flags & ${EVICT_MASK}) = ${ARCHIVED} AND size > 0;
-CREATE INDEX IF NOT EXISTS inodes_dirty ON inodes(ino) WHERE (hsm_flags & ${DIRTY}) <> 0;
+CREATE INDEX IF NOT EXISTS inodes_evict ON inodes(last_access_ms) WHERE ${EVICTABLE_WHERE};
+CREATE INDEX IF NOT EXISTS inodes_dirty ON inodes(ino) WHERE ${DIRTY_WHERE};
 CREATE INDEX IF NOT EXISTS inodes_export ON inodes(ino) WHERE ${EXPORT_WHERE};
 CREATE INDEX IF NOT EXISTS inodes_blob ON inodes(blob_name) WHERE blob_name IS NOT NULL;
 CREATE TABLE IF NOT EXISTS dentries (
@@ -166,6 +165,8 @@ export class SqliteMetaStore implements MetaStore {
   private readonly db: Database.Database;
   private readonly baseSync: 'OFF' | 'NORMAL' | 'FULL';
   private readonly s: ReturnType<SqliteMetaStore['prepareAll']>;
+  /** filesMatching() statements, by their WHERE text. */
+  private readonly predicateQueries = new Map<string, Database.Statement>();
   private readonly updateStmts = new Map<string, Stmt>();
   private readonly runInTransaction: (fn: () => unknown) => unknown;
   private txDepth = 0;
@@ -224,16 +225,8 @@ export class SqliteMetaStore implements MetaStore {
         `WITH RECURSIVE up(ino) AS (SELECT @descendant UNION SELECT d.parent FROM dentries d JOIN up ON d.ino = up.ino
            WHERE up.ino <> ${ROOT_INO}) SELECT 1 FROM up WHERE ino = @ancestor LIMIT 1`,
       ).pluck(),
-      filesWithFlags: p(`SELECT ${INODE_SELECT} FROM inodes i WHERE i.kind = 'file' AND (i.hsm_flags & ?) = ? ORDER BY i.ino`),
-      dirtyFilesWithFlags: p(
-        `SELECT ${INODE_SELECT} FROM inodes i WHERE (i.hsm_flags & ${DIRTY}) <> 0 AND i.kind = 'file' ` +
-          'AND (i.hsm_flags & ?) = ? ORDER BY i.ino',
-      ),
       exportCandidates: p(`SELECT ${INODE_SELECT} FROM inodes i WHERE ${EXPORT_WHERE} ORDER BY i.ino`),
-      evictionCandidates: p(
-        `SELECT ${INODE_SELECT} FROM inodes i WHERE i.kind = 'file' AND (i.hsm_flags & ${EVICT_MASK}) = ${ARCHIVED} ` +
-          'AND i.size > 0 ORDER BY i.last_access_ms LIMIT ?',
-      ),
+      evictionCandidates: p(`SELECT ${INODE_SELECT} FROM inodes i WHERE ${EVICTABLE_WHERE} ORDER BY i.last_access_ms LIMIT ?`),
       countInodes: p('SELECT count(*) FROM inodes').pluck(),
       ranges: p('SELECT start_off, end_off FROM ranges WHERE ino = ? AND generation = ? ORDER BY start_off').raw(),
       overlapping: p(
@@ -335,9 +328,14 @@ export class SqliteMetaStore implements MetaStore {
     return this.s.countInodes.get() as number;
   }
 
-  filesWithFlags(mask: number, value: number): Inode[] {
-    const stmt = (mask & value & DIRTY) !== 0 ? this.s.dirtyFilesWithFlags : this.s.filesWithFlags;
-    return stmt.all(mask, value) as Inode[];
+  filesMatching(predicate: FlagPredicate): Inode[] {
+    const where = flagSql(predicate, 'hsm_flags');
+    let stmt = this.predicateQueries.get(where);
+    if (!stmt) {
+      stmt = this.db.prepare(`SELECT ${INODE_SELECT} FROM inodes i WHERE kind = 'file' AND ${where} ORDER BY i.ino`);
+      this.predicateQueries.set(where, stmt);
+    }
+    return stmt.all() as Inode[];
   }
 
   exportCandidates(): Inode[] {

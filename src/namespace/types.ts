@@ -1,4 +1,5 @@
 // Inode and directory-entry records, and the MetaStore seam that persists them (SQLite in meta-store.ts).
+import type { FlagPredicate } from '../hsm/flags.js';
 
 export type InodeKind = 'file' | 'dir' | 'symlink';
 
@@ -132,8 +133,8 @@ export interface MetaStore extends RangeStore {
   transaction<T>(fn: () => T): T;
   /** Durability barrier: every change made so far survives a power loss once this returns. */
   sync(): void;
-  /** Regular files whose flags match (flags & mask) === value. */
-  filesWithFlags(mask: number, value: number): Inode[];
+  /** Regular files whose flags satisfy a predicate of src/hsm/flags.ts (RESIDENT, DIRTY_FILE, ...). */
+  filesMatching(predicate: FlagPredicate): Inode[];
   /**
    * Files and symlinks an export job must upload: not NOARCHIVE, and DIRTY or never ARCHIVED (the new and the
    * content-modified ones), in inode order.

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { FsError } from '../errors.js';
 import type { DataCache } from '../cache/data-cache.js';
 import type { Coordinator } from '../hsm/coordinator.js';
-import { HsmFlag, stateWords } from '../hsm/flags.js';
+import { flagsHex, isArchived, isReleased, stateWords } from '../hsm/flags.js';
 import type { Inode, MetaStore, NewInode } from '../namespace/types.js';
 import { ROOT_INO, blankInode } from '../namespace/types.js';
 import type { Changelog } from '../hsm/changelog.js';
@@ -70,6 +70,9 @@ export interface VfsOptions {
 
 export const XATTR_NAMES = ['user.hsm.state', 'user.hsm.flags', 'user.hsm.archive_id', 'user.hsm.blob', 'user.hsm.etag'];
 
+/** POSIX NAME_MAX: the longest name component, in bytes. */
+const NAME_MAX = 255;
+
 /** Inode numbers of virtual root entries (fuse-native passes st_ino as 32 bits; real ones never get this high). */
 const VIRTUAL_INO = 0xffff_ff00;
 
@@ -102,7 +105,12 @@ export class Vfs {
 
   private resolve(path: string): Inode {
     const inode = this.meta.resolve(path) ?? this.virtual(path);
-    if (!inode) throw new FsError('ENOENT', `no such file or directory: ${path}`);
+    if (!inode) {
+      // POSIX: a component longer than NAME_MAX is ENAMETOOLONG, whether or not the path exists (checked only on
+      // a miss: no stored name is that long).
+      if (path.split('/').some((c) => Buffer.byteLength(c) > NAME_MAX)) throw new FsError('ENAMETOOLONG', `a name in ${path} is longer than ${NAME_MAX} bytes`);
+      throw new FsError('ENOENT', `no such file or directory: ${path}`);
+    }
     return inode;
   }
 
@@ -122,7 +130,7 @@ export class Vfs {
     const cut = path.lastIndexOf('/');
     const name = path.slice(cut + 1);
     if (!name) throw new FsError('EINVAL', `bad path: ${path}`);
-    if (Buffer.byteLength(name) > 255) throw new FsError('ENAMETOOLONG', `name too long: ${name}`);
+    if (Buffer.byteLength(name) > NAME_MAX) throw new FsError('ENAMETOOLONG', `name too long: ${name}`);
     const parent = this.resolve(path.slice(0, cut) || '/');
     if (parent.kind !== 'dir') throw new FsError('ENOTDIR', `not a directory: ${path.slice(0, cut)}`);
     return { parent, name };
@@ -149,7 +157,7 @@ export class Vfs {
   statOf(inode: Inode): Stat {
     const typeBits = inode.kind === 'dir' ? S_IFDIR : inode.kind === 'symlink' ? S_IFLNK : S_IFREG;
     const size = this.pendingSize.get(inode.ino) ?? inode.size;
-    const released = (inode.hsmFlags & HsmFlag.RELEASED) !== 0;
+    const released = isReleased(inode.hsmFlags);
     const blocks = released ? (size > 0 ? 1 : 0) : Math.ceil(size / 512);
     return {
       ino: inode.ino,
@@ -172,10 +180,13 @@ export class Vfs {
     return this.statOf(this.resolve(path));
   }
 
+  /** The entries of a directory, `.` and `..` first (as POSIX readdir lists them; the root is its own parent). */
   async readdir(path: string): Promise<{ names: string[]; stats: Stat[] }> {
     const dir = this.resolve(path);
     if (dir.kind !== 'dir') throw new FsError('ENOTDIR', `not a directory: ${path}`);
-    const entries = this.meta.readdir(dir.ino);
+    const parentPath = path.replace(/\/+$/, '').slice(0, Math.max(path.replace(/\/+$/, '').lastIndexOf('/'), 0)) || '/';
+    const parent = dir.ino === ROOT_INO ? dir : this.resolve(parentPath);
+    const entries = [{ name: '.', inode: dir }, { name: '..', inode: parent }, ...this.meta.readdir(dir.ino)];
     if (dir.ino === ROOT_INO) {
       for (const name of this.rootMarkers()) {
         const v = this.virtual('/' + name);
@@ -234,7 +245,7 @@ export class Vfs {
     let inode = this.current(h.ino);
     let n: number;
     for (;;) {
-      while (inode.hsmFlags & HsmFlag.RELEASED && position < inode.size) {
+      while (isReleased(inode.hsmFlags) && position < inode.size) {
         const restoring = inode;
         try {
           await this.coordinator.ensureReadable(restoring, position, Math.min(length, restoring.size - position));
@@ -276,7 +287,7 @@ export class Vfs {
       case 'user.hsm.state':
         return stateWords(inode.hsmFlags).join(' ');
       case 'user.hsm.flags':
-        return `0x${inode.hsmFlags.toString(16).padStart(8, '0')}`;
+        return flagsHex(inode.hsmFlags);
       case 'user.hsm.archive_id':
         return String(inode.archiveId);
       case 'user.hsm.blob':
@@ -300,11 +311,17 @@ export class Vfs {
     const { parent, name } = this.resolveParent(path);
     const now = Date.now();
     const inode = this.meta.create(parent.ino, name, this.newInode('file', mode & 0o7777, now));
-    await this.cache.truncate(inode.ino, inode.generation, 0);
-    this.touchDir(parent.ino, now);
-    this.changelog.record('CREAT', inode.ino, parent.ino, name);
+    // Open before the first await: an import job meanwhile sees a busy file and does not replace it.
     const fh = this.nextHandle++;
     this.handles.set(fh, { ino: inode.ino, writable: true, wrote: false });
+    this.touchDir(parent.ino, now);
+    this.changelog.record('CREAT', inode.ino, parent.ino, name);
+    try {
+      await this.cache.truncate(inode.ino, inode.generation, 0);
+    } catch (err) {
+      this.handles.delete(fh);
+      throw err;
+    }
     return fh;
   }
 
@@ -312,7 +329,7 @@ export class Vfs {
     const h = this.handle(fh);
     if (!h.writable) throw new FsError('EBADF', 'file not open for writing');
     let inode = this.current(h.ino);
-    if (inode.hsmFlags & HsmFlag.RELEASED) inode = await this.coordinator.ensureResident(inode);
+    if (isReleased(inode.hsmFlags)) inode = await this.coordinator.ensureResident(inode);
     inode = this.coordinator.beforeContentChange(inode.ino);
     let written: number;
     try {
@@ -332,7 +349,7 @@ export class Vfs {
   private async truncateInode(ino: number, size: number): Promise<void> {
     let inode = this.current(ino);
     if (inode.kind !== 'file') throw new FsError('EISDIR', 'not a regular file');
-    if (inode.hsmFlags & HsmFlag.RELEASED) {
+    if (isReleased(inode.hsmFlags)) {
       inode = size === 0 ? await this.coordinator.discardReleased(inode) : await this.coordinator.ensureResident(inode);
     }
     inode = this.coordinator.beforeContentChange(ino);
@@ -382,7 +399,7 @@ export class Vfs {
     const h = this.handle(fh);
     this.persistWrites(h);
     const inode = this.meta.get(h.ino);
-    if (inode && !(inode.hsmFlags & HsmFlag.RELEASED)) await this.cache.fsync(inode.ino, inode.generation);
+    if (inode && !isReleased(inode.hsmFlags)) await this.cache.fsync(inode.ino, inode.generation);
   }
 
   async release(fh: number): Promise<void> {
@@ -451,10 +468,13 @@ export class Vfs {
     if (!inode) throw new FsError('ENOENT', `no such file: ${path}`);
     if (inode.kind === 'dir') throw new FsError('EISDIR', `is a directory: ${path}`);
     const left = this.meta.unlink(parent.ino, name);
-    this.touchDir(parent.ino, Date.now());
+    const now = Date.now();
+    // POSIX: unlink marks the file's ctime (its link count changed) and the directory's mtime and ctime.
+    if (left.nlink > 0) this.meta.update(inode.ino, { ctimeMs: now });
+    this.touchDir(parent.ino, now);
     this.changelog.record('UNLNK', inode.ino, parent.ino, name, {
       lastLink: left.nlink === 0 ? 1 : 0,
-      hadArchive: inode.hsmFlags & HsmFlag.ARCHIVED ? 1 : 0,
+      hadArchive: isArchived(inode.hsmFlags) ? 1 : 0,
     });
     if (left.nlink === 0) await this.forget(left);
   }
@@ -483,6 +503,8 @@ export class Vfs {
     const replaced = this.meta.rename(src.parent.ino, src.name, dst.parent.ino, dst.name);
     const now = Date.now();
     this.meta.update(moving.ino, { ctimeMs: now });
+    // A replaced file that keeps other names lost one link: its ctime changes too.
+    if (replaced && replaced.nlink > 0 && replaced.ino !== moving.ino) this.meta.update(replaced.ino, { ctimeMs: now });
     this.touchDir(src.parent.ino, now);
     if (dst.parent.ino !== src.parent.ino) this.touchDir(dst.parent.ino, now);
     this.changelog.record('RENME', moving.ino, dst.parent.ino, dst.name, {
