@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Installs what blobhsm needs on a Debian/Ubuntu machine (libfuse2 for fuse-native, fuse3 for fusermount, attr for
-# getfattr), then the npm dependencies and the build. Safe to run again.
+# Installs what blobhsm needs on a Debian/Ubuntu machine (libfuse3-dev, pkg-config and a C toolchain for the
+# libfuse3 binding; libfuse2 for the fuse-native fallback; fuse3 for fusermount; attr for getfattr), then the npm
+# dependencies, the binding and the build. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
 ldconfig -p 2>/dev/null | grep -q 'libfuse\.so\.2' || missing+=(libfuse2)
 command -v fusermount >/dev/null 2>&1 || missing+=(fuse3)
 command -v getfattr >/dev/null 2>&1 || missing+=(attr)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+pkg-config --exists fuse3 2>/dev/null || missing+=(libfuse3-dev)
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "blobhsm setup: please install ${missing[*]} (sudo apt-get install -y ${missing[*]})" >&2
@@ -22,5 +28,10 @@ if [ ! -e /dev/fuse ]; then
 fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
+fi
+# npm ci builds the binding when it can; here it must be built (and is rebuilt when its source is newer).
+addon=src/fuse/native/build/Release/blobhsm_fuse.node
+if [ ! -f "$addon" ] || [ src/fuse/native/blobhsm_fuse.c -nt "$addon" ] || [ src/fuse/native/binding.gyp -nt "$addon" ]; then
+  bash bin/build-addon.sh --required
 fi
 npx tsc -p tsconfig.json
