@@ -81,10 +81,32 @@ export class ConflictError extends FsError {
   }
 }
 
+/**
+ * The source of an upload did not hold the same bytes from the first read to the last (the file changed, shrank
+ * or grew): nothing was committed. EBUSY, as Lustre's copytool fails an archive whose data version moved.
+ */
+export class SourceChangedError extends FsError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('EBUSY', message, options);
+  }
+}
+
 /** An HSM request named a directory or a symlink (`lfs`: `"F" is not a regular file`, exit 4). EINVAL. */
 export class NotRegularFileError extends FsError {
   constructor(readonly path: string) {
     super('EINVAL', `${path} is not a regular file`);
+  }
+}
+
+/** Bytes whose MD5 is not the digest their blob carries (a restore, `blobhsm verify`). EIO. */
+export class DigestMismatchError extends FsError {
+  constructor(
+    readonly blobName: string,
+    readonly expected: string,
+    readonly actual: string,
+    what: string,
+  ) {
+    super('EIO', `${what}: blob ${blobName} has Content-MD5 ${expected} but the bytes hash to ${actual}`);
   }
 }
 

@@ -10,6 +10,7 @@ import { inspect } from 'node:util';
 import t, { type Test } from 'tap';
 import { createAzureStore, type AzureStoreOptions } from '../src/blob/azure-store.js';
 import type { BlobInfo, BlobStore } from '../src/blob/blob-store.js';
+import { md5Of } from '../src/blob/content-md5.js';
 import { MemoryBlobStore } from '../src/blob/memory-store.js';
 import { findFreePort } from '../src/emulator/emulator.js';
 import { BlobError, describeError } from '../src/errors.js';
@@ -269,6 +270,38 @@ for (const h of harnesses) {
       await store.upload('cold', { data: Buffer.from('warm') }, { metadata: {} });
       t.equal((await store.head('cold')).tier, 'Hot', 'an overwrite resets the tier');
       t.equal((await readAll(await store.readRange('cold', 0, undefined))).toString(), 'warm');
+    });
+
+    t.test('Content-MD5: every upload commits the MD5 of exactly the bytes it staged', async (t) => {
+      const store = await h.make(t);
+      const data = randomBytes(3 * 1024 + 17);
+      const dir = t.testdir({});
+      const path = join(dir, 'src.bin');
+      writeFileSync(path, data);
+      const expected = md5Of(data);
+      const sources = {
+        data: { data },
+        path: { path },
+        stream: { stream: Readable.from([data.subarray(0, 100), data.subarray(100)]) },
+      };
+      for (const [kind, source] of Object.entries(sources)) {
+        const r = await store.upload(`md5-${kind}`, source, { metadata: {}, blockSize: 1024, expectedSize: data.length });
+        t.equal(r.contentMd5, expected, `${kind}: the upload reports the digest`);
+        t.equal(r.size, data.length);
+        t.equal((await store.head(`md5-${kind}`)).contentMd5, expected, `${kind}: HEAD shows it`);
+      }
+      const listed = (await listAll(store)).flat().filter((b) => b.name.startsWith('md5-'));
+      t.same(listed.map((b) => b.contentMd5), [expected, expected, expected], 'the listing shows it');
+      const empty = await store.upload('md5-empty', { data: Buffer.alloc(0) }, { metadata: {} });
+      t.equal(empty.contentMd5, md5Of(Buffer.alloc(0)), 'an empty blob has the empty digest');
+      // A source that does not hold the expected bytes is never committed.
+      await t.rejects(
+        store.upload('md5-short', { path }, { metadata: {}, blockSize: 1024, expectedSize: data.length + 1 }),
+        { code: 'EBUSY', message: /held 3089 bytes, not the 3090 expected/ },
+      );
+      await rejectsKind(t, store.head('md5-short'), 'NotFound', 'nothing was committed');
+      await store.setMetadata('md5-data', { a: '1' });
+      t.equal((await store.head('md5-data')).contentMd5, expected, 'setMetadata keeps the digest');
     });
 
     t.test('container exists and create', async (t) => {

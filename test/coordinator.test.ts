@@ -3,11 +3,13 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { UploadOptions, UploadSource, WriteResult } from '../src/blob/blob-store.js';
+import type { UploadOptions, UploadResult, UploadSource } from '../src/blob/blob-store.js';
 import { BlobError, ConflictError, FsError, type FsErrorCode } from '../src/errors.js';
 import { VERSION_KEY, type ActionKind } from '../src/hsm/coordinator.js';
 import { HsmFlag, checkInvariants } from '../src/hsm/flags.js';
 import { formatModtime } from '../src/namespace/blob-encoding.js';
+import { md5Of } from '../src/blob/content-md5.js';
+import { MemoryBlobStore } from '../src/blob/memory-store.js';
 import { makeStack, O_RDONLY, O_WRONLY, type TestStack, type TestStackOptions } from './helpers/stack.js';
 
 const KiB = 1024;
@@ -48,7 +50,7 @@ const req = (s: TestStack, kind: ActionKind, path: string, archiveId?: number) =
 function spyUploads(s: TestStack): Array<{ name: string; options: UploadOptions }> {
   const calls: Array<{ name: string; options: UploadOptions }> = [];
   const orig = s.store.upload.bind(s.store);
-  s.store.upload = async (name: string, source: UploadSource, options: UploadOptions): Promise<WriteResult> => {
+  s.store.upload = async (name: string, source: UploadSource, options: UploadOptions): Promise<UploadResult> => {
     calls.push({ name, options });
     return orig(name, source, options);
   };
@@ -291,35 +293,52 @@ t.test('a blob changed behind our back is a conflict: the file stays dirty, noth
   checkAll(t, s);
 });
 
-t.test('a write during an archive leaves the file dirty', async (t) => {
-  const s = await stack(t);
-  await s.writeFile('/top.txt', 'v1');
-  const held = gate();
-  s.store.beforeOp = async (op, target) => {
-    if (op === 'commitBlockList' && target === 'top.txt') await held.wait();
-  };
-  const done = req(s, 'ARCHIVE', '/top.txt');
-  await held.reached;
-  t.equal(s.coordinator.action(s.inode('/top.txt').ino)?.kind, 'ARCHIVE', 'hsm_action shows the archive');
-  await s.writeFile('/top.txt', 'v2');
-  held.open();
-  await done;
-  s.store.beforeOp = undefined;
-  const f = s.inode('/top.txt');
-  t.equal(f.hsmFlags, MODIFIED, 'exists dirty archived: never ARCHIVED with stale data');
-  t.not(f.archivedVersion, f.dataVersion);
-  t.equal(f.etag, (await s.store.head('top.txt')).etag, 'the uploaded etag is recorded for the next If-Match');
-  await rejectsCode(t, () => req(s, 'RELEASE', '/top.txt'), 'EPERM', 'release refused');
-  await req(s, 'ARCHIVE', '/top.txt');
-  t.equal(s.inode('/top.txt').hsmFlags, RESTORED, 'the next archive succeeds');
-  t.equal(s.store.getData('top.txt')!.toString(), 'v2llo world');
-});
+/**
+ * Issue 10 R2, the torn blob: the file goes AAAABBBBCCCC -> XXXXYYYYZZZZ (or shrinks) while its 4-byte blocks are
+ * staged. Whatever the archive does, the blob it leaves holds one of the versions the file really had, and its
+ * Content-MD5 is the MD5 of exactly those bytes. (Before the fix: AAAABBBBZZZZ was committed, or a 4-byte blob.)
+ */
+for (const change of ['rewrite', 'shrink'] as const) {
+  t.test(`a ${change} during an archive never commits a torn or short blob; the file stays dirty`, async (t) => {
+    const s = await stack(t, { store: new MemoryBlobStore({ blockSize: 4 }) });
+    const versions = ['AAAABBBBCCCC', change === 'rewrite' ? 'XXXXYYYYZZZZ' : 'AAAA'];
+    await s.createFile('/torn.txt', versions[0]!);
+    const held = gate();
+    let staged = 0;
+    s.store.beforeOp = async (op, target) => {
+      if (op === 'stageBlock' && target === 'torn.txt' && ++staged === 2) await held.wait();
+    };
+    const done = req(s, 'ARCHIVE', '/torn.txt');
+    await held.reached;
+    t.equal(s.coordinator.action(s.inode('/torn.txt').ino)?.kind, 'ARCHIVE', 'hsm_action shows the archive');
+    if (change === 'rewrite') await s.writeFile('/torn.txt', versions[1]!);
+    else await s.vfs.truncate('/torn.txt', 4);
+    held.open();
+    const err = await done.then(() => undefined, (e: unknown) => e);
+    t.ok(err instanceof FsError && err.code === 'EBUSY', 'the archive stops with EBUSY');
+    t.match(String((err as Error)?.message), /torn\.txt changed while it was archived; it stays dirty/, 'saying why');
+    s.store.beforeOp = undefined;
+    const committed = s.store.getData('torn.txt');
+    if (committed) {
+      t.ok(versions.map((v) => md5Of(Buffer.from(v))).includes(md5Of(committed)), `the blob is one real version (${committed})`);
+      t.equal((await s.store.head('torn.txt')).contentMd5, md5Of(committed), 'its Content-MD5 is of exactly its bytes');
+    } else t.pass('nothing committed');
+    const f = s.inode('/torn.txt');
+    t.not(f.hsmFlags & (DIRTY | ARCHIVED), ARCHIVED, `not archived clean (flags 0x${f.hsmFlags.toString(16)})`);
+    await req(s, 'ARCHIVE', '/torn.txt');
+    t.equal(s.inode('/torn.txt').hsmFlags, RESTORED, 'the next archive succeeds');
+    t.equal(s.store.getData('torn.txt')!.toString(), versions[1], 'with the new content');
+    t.equal(s.inode('/torn.txt').contentMd5, md5Of(Buffer.from(versions[1]!)), 'and records its digest');
+    t.equal((await s.store.head('torn.txt')).contentMd5, md5Of(Buffer.from(versions[1]!)));
+  });
+}
 
-t.test('a write in flight when an archive starts leaves the file dirty', async (t) => {
+t.test('a write in flight when an archive starts: the archive does not start, the file stays dirty', async (t) => {
   const s = await stack(t);
   await s.writeFile('/top.txt', 'v1');
   await req(s, 'ARCHIVE', '/top.txt');
-  // The write records its change, then its bytes reach the cache file only after the archive read the file.
+  const before = await s.store.head('top.txt');
+  // The write records its change, then its bytes reach the cache file only after the archive started.
   const held = gate();
   const cacheWrite = s.cache.write.bind(s.cache);
   s.cache.write = async (...args: Parameters<typeof cacheWrite>) => {
@@ -329,10 +348,10 @@ t.test('a write in flight when an archive starts leaves the file dirty', async (
   const writing = s.writeFile('/top.txt', 'v2');
   await held.reached;
   s.cache.write = cacheWrite;
-  // The writer is open: the archive may run but must not leave the file clean with the old bytes.
-  await req(s, 'ARCHIVE', '/top.txt');
+  await rejectsCode(t, () => req(s, 'ARCHIVE', '/top.txt'), 'EBUSY', 'the archive refuses to read a file being written');
   held.open();
   await writing;
+  t.equal((await s.store.head('top.txt')).etag, before.etag, 'the blob is untouched');
   const f = s.inode('/top.txt');
   t.equal(f.hsmFlags & DIRTY, DIRTY, `dirty after the write landed (flags 0x${f.hsmFlags.toString(16)})`);
   await rejectsCode(t, () => req(s, 'RELEASE', '/top.txt'), 'EPERM', 'so it cannot be released with stale data');

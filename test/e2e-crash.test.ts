@@ -2,7 +2,8 @@
 // modified imported, truncated) survive a kill -9 of the daemon: after breaking the dead mount and mounting again
 // they are still dirty with their full content and size, and export uploads them. DIRTY is recorded before the
 // first byte: a writer killed with the daemon while its file is still open loses nothing it wrote either. A write
-// landing while export uploads that file leaves it dirty (never archived with stale data). Cache eviction and
+// landing while export uploads that file aborts the upload and leaves it dirty (never a torn blob, never archived
+// with stale data). Cache eviction and
 // hsm_release never drop dirty or never-archived data.
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
@@ -103,7 +104,7 @@ t.test('kill -9 of the daemon after close loses no byte; the files stay dirty an
   t.same(await states(m, files), Object.fromEntries(files.map((f) => [f, S.CLEAN])), 'exists archived after the export');
 });
 
-t.test('a write landing while export uploads the file leaves it dirty', async (t) => {
+t.test('a write landing while export uploads the file aborts that upload and leaves it dirty', async (t) => {
   const m = await mountContainer(t, azurite, []);
   const size = 96 * 1024 * 1024;
   const w = await m.sh(`dd if=/dev/zero of="$MNT/w.bin" bs=1M count=${size / 1048576} status=none`);
@@ -114,13 +115,19 @@ t.test('a write landing while export uploads the file leaves it dirty', async (t
   t.equal(started.job.state, 'InProgress');
   const a = await m.sh('echo tail >> "$MNT/w.bin"');
   t.equal(a.code, 0, a.stderr);
-  const written = Date.now();
-  const action = await m.cli(['hsm_action', join(m.mountpoint, 'w.bin')]);
-  t.match(action.stdout, /w\.bin: ARCHIVE running \(\d+ bytes moved\)/, 'hsm_action shows the export of the file');
   const job = await waitJobDone(m);
-  t.equal(job.state, 'Succeeded', 'the upload itself committed');
-  t.ok(Date.parse(job.finishTime!) > written, 'the write landed while the export job was still running');
-  t.same(await states(m, ['w.bin']), { 'w.bin': S.DIRTY }, 'dirty: never archived with data older than the file');
+  // The append aborted the upload before its commit (issue 10 R2): no blob mixing old and new bytes. The failure
+  // says so, which proves the write landed while the upload ran.
+  t.equal(job.state, 'Failed', 'the export of the changed file failed');
+  t.match(job.failures, [{ path: '/w.bin', error: /w\.bin changed while it was archived; it stays dirty/ }]);
+  // Nothing committed, or (a commit already sent when the write came) the whole old version, digest and all.
+  const blob = await readBlob(m.store, 'w.bin');
+  if (blob) {
+    const zeros = createHash('md5').update(Buffer.alloc(size)).digest('base64');
+    t.equal(createHash('md5').update(blob.data).digest('base64'), zeros, 'the blob is the version before the append');
+    t.equal((await m.store.head('w.bin')).contentMd5, zeros, 'with its digest');
+  } else t.pass('nothing committed');
+  t.same(await states(m, ['w.bin']), { 'w.bin': '(0x00000003) exists dirty' }, 'dirty, never archived: no blob of an older version is its archive copy');
   t.equal((await stat(join(m.mountpoint, 'w.bin'))).size, size + 5);
   const release = await m.cli(['hsm_release', join(m.mountpoint, 'w.bin')]);
   t.not(release.code, 0, 'a dirty file cannot be released');

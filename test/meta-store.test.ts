@@ -25,6 +25,7 @@ function fields(kind: InodeKind, over: Partial<NewInode> = {}): NewInode {
     archivedVersion: 0,
     blobName: null,
     etag: null,
+    contentMd5: null,
     generation: 0,
     lastAccessMs: 0,
     ...over,

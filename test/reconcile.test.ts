@@ -26,6 +26,7 @@ function file(over: Partial<NewInode>): NewInode {
     archivedVersion: 0,
     blobName: null,
     etag: null,
+    contentMd5: null,
     generation: 1,
     lastAccessMs: 0,
     ...over,

@@ -24,7 +24,9 @@ import type { PipelineRequest, PipelineResponse } from '@azure/core-rest-pipelin
 import { BlobError, UsageError } from '../errors.js';
 import { headerPermissions, listPermissionsPolicy, parseListingPermissions, type UrlPolicy } from './hns-listing.js';
 import { DfsPaths } from './hns-paths.js';
+import { hashingBlocks, md5FromService, md5ToService } from './content-md5.js';
 import {
+  checkSourceSize,
   type HierarchicalPaths,
   type NamespaceKind,
   normalizeEtag,
@@ -35,6 +37,7 @@ import {
   type ReadOptions,
   type RequestCounts,
   type UploadOptions,
+  type UploadResult,
   type UploadSource,
   type WriteResult,
 } from './blob-store.js';
@@ -482,6 +485,11 @@ interface CallOptions {
   keepAttempt?: (attempt: Attempt) => void;
 }
 
+function withMd5(bytes: Uint8Array | undefined): { contentMd5?: string } {
+  const md5 = md5FromService(bytes);
+  return md5 ? { contentMd5: md5 } : {};
+}
+
 function emptyStream(): Readable {
   return Readable.from([]);
 }
@@ -724,6 +732,7 @@ export class AzureBlobStore implements BlobStore {
           etag: normalizeEtag(b.properties.etag),
           lastModified: b.properties.lastModified,
           ...(b.properties.accessTier ? { tier: b.properties.accessTier } : {}),
+          ...withMd5(b.properties.contentMD5),
           metadata: normalizeMetadata(b.metadata),
           ...(hns?.has(b.name) ? { hns: hns.get(b.name)! } : {}),
         }),
@@ -746,6 +755,7 @@ export class AzureBlobStore implements BlobStore {
       etag: normalizeEtag(p.etag),
       lastModified: p.lastModified ?? new Date(0),
       ...(p.accessTier ? { tier: p.accessTier } : {}),
+      ...withMd5(p.contentMD5),
       metadata: normalizeMetadata(p.metadata),
       ...(hns ? { hns } : {}),
     };
@@ -838,7 +848,7 @@ export class AzureBlobStore implements BlobStore {
     return out;
   }
 
-  async upload(name: string, source: UploadSource, options: UploadOptions): Promise<WriteResult> {
+  async upload(name: string, source: UploadSource, options: UploadOptions): Promise<UploadResult> {
     const blockSize = options.blockSize ?? this.blockSize;
     const concurrency = Math.max(1, options.concurrency ?? this.concurrency);
     if (!Number.isSafeInteger(blockSize) || blockSize <= 0 || blockSize > 4000 * 1024 * 1024) {
@@ -847,12 +857,15 @@ export class AzureBlobStore implements BlobStore {
     if (options.signal?.aborted) throw abortReason(options.signal);
     const blob = this.client.getBlockBlobClient(name);
     const uploadId = randomBytes(6).toString('hex');
-    const blocks =
+    // The MD5 is taken as each block is handed to a worker: the digest of exactly the bytes staged.
+    const hashed = hashingBlocks(
       'data' in source
         ? blocksOfData(source.data, blockSize)
         : 'path' in source
           ? blocksOfFile(source.path, blockSize)
-          : blocksOfStream(source.stream, blockSize);
+          : blocksOfStream(source.stream, blockSize),
+    );
+    const blocks = hashed.blocks;
 
     // Stage blocks with bounded parallelism; the first failure stops the others.
     const internal = new AbortController();
@@ -908,6 +921,9 @@ export class AzureBlobStore implements BlobStore {
       if (typeof code === 'string' && code.startsWith('E') && !('statusCode' in (err as object))) throw err; // local I/O
       throw toBlobError(err, 'upload', name, this.secrets).error;
     }
+    const size = hashed.bytes();
+    checkSourceSize(name, size, options.expectedSize);
+    const contentMd5 = hashed.digest();
 
     const conditions = options.ifMatch
       ? { ifMatch: options.ifMatch }
@@ -918,12 +934,18 @@ export class AzureBlobStore implements BlobStore {
     const r = await this.call(
       'commitBlockList',
       name,
-      (abortSignal) => blob.commitBlockList(ids, { metadata, abortSignal, ...(conditions ? { conditions } : {}) }),
+      (abortSignal) =>
+        blob.commitBlockList(ids, {
+          metadata,
+          blobHTTPHeaders: { blobContentMD5: md5ToService(contentMd5) },
+          abortSignal,
+          ...(conditions ? { conditions } : {}),
+        }),
       // A reused keep-alive socket the service already closed fails with ECONNRESET: a conditional commit is
       // retried (see RetryMode); an unconditional one only if it was never sent.
       { signal: options.signal, retry: conditions ? 'conditional' : 'unsafe' },
     );
-    return { etag: normalizeEtag(r.etag), lastModified: r.lastModified ?? new Date() };
+    return { etag: normalizeEtag(r.etag), lastModified: r.lastModified ?? new Date(), contentMd5, size };
   }
 
   async setMetadata(

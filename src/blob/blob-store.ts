@@ -1,5 +1,6 @@
 // The BlobStore seam: everything blobhsm asks of a blob container. Implementations: azure-store, memory-store.
 import type { Readable } from 'node:stream';
+import { SourceChangedError } from '../errors.js';
 
 /** One blob as a listing page or a HEAD reports it. Metadata keys are lower-cased. */
 export interface BlobInfo {
@@ -9,6 +10,8 @@ export interface BlobInfo {
   lastModified: Date;
   /** Access tier (Hot, Cool, Cold, Archive) when the service reports it. */
   tier?: string;
+  /** The blob's Content-MD5 (base64, see content-md5.ts) when it has one. */
+  contentMd5?: string;
   metadata: Record<string, string>;
   /** On an account with a hierarchical namespace: the POSIX attributes the service keeps for the path. */
   hns?: HnsAttributes;
@@ -75,6 +78,11 @@ export interface UploadOptions {
   blockSize?: number;
   /** Blocks staged in parallel. */
   concurrency?: number;
+  /**
+   * The number of bytes the source must hold: a source that ends early or is longer fails the upload with
+   * SourceChangedError before anything is committed (a file that shrank or grew while it was read).
+   */
+  expectedSize?: number;
   /** Called with the number of bytes staged so far. */
   onProgress?: (bytesStaged: number) => void;
   signal?: AbortSignal;
@@ -83,6 +91,12 @@ export interface UploadOptions {
 export interface WriteResult {
   etag: string;
   lastModified: Date;
+}
+
+/** What an upload committed: the blob's Content-MD5 is the MD5 of exactly these bytes. */
+export interface UploadResult extends WriteResult {
+  contentMd5: string;
+  size: number;
 }
 
 /** Requests made to the service, by operation name (list, head, read, stageBlock, commit, ...). */
@@ -96,8 +110,11 @@ export interface BlobStore {
   head(name: string, options?: { signal?: AbortSignal }): Promise<BlobInfo>;
   /** Bytes [offset, offset+length) as a stream; a range past EOF is clipped (empty at or past EOF). */
   readRange(name: string, offset: number, length: number | undefined, options?: ReadOptions): Promise<Readable>;
-  /** Staged blocks, then one commit carrying the metadata: readers never see a partial blob. */
-  upload(name: string, source: UploadSource, options: UploadOptions): Promise<WriteResult>;
+  /**
+   * Staged blocks, then one commit carrying the metadata and the Content-MD5 of the bytes staged (computed while
+   * they were read): readers never see a partial blob.
+   */
+  upload(name: string, source: UploadSource, options: UploadOptions): Promise<UploadResult>;
   setMetadata(name: string, metadata: Record<string, string>, options?: { ifMatch?: string }): Promise<WriteResult>;
   delete(name: string, options?: { ifMatch?: string }): Promise<void>;
   containerExists(): Promise<boolean>;
@@ -138,4 +155,12 @@ export function normalizeEtag(etag: string | undefined): string {
   if (!etag) return '';
   if (etag.startsWith('W/')) return etag;
   return etag.startsWith('"') ? etag : `"${etag}"`;
+}
+
+/** Fails an upload whose source did not hold `expected` bytes (UploadOptions.expectedSize), before its commit. */
+export function checkSourceSize(name: string, size: number, expected: number | undefined): void {
+  if (expected === undefined || size === expected) return;
+  throw new SourceChangedError(
+    `upload ${name}: the source held ${size} bytes, not the ${expected} expected (it changed while it was read); nothing was committed`,
+  );
 }

@@ -5,7 +5,9 @@
 import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { BlobError, type BlobErrorKind } from '../errors.js';
+import { md5Of } from './content-md5.js';
 import {
+  checkSourceSize,
   type NamespaceKind,
   normalizeEtag,
   normalizeMetadata,
@@ -15,6 +17,7 @@ import {
   type ReadOptions,
   type RequestCounts,
   type UploadOptions,
+  type UploadResult,
   type UploadSource,
   type WriteResult,
 } from './blob-store.js';
@@ -44,6 +47,8 @@ interface StoredBlob {
   lastModified: Date;
   metadata: Record<string, string>;
   tier: BlobTier;
+  /** Content-MD5 (base64), absent for a blob committed without one. */
+  contentMd5?: string;
 }
 
 export interface MemoryStoreOptions {
@@ -176,9 +181,29 @@ export class MemoryBlobStore implements BlobStore {
     blob.tier = tier;
   }
 
-  /** Another client's write: stores a blob directly, not counted, no hooks. Returns its etag. */
-  putDirect(name: string, data: Buffer | string, metadata: Record<string, string> = {}): WriteResult {
-    return this.commit(name, Buffer.from(data), normalizeMetadata(metadata));
+  /**
+   * Another client's write: stores a blob directly, not counted, no hooks. Returns its etag. It carries the MD5 of
+   * its data, as a single-request Put Blob does; `contentMd5: null` stores none (a multi-block upload by a tool that
+   * sets no digest), a string stores that one.
+   */
+  putDirect(
+    name: string,
+    data: Buffer | string,
+    metadata: Record<string, string> = {},
+    options: { contentMd5?: string | null } = {},
+  ): WriteResult {
+    const bytes = Buffer.from(data);
+    const md5 = options.contentMd5 === undefined ? md5Of(bytes) : options.contentMd5;
+    return this.commit(name, bytes, normalizeMetadata(metadata), md5 ?? undefined);
+  }
+
+  /** Bit rot behind the service's back: flips the byte at `offset` of a stored blob, keeping etag and digest. */
+  corruptDirect(name: string, offset: number): void {
+    const blob = this.blobs.get(name);
+    if (!blob || offset >= blob.data.length) throw new Error(`corruptDirect: no byte ${offset} in ${name}`);
+    const data = Buffer.from(blob.data);
+    data[offset] = data[offset]! ^ 0xff;
+    blob.data = data;
   }
 
   /** Another client's delete: removes a blob directly, not counted, no hooks. */
@@ -269,7 +294,7 @@ export class MemoryBlobStore implements BlobStore {
     return Readable.from(bytes.length > 0 ? [bytes] : []);
   }
 
-  async upload(name: string, source: UploadSource, options: UploadOptions): Promise<WriteResult> {
+  async upload(name: string, source: UploadSource, options: UploadOptions): Promise<UploadResult> {
     const blockSize = options.blockSize ?? this.blockSize;
     if (!Number.isSafeInteger(blockSize) || blockSize <= 0) {
       throw new BlobError('Invalid', `upload ${name}: bad block size ${blockSize}`);
@@ -297,7 +322,10 @@ export class MemoryBlobStore implements BlobStore {
     if (options.ifNoneMatch === '*' && existing) {
       throw new BlobError('AlreadyExists', `commitBlockList ${name}: HTTP 409 BlobAlreadyExists`, { status: 409 });
     }
-    return this.commit(name, Buffer.concat(blocks), normalizeMetadata(options.metadata));
+    const data = Buffer.concat(blocks);
+    checkSourceSize(name, data.length, options.expectedSize);
+    const contentMd5 = md5Of(data);
+    return { ...this.commit(name, data, normalizeMetadata(options.metadata), contentMd5), contentMd5, size: data.length };
   }
 
   async setMetadata(
@@ -385,9 +413,16 @@ export class MemoryBlobStore implements BlobStore {
     return new Date(Math.floor(Date.now() / 1000) * 1000);
   }
 
-  private commit(name: string, data: Buffer, metadata: Record<string, string>): WriteResult {
+  private commit(name: string, data: Buffer, metadata: Record<string, string>, contentMd5: string | undefined): WriteResult {
     // A new write resets the tier to the default, as committing a block list does on Azure.
-    const blob: StoredBlob = { data, etag: this.nextEtag(), lastModified: this.now(), metadata, tier: 'Hot' };
+    const blob: StoredBlob = {
+      data,
+      etag: this.nextEtag(),
+      lastModified: this.now(),
+      metadata,
+      tier: 'Hot',
+      ...(contentMd5 ? { contentMd5 } : {}),
+    };
     this.blobs.set(name, blob);
     return { etag: blob.etag, lastModified: blob.lastModified };
   }
@@ -399,6 +434,7 @@ export class MemoryBlobStore implements BlobStore {
       etag: blob.etag,
       lastModified: blob.lastModified,
       tier: blob.tier,
+      ...(blob.contentMd5 ? { contentMd5: blob.contentMd5 } : {}),
       metadata: { ...blob.metadata },
     };
   }

@@ -4,7 +4,12 @@
 //
 // Ordering rules (what survives kill -9): a content change is recorded (DIRTY, dataVersion+1) durably before the
 // first byte reaches the cache file; release records RELEASED durably before deleting cache data; archive clears
-// DIRTY only if the data version did not change while it uploaded and no write was in flight when it started.
+// DIRTY only if the data version did not change while it uploaded. An archive never commits bytes the file did not
+// hold at one instant (issue 10 R2): a content change while it uploads aborts it before the commit (the first write
+// or truncate calls beforeContentChange before its bytes reach the cache file), an archive that finds a write in
+// flight does not start, and the upload fails unless it read exactly the recorded size; the Content-MD5 it commits
+// is the digest of exactly the bytes it staged. (A stable snapshot, a copy of the cache file per archive, would
+// cost one more full read and write of every file exported; aborting costs one map lookup per write.)
 //
 // Blob names are paths, so export keeps track of which etag it expects under each name: the file's own blob
 // (blobName/etag), else the etag remembered for a name no inode owns (a file unlinked or replaced locally, an extra
@@ -12,7 +17,7 @@
 // resident: its archive copy is about to be overwritten, so it becomes DIRTY and is exported again under its new
 // name; a released owner makes it a conflict (its only copy is that blob).
 import PQueue from 'p-queue';
-import { BlobError, ConflictError, FsError, NotRegularFileError, describeError, errnoOf } from '../errors.js';
+import { BlobError, ConflictError, FsError, NotRegularFileError, SourceChangedError, describeError, errnoOf } from '../errors.js';
 import type { BlobInfo, BlobStore } from '../blob/blob-store.js';
 import type { DataCache } from '../cache/data-cache.js';
 import type { Hydrator } from './hydrator.js';
@@ -160,6 +165,10 @@ export class Coordinator {
    */
   beforeContentChange(ino: number): Inode {
     let inode = this.get(ino);
+    // An upload of this file in flight would commit a mix of old and new bytes: stop it before it commits.
+    this.aborts.get(ino)?.abort(
+      new SourceChangedError(`${this.o.meta.pathOf(ino) ?? `inode ${ino}`} changed while it was archived; it stays dirty (archive it again)`),
+    );
     if (!this.changeRecorded.has(ino)) {
       inode = this.o.meta.update(ino, {
         hsmFlags: flags.onContentChange(inode.hsmFlags),
@@ -405,6 +414,7 @@ export class Coordinator {
       hsmFlags: flags.onRemoveSucceeded(this.get(inode.ino).hsmFlags),
       blobName: null,
       etag: null,
+      contentMd5: null,
       archivedVersion: 0,
     });
     this.o.changelog.hsm('REMOVE', inode.ino, 0, false);
@@ -433,7 +443,7 @@ export class Coordinator {
     // The file's own blob stays its primary name while it still has that path.
     const primary = Math.max(0, names.indexOf(inode.blobName ?? ''));
     const version = inode.dataVersion;
-    // A write already in flight may or may not be in the copy: the file must stay dirty then.
+    // A write already in flight would land while the upload reads the file (a torn blob): do not start.
     const racing = this.writing.has(inode.ino);
     const stamp = `${this.o.namespaceId}:${inode.ino}:${version}`;
     this.changeRecorded.delete(inode.ino);
@@ -455,30 +465,34 @@ export class Coordinator {
         inode.kind === 'symlink'
           ? { data: Buffer.from(inode.target ?? '') }
           : { path: this.o.cache.pathFor(inode.ino, inode.generation) };
+      if (racing) throw new SourceChangedError(`${outcome.path} is being written; it stays dirty (archive it again)`);
       if (inode.kind === 'file') await this.o.cache.fsync(inode.ino, inode.generation);
+      let contentMd5: string | undefined;
       for (const [i, path] of paths.entries()) {
         const blobName = names[i]!;
         outcome.path = path;
         outcome.blobName = blobName;
         await this.ensureParentStubs(path);
         abort.signal.throwIfAborted();
-        const etag = await this.uploadChecked(inode, blobName, source, { metadata, stamp, state, signal: abort.signal });
-        if (etag instanceof ConflictError) {
-          outcome.conflict = etag;
+        const uploaded = await this.uploadChecked(inode, blobName, source, { metadata, stamp, state, signal: abort.signal });
+        if (uploaded instanceof ConflictError) {
+          outcome.conflict = uploaded;
           break;
         }
-        etags[i] = etag;
+        etags[i] = uploaded.etag;
+        if (i === primary) contentMd5 = uploaded.contentMd5;
       }
       if (!outcome.conflict) {
         outcome.path = paths[primary]!;
         outcome.blobName = names[primary]!;
         outcome.bytes = inode.size;
-        this.commitArchived(inode.ino, racing ? -1 : version, names, etags, primary, archiveId);
+        this.commitArchived(inode.ino, version, names, etags, primary, archiveId, contentMd5 ?? null);
         return outcome;
       }
     } catch (err) {
       this.recordFailure(inode.ino, names, etags, err);
       if (abort.signal.aborted) throw abort.signal.reason instanceof Error ? abort.signal.reason : new FsError('ECANCELED', 'archive cancelled');
+      if (err instanceof SourceChangedError) throw err;
       throw new FsError('EIO', `archive of ${outcome.path} to ${outcome.blobName} failed: ${describeError(err)}`, { cause: err });
     } finally {
       signal?.removeEventListener('abort', onAbort);
@@ -490,17 +504,18 @@ export class Coordinator {
   }
 
   /**
-   * One upload of an archive: returns the new etag, or the conflict. A precondition failure on a blob our own
-   * earlier upload of this file wrote (a crash between upload and the local commit) is no conflict: an upload of
-   * the same data version is taken as done, an older one is overwritten. The check itself (a HEAD) is retried when
-   * it fails; a check that keeps failing fails the archive with its cause, and is never reported as a conflict.
+   * One upload of an archive: returns the new etag and the digest committed, or the conflict. A precondition
+   * failure on a blob our own earlier upload of this file wrote (a crash between upload and the local commit) is no
+   * conflict: an upload of the same data version is taken as done, an older one is overwritten. The check itself (a
+   * HEAD) is retried when it fails; a check that keeps failing fails the archive with its cause, and is never
+   * reported as a conflict.
    */
   private async uploadChecked(
     inode: Inode,
     blobName: string,
     source: { data: Buffer } | { path: string },
     o: { metadata: Record<string, string>; stamp: string; state: ActionState | undefined; signal: AbortSignal },
-  ): Promise<string | ConflictError> {
+  ): Promise<{ etag: string; contentMd5: string | undefined } | ConflictError> {
     let expected = this.expectedEtag(inode, blobName);
     if (expected instanceof ConflictError) return expected;
     for (let attempt = 0; ; attempt++) {
@@ -508,18 +523,19 @@ export class Coordinator {
         const r = await this.o.store.upload(blobName, source, {
           metadata: o.metadata,
           ...(expected !== undefined ? { ifMatch: expected } : { ifNoneMatch: '*' as const }),
+          ...('path' in source ? { expectedSize: inode.size } : {}),
           onProgress: (n) => {
             if (o.state) o.state.bytesMoved = n;
           },
           signal: o.signal,
         });
-        return r.etag;
+        return { etag: r.etag, contentMd5: r.contentMd5 };
       } catch (err) {
         if (!(err instanceof BlobError && (err.kind === 'PreconditionFailed' || err.kind === 'AlreadyExists'))) throw err;
         const found = await this.headWithRetry(blobName, o.signal);
         const stamp = found?.metadata[VERSION_KEY];
         const ours = found && stamp?.startsWith(`${this.o.namespaceId}:${inode.ino}:`) ? { etag: found.etag, stamp } : undefined;
-        if (ours?.stamp === o.stamp) return ours.etag;
+        if (ours?.stamp === o.stamp) return { etag: ours.etag, contentMd5: found?.contentMd5 };
         if (ours && attempt === 0) {
           expected = ours.etag;
           continue;
@@ -554,7 +570,7 @@ export class Coordinator {
     }
     this.o.meta.transaction(() => {
       this.o.meta.setBlobEtag(blobName, owner.etag);
-      this.o.meta.update(owner.ino, { blobName: null, etag: null, hsmFlags: flags.onContentChange(owner.hsmFlags), archivedVersion: 0 });
+      this.o.meta.update(owner.ino, { blobName: null, etag: null, contentMd5: null, hsmFlags: flags.onContentChange(owner.hsmFlags), archivedVersion: 0 });
     });
     return owner.etag;
   }
@@ -584,10 +600,17 @@ export class Coordinator {
 
   /**
    * Every name is uploaded: the primary name becomes the file's blob; the others (and a previous blob name the file
-   * no longer has) are remembered by name. DIRTY is cleared only if the data version is still `version` (-1: a
-   * write was in flight when the copy started).
+   * no longer has) are remembered by name. DIRTY is cleared only if the data version is still `version`.
    */
-  private commitArchived(ino: number, version: number, names: string[], etags: string[], primary: number, archiveId: number): void {
+  private commitArchived(
+    ino: number,
+    version: number,
+    names: string[],
+    etags: string[],
+    primary: number,
+    archiveId: number,
+    contentMd5: string | null,
+  ): void {
     const now = this.o.meta.get(ino);
     if (!now) {
       // Unlinked while it uploaded: its blobs stay, as after any unlink; remember their etags.
@@ -606,6 +629,7 @@ export class Coordinator {
         archiveId,
         blobName: names[primary]!,
         etag: etags[primary]!,
+        contentMd5,
         ...(unchanged ? { archivedVersion: version } : {}),
       });
     });

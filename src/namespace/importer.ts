@@ -340,6 +340,7 @@ class Importer {
       ...blankInode(attrs.kind, attrs.mode, attrs.uid, attrs.gid, attrs.mtimeMs),
       blobName: info?.name ?? null,
       etag: info?.etag ?? null,
+      contentMd5: info?.contentMd5 ?? null,
       lastAccessMs: 0,
     };
   }
@@ -461,6 +462,7 @@ class Importer {
           ctimeMs: t,
           blobName: c.info.name,
           etag: c.info.etag,
+          contentMd5: c.info.contentMd5 ?? null,
         };
         if (d.release && existing!.kind === 'file') this.releaseFile(existing!, patch, true);
         else this.o.meta.update(existing!.ino, patch);

@@ -60,6 +60,7 @@ const FIELD_COLUMNS = {
   archivedVersion: 'archived_version',
   blobName: 'blob_name',
   etag: 'etag',
+  contentMd5: 'content_md5',
   generation: 'generation',
   lastAccessMs: 'last_access_ms',
 } as const satisfies Record<keyof NewInode, string>;
@@ -70,7 +71,7 @@ const PATCHABLE_COLUMNS: Record<string, string> = { ...FIELD_COLUMNS, nlink: 'nl
 delete PATCHABLE_COLUMNS.kind;
 
 /** Fields whose change is HSM state that must survive a power loss. */
-const DURABLE_FIELDS = new Set<string>(['hsmFlags', 'archiveId', 'archivedVersion', 'blobName', 'etag', 'generation']);
+const DURABLE_FIELDS = new Set<string>(['hsmFlags', 'archiveId', 'archivedVersion', 'blobName', 'etag', 'contentMd5', 'generation']);
 
 /** Files and symlinks to export (flags.EXPORT_CANDIDATE; also the partial index predicate). */
 const EXPORT_WHERE = `kind <> 'dir' AND ${flagSql(EXPORT_CANDIDATE, 'hsm_flags')}`;
@@ -98,6 +99,7 @@ CREATE TABLE IF NOT EXISTS inodes (
   archived_version INTEGER NOT NULL,
   blob_name TEXT,
   etag TEXT,
+  content_md5 TEXT,
   generation INTEGER NOT NULL,
   last_access_ms INTEGER NOT NULL
 );
@@ -183,6 +185,7 @@ export class SqliteMetaStore implements MetaStore {
       this.db.pragma(`synchronous = ${this.baseSync}`);
       this.db.pragma('busy_timeout = 5000');
       this.db.exec(SCHEMA);
+      this.addMissingColumns();
       this.s = this.prepareAll();
       this.runInTransaction = this.db.transaction((fn: () => unknown) => fn());
       this.ensureRoot();
@@ -190,6 +193,12 @@ export class SqliteMetaStore implements MetaStore {
       this.db.close();
       throw err;
     }
+  }
+
+  /** Columns added after the first release: a store created before them gets them (NULL) when opened. */
+  private addMissingColumns(): void {
+    const have = new Set((this.db.pragma('table_info(inodes)') as Array<{ name: string }>).map((c) => c.name));
+    if (!have.has('content_md5')) this.db.exec('ALTER TABLE inodes ADD COLUMN content_md5 TEXT');
   }
 
   private prepareAll() {

@@ -42,6 +42,8 @@ export interface Inode {
   blobName: string | null;
   /** Blob etag at the last import/archive, else null. */
   etag: string | null;
+  /** That blob's Content-MD5 (base64) when it has one, else null: what a restore verifies against. */
+  contentMd5: string | null;
   /** Bumped when the cache data is dropped, so a stale cache file is never reused. */
   generation: number;
   /** Last time the data was read or written (for LRU eviction). */
@@ -68,6 +70,7 @@ export function blankInode(kind: InodeKind, mode: number, uid: number, gid: numb
     archivedVersion: 0,
     blobName: null,
     etag: null,
+    contentMd5: null,
     generation: 0,
     lastAccessMs: timeMs,
   };
