@@ -123,7 +123,7 @@ export class Vfs {
     const i = this.rootMarkers().indexOf(path.slice(1));
     if (!path.startsWith('/') || i < 0) return undefined;
     const root = this.meta.get(ROOT_INO)!;
-    return { ...root, ino: VIRTUAL_INO + i, kind: 'file', mode: 0o444, size: 0, nlink: 1, target: null, hsmFlags: 0, archiveId: 0, blobName: null, etag: null };
+    return { ...root, ino: VIRTUAL_INO + i, kind: 'file', mode: 0o444, size: 0, nlink: 1, target: null, hsmFlags: 0, archiveId: 0, blobName: null, etag: null, contentMd5: null };
   }
 
   private resolveParent(path: string): { parent: Inode; name: string } {
