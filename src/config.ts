@@ -22,7 +22,12 @@ export interface MountConfig {
   /** Cache size bound in bytes, 0 = unbounded. */
   cacheSize: number;
   readOnly: boolean;
+  /** `-o` options passed to libfuse as given (checked by src/fuse/mount-options.ts). */
   fuseOptions: string[];
+  /** Users other than the mounting one may enter (`--allow-other`, `-o allow_other`); permissions are enforced. */
+  allowOther: boolean;
+  /** `-o nonempty`: the mountpoint may have entries. */
+  nonempty: boolean;
   /** Set when the embedded emulator serves the container. */
   emulator?: { dataDir: string; demo: boolean };
   /** Seconds for each blob service call before it counts as a timeout. */

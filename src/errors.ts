@@ -50,7 +50,9 @@ export type FsErrorCode =
   | 'ERANGE'
   | 'EAGAIN'
   | 'EFBIG'
-  | 'ECANCELED';
+  | 'ECANCELED'
+  | 'ENOTCONN'
+  | 'ENOTTY';
 
 export class FsError extends Error {
   override readonly name = 'FsError';

@@ -109,7 +109,12 @@ export async function runLfs(argv: string[], io: CliIo): Promise<number> {
     }
   }
   const out = (line: string) => io.stdout.write(line + '\n');
-  const err = (line: string) => io.stderr.write(line + '\n');
+  // After lfs's own line, a path outside every mount (ENOTTY, as lfs's ioctl) or a dead daemon (ENOTCONN) is
+  // explained with what to do.
+  const err = (line: string, r?: Result) => {
+    io.stderr.write(line + '\n');
+    if (r && !r.ok && (r.code === 'ENOTTY' || r.code === 'ENOTCONN')) io.stderr.write(`blobhsm: ${r.message}\n`);
+  };
   let status = 0;
   const failed = (code: FsErrorCode) => {
     if (status === 0) status = errnoNumber(code);
@@ -124,7 +129,7 @@ export async function runLfs(argv: string[], io: CliIo): Promise<number> {
         if (!r.ok) {
           const code = r.code === 'ENOTREG' ? 'EINVAL' : r.code;
           if (req.json) out(JSON.stringify(hsmErrorJson(r.path, code)));
-          else err(method === 'hsm_state' ? formatHsmStateError(r.path, code, req.name) : formatHsmActionError(r.path, code, req.name));
+          else err(method === 'hsm_state' ? formatHsmStateError(r.path, code, req.name) : formatHsmActionError(r.path, code, req.name), r);
           failed(code);
         } else if (method === 'hsm_state') {
           out(req.json ? JSON.stringify(hsmStateJson(r.path, r.flags, r.archiveId)) : formatHsmState(r.path, r.flags, r.archiveId));
@@ -149,7 +154,7 @@ export async function runLfs(argv: string[], io: CliIo): Promise<number> {
           return EXIT_USAGE;
         }
         if (req.json) out(JSON.stringify(hsmErrorJson(r.path, r.code)));
-        else err(formatHsmFlagsError(r.path, r.code, req.name));
+        else err(formatHsmFlagsError(r.path, r.code, req.name), r);
         failed(r.code);
       }
       return status;
@@ -179,7 +184,7 @@ export async function runLfs(argv: string[], io: CliIo): Promise<number> {
         if (req.json) out(JSON.stringify({ ...hsmErrorJson(r.path, code), detail: r.message, ...(queued ? { queued } : {}) }));
         else if (queued) err(formatActionFailed(req.name, command.slice('hsm_'.length), r.path, code, r.message));
         else if (code === 'ENOENT') err(formatCannotStat(r.path, code));
-        else err(`${formatRequestFailed(r.path, code)}${wait ? ` (${r.message})` : ''}`);
+        else err(`${formatRequestFailed(r.path, code)}${wait ? ` (${r.message})` : ''}`, r);
         failed(code);
       }
       return status;

@@ -37,9 +37,11 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
   program
     .command('unmount')
     .alias('umount')
-    .argument('<mountpoint>')
-    .description('unmount and wait for the daemon to finish')
-    .action(async (mnt: string) => void (status = await runUnmount(mnt, io)));
+    .argument('[mountpoint]')
+    .option('--lazy', 'detach even with open files; the daemon serves them until they are closed')
+    .option('--all', 'unmount every mount of yours (see blobhsm list)')
+    .description('unmount a blobhsm mount (only fstype fuse.blobhsm) and wait for its daemon to finish')
+    .action(async (mnt: string | undefined, o: { lazy?: boolean; all?: boolean }) => void (status = await runUnmount(mnt, o, io)));
   program
     .command('list')
     .option('--json')

@@ -1,7 +1,7 @@
 // `blobhsm mount`: builds the MountConfig from flags and environment, then serves the mount in the foreground or
 // starts a background daemon and returns once the mount answers (exit 0) or with the reason it failed.
 import { spawn } from 'node:child_process';
-import { mkdirSync, openSync, closeSync } from 'node:fs';
+import { closeSync, fchmodSync, fstatSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
@@ -18,6 +18,8 @@ import {
 } from '../config.js';
 import { MountRegistry } from '../control/registry.js';
 import { AUTO_EXPORT_DEFAULTS, checkAutoExportConfig, parseSeconds } from '../jobs/auto-export.js';
+import { parseMountOptions } from '../fuse/mount-options.js';
+import { checkMountpoint } from '../daemon/mount-checks.js';
 import type { CliIo } from './io.js';
 import { EXIT_FAILURE } from './io.js';
 
@@ -32,6 +34,7 @@ interface MountFlags {
   cacheDir?: string;
   cacheSize?: string;
   readOnly?: boolean;
+  allowOther?: boolean;
   foreground?: boolean;
   o?: string[];
   emulator?: boolean;
@@ -57,8 +60,9 @@ export function mountCommandSpec(): Command {
     .option('--cache-dir <dir>', 'local cache and metadata directory')
     .option('--cache-size <size>', 'cache bound: bytes or NNG/NNM (least recently used clean files are released)')
     .option('--read-only', 'refuse every write')
+    .option('--allow-other', 'let other users in (as -o allow_other; the kernel enforces the permissions shown)')
     .option('--foreground', 'stay attached; unmount on SIGINT/SIGTERM')
-    .option('-o <options>', 'extra FUSE mount options, comma separated', (v: string, prev: string[] = []) => [...prev, ...v.split(',').filter(Boolean)])
+    .option('-o <options>', 'FUSE mount options, comma separated (allow_other, nonempty, ro, noatime, ...; unknown ones are refused)', (v: string, prev: string[] = []) => [...prev, ...v.split(',').filter(Boolean)])
     .option('--emulator', 'serve the container from the embedded Azurite emulator')
     .option('--demo', 'with --emulator: seed a sample tree into an empty container')
     .addOption(new Option('--timeout <seconds>', 'per-request timeout to the blob service').default('30'))
@@ -88,6 +92,7 @@ export function buildMountConfig(mountpoint: string, flags: MountFlags, env: Nod
   if (!flags.emulator && (flags.accountKey || flags.sasToken) && !(flags.account ?? env.AZURE_STORAGE_ACCOUNT)) {
     throw new UsageError('--account-key and --sas-token need --account NAME (or AZURE_STORAGE_ACCOUNT)');
   }
+  const fuse = parseMountOptions(flags.o ?? []);
   const timeout = Number(flags.timeout ?? 30);
   if (!(timeout > 0)) throw new UsageError(`invalid --timeout '${flags.timeout}': a positive number of seconds`);
   const autoExport = checkAutoExportConfig(AUTO_EXPORT_DEFAULTS, {
@@ -104,11 +109,13 @@ export function buildMountConfig(mountpoint: string, flags: MountFlags, env: Nod
     prefix,
     cacheDir,
     cacheSize: flags.cacheSize ? parseSize(flags.cacheSize) : 0,
-    readOnly: Boolean(flags.readOnly),
-    fuseOptions: flags.o ?? [],
+    readOnly: Boolean(flags.readOnly) || fuse.readOnly,
+    fuseOptions: fuse.passed,
+    allowOther: Boolean(flags.allowOther) || fuse.allowOther,
+    nonempty: fuse.nonempty,
     ...(flags.emulator ? { emulator: { dataDir: join(dataHome(env), 'emulator'), demo: Boolean(flags.demo) } } : {}),
     requestTimeoutSeconds: timeout,
-    debug: Boolean(flags.debug),
+    debug: Boolean(flags.debug) || fuse.debug,
     autoExport,
   };
 }
@@ -121,14 +128,18 @@ const BIN = fileURLToPath(new URL('../../../bin/blobhsm.js', import.meta.url));
 
 export async function runMount(mountpoint: string, flags: MountFlags, io: CliIo): Promise<number> {
   const config = buildMountConfig(mountpoint, flags, io.env);
-  if (flags.foreground) return runForeground(config, io);
-  return startBackground(config, io);
+  // Before anything is imported or started: a mountpoint that cannot be used fails at once (the daemon checks again).
+  checkMountpoint(config.mountpoint, { nonempty: config.nonempty });
+  if (!flags.foreground) return startBackground(config, io);
+  const code = await runForeground(config, io);
+  // The serving process ends here: after a kernel unmount the FUSE session's handle would keep it alive.
+  process.exit(code);
 }
 
-async function runForeground(config: MountConfig, io: CliIo): Promise<number> {
+async function runForeground(config: MountConfig, io: CliIo, onNotice?: (line: string) => void): Promise<number> {
   const { startDaemon } = await import('../daemon/daemon.js');
   const log = (line: string) => io.stderr.write(`${new Date().toISOString()} ${line}\n`);
-  const daemon = await startDaemon(config, log);
+  const daemon = await startDaemon(config, log, onNotice);
   const onSignal = () => void daemon.stop();
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -139,28 +150,48 @@ async function runForeground(config: MountConfig, io: CliIo): Promise<number> {
   return 0;
 }
 
+/** libfuse's own lines (`fuse: ...`, `fusermount: ...`) in the part of the log written since `from`. */
+function fuseMessages(logPath: string, from: number): string[] {
+  try {
+    const text = readFileSync(logPath).subarray(from).toString('utf8');
+    return text.split('\n').filter((l) => /^(fuse|fusermount3?):\s/.test(l));
+  } catch {
+    return [];
+  }
+}
+
 /** Runs the daemon as a detached child (config passed over IPC, so secrets never appear in `ps`). */
 async function startBackground(config: MountConfig, io: CliIo): Promise<number> {
   const logDir = join(stateHome(io.env), 'logs');
   mkdirSync(logDir, { recursive: true, mode: 0o700 });
   const logPath = join(logDir, `${MountRegistry.idOf(config.mountpoint)}.log`);
   const logFd = openSync(logPath, 'a', 0o600);
+  fchmodSync(logFd, 0o600);
+  const logStart = fstatSync(logFd).size;
   const child = spawn(process.execPath, [BIN, '__daemon'], {
     detached: true,
     stdio: ['ignore', logFd, logFd, 'ipc'],
     env: { ...io.env, UV_THREADPOOL_SIZE: io.env.UV_THREADPOOL_SIZE ?? '64' },
   });
   closeSync(logFd);
+  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
   const outcome = await new Promise<{ ok: true } | { ok: false; message: string }>((done) => {
-    child.on('message', (m: { ready?: boolean; error?: string }) => {
-      if (m.ready) done({ ok: true });
+    child.on('message', (m: { ready?: boolean; error?: string; notice?: string }) => {
+      if (m.notice) io.stderr.write(`blobhsm mount: ${m.notice}\n`);
+      else if (m.ready) done({ ok: true });
       else if (m.error) done({ ok: false, message: m.error });
     });
-    child.on('exit', (code) => done({ ok: false, message: `the daemon exited (status ${code}) before the mount was ready; see ${logPath}` }));
+    void exited.then((code) => done({ ok: false, message: `the daemon exited (status ${code}) before the mount was ready` }));
     child.send({ config });
   });
   if (!outcome.ok) {
-    io.stderr.write(`blobhsm mount: ${outcome.message}\n`);
+    // The daemon has cleaned up and exits; one that does not within seconds is killed (it serves nothing).
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+    const fuse = fuseMessages(logPath, logStart);
+    const said = fuse.length ? `; libfuse said: ${fuse.join('; ')}` : '';
+    io.stderr.write(`blobhsm mount: ${outcome.message}${said}\nblobhsm mount: the daemon's log is ${logPath}\n`);
     return EXIT_FAILURE;
   }
   child.disconnect();
@@ -169,17 +200,25 @@ async function startBackground(config: MountConfig, io: CliIo): Promise<number> 
   return 0;
 }
 
-/** The detached child's side: receive the config, serve, report readiness or the reason for failing. */
-export async function runDaemonChild(): Promise<number> {
+/**
+ * The detached child's side: receive the config, serve, report readiness (and, until then, retries) or the
+ * reason for failing. It ends the process when done: after a kernel unmount the FUSE session's handle would keep
+ * it alive.
+ */
+export async function runDaemonChild(): Promise<never> {
   const config = await new Promise<MountConfig>((done) => process.once('message', (m: { config: MountConfig }) => done(m.config)));
   const io: CliIo = { stdout: process.stdout, stderr: process.stderr, env: process.env };
+  // Until the parent disconnects (the mount is ready), notices such as retries also reach the user's terminal.
+  const notice = (line: string) => {
+    if (process.connected) process.send?.({ notice: line });
+  };
   try {
-    const code = await runForeground(config, io);
-    return code;
+    const code = await runForeground(config, io, notice);
+    process.exit(code);
   } catch (err) {
     const message = describeError(err);
     io.stderr.write(`${new Date().toISOString()} mount failed: ${message}\n`);
-    await new Promise<void>((r) => (process.send ? process.send({ error: message }, undefined, {}, () => r()) : r()));
-    return EXIT_FAILURE;
+    await new Promise<void>((r) => (process.send && process.connected ? process.send({ error: message }, undefined, {}, () => r()) : r()));
+    process.exit(EXIT_FAILURE);
   }
 }

@@ -1,9 +1,11 @@
-// The registry of running mounts (one JSON file per mount in the state directory): how the CLI finds the daemon
-// serving a path, and what `blobhsm list` prints.
+// The registry of mounts (one 0600 JSON file per mount in the 0700 state directory): how the CLI finds the daemon
+// serving a path, and what `blobhsm list` prints. A record whose daemon died stays while its mount is still in
+// the kernel's table (so commands can say the daemon is gone and what to run); it goes once the mount is gone.
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, realpathSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 import { FsError } from '../errors.js';
+import { isBlobhsmMount, mountAt } from '../daemon/mount-checks.js';
 
 export interface MountRecord {
   mountpoint: string;
@@ -41,15 +43,16 @@ export class MountRegistry {
     rmSync(join(this.dir(), `${MountRegistry.idOf(mountpoint)}.json`), { force: true });
   }
 
-  /** Live mounts; records of dead daemons are removed. */
-  list(): MountRecord[] {
-    const out: MountRecord[] = [];
+  /** Mounts with a live daemon, and those whose daemon died while the mount stayed; other records are removed. */
+  list(): Array<MountRecord & { alive: boolean }> {
+    const out: Array<MountRecord & { alive: boolean }> = [];
     for (const f of readdirSync(this.dir())) {
       if (!f.endsWith('.json')) continue;
       const path = join(this.dir(), f);
       try {
         const rec = JSON.parse(readFileSync(path, 'utf8')) as MountRecord;
-        if (isAlive(rec.pid)) out.push(rec);
+        const alive = isAlive(rec.pid);
+        if (alive || isBlobhsmMount(mountAt(rec.mountpoint))) out.push({ ...rec, alive });
         else rmSync(path, { force: true });
       } catch {
         rmSync(path, { force: true });
@@ -58,7 +61,7 @@ export class MountRegistry {
     return out.sort((a, b) => a.mountpoint.localeCompare(b.mountpoint));
   }
 
-  get(mountpoint: string): MountRecord | undefined {
+  get(mountpoint: string): (MountRecord & { alive: boolean }) | undefined {
     const want = resolve(mountpoint);
     return this.list().find((r) => r.mountpoint === want);
   }
@@ -67,7 +70,7 @@ export class MountRegistry {
    * The mount holding a path, and the path inside it ('/...'). Uses the path as given (made absolute) and never
    * touches the mount, so it works for paths the kernel would answer slowly.
    */
-  locate(path: string): { mount: MountRecord; inner: string } {
+  locate(path: string): { mount: MountRecord & { alive: boolean }; inner: string } {
     let abs = resolve(path);
     try {
       // Resolve symlinks outside the mounts (e.g. /tmp → /private/tmp); the mount itself is not entered.
@@ -76,21 +79,35 @@ export class MountRegistry {
     } catch {
       /* keep abs */
     }
-    let best: MountRecord | undefined;
+    let best: (MountRecord & { alive: boolean }) | undefined;
     for (const m of this.list()) {
       if ((abs === m.mountpoint || abs.startsWith(m.mountpoint + sep)) && (!best || m.mountpoint.length > best.mountpoint.length)) best = m;
     }
-    if (!best) throw new FsError('ENOENT', `${path} is not inside a blobhsm mount (see blobhsm list)`);
+    // As lfs's ioctl on a file of another filesystem: ENOTTY.
+    if (!best) throw new FsError('ENOTTY', `${path} is not inside a blobhsm mount (blobhsm list shows the mounts)`);
+    if (!best.alive) {
+      throw new FsError(
+        'ENOTCONN',
+        `the blobhsm daemon of ${best.mountpoint} (pid ${best.pid}) is not running: run blobhsm unmount ${best.mountpoint}, then mount it again (its cache is kept)`,
+      );
+    }
     const inner = abs.slice(best.mountpoint.length) || '/';
     return { mount: best, inner };
   }
 }
 
+/** Whether a process runs (a zombie, dead but not yet reaped by its parent, does not). */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    // /proc/PID/stat: "pid (comm) S ..."; comm may hold spaces and parentheses, the state follows the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true;
   }
 }

@@ -86,16 +86,14 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
       pid: process.pid,
       cacheDir: p.config.cacheDir,
       cacheBytes: p.cache.bytesUsed(),
+      openFiles: p.vfs.openFileCount(),
       inodes: meta.countInodes(),
       requests: p.store.requestCounts(),
       io: p.vfs.ioStats(),
       hsm: coordinator.stats(),
     }),
 
-    unmount: async () => {
-      setImmediate(() => p.requestStop());
-      return { stopping: true };
-    },
+    unmount: async (params) => p.unmount(params.lazy === true),
 
     hsm_state: async (params) =>
       eachPath(await settled(stringArray(params.paths, 'paths')), (path) => ok(path, resolveFile(path, false))),

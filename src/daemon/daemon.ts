@@ -1,9 +1,9 @@
 // Daemon wiring: the one place that builds every layer from a typed MountConfig, imports the namespace at the
 // first mount, reconciles the cache, mounts FUSE, serves the control socket, and shuts it all down cleanly.
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync, existsSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { BlobError, UsageError, describeError } from '../errors.js';
+import { BlobError, FsError, UsageError, describeError, errnoCodeOf } from '../errors.js';
 import type { MountConfig } from '../config.js';
 import { stateHome } from '../config.js';
 import type { BlobStore } from '../blob/blob-store.js';
@@ -22,7 +22,8 @@ import { ControlServer } from '../control/server.js';
 import { MountRegistry, isAlive } from '../control/registry.js';
 import { controlMethods } from './control-methods.js';
 import { buildStack } from './build-stack.js';
-import { tuneReadAhead, isMounted } from './mount-checks.js';
+import { checkMountpoint, tuneReadAhead } from './mount-checks.js';
+import { strerror } from '../hsm/format.js';
 import { JobRunner } from '../jobs/job-runner.js';
 import { AutoExporter } from '../jobs/auto-export.js';
 
@@ -45,6 +46,12 @@ export interface DaemonParts {
   autoExport: AutoExporter;
   log: (line: string) => void;
   requestStop: () => void;
+  /**
+   * `blobhsm unmount`: refused with EBUSY while files are open (unless lazy) or while the kernel says the mount is
+   * busy, and then nothing changes; otherwise the kernel mount goes (lazy: at once, the daemon serves the open files
+   * until they are closed) and the daemon stops. Resolves with the number of files still open.
+   */
+  unmount: (lazy: boolean) => Promise<{ openFiles: number }>;
 }
 
 /** Holds the cache directory for one daemon; a second daemon on the same directory is refused. */
@@ -70,18 +77,6 @@ function lockCacheDir(cacheDir: string): () => void {
   throw new UsageError(`cannot lock the cache directory ${cacheDir}`);
 }
 
-function checkMountpoint(mountpoint: string): void {
-  let st;
-  try {
-    st = statSync(mountpoint);
-  } catch {
-    throw new UsageError(`mountpoint ${mountpoint} does not exist: create it with mkdir -p first`);
-  }
-  if (!st.isDirectory()) throw new UsageError(`mountpoint ${mountpoint} is not a directory`);
-  if (isMounted(mountpoint)) throw new UsageError(`${mountpoint} is already a mount point: unmount it first (blobhsm unmount ${mountpoint})`);
-  if (!existsSync('/dev/fuse')) throw new UsageError('FUSE is not available (/dev/fuse is missing): load the fuse module or run with --device /dev/fuse in a container');
-}
-
 /** Explains a first-contact failure with the blob service in terms of what to fix. */
 function explainStorageError(err: unknown, where: string): Error {
   if (err instanceof BlobError) {
@@ -96,11 +91,28 @@ function explainStorageError(err: unknown, where: string): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
-export async function startDaemon(config: MountConfig, log: (line: string) => void): Promise<DaemonHandle> {
-  checkMountpoint(config.mountpoint);
+/**
+ * Starts serving `config`. `onNotice` receives, besides the log, what the user waiting for the mount should see
+ * (each retry of a slow or failing blob endpoint).
+ */
+export async function startDaemon(config: MountConfig, log: (line: string) => void, onNotice?: (line: string) => void): Promise<DaemonHandle> {
+  // Everything the daemon creates (meta.db and its WAL, cache files, job logs, the socket) is the user's alone,
+  // whatever the caller's umask or the mode of a cache directory the user made.
+  process.umask(0o077);
+  checkMountpoint(config.mountpoint, { nonempty: config.nonempty });
+  const createdCacheDir = !existsSync(config.cacheDir);
   mkdirSync(config.cacheDir, { recursive: true, mode: 0o700 });
-  const unlock = lockCacheDir(config.cacheDir);
-  const cleanups: Array<() => Promise<void> | void> = [unlock];
+  const cleanups: Array<() => Promise<void> | void> = [];
+  // A mount that fails leaves no cache directory behind that it made itself.
+  const dropNewCacheDir = () => rmSync(config.cacheDir, { recursive: true, force: true });
+  let unlock: () => void;
+  try {
+    unlock = lockCacheDir(config.cacheDir);
+  } catch (err) {
+    if (createdCacheDir) dropNewCacheDir();
+    throw err;
+  }
+  cleanups.push(unlock);
   const runCleanups = async () => {
     for (const c of cleanups.splice(0).reverse()) {
       try {
@@ -111,9 +123,10 @@ export async function startDaemon(config: MountConfig, log: (line: string) => vo
     }
   };
   try {
-    return await startParts(config, log, cleanups, runCleanups);
+    return await startParts(config, log, cleanups, runCleanups, onNotice ?? (() => undefined));
   } catch (err) {
     await runCleanups();
+    if (createdCacheDir) dropNewCacheDir();
     throw err;
   }
 }
@@ -123,6 +136,7 @@ async function startParts(
   log: (line: string) => void,
   cleanups: Array<() => Promise<void> | void>,
   runCleanups: () => Promise<void>,
+  notice: (line: string) => void,
 ): Promise<DaemonHandle> {
   let emulator: Emulator | undefined;
   const storage = { ...config.storage };
@@ -132,7 +146,15 @@ async function startParts(
     storage.connectionString = emulator.connectionString;
     log(`embedded Azurite emulator on port ${emulator.port} (data in ${config.emulator.dataDir})`);
   }
-  const store = createAzureStore({ ...storage, timeoutMs: config.requestTimeoutSeconds * 1000 });
+  const store = createAzureStore({
+    ...storage,
+    timeoutMs: config.requestTimeoutSeconds * 1000,
+    onRetry: (r) => {
+      const line = `${r.op} ${r.target}: attempt ${r.attempt} failed (${describeError(r.error)}); retrying in ${(r.delayMs / 1000).toFixed(1)} s`;
+      log(line);
+      notice(line);
+    },
+  });
   const where = `container '${storage.container}' at ${store.description}`;
   let exists: boolean;
   try {
@@ -222,16 +244,37 @@ async function startParts(
 
   const fuse: FuseHandle = await mountFuse(config.mountpoint, vfs, {
     readOnly: config.readOnly,
+    allowOther: config.allowOther,
     extraOptions: config.fuseOptions,
     debug: config.debug,
     log,
   });
   cleanups.push(() => unmountWithRetry(fuse, log));
+  const unmount = async (lazy: boolean): Promise<{ openFiles: number }> => {
+    const openFiles = vfs.openFileCount();
+    if (openFiles > 0 && !lazy) {
+      throw new FsError(
+        'EBUSY',
+        `${strerror('EBUSY')} (${openFiles} open file${openFiles === 1 ? '' : 's'}): close ${openFiles === 1 ? 'it' : 'them'} ` +
+          `(fuser -m ${config.mountpoint} shows who), or unmount with --lazy to detach now and finish when they are closed`,
+      );
+    }
+    try {
+      await fuse.unmount(lazy ? 'lazy' : 'strict');
+    } catch (err) {
+      throw new FsError(errnoCodeOf(err) === 'EBUSY' ? 'EBUSY' : 'EIO', `cannot unmount: ${describeError(err)}`, { cause: err });
+    }
+    log(lazy ? `detached ${config.mountpoint} (${openFiles} open files; stopping when they are closed)` : `unmounted ${config.mountpoint}`);
+    // The kernel says when a lazily detached mount is no longer used (open files, but also a cwd or an mmap).
+    if (lazy) void fuse.ended().then(() => stopRequested());
+    else setImmediate(() => stopRequested());
+    return { openFiles };
+  };
   tuneReadAhead(config.mountpoint, 1024, log);
 
   const registry = new MountRegistry(stateHome());
   const socket = registry.socketPathFor(config.mountpoint);
-  const parts: DaemonParts = { config, store, meta, cache, coordinator, changelog, vfs, jobs, autoExport, log, requestStop: () => stopRequested() };
+  const parts: DaemonParts = { config, store, meta, cache, coordinator, changelog, vfs, jobs, autoExport, log, requestStop: () => stopRequested(), unmount };
   const control = new ControlServer(controlMethods(parts));
   await control.listen(socket);
   cleanups.push(() => control.close());

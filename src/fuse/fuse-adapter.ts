@@ -1,7 +1,10 @@
 // The FUSE adapter: the only importer of fuse-native. One line per op (call the Vfs, map the error through
 // errnoOf), plus the mount options. Nothing else in blobhsm knows FUSE exists.
+import { execFile } from 'node:child_process';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { errnoOf, describeError, FsError } from '../errors.js';
+import { isBlobhsmMount, mountAt } from '../daemon/mount-checks.js';
 import type { Vfs } from '../vfs/vfs.js';
 
 const require = createRequire(import.meta.url);
@@ -10,6 +13,8 @@ type Cb = (code: number, ...rest: unknown[]) => void;
 
 export interface FuseMountOptions {
   readOnly: boolean;
+  /** Let users other than the mounting one in (`allow_other`; `default_permissions` is always on). */
+  allowOther?: boolean;
   /** Extra `-o` options from the command line (comma separated, as for mount). */
   extraOptions?: string[];
   /** Seconds the kernel may cache attributes and entries (imported data changes only through this mount). */
@@ -19,7 +24,30 @@ export interface FuseMountOptions {
 }
 
 export interface FuseHandle {
-  unmount(): Promise<void>;
+  /**
+   * `strict`: the kernel unmount proper (fails with EBUSY while anything uses the mount, and then nothing changes);
+   * `lazy` (the default, for shutdown on a signal): detach at once, open files keep being served while the process
+   * lives. After a strict or lazy unmount the process must exit to end the FUSE session.
+   */
+  unmount(mode?: 'strict' | 'lazy'): Promise<void>;
+  /** Resolves once the kernel ended the FUSE session (after an unmount, once the last user of a lazily detached
+   * mount let go): libfuse then closes this process's /dev/fuse descriptor. */
+  ended(): Promise<void>;
+}
+
+/** Whether this process holds /dev/fuse open (libfuse closes it when the session ends). */
+function holdsFuseDevice(): boolean {
+  try {
+    return readdirSync('/proc/self/fd').some((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`) === '/dev/fuse';
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -46,8 +74,9 @@ export function fuseOptions(o: FuseMountOptions): Record<string, unknown> {
     autoCache: true,
     attrTimeout: timeout,
     entryTimeout: timeout,
+    // The kernel checks permissions itself: needed as soon as anyone but the mounting user can enter.
     defaultPermissions: true,
-    allowOther: process.getuid?.() === 0,
+    allowOther: o.allowOther ?? false,
     debug: o.debug ?? false,
     // Reads wait for hydration: no per-op timeout (fuse-native's 15 s default would answer ETIMEDOUT).
     timeout: false,
@@ -108,22 +137,48 @@ interface FuseInstance {
   unmount(cb: (err: Error | null) => void): void;
 }
 
-/** Mounts the Vfs; resolves once the kernel answers (init has run). */
+/** Runs fusermount on our own mount; rejects with its message (EBUSY when the kernel says the mount is busy). */
+function fusermount(args: string[], mountpoint: string): Promise<void> {
+  return new Promise((resolve, reject) =>
+    execFile('fusermount', [...args, mountpoint], { timeout: 30_000 }, (err, _out, stderr) => {
+      if (!err) return resolve();
+      const message = String(stderr).trim() || describeError(err);
+      reject(new FsError(/busy/i.test(message) ? 'EBUSY' : 'EIO', message, { cause: err }));
+    }),
+  );
+}
+
+/**
+ * Mounts the Vfs; resolves once the kernel answers (init has run). When libfuse refuses (its reason is on this
+ * process's stderr), a kernel mount it may have left at the mountpoint (fuse_mount succeeded, fuse_new failed:
+ * nobody would ever answer it) is detached before the error is thrown.
+ */
 export async function mountFuse(mountpoint: string, vfs: Vfs, o: FuseMountOptions): Promise<FuseHandle> {
   const Fuse = require('fuse-native') as new (mnt: string, ops: unknown, opts: unknown) => FuseInstance;
   const log = o.log ?? (() => undefined);
   const fuse = new Fuse(mountpoint, buildOps(vfs, log), fuseOptions(o));
-  await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));
+  try {
+    await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));
+  } catch (err) {
+    if (isBlobhsmMount(mountAt(mountpoint))) await fusermount(['-uz'], mountpoint).catch((e) => log(`detaching the failed mount: ${describeError(e)}`));
+    throw new FsError('EIO', `FUSE refused the mount (${describeError(err)})`, { cause: err });
+  }
   let unmounted = false;
   return {
-    unmount: () =>
-      new Promise<void>((resolve, reject) => {
-        if (unmounted) return resolve();
-        fuse.unmount((err) => {
-          if (err) return reject(err);
-          unmounted = true;
+    unmount: async (mode = 'lazy') => {
+      if (unmounted) return;
+      if (mode === 'strict') await fusermount(['-u'], mountpoint);
+      else await new Promise<void>((resolve, reject) => fuse.unmount((err) => (err ? reject(err) : resolve())));
+      unmounted = true;
+    },
+    // fuse-native has no event for it: look every 500 ms (only while someone waits).
+    ended: () =>
+      new Promise<void>((resolve) => {
+        const timer = setInterval(() => {
+          if (holdsFuseDevice()) return;
+          clearInterval(timer);
           resolve();
-        });
+        }, 500);
       }),
   };
 }

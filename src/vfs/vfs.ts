@@ -413,6 +413,11 @@ export class Vfs {
     if (![...this.handles.values()].some((o) => o.ino === h.ino)) this.pendingSize.delete(h.ino);
   }
 
+  /** Open file handles (what makes an unmount busy). */
+  openFileCount(): number {
+    return this.handles.size;
+  }
+
   ioStats(): IoStats {
     return { ...this.io };
   }
