@@ -75,7 +75,9 @@ t.test('strerror: glibc texts', async (t) => {
     ECANCELED: 'Operation canceled',
   };
   for (const [code, text] of Object.entries(glibc)) t.equal(strerror(code), text, code);
-  t.equal(strerror('ENOTCONN'), 'Unknown error 107', 'unlisted code: glibc unknown-errno form');
+  t.equal(strerror('ENOTCONN'), 'Transport endpoint is not connected');
+  t.equal(strerror('ENOTTY'), 'Inappropriate ioctl for device', 'lfs on a file outside the mounts');
+  t.equal(strerror('EHOSTDOWN'), 'Unknown error 112', 'unlisted code: glibc unknown-errno form');
   t.equal(strerror('EWHATEVER'), 'Unknown error EWHATEVER');
 });
 
