@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what blobhsm needs on a Debian/Ubuntu machine (libfuse3-dev, pkg-config and a C toolchain for the
-# libfuse3 binding; libfuse2 for the fuse-native fallback; fuse3 for fusermount; attr for getfattr), then the npm
-# dependencies, the binding and the build. Safe to run again.
+# libfuse3 binding; libfuse2 for the fuse-native fallback; fuse3 for fusermount; attr for getfattr; acl for
+# getfacl), then the npm dependencies, the binding and the build. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -13,6 +13,7 @@ pkg-config --exists fuse3 2>/dev/null || missing+=(libfuse3-dev)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v getfacl >/dev/null 2>&1 || missing+=(acl)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "blobhsm setup: please install ${missing[*]} (sudo apt-get install -y ${missing[*]})" >&2

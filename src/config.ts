@@ -35,6 +35,10 @@ export interface MountConfig {
   debug: boolean;
   /** Auto-export (src/jobs/auto-export.ts): whether it starts enabled, and its settings (defaults when absent). */
   autoExport?: { enabled: boolean; minAgeSeconds: number; intervalSeconds: number };
+  /** `--namespace hns|flat`: the namespace rules to use instead of detecting them. */
+  namespace?: 'hns' | 'flat';
+  /** `--id-map FILE`: HNS owners/groups → uid/gid (format in src/namespace/id-map.ts). */
+  idMapFile?: string;
 }
 
 export function stateHome(e: NodeJS.ProcessEnv = process.env): string {

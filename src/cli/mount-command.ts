@@ -44,6 +44,8 @@ interface MountFlags {
   autoExport?: boolean;
   autoExportMinAge?: string;
   autoExportInterval?: string;
+  namespace?: string;
+  idMap?: string;
 }
 
 export function mountCommandSpec(): Command {
@@ -69,7 +71,9 @@ export function mountCommandSpec(): Command {
     .option('--debug', 'FUSE debug output')
     .option('--auto-export', 'archive new and modified files continuously (see `blobhsm auto-export`)')
     .option('--auto-export-min-age <seconds>', `auto-export files unchanged for this long (default ${AUTO_EXPORT_DEFAULTS.minAgeSeconds})`)
-    .option('--auto-export-interval <seconds>', `seconds between auto-export iterations (default ${AUTO_EXPORT_DEFAULTS.intervalSeconds})`);
+    .option('--auto-export-interval <seconds>', `seconds between auto-export iterations (default ${AUTO_EXPORT_DEFAULTS.intervalSeconds})`)
+    .option('--namespace <kind>', 'hns or flat: the account namespace rules instead of detecting them (getAccountInfo)')
+    .option('--id-map <file>', 'HNS: map Entra object IDs / UPNs to uid/gid (lines "user ID UID", "group ID GID")');
 }
 
 /** Builds and validates the configuration; every problem is a UsageError saying what to do. */
@@ -100,6 +104,9 @@ export function buildMountConfig(mountpoint: string, flags: MountFlags, env: Nod
     ...(flags.autoExportMinAge !== undefined ? { minAgeSeconds: parseSeconds(flags.autoExportMinAge, '--auto-export-min-age') } : {}),
     ...(flags.autoExportInterval !== undefined ? { intervalSeconds: parseSeconds(flags.autoExportInterval, '--auto-export-interval') } : {}),
   });
+  if (flags.namespace !== undefined && flags.namespace !== 'hns' && flags.namespace !== 'flat') {
+    throw new UsageError(`invalid --namespace '${flags.namespace}': hns (hierarchical namespace) or flat`);
+  }
   const cacheDir = resolve(
     flags.cacheDir ?? (flags.emulator ? join(cacheHome(env), `emulator-${container}-${normalisedId(prefix)}`) : defaultCacheDir({ ...storage, account: storage.account ?? env.AZURE_STORAGE_ACCOUNT }, prefix, env)),
   );
@@ -117,6 +124,8 @@ export function buildMountConfig(mountpoint: string, flags: MountFlags, env: Nod
     requestTimeoutSeconds: timeout,
     debug: Boolean(flags.debug) || fuse.debug,
     autoExport,
+    ...(flags.namespace ? { namespace: flags.namespace } : {}),
+    ...(flags.idMap ? { idMapFile: resolve(flags.idMap) } : {}),
   };
 }
 

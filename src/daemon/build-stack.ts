@@ -31,6 +31,8 @@ export interface StackOptions {
   hydrator?: HydratorTuning;
   /** uid/gid of new files (the Vfs default when absent). */
   owner?: { uid: number; gid: number };
+  /** HNS mounts: serve system.posix_acl_access from the imported ACLs. */
+  posixAcls?: boolean;
 }
 
 export interface Stack {
@@ -75,6 +77,6 @@ export async function buildStack(o: StackOptions): Promise<Stack> {
   });
   const report = await reconcileCache(meta, cache, cacheFiles);
   for (const line of report) log(line);
-  vfs = new Vfs({ meta, cache, coordinator, changelog, readOnly: o.readOnly, ...(o.owner ? { owner: o.owner } : {}) });
+  vfs = new Vfs({ meta, cache, coordinator, changelog, readOnly: o.readOnly, ...(o.owner ? { owner: o.owner } : {}), posixAcls: o.posixAcls ?? false });
   return { cache, changelog, hydrator, coordinator, vfs };
 }

@@ -83,6 +83,7 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
       container: p.config.storage.container,
       prefix: p.config.prefix,
       description: p.store.description,
+      namespace: JSON.parse(meta.getSetting('namespace') ?? '{"kind":"flat","how":"detected"}') as unknown,
       pid: process.pid,
       cacheDir: p.config.cacheDir,
       cacheBytes: p.cache.bytesUsed(),

@@ -24,6 +24,7 @@ import { controlMethods } from './control-methods.js';
 import { buildStack } from './build-stack.js';
 import { checkMountpoint, tuneReadAhead } from './mount-checks.js';
 import { strerror } from '../hsm/format.js';
+import { chooseNamespace, loadIdMap } from './namespace-choice.js';
 import { JobRunner } from '../jobs/job-runner.js';
 import { AutoExporter } from '../jobs/auto-export.js';
 
@@ -166,6 +167,8 @@ async function startParts(
     if (!config.emulator) throw new UsageError(`${where} does not exist: create it first, or check --container`);
     await store.createContainer();
   }
+  const idMap = loadIdMap(config.idMapFile);
+  const namespace = await chooseNamespace(store, config.namespace, log);
   if (config.emulator?.demo) {
     const seeded = await seedDemo(store, config.prefix);
     if (seeded) log(`seeded the demo tree (${seeded} blobs)`);
@@ -184,6 +187,7 @@ async function startParts(
     meta.setSetting('namespaceId', namespaceId);
   }
   meta.setSetting('source', source);
+  meta.setSetting('namespace', JSON.stringify(namespace));
 
   if (!meta.getSetting('importedAt')) {
     const stats = await importNamespace({
@@ -191,6 +195,7 @@ async function startParts(
       meta,
       prefix: config.prefix,
       log,
+      idMap,
       onProgress: progressPrinter(),
     });
     if (process.stderr.isTTY) process.stderr.write('\n');
@@ -211,6 +216,7 @@ async function startParts(
     readOnly: config.readOnly,
     namespaceId,
     log,
+    posixAcls: namespace.kind === 'hns',
   });
   const accessTimer = setInterval(() => coordinator.flushAccessTimes(), 5000);
   accessTimer.unref();
@@ -229,6 +235,7 @@ async function startParts(
     prefix: config.prefix,
     mountRoot: config.mountpoint,
     logDir: join(config.cacheDir, 'jobs'),
+    idMap,
   });
   vfs.setRootMarkers(() => jobs.markers());
   cleanups.push(() => jobs.cancelAll());

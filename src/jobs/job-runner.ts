@@ -16,6 +16,7 @@ import type { Coordinator } from '../hsm/coordinator.js';
 import { isExportCandidate } from '../hsm/flags.js';
 import { emptyImportStats, importNamespace, type ImportStats } from '../namespace/importer.js';
 import type { Inode, MetaStore } from '../namespace/types.js';
+import type { IdMap } from '../namespace/id-map.js';
 import { CONFLICT_MODES, decideImport, isConflictMode, type ConflictMode } from './decide-import.js';
 
 export type JobState = 'InProgress' | 'Canceling' | 'Succeeded' | 'Failed' | 'Canceled';
@@ -85,6 +86,8 @@ export interface JobRunnerOptions {
   concurrency?: number;
   /** Directory for the import jobs' JSON-lines logs (none when absent). */
   logDir?: string;
+  /** HNS owners/groups → uid/gid for import jobs. */
+  idMap?: IdMap;
 }
 
 /** Validates AMLFS-style job prefixes: 1..100 absolute paths, none a prefix of another. */
@@ -300,6 +303,7 @@ export class JobRunner {
         listPrefixes: job.prefixes.map((p) => p.replace(/^\/+/, '')),
         ...(job.pageSize !== undefined ? { pageSize: job.pageSize } : {}),
         maximumErrors: job.maximumErrors,
+        ...(this.o.idMap ? { idMap: this.o.idMap } : {}),
         signal: job.abort.signal,
         decide: (local, remote) => decideImport(job.conflictMode, local, remote),
         isBusy: (ino) => coordinator.isBusy(ino),

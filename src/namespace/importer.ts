@@ -22,6 +22,10 @@
 //   stops). Files that an import released or removed lose their cache data (`dropData`) after the page commits.
 //   A file that `isBusy` (open, or an HSM action running) is never converted, replaced, reimported or released.
 // - Invalid metadata never fails a blob: the default is used, totalWarnings counts it, a log line names blob and key.
+// - Hierarchical namespace (entries carrying `hns`, see hns-encoding.ts): owner/group/permissions from the service
+//   (metadata only as a fallback, counted in posixFallbacks; overridden metadata counted in metadataOverridden),
+//   identities through the id map (one warning per unknown identity per run), the extended access ACL recorded
+//   with the inode.
 // Log lines are JSON, one per event: {"time","event":"conflict"|"warning"|"error","blob","reason",...}.
 //
 // Telling this run's inodes from older ones (for the statistics of a converted file) relies on the store
@@ -39,6 +43,8 @@ import {
 } from './blob-encoding.js';
 import { CLEAN_ARCHIVED, isReleased, matches, onImport, onImportSymlink, onReimport } from '../hsm/flags.js';
 import { ROOT_INO, blankInode, type Inode, type InodePatch, type MetaStore, type NewInode } from './types.js';
+import { hnsBlobAttributes } from './hns-encoding.js';
+import { IdMap } from './id-map.js';
 import { keepLocal, type ImportDecider, type ImportDecision, type LocalEntry, type RemoteEntry } from './import-entry.js';
 
 export const IMPORT_ARCHIVE_ID = 1;
@@ -70,6 +76,10 @@ export interface ImportStats {
   totalConflicts: number;
   totalErrors: number;
   totalWarnings: number;
+  /** HNS: entries where the service gave no usable owner, group or permissions, so metadata or the default was used. */
+  posixFallbacks: number;
+  /** HNS: entries whose owner/group/permissions metadata lost to the service's values. */
+  metadataOverridden: number;
   state: ImportState;
   /** ISO 8601. */
   startTime: string;
@@ -103,12 +113,14 @@ export interface ImportOptions {
   isBusy?: (ino: number) => boolean;
   /** Deletes the cache data of a file generation this import released or removed (called after its page commits). */
   dropData?: (ino: number, generation: number) => Promise<void>;
+  /** HNS owners and groups (Entra object IDs, UPNs) → uid/gid (default: only `$superuser` and decimal ids known). */
+  idMap?: IdMap;
 }
 
 interface Item {
   info: BlobInfo;
   check: BlobNameCheck;
-  attrs?: BlobAttributes;
+  attrs?: BlobAttributes & { acl?: string | null };
   /** Symlink target, or the reason it could not be read. */
   target?: { ok: true; value: string } | { ok: false; reason: string; error: boolean };
 }
@@ -136,6 +148,8 @@ export function emptyImportStats(startTime: string): ImportStats {
     totalConflicts: 0,
     totalErrors: 0,
     totalWarnings: 0,
+    posixFallbacks: 0,
+    metadataOverridden: 0,
     state: 'InProgress',
     startTime,
   };
@@ -157,10 +171,14 @@ class Importer {
   private drops: Array<[number, number]> = [];
   /** Set by a `fail` decision: the import stops after committing the page so far. */
   private failure: string | undefined;
+  private readonly idMap: IdMap;
+  /** HNS identities already warned about in this run ("user:<id>", "group:<id>"). */
+  private readonly unknownWarned = new Set<string>();
 
   constructor(private readonly o: ImportOptions) {
     this.pfx = normalizePrefix(o.prefix);
     this.decide = o.decide ?? keepLocal;
+    this.idMap = o.idMap ?? new IdMap();
     this.stats = emptyImportStats(new Date(this.started).toISOString());
   }
 
@@ -191,7 +209,7 @@ class Importer {
       signal?.throwIfAborted();
       const items: Item[] = page.map((info) => {
         const check = checkBlobName(info.name, this.pfx);
-        return { info, check, attrs: check.ok ? blobAttributes(info) : undefined };
+        return { info, check, attrs: check.ok ? this.attributes(info) : undefined };
       });
       await this.fetchTargets(items.filter((it) => it.attrs?.kind === 'symlink'));
       signal?.throwIfAborted();
@@ -212,6 +230,26 @@ class Importer {
         throw new Error(`${this.stats.totalErrors} errors, more than the ${max} allowed`);
       }
     }
+  }
+
+  /** The flat rules, or on an HNS entry the service's attributes (counting fallbacks, warning of unknown ids). */
+  private attributes(info: BlobInfo): Item['attrs'] {
+    if (!info.hns) return blobAttributes(info);
+    const a = hnsBlobAttributes({ ...info, hns: info.hns }, this.idMap);
+    if (a.fallbacks.length > 0) this.stats.posixFallbacks++;
+    if (a.metadataIgnored.length > 0) this.stats.metadataOverridden++;
+    for (const [kind, identity] of a.unknownIdentities) {
+      const key = `${kind}:${identity.toLowerCase()}`;
+      if (this.unknownWarned.has(key)) continue;
+      this.unknownWarned.add(key);
+      this.stats.totalWarnings++;
+      this.emit('warning', info.name, {
+        key: kind === 'user' ? 'x-ms-owner' : 'x-ms-group',
+        value: identity,
+        reason: `${kind} '${identity}' is not in the id map (--id-map); the default ${kind === 'user' ? 'uid' : 'gid'} is used for it on every entry`,
+      });
+    }
+    return a;
   }
 
   /** Deletes the cache data of files the committed page released or removed. */
@@ -404,7 +442,21 @@ class Importer {
    * Applies a decision for one blob at `path` (a file, symlink or stub): creates, counts, updates, releases or
    * replaces the local entry, and logs a conflict with what was done.
    */
-  private apply(
+  private apply(d: ImportDecision, c: Parameters<Importer['applyDecision']>[1]): void {
+    this.applyDecision(d, c);
+    if (d.action === 'create' || d.action === 'update-attributes' || d.action === 'reimport' || d.action === 'replace') {
+      this.recordAcl(c.parentIno, c.leaf, c.attrs);
+    }
+  }
+
+  /** Records the extended access ACL of the entry now at parentIno/leaf (HNS), or removes a stale one. */
+  private recordAcl(parentIno: number, leaf: string, attrs: Item['attrs']): void {
+    const acl = attrs?.acl ?? null;
+    const inode = this.o.meta.lookup(parentIno, leaf);
+    if (inode && (acl !== null || this.o.meta.accessAcl(inode.ino) !== null)) this.o.meta.setAccessAcl(inode.ino, acl);
+  }
+
+  private applyDecision(
     d: ImportDecision,
     c: {
       info: BlobInfo;
@@ -597,6 +649,7 @@ class Importer {
         { mode: attrs.mode, uid: attrs.uid, gid: attrs.gid, atimeMs: t, mtimeMs: t, ctimeMs: t, blobName: info.name, etag: info.etag },
         { durable: false },
       );
+      this.recordAcl(parentIno, leaf, attrs);
       this.cacheDir(path, local.ino);
       s.implicitDirectories--;
       s.totalBlobsImported++;

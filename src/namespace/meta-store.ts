@@ -125,6 +125,10 @@ CREATE TABLE IF NOT EXISTS blob_etags (
   name TEXT PRIMARY KEY,
   etag TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS access_acls (
+  ino INTEGER PRIMARY KEY,
+  acl TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS settings (
   key TEXT PRIMARY KEY,
   value TEXT NOT NULL
@@ -248,6 +252,9 @@ export class SqliteMetaStore implements MetaStore {
       setBlobEtag: p('INSERT INTO blob_etags (name, etag) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET etag = excluded.etag'),
       deleteBlobEtag: p('DELETE FROM blob_etags WHERE name = ?'),
       inodeOfBlob: p(`SELECT ${INODE_SELECT} FROM inodes i WHERE i.blob_name = ? ORDER BY i.ino LIMIT 1`),
+      getAccessAcl: p('SELECT acl FROM access_acls WHERE ino = ?').pluck(),
+      setAccessAcl: p('INSERT INTO access_acls (ino, acl) VALUES (?, ?) ON CONFLICT (ino) DO UPDATE SET acl = excluded.acl'),
+      deleteAccessAcl: p('DELETE FROM access_acls WHERE ino = ?'),
       getSetting: p('SELECT value FROM settings WHERE key = ?').pluck(),
       setSetting: p('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
       appendChangelog: p(
@@ -442,12 +449,14 @@ export class SqliteMetaStore implements MetaStore {
       this.s.addNlink.run(-1, parentIno);
       this.s.deleteInode.run(inode.ino);
       this.s.clearRanges.run(inode.ino);
+      this.s.deleteAccessAcl.run(inode.ino);
       return { ...inode, nlink: 0 };
     }
     const nlink = inode.nlink - 1;
     if (nlink <= 0) {
       this.s.deleteInode.run(inode.ino);
       this.s.clearRanges.run(inode.ino);
+      this.s.deleteAccessAcl.run(inode.ino);
       return { ...inode, nlink: 0 };
     }
     this.s.addNlink.run(-1, inode.ino);
@@ -584,6 +593,17 @@ export class SqliteMetaStore implements MetaStore {
 
   inodeOfBlob(name: string): Inode | undefined {
     return this.s.inodeOfBlob.get(name) as Inode | undefined;
+  }
+
+  // ---- access ACLs (HNS) ----
+
+  accessAcl(ino: number): string | null {
+    return (this.s.getAccessAcl.get(ino) as string | undefined) ?? null;
+  }
+
+  setAccessAcl(ino: number, acl: string | null): void {
+    if (acl === null) this.s.deleteAccessAcl.run(ino);
+    else this.s.setAccessAcl.run(ino, acl);
   }
 
   // ---- settings ----

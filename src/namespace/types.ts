@@ -156,6 +156,10 @@ export interface MetaStore extends RangeStore {
   setBlobEtag(name: string, etag: string | null): void;
   /** An inode whose own blob (blobName) is this name, if any: e.g. a file renamed away from that path. */
   inodeOfBlob(name: string): Inode | undefined;
+  /** The extended access ACL of an inode (HNS imports; numeric ids, `user::rwx,user:1001:r-x,...`), else null. */
+  accessAcl(ino: number): string | null;
+  /** Records (or, with null, removes) an inode's extended access ACL; it goes with the inode. */
+  setAccessAcl(ino: number, acl: string | null): void;
   getSetting(key: string): string | undefined;
   setSetting(key: string, value: string): void;
   /** Appends a record, returning its index; like Lustre, records nothing (returns 0) while no reader is registered. */

@@ -9,6 +9,7 @@ import type { Coordinator } from '../hsm/coordinator.js';
 import { flagsHex, isArchived, isReleased, stateWords } from '../hsm/flags.js';
 import type { Inode, MetaStore, NewInode } from '../namespace/types.js';
 import { ROOT_INO, blankInode } from '../namespace/types.js';
+import { posixAclXattr } from '../namespace/hns-encoding.js';
 import type { Changelog } from '../hsm/changelog.js';
 
 const statfsAsync = promisify(statfsCb);
@@ -66,9 +67,13 @@ export interface VfsOptions {
   readOnly: boolean;
   /** uid/gid given to new files when the caller is unknown (fuse-native does not expose it). */
   owner?: { uid: number; gid: number };
+  /** Serve system.posix_acl_access from the stored ACLs (HNS mounts); otherwise it is answered without a lookup. */
+  posixAcls?: boolean;
 }
 
 export const XATTR_NAMES = ['user.hsm.state', 'user.hsm.flags', 'user.hsm.archive_id', 'user.hsm.blob', 'user.hsm.etag'];
+/** The access ACL of an entry imported from an HNS account with an extended ACL (Linux's POSIX ACL xattr format). */
+export const POSIX_ACL_ACCESS = 'system.posix_acl_access';
 
 /** POSIX NAME_MAX: the longest name component, in bytes. */
 const NAME_MAX = 255;
@@ -83,6 +88,7 @@ export class Vfs {
   private readonly changelog: Changelog;
   private readonly readOnly: boolean;
   private readonly owner: { uid: number; gid: number };
+  private readonly posixAcls: boolean;
   private readonly handles = new Map<number, Handle>();
   private nextHandle = 1;
   /** Sizes of files being written, not yet persisted (persisted on flush, fsync and release). */
@@ -98,6 +104,7 @@ export class Vfs {
     this.coordinator = options.coordinator;
     this.changelog = options.changelog;
     this.readOnly = options.readOnly;
+    this.posixAcls = options.posixAcls ?? false;
     this.owner = options.owner ?? { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
   }
 
@@ -276,6 +283,11 @@ export class Vfs {
 
   async getxattr(path: string, name: string): Promise<Buffer | null> {
     // The kernel asks security.* and system.posix_acl_* of every entry `ls -l` lists: answer without a lookup.
+    if (name === POSIX_ACL_ACCESS && this.posixAcls) {
+      const inode = this.resolve(path);
+      const acl = this.meta.accessAcl(inode.ino);
+      return acl === null ? null : posixAclXattr(inode.mode, acl);
+    }
     if (!XATTR_NAMES.includes(name)) return null;
     const inode = this.resolve(path);
     const value = this.xattrValue(inode, name);
@@ -301,7 +313,8 @@ export class Vfs {
 
   async listxattr(path: string): Promise<string[]> {
     const inode = this.resolve(path);
-    return XATTR_NAMES.filter((n) => this.xattrValue(inode, n) !== null);
+    const names = XATTR_NAMES.filter((n) => this.xattrValue(inode, n) !== null);
+    return !this.posixAcls || this.meta.accessAcl(inode.ino) === null ? names : [...names, POSIX_ACL_ACCESS];
   }
 
   // ---- write side ----------------------------------------------------------------------------------------

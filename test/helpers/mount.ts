@@ -77,12 +77,15 @@ export function breakMount(mountpoint: string): void {
  */
 export async function mountContainer(
   t: TeardownHost,
-  azurite: Azurite,
+  azurite: Pick<Azurite, 'connectionString'>,
   blobs: SeedBlob[] = [],
   args: string[] = [],
+  /** Runs after seeding, before the mount (e.g. to set an HNS fake's path attributes). */
+  beforeMount?: (store: AzureBlobStore) => Promise<void> | void,
 ): Promise<MountFixture> {
   const store = await withContainer(t, azurite);
   await seed(store, blobs);
+  await beforeMount?.(store);
   const base = mkdtempSync(join(tmpdir(), 'blobhsm-e2e-'));
   const mountpoint = join(base, 'mnt');
   const cacheDir = join(base, 'cache');
