@@ -39,8 +39,10 @@ export class MountRegistry {
     writeFileSync(join(this.dir(), `${MountRegistry.idOf(record.mountpoint)}.json`), JSON.stringify(record, null, 2), { mode: 0o600 });
   }
 
+  /** Removes the record (and the socket a killed daemon left behind). */
   unregister(mountpoint: string): void {
     rmSync(join(this.dir(), `${MountRegistry.idOf(mountpoint)}.json`), { force: true });
+    rmSync(this.socketPathFor(mountpoint), { force: true });
   }
 
   /** Mounts with a live daemon, and those whose daemon died while the mount stayed; other records are removed. */

@@ -161,7 +161,9 @@ export async function mountFuse(mountpoint: string, vfs: Vfs, o: FuseMountOption
     await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));
   } catch (err) {
     if (isBlobhsmMount(mountAt(mountpoint))) await fusermount(['-uz'], mountpoint).catch((e) => log(`detaching the failed mount: ${describeError(e)}`));
-    throw new FsError('EIO', `FUSE refused the mount (${describeError(err)})`, { cause: err });
+    // libfuse printed its reason on stderr (fuse-native only says "fuse failed"); the caller shows that line.
+    log(`FUSE refused the mount: ${describeError(err)}`);
+    throw new FsError('EIO', 'FUSE refused the mount');
   }
   let unmounted = false;
   return {

@@ -32,7 +32,7 @@ const REFUSED: Record<string, string> = {
 export interface MountOptionChoice {
   /** `-o allow_other` (or `--allow-other`): users other than the mounting one may enter (permissions enforced). */
   allowOther: boolean;
-  /** `-o nonempty`: mount over a directory that has entries (hidden while mounted). */
+  /** `-o nonempty`: mount over a directory that has entries (hidden while mounted; also passed to libfuse). */
   nonempty: boolean;
   /** `-o ro`. */
   readOnly: boolean;
@@ -51,7 +51,10 @@ export function parseMountOptions(options: readonly string[]): MountOptionChoice
     const name = eq < 0 ? opt : opt.slice(0, eq);
     if (HANDLED.has(name) && eq < 0) {
       if (name === 'allow_other') choice.allowOther = true;
-      else if (name === 'nonempty') choice.nonempty = true;
+      else if (name === 'nonempty') {
+        choice.nonempty = true;
+        choice.passed.push(name); // libfuse 2 checks the mountpoint itself
+      }
       else if (name === 'ro') choice.readOnly = true;
       else if (name === 'debug') choice.debug = true;
       continue;
