@@ -13,6 +13,7 @@ import { isLfsArgv, runLfsMain } from './lfs-main.js';
 import { callMount } from './daemon-call.js';
 import { EXIT_USAGE } from './exit-status.js';
 import { runCompletion } from './completion-command.js';
+import { isMountHelperCall, mountHelperFlags } from './fstab-mount.js';
 import { packageVersion } from '../version.js';
 
 export async function main(argv: string[], io: CliIo = processIo()): Promise<number> {
@@ -119,6 +120,11 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     .action((shell: string) => void (status = runCompletion(shell, program, (text) => io.stdout.write(text))));
 
   try {
+    // mount(8) through /sbin/mount.fuse: `blobhsm SOURCE MOUNTPOINT -o OPTIONS` (mount -t fuse.blobhsm, /etc/fstab).
+    if (isMountHelperCall(argv, new Set(program.commands.flatMap((c) => [c.name(), ...c.aliases()])))) {
+      const helper = mountHelperFlags(argv);
+      return await runMount(helper.mountpoint, helper.flags, io);
+    }
     await program.parseAsync(argv, { from: 'user' });
     return status;
   } catch (err) {

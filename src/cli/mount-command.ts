@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, fchmodSync, fstatSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { UsageError, describeError } from '../errors.js';
 import {
   cacheHome,
@@ -21,9 +21,11 @@ import { AUTO_EXPORT_DEFAULTS, checkAutoExportConfig, parseSeconds } from '../jo
 import { parseMountOptions } from '../fuse/mount-options.js';
 import { checkMountpoint } from '../daemon/mount-checks.js';
 import type { CliIo } from './io.js';
+import { layerConfigFile, loadConfigFile } from './config-file.js';
 import { EXIT_FAILURE } from './io.js';
 
-interface MountFlags {
+export interface MountFlags {
+  configFile?: string;
   container?: string;
   prefix?: string;
   connectionString?: string;
@@ -52,6 +54,7 @@ export function mountCommandSpec(): Command {
   return new Command('mount')
     .description('mount a blob container as an HSM namespace')
     .argument('<mountpoint>', 'an existing empty directory')
+    .option('--config-file <file>', 'YAML config file (blobfuse2 layout; flags and environment override it)')
     .option('--container <name>', 'blob container (env AZURE_STORAGE_CONTAINER)')
     .option('--prefix <prefix>', 'blob name prefix to mount as the root')
     .option('--connection-string <s>', 'storage connection string (env AZURE_STORAGE_CONNECTION_STRING)')
@@ -67,7 +70,7 @@ export function mountCommandSpec(): Command {
     .option('-o <options>', 'FUSE mount options, comma separated (allow_other, nonempty, ro, noatime, ...; unknown ones are refused)', (v: string, prev: string[] = []) => [...prev, ...v.split(',').filter(Boolean)])
     .option('--emulator', 'serve the container from the embedded Azurite emulator')
     .option('--demo', 'with --emulator: seed a sample tree into an empty container')
-    .addOption(new Option('--timeout <seconds>', 'per-request timeout to the blob service').default('30'))
+    .option('--timeout <seconds>', 'per-request timeout to the blob service (default 30)')
     .option('--debug', 'FUSE debug output')
     .option('--auto-export', 'archive new and modified files continuously (see `blobhsm auto-export`)')
     .option('--auto-export-min-age <seconds>', `auto-export files unchanged for this long (default ${AUTO_EXPORT_DEFAULTS.minAgeSeconds})`)
@@ -135,7 +138,8 @@ function normalisedId(prefix: string): string {
 
 const BIN = fileURLToPath(new URL('../../../bin/blobhsm.js', import.meta.url));
 
-export async function runMount(mountpoint: string, flags: MountFlags, io: CliIo): Promise<number> {
+export async function runMount(mountpoint: string, cliFlags: MountFlags, io: CliIo): Promise<number> {
+  const flags = cliFlags.configFile ? layerConfigFile(cliFlags, loadConfigFile(cliFlags.configFile), io.env) : cliFlags;
   const config = buildMountConfig(mountpoint, flags, io.env);
   // Before anything is imported or started: a mountpoint that cannot be used fails at once (the daemon checks again).
   checkMountpoint(config.mountpoint, { nonempty: config.nonempty });
