@@ -21,6 +21,7 @@ t.test('every section maps onto the mount flags', async (t) => {
   const path = file(`# a blobhsm mount
 read-only: true
 foreground: true
+allow-other: true
 azstorage:
   type: block
   mode: key
@@ -45,6 +46,7 @@ auto_export:
   t.same(flags, {
     readOnly: true,
     foreground: true,
+    allowOther: true,
     account: 'myaccount',
     accountKey: 'c2VjcmV0',
     container: 'data',
@@ -73,7 +75,7 @@ auto_export:
 t.test('bad keys and values name the file, the line and the key', async (t) => {
   const cases: Array<[string, RegExp]> = [
     ['azstorage:\n  container: data\n  acount-name: x\n', /c\d+\.yaml:3: unknown key 'azstorage\.acount-name'; azstorage takes container, subdirectory, account-name/],
-    ['cache-dir: /x\n', /:1: unknown key 'cache-dir'; the top level takes read-only, foreground/],
+    ['cache-dir: /x\n', /:1: unknown key 'cache-dir'; the top level takes read-only, foreground, allow-other/],
     ['file_cache:\n  max-size-mb: lots\n', /:2: 'file_cache\.max-size-mb': invalid size 'lotsM'/],
     ['read-only: yes please\n', /:1: 'read-only' must be true or false/],
     ['azstorage:\n  container: Bad_Name\n', /:2: 'azstorage\.container': invalid container name 'Bad_Name'/],

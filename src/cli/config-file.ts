@@ -25,6 +25,7 @@ export const CONFIG_KEYS: Record<string, Record<string, KeySpec>> = {
   '': {
     'read-only': { flag: 'readOnly', kind: 'boolean', help: 'refuse every write (--read-only)' },
     foreground: { flag: 'foreground', kind: 'boolean', help: 'stay attached (--foreground)' },
+    'allow-other': { flag: 'allowOther', kind: 'boolean', help: 'let other users in (--allow-other)' },
   },
   azstorage: {
     container: { flag: 'container', kind: 'string', help: 'blob container (--container)', convert: checkContainerName },
