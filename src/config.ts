@@ -41,6 +41,11 @@ export interface MountConfig {
   idMapFile?: string;
 }
 
+/** The metadata store (SQLite) of a mount, in its cache directory. */
+export function metaStorePath(cacheDir: string): string {
+  return join(cacheDir, 'meta.db');
+}
+
 export function stateHome(e: NodeJS.ProcessEnv = process.env): string {
   return resolve(e.BLOBHSM_STATE_DIR ?? join(e.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'blobhsm'));
 }

@@ -47,11 +47,13 @@ t.test('the lfs commands load no package and none of the daemon layers', async (
     { args: ['--json', 'hsm_action', join(base, 'nowhere')] },
     { args: ['lfs', 'hsm_release', '--filelist', '-'], input: `${join(base, 'nowhere')}\n` },
     { args: ['hsm_set', '--dirty', join(base, 'nowhere')] },
+    { args: ['lfs', 'find', join(base, 'nowhere'), '-type', 'f', '--hsm-state', 'released'] },
+    { args: ['lfs', 'df', join(base, 'nowhere')] },
   ];
   for (const { args, input } of commands) {
     const r = loadedBy(args, input);
     t.ok(r.loaded.includes('dist/src/cli/lfs-main.js'), `${args.join(' ')}: runs the lean entry`);
-    t.ok(r.loaded.includes('dist/src/cli/hsm-command.js'), `${args.join(' ')}: reaches the command`);
+    t.ok(r.loaded.includes(args.includes('find') || args.includes('df') ? 'dist/src/cli/lfs-find-command.js' : 'dist/src/cli/hsm-command.js'), `${args.join(' ')}: reaches the command`);
     t.same(r.loaded.filter((f) => FORBIDDEN.test(f)), [], `${args.join(' ')}: loads only ${r.loaded.join(', ')}`);
     t.not(r.code, 0, `${args.join(' ')}: fails for a path outside any mount (${r.stderr.trim()})`);
   }

@@ -1,6 +1,7 @@
 import t from 'tap';
 import {
   formatActionFailed,
+  formatDf,
   formatCannotStat,
   formatFilelistError,
   formatHsmAction,
@@ -119,4 +120,22 @@ t.test('JSON variants', async (t) => {
     extent: { offset: 0, length: 'EOF' },
   });
   t.same(hsmErrorJson('f', 'ENOENT'), { path: 'f', error: 'ENOENT', message: 'No such file or directory' });
+});
+
+t.test('formatDf: lfs df layout, -i and -h', async (t) => {
+  const mdt = { bsize: 4096, blocks: 1000, bfree: 990, bavail: 900, files: 1_000_050, ffree: 1_000_000 };
+  const ost = { bsize: 4096, blocks: 1000, bfree: 750, bavail: 700, files: 5000, ffree: 4000 };
+  t.equal(
+    formatDf('box', '/mnt/b', mdt, ost, { inodes: false, human: false }),
+    'UUID                   1K-blocks        Used   Available Use% Mounted on\n' +
+      'box-MDT0000_UUID            4000          40        3600   2% /mnt/b[MDT:0]\n' +
+      'box-OST0000_UUID            4000        1000        2800  27% /mnt/b[OST:0]\n' +
+      '\n' +
+      'filesystem_summary:         4000        1000        2800  27% /mnt/b\n',
+  );
+  t.equal(
+    formatDf('box', '/mnt/b', mdt, ost, { inodes: true, human: false }).split('\n')[1],
+    'box-MDT0000_UUID         1000050          50     1000000   1% /mnt/b[MDT:0]',
+  );
+  t.equal(formatDf('box', '/m', mdt, ost, { inodes: false, human: true }).split('\n')[2], 'box-OST0000_UUID          3.9M   1000.0K      2.7M  27% /m[OST:0]', 'HDF is %8.1f%c: narrower than the 11-wide columns, as in lfs');
 });

@@ -486,3 +486,29 @@ m.close();
 function hasStrace(): boolean {
   return spawnSync('strace', ['-V']).status === 0;
 }
+
+t.test('readdirPage: pages in name order from a cursor, changes between pages neither repeat nor skip', async (t) => {
+  const m = mem(t);
+  const dir = m.create(ROOT_INO, 'big', fields('dir'));
+  const names = Array.from({ length: 25 }, (_, i) => `f${String(i).padStart(3, '0')}`);
+  for (const n of [...names].reverse()) m.create(dir.ino, n, fields('file', { size: n.length }));
+  const seen: string[] = [];
+  let after: string | undefined;
+  for (let page = 0; ; page++) {
+    if (page === 1) {
+      m.create(dir.ino, 'f000a', fields('file')); // before the cursor: not listed
+      m.create(dir.ino, 'zzz', fields('file')); // after it: listed
+      m.unlink(dir.ino, 'f015'); // not yet listed: gone
+    }
+    const entries = m.readdirPage(dir.ino, after, 10);
+    seen.push(...entries.map((e) => e.name));
+    if (entries.length < 10) break;
+    after = entries[entries.length - 1]!.name;
+  }
+  t.same(seen, [...names.filter((n) => n !== 'f015'), 'zzz']);
+  t.equal(m.readdirPage(dir.ino, undefined, 1)[0]!.inode.size, 4, 'entries carry their inode');
+  t.same(m.readdirPage(dir.ino, 'zzz', 10), [], 'nothing after the last name');
+  t.same(m.readdirPage(dir.ino, 'f000', 2).map((e) => e.name), ['f000a', 'f001'], 'byte order');
+  t.equal(m.hasEntries(dir.ino), true);
+  t.equal(m.hasEntries(m.create(ROOT_INO, 'empty', fields('dir')).ino), false);
+});

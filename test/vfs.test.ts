@@ -595,3 +595,23 @@ t.test('R3: create holds its file open before its first await: an import job mea
   await s.vfs.release(fh);
   t.equal((await s.readFile('/racing.txt')).toString(), 'mine', 'the local file was kept (busy), not replaced');
 });
+
+t.test('readdirPage: the listing in pages equals readdir, the import marker on the last page', async (t) => {
+  const s = await stack(t);
+  s.vfs.setRootMarkers(() => ['IMPORT_InProgress.x']);
+  const whole = await s.vfs.readdir('/');
+  const paged: string[] = [];
+  const pages: number[] = [];
+  let after: string | undefined;
+  do {
+    const page = await s.vfs.readdirPage('/', after, 2);
+    paged.push(...page.entries.map((e) => e.name));
+    pages.push(page.entries.length);
+    after = page.next;
+  } while (after !== undefined);
+  t.same(paged, whole.names);
+  t.same(whole.names, ['.', '..', 'dir', 'empty.txt', 'implicit', 'link', 'top.txt', 'IMPORT_InProgress.x']);
+  t.same(pages, [4, 2, 2], 'five entries in pages of two, . and .. with the first, the marker with the last');
+  t.equal((await s.vfs.readdirPage('/dir', undefined, 10)).entries[2]!.stat.size, BIG.length);
+  await rejectsCode(t, s.vfs.readdirPage('/top.txt', undefined, 10), 'ENOTDIR', 'a page of a file');
+});

@@ -11,7 +11,10 @@ export type ControlReply =
   | { result: unknown }
   | { error: { code: string; message: string } };
 
-/** Emits progress events to the client while a method runs. */
-export type EventSink = (event: unknown) => void;
+/**
+ * Emits an event to the client while a method runs; the promise resolves once the socket took it (a method that
+ * streams many events awaits it, so a slow reader slows the method instead of filling the daemon's memory).
+ */
+export type EventSink = (event: unknown) => Promise<void>;
 
 export type ControlMethod = (params: Record<string, unknown>, emit: EventSink, signal: AbortSignal) => Promise<unknown>;

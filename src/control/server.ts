@@ -46,8 +46,17 @@ export class ControlServer {
   }
 
   private async dispatch(line: string, socket: Socket, signal: AbortSignal): Promise<void> {
-    const send = (reply: ControlReply) => {
-      if (!socket.destroyed) socket.write(JSON.stringify(reply) + '\n');
+    const send = (reply: ControlReply): Promise<void> => {
+      if (socket.destroyed || socket.write(JSON.stringify(reply) + '\n')) return Promise.resolve();
+      return new Promise((resolve) => {
+        const done = () => {
+          socket.off('drain', done);
+          socket.off('close', done);
+          resolve();
+        };
+        socket.on('drain', done);
+        socket.on('close', done);
+      });
     };
     try {
       const request = JSON.parse(line) as ControlRequest;

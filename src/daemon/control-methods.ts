@@ -1,6 +1,10 @@
 // The control methods a mount's daemon answers: HSM state and requests by path, the changelog, jobs, status and
 // unmount. Paths are inside the mount ('/dir/file'); per-path failures are results, not errors.
+import { statSync, statfsSync } from 'node:fs';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { FsError, NotRegularFileError, UsageError, describeError, errnoCodeOf, type FsErrorCode } from '../errors.js';
+import { metaStorePath } from '../config.js';
+import { findPaths, type FindCriteria } from '../namespace/find.js';
 import type { ControlMethod, EventSink } from '../control/protocol.js';
 import type { Inode } from '../namespace/types.js';
 import type { ActionKind } from '../hsm/coordinator.js';
@@ -9,6 +13,37 @@ import type { DaemonParts } from './daemon.js';
 export type PathResult =
   | { path: string; ok: true; flags: number; archiveId: number; action?: unknown }
   | { path: string; ok: false; code: FsErrorCode | 'ENOTREG'; message: string; queued?: boolean };
+
+/** Space and inodes of one Lustre-like target (obd_statfs's fields): `lfs df` prints them. */
+export interface TargetStatfs {
+  bsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+}
+
+/** The `df` method: the metadata store as the MDT, the data cache as the OST. */
+export interface DfResult {
+  container: string;
+  mountpoint: string;
+  mdt: TargetStatfs;
+  ost: TargetStatfs;
+}
+
+/** Sum of the sizes of the files that exist (a SQLite database and its -wal/-shm companions). */
+function bytesOf(paths: string[]): number {
+  let total = 0;
+  for (const path of paths) {
+    try {
+      total += statSync(path).size;
+    } catch {
+      /* absent */
+    }
+  }
+  return total;
+}
 
 const ACTION_KINDS: Record<string, ActionKind> = {
   hsm_archive: 'ARCHIVE',
@@ -173,6 +208,51 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
         if (!follow || signal.aborted) return { next };
         await new Promise((r) => setTimeout(r, 200));
       }
+    },
+
+    /**
+     * `lfs find`: streams the matching paths (relative to `path`, '' for itself) as events of up to a page each,
+     * walking the metadata store page by page; the result is the number found.
+     */
+    find: async (params, emit, signal) => {
+      const start = meta.resolve(String(params.path ?? '/'));
+      if (!start) throw new FsError('ENOENT', `no such file or directory: ${String(params.path)}`);
+      let found = 0;
+      for (const batch of findPaths(meta, start, (params.criteria ?? {}) as FindCriteria)) {
+        if (signal.aborted) break;
+        if (batch.length > 0) {
+          found += batch.length;
+          await emit({ paths: batch });
+        }
+        // One directory page per turn: FUSE requests keep being served while a big tree is walked.
+        await yieldToEventLoop();
+      }
+      return { found };
+    },
+
+    /** `lfs df`: the metadata store (MDT) and the data cache (OST), against the cache directory's filesystem. */
+    df: async (): Promise<DfResult> => {
+      const disk = statfsSync(p.config.cacheDir);
+      const bsize = disk.bsize;
+      const blocksOf = (bytes: number) => Math.ceil(bytes / bsize);
+      const metaPath = metaStorePath(p.config.cacheDir);
+      const metaBlocks = blocksOf(bytesOf([metaPath, `${metaPath}-wal`, `${metaPath}-shm`]));
+      const fs = await p.vfs.statfs('/');
+      const limit = p.config.cacheSize > 0 ? Math.floor(p.config.cacheSize / bsize) : disk.blocks;
+      const cacheBlocks = blocksOf(p.cache.bytesUsed());
+      return {
+        container: p.config.storage.container,
+        mountpoint: p.config.mountpoint,
+        mdt: { bsize, blocks: disk.blocks, bfree: disk.blocks - metaBlocks, bavail: disk.bavail, files: fs.files, ffree: fs.ffree },
+        ost: {
+          bsize,
+          blocks: limit,
+          bfree: Math.max(0, limit - cacheBlocks),
+          bavail: Math.max(0, Math.min(limit - cacheBlocks, disk.bavail)),
+          files: disk.files,
+          ffree: disk.ffree,
+        },
+      };
     },
 
     changelog_register: async () => ({ reader: meta.registerChangelogReader() }),

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { BlobError, FsError, UsageError, describeError, errnoCodeOf } from '../errors.js';
 import type { MountConfig } from '../config.js';
-import { stateHome } from '../config.js';
+import { metaStorePath, stateHome } from '../config.js';
 import type { BlobStore } from '../blob/blob-store.js';
 import { createAzureStore } from '../blob/azure-store.js';
 import { startEmulator, type Emulator } from '../emulator/emulator.js';
@@ -174,7 +174,7 @@ async function startParts(
     if (seeded) log(`seeded the demo tree (${seeded} blobs)`);
   }
 
-  const meta = openMetaStore(join(config.cacheDir, 'meta.db'));
+  const meta = openMetaStore(metaStorePath(config.cacheDir));
   cleanups.push(() => meta.close());
   const source = JSON.stringify({ container: storage.container, prefix: config.prefix });
   const recorded = meta.getSetting('source');

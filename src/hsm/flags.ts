@@ -36,6 +36,29 @@ export const STATE_WORDS: ReadonlyArray<readonly [flag: number, word: string]> =
   [LOST, 'lost_from_hsm'],
 ];
 
+/**
+ * The states `lfs find --hsm-state` names (rbh-find's `-hsm-state` words): each holds when its flag is set;
+ * `none` holds when no flag is.
+ */
+export const FIND_STATES = {
+  exists: EXISTS,
+  dirty: DIRTY,
+  released: RELEASED,
+  archived: ARCHIVED,
+  norelease: NORELEASE,
+  noarchive: NOARCHIVE,
+  lost: LOST,
+  none: 0,
+} as const;
+
+export type FindState = keyof typeof FIND_STATES;
+
+/** Whether flags are in a FIND_STATES state. */
+export function inHsmState(flags: number, state: FindState): boolean {
+  const bit = FIND_STATES[state];
+  return bit === 0 ? (flags & ALL_FLAGS) === 0 : has(flags, bit);
+}
+
 export type Decision = 'noop' | 'run';
 
 const has = (flags: number, bit: number): boolean => (flags & bit) !== 0;

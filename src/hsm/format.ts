@@ -173,3 +173,62 @@ export function hsmActionJson(path: string, action: HsmAction): HsmActionJson {
 export function hsmErrorJson(path: string, code: FsErrorCode): { path: string; error: FsErrorCode; message: string } {
   return { path, error: code, message: strerror(code) };
 }
+
+/** One target of `lfs df`: obd_statfs's counters. */
+export interface DfTarget {
+  bsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+}
+
+/** lfs's rounding of a use ratio: up to the next whole percent, as df(1) does (obd_statfs_ratio). */
+function useRatio(used: number, avail: number): number {
+  const ratio = used + avail > 0 ? (used / (used + avail)) * 100 : 0;
+  return ratio > Math.trunc(ratio) ? Math.trunc(ratio) + 1 : Math.trunc(ratio);
+}
+
+/** lfs's `-h` value: "%8.1f%c" after dividing by 1024 while above it, else "%11llu". */
+function cooked(value: number): string {
+  let v = value;
+  let radix = 0;
+  while (v > 1024) {
+    v /= 1024;
+    radix++;
+  }
+  return radix > 0 ? `${v.toFixed(1).padStart(8)}${'KMGTPEZY'[radix - 1]}` : String(value).padStart(11);
+}
+
+/**
+ * `lfs df` of one mount, in lfs's layout (UUF "%-20s", CDF "%11llu", RDF "%3d%%"): a header, the MDT and OST
+ * lines (`MOUNT[MDT:0]`), a blank line, `filesystem_summary:` and a blank line; as in Lustre the summary's
+ * blocks are the OST's and its inodes the MDT's. `inodes` prints Inodes/IUsed/IFree/IUse%, `human` bytes with K/M/G suffixes.
+ */
+export function formatDf(fsname: string, mountpoint: string, mdt: DfTarget, ost: DfTarget, o: { inodes: boolean; human: boolean }): string {
+  const num = (n: number) => (o.human ? cooked(n) : String(n).padStart(11));
+  const header = o.inodes
+    ? `${'UUID'.padEnd(20)} ${'Inodes'.padStart(11)} ${'IUsed'.padStart(11)} ${'IFree'.padStart(11)} ${'IUse%'.padStart(4)} Mounted on`
+    : `${'UUID'.padEnd(20)} ${(o.human ? 'bytes' : '1K-blocks').padStart(11)} ${'Used'.padStart(11)} ${'Available'.padStart(11)} ${'Use%'.padStart(4)} Mounted on`;
+  const line = (uuid: string, t: DfTarget, where: string) => {
+    if (o.inodes) {
+      const used = t.files - t.ffree;
+      return `${uuid.padEnd(20)} ${num(t.files)} ${num(used)} ${num(t.ffree)} ${`${useRatio(used, t.ffree)}%`.padStart(4)} ${where}`;
+    }
+    const unit = o.human ? t.bsize : t.bsize / 1024;
+    const used = t.blocks - t.bfree;
+    return (
+      `${uuid.padEnd(20)} ${num(Math.floor(t.blocks * unit))} ${num(Math.floor(used * unit))} ${num(Math.floor(t.bavail * unit))} ` +
+      `${`${useRatio(used, t.bavail)}%`.padStart(4)} ${where}`
+    );
+  };
+  return [
+    header,
+    line(`${fsname}-MDT0000_UUID`, mdt, `${mountpoint}[MDT:0]`),
+    line(`${fsname}-OST0000_UUID`, ost, `${mountpoint}[OST:0]`),
+    '',
+    line('filesystem_summary:', o.inodes ? mdt : ost, mountpoint),
+    '',
+  ].join('\n');
+}

@@ -430,7 +430,7 @@ class Importer {
       blobName: inode.blobName,
       etag: inode.etag,
       get hasChildren() {
-        return inode.kind === 'dir' && meta.readdir(inode.ino).length > 0;
+        return inode.kind === 'dir' && meta.hasEntries(inode.ino);
       },
       get busy() {
         return inode.kind !== 'dir' && busy(inode.ino);

@@ -218,6 +218,10 @@ export class SqliteMetaStore implements MetaStore {
         `SELECT d.name AS name, ${INODE_SELECT} FROM dentries d JOIN inodes i ON i.ino = d.ino ` +
           'WHERE d.parent = ? ORDER BY d.name',
       ),
+      readdirPage: p(
+        `SELECT d.name AS name, ${INODE_SELECT} FROM dentries d JOIN inodes i ON i.ino = d.ino ` +
+          'WHERE d.parent = ? AND d.name > ? ORDER BY d.name LIMIT ?',
+      ),
       anyName: p('SELECT parent, name FROM dentries WHERE ino = ? LIMIT 1'),
       allNames: p('SELECT parent, name FROM dentries WHERE ino = ?'),
       namesStartingWith: p('SELECT parent AS parentIno, name FROM dentries WHERE substr(name, 1, length(?)) = ?'),
@@ -333,11 +337,16 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   readdir(parentIno: number): DirEntry[] {
-    const rows = this.s.readdir.all(parentIno) as (Inode & { name: string })[];
-    return rows.map((row) => {
-      const { name, ...inode } = row;
-      return { name, inode: inode as Inode };
-    });
+    return toDirEntries(this.s.readdir.all(parentIno) as (Inode & { name: string })[]);
+  }
+
+  readdirPage(parentIno: number, after: string | undefined, limit: number): DirEntry[] {
+    // Every name is non-empty, so '' sorts before all of them.
+    return toDirEntries(this.s.readdirPage.all(parentIno, after ?? '', limit) as (Inode & { name: string })[]);
+  }
+
+  hasEntries(parentIno: number): boolean {
+    return this.s.hasChildren.get(parentIno) !== undefined;
   }
 
   countInodes(): number {
@@ -691,6 +700,13 @@ export class SqliteMetaStore implements MetaStore {
     this.closed = true;
     this.db.close();
   }
+}
+
+function toDirEntries(rows: (Inode & { name: string })[]): DirEntry[] {
+  return rows.map((row) => {
+    const { name, ...inode } = row;
+    return { name, inode: inode as Inode };
+  });
 }
 
 function checkName(name: string): void {

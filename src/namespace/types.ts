@@ -116,6 +116,14 @@ export interface MetaStore extends RangeStore {
   /** Every path of an inode (one per hard link), sorted; empty if it has no name. */
   pathsOf(ino: number): string[];
   readdir(parentIno: number): DirEntry[];
+  /**
+   * One page of a directory: at most `limit` entries whose names sort after `after` (byte order; undefined = from
+   * the start). The cursor is the last name of the previous page, so each page costs the same however deep into
+   * the directory it is, and entries added or removed between pages are neither repeated nor skipped otherwise.
+   */
+  readdirPage(parentIno: number, after: string | undefined, limit: number): DirEntry[];
+  /** Whether a directory has any entry. */
+  hasEntries(parentIno: number): boolean;
   /** Every directory entry whose name starts with `prefix` (a full scan, for startup checks). */
   entriesStartingWith(prefix: string): Array<{ parentIno: number; name: string }>;
   /** Creates an inode and its first name. Throws FsError EEXIST if the name exists. */

@@ -78,6 +78,9 @@ export const POSIX_ACL_ACCESS = 'system.posix_acl_access';
 /** POSIX NAME_MAX: the longest name component, in bytes. */
 const NAME_MAX = 255;
 
+/** Entries per MetaStore query when a whole directory is listed. */
+const READDIR_PAGE = 1000;
+
 /** Inode numbers of virtual root entries (fuse-native passes st_ino as 32 bits; real ones never get this high). */
 const VIRTUAL_INO = 0xffff_ff00;
 
@@ -187,20 +190,50 @@ export class Vfs {
     return this.statOf(this.resolve(path));
   }
 
-  /** The entries of a directory, `.` and `..` first (as POSIX readdir lists them; the root is its own parent). */
+  /**
+   * The whole directory, `.` and `..` first (fuse-native's readdir takes every name at once), read page by page.
+   */
   async readdir(path: string): Promise<{ names: string[]; stats: Stat[] }> {
+    const names: string[] = [];
+    const stats: Stat[] = [];
+    let after: string | undefined;
+    do {
+      const page = await this.readdirPage(path, after, READDIR_PAGE);
+      for (const e of page.entries) {
+        names.push(e.name);
+        stats.push(e.stat);
+      }
+      after = page.next;
+    } while (after !== undefined);
+    return { names, stats };
+  }
+
+  /**
+   * One page of a directory, in name (byte) order, from after the cursor `after` (undefined: the start): at most
+   * `limit` entries and the cursor of the next page (undefined after the last). Each page costs the same wherever
+   * it starts (an index range scan), so a binding that serves READDIR in pages never builds the whole directory.
+   * `.` and `..` come first on the first page (beyond `limit`), the root's virtual marker files (IMPORT_<state>)
+   * with its last page.
+   */
+  async readdirPage(path: string, after: string | undefined, limit: number): Promise<{ entries: Array<{ name: string; stat: Stat }>; next: string | undefined }> {
     const dir = this.resolve(path);
     if (dir.kind !== 'dir') throw new FsError('ENOTDIR', `not a directory: ${path}`);
-    const parentPath = path.replace(/\/+$/, '').slice(0, Math.max(path.replace(/\/+$/, '').lastIndexOf('/'), 0)) || '/';
-    const parent = dir.ino === ROOT_INO ? dir : this.resolve(parentPath);
-    const entries = [{ name: '.', inode: dir }, { name: '..', inode: parent }, ...this.meta.readdir(dir.ino)];
+    const rows = this.meta.readdirPage(dir.ino, after, limit);
+    const entries = rows.map((e) => ({ name: e.name, stat: this.statOf(e.inode) }));
+    if (after === undefined) {
+      // `.` and `..` first, as POSIX readdir lists them (the root is its own parent).
+      const trimmed = path.replace(/\/+$/, '');
+      const parent = dir.ino === ROOT_INO ? dir : this.resolve(trimmed.slice(0, Math.max(trimmed.lastIndexOf('/'), 0)) || '/');
+      entries.unshift({ name: '.', stat: this.statOf(dir) }, { name: '..', stat: this.statOf(parent) });
+    }
+    if (rows.length === limit) return { entries, next: rows[rows.length - 1]!.name };
     if (dir.ino === ROOT_INO) {
       for (const name of this.rootMarkers()) {
         const v = this.virtual('/' + name);
-        if (v && !entries.some((e) => e.name === name)) entries.push({ name, inode: v });
+        if (v && !this.meta.lookup(ROOT_INO, name)) entries.push({ name, stat: this.statOf(v) });
       }
     }
-    return { names: entries.map((e) => e.name), stats: entries.map((e) => this.statOf(e.inode)) };
+    return { entries, next: undefined };
   }
 
   async readlink(path: string): Promise<string> {
@@ -503,7 +536,7 @@ export class Vfs {
     const inode = this.meta.lookup(parent.ino, name);
     if (!inode) throw new FsError('ENOENT', `no such directory: ${path}`);
     if (inode.kind !== 'dir') throw new FsError('ENOTDIR', `not a directory: ${path}`);
-    if (this.meta.readdir(inode.ino).length > 0) throw new FsError('ENOTEMPTY', `directory not empty: ${path}`);
+    if (this.meta.hasEntries(inode.ino)) throw new FsError('ENOTEMPTY', `directory not empty: ${path}`);
     this.meta.unlink(parent.ino, name);
     this.touchDir(parent.ino, Date.now());
     this.changelog.record('RMDIR', inode.ino, parent.ino, name);
