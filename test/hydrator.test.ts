@@ -187,13 +187,11 @@ t.test('a random read is served ahead of the sequential stream', async (t) => {
   s.store.delayFor = () => 20;
   const seq = s.hydrator.ensureRange(s.inode, 0, 4096);
   await sleep(5);
-  const t0 = Date.now();
   await s.hydrator.ensureRange(s.inode, 12 * MiB + 5000, 4096);
-  const ms = Date.now() - t0;
   await seq;
+  // Proven by order, not by time: the random read's piece is among the first requests, not behind the stream.
   const idx = s.store.reads.findIndex((r) => r.offset <= 12 * MiB + 5000 && 12 * MiB + 5000 < r.offset + r.length);
   t.ok(idx >= 0 && idx <= 3, `the random read's piece was fetched as request #${idx} (of ~${16 + 4})`);
-  t.ok(ms < 16 * 20, `random read waited ${ms} ms (behind the sequential stream it would take ~${16 * 20} ms)`);
   t.ok((await cacheBytes(s, 12 * MiB + 5000, 4096)).equals(s.data.subarray(12 * MiB + 5000, 12 * MiB + 9096)));
   await s.hydrator.restore(s.inode);
   t.equal(s.store.overlaps(), 0);

@@ -48,11 +48,6 @@ export async function buildStack(o: StackOptions): Promise<Stack> {
   const cache = new DataCache({ dir: o.cacheDir });
   const cacheFiles = await cache.scan();
   const changelog = new Changelog(meta);
-  let vfs: Vfs | undefined;
-  const openState = {
-    hasWriter: (ino: number) => vfs?.hasWriter(ino) ?? false,
-    isOpen: (ino: number) => vfs?.isOpen(ino) ?? false,
-  };
   let coordinator: Coordinator | undefined;
   const hydrator = new Hydrator({
     ...o.hydrator,
@@ -70,13 +65,12 @@ export async function buildStack(o: StackOptions): Promise<Stack> {
     changelog,
     blobPrefix: o.blobPrefix,
     cacheSizeLimit: o.cacheSizeLimit,
-    openState,
     namespaceId: o.namespaceId,
     log,
     ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
   });
   const report = await reconcileCache(meta, cache, cacheFiles);
   for (const line of report) log(line);
-  vfs = new Vfs({ meta, cache, coordinator, changelog, readOnly: o.readOnly, ...(o.owner ? { owner: o.owner } : {}), posixAcls: o.posixAcls ?? false });
+  const vfs = new Vfs({ meta, cache, coordinator, changelog, readOnly: o.readOnly, ...(o.owner ? { owner: o.owner } : {}), posixAcls: o.posixAcls ?? false });
   return { cache, changelog, hydrator, coordinator, vfs };
 }

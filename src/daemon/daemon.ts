@@ -224,6 +224,9 @@ async function startParts(
     clearInterval(accessTimer);
     coordinator.flushAccessTimes();
   });
+  // Runs after the mount, auto-export and the jobs have stopped (cleanups run in reverse) and before the metadata
+  // store closes: queued HSM actions are cancelled, running ones and restores aborted and awaited.
+  cleanups.push(() => coordinator.shutdown());
 
   let stopRequested: () => void = () => undefined;
   const stopSignal = new Promise<void>((resolve) => (stopRequested = resolve));

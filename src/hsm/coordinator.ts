@@ -1,6 +1,8 @@
 // The HSM coordinator: the only owner of network-driven state changes. Restore (through the Hydrator), release,
-// archive, remove, cancel; durable dirty marking before content changes; the in-flight action table behind
-// `hsm_action`; one action per file at a time; cache-size eviction (eviction = release of LRU clean files).
+// archive, remove, cancel; durable dirty marking before content changes; cache-size eviction (eviction = release
+// of LRU clean files). Every data-moving action runs through the ActionScheduler (src/hsm/scheduler.ts, which
+// holds the per-file state and the concurrency contract): hsm_* requests, export jobs and auto-export
+// (archiveForExport), eviction and the truncate of a released file.
 //
 // Ordering rules (what survives kill -9): a content change is recorded (DIRTY, dataVersion+1) durably before the
 // first byte reaches the cache file; release records RELEASED durably before deleting cache data; archive clears
@@ -16,7 +18,6 @@
 // hard-link name). A name some other file still owns (renamed away from it) is taken over only if that file is
 // resident: its archive copy is about to be overwritten, so it becomes DIRTY and is exported again under its new
 // name; a released owner makes it a conflict (its only copy is that blob).
-import PQueue from 'p-queue';
 import { BlobError, ConflictError, FsError, NotRegularFileError, SourceChangedError, describeError, errnoOf } from '../errors.js';
 import type { BlobInfo, BlobStore } from '../blob/blob-store.js';
 import type { DataCache } from '../cache/data-cache.js';
@@ -25,27 +26,9 @@ import type { Inode, MetaStore } from '../namespace/types.js';
 import * as flags from './flags.js';
 import { exportMetadata } from '../namespace/blob-encoding.js';
 import type { Changelog } from './changelog.js';
+import { ActionScheduler, cancelledError, type ActionKind, type ActionOrigin, type ActionState, type ActionStats, type ScheduledAction } from './scheduler.js';
 
-export type ActionKind = 'ARCHIVE' | 'RESTORE' | 'RELEASE' | 'REMOVE';
-
-export interface ActionState {
-  kind: ActionKind;
-  /** 'waiting' until the action has one of the `concurrency` slots. */
-  status: 'waiting' | 'running';
-  bytesMoved: number;
-  startedMs: number;
-  /** hsm_cancel asked for it: a waiting action never runs, a running one is aborted; it fails with ECANCELED. */
-  cancelled?: boolean;
-}
-
-/** How many HSM actions run at once (behind `blobhsm status`). */
-export interface ActionStats {
-  concurrency: number;
-  running: number;
-  waiting: number;
-  /** The most that ever ran at once since the daemon started. */
-  maxRunning: number;
-}
+export type { ActionKind, ActionState, ActionStats } from './scheduler.js';
 
 export interface CoordinatorOptions {
   meta: MetaStore;
@@ -57,8 +40,6 @@ export interface CoordinatorOptions {
   blobPrefix: string;
   /** Bytes the cache may hold before clean archived files are released; 0 = unbounded. */
   cacheSizeLimit: number;
-  /** Whether a file has an open writer (release refuses then) or any open handle (never evicted). */
-  openState: { hasWriter(ino: number): boolean; isOpen(ino: number): boolean };
   /** Parallel HSM actions (bulk requests run with this bound). */
   concurrency?: number;
   /** Identifies this namespace in the `blobhsm_version` stamp. */
@@ -89,29 +70,47 @@ export function isHiddenPath(path: string): boolean {
 
 export class Coordinator {
   private readonly o: CoordinatorOptions;
-  private readonly queue: PQueue;
-  private readonly actions = new Map<number, ActionState>();
-  /** Per-file serialisation: the tail of the chain of actions on that inode. */
-  private readonly tails = new Map<number, Promise<unknown>>();
-  private readonly aborts = new Map<number, AbortController>();
-  /** Inodes whose current content change is already recorded (cleared when an archive starts). */
-  private readonly changeRecorded = new Set<number>();
-  /** Writes and truncates in flight per inode (between beforeContentChange and contentChangeDone). */
-  private readonly writing = new Map<number, number>();
+  /** The per-file state and the one queue of data-moving actions. */
+  readonly scheduler: ActionScheduler;
   private readonly accessed = new Map<number, number>();
   /** Directory stub uploads in flight, by blob name. */
   private readonly stubUploads = new Map<string, Promise<void>>();
   private evicting = false;
-  private running = 0;
-  private maxRunning = 0;
 
   constructor(options: CoordinatorOptions) {
     this.o = options;
-    this.queue = new PQueue({ concurrency: options.concurrency ?? 8 });
+    this.scheduler = new ActionScheduler(options.concurrency ?? 8);
   }
 
   stats(): ActionStats {
-    return { concurrency: this.queue.concurrency, running: this.running, waiting: this.queue.size, maxRunning: this.maxRunning };
+    return this.scheduler.stats();
+  }
+
+  // ---- opens (the VFS's handles) -------------------------------------------------------------------------
+
+  /** A handle was opened (registered before the opener's first await: see the scheduler's contract). */
+  opened(ino: number, writable: boolean): void {
+    const f = this.scheduler.file(ino);
+    f.opens++;
+    if (writable) f.writers++;
+  }
+
+  closed(ino: number, writable: boolean): void {
+    const f = this.scheduler.peek(ino);
+    if (!f) return;
+    f.opens = Math.max(0, f.opens - 1);
+    if (writable) f.writers = Math.max(0, f.writers - 1);
+    this.scheduler.release(f);
+  }
+
+  /** Whether a handle has the file open for writing (release refuses then). */
+  hasWriter(ino: number): boolean {
+    return (this.scheduler.peek(ino)?.writers ?? 0) > 0;
+  }
+
+  /** Whether any handle has the file open (never evicted then). */
+  isOpen(ino: number): boolean {
+    return (this.scheduler.peek(ino)?.opens ?? 0) > 0;
   }
 
   // ---- called by the VFS ---------------------------------------------------------------------------------
@@ -141,8 +140,20 @@ export class Coordinator {
     return this.get(inode.ino);
   }
 
-  /** A released file truncated to zero needs no data: make it resident and empty without a download. */
-  async discardReleased(inode: Inode): Promise<Inode> {
+  /**
+   * A released file truncated to zero needs no data: make it resident and empty without a download. A scheduled
+   * action (a RESTORE, which is what a truncate of a released file is in Lustre); a restore request already
+   * running for the file is cancelled, not waited for. Returns the file as it is then (not released any more).
+   */
+  async discardReleased(ino: number): Promise<Inode> {
+    if (this.scheduler.current(ino)?.kind === 'RESTORE') this.cancel(ino);
+    return this.scheduler.schedule(ino, 'RESTORE', 'truncate', async () => {
+      const inode = this.get(ino);
+      return flags.isReleased(inode.hsmFlags) ? this.discard(inode) : inode;
+    });
+  }
+
+  private async discard(inode: Inode): Promise<Inode> {
     // The new generation's (empty) cache file exists before the record points to it, so a reader racing the
     // truncate reads an empty file instead of failing on a missing one (its restore is cancelled below, and it
     // retries once it sees the new generation).
@@ -165,25 +176,39 @@ export class Coordinator {
    */
   beforeContentChange(ino: number): Inode {
     let inode = this.get(ino);
+    const f = this.scheduler.file(ino);
     // An upload of this file in flight would commit a mix of old and new bytes: stop it before it commits.
-    this.aborts.get(ino)?.abort(
-      new SourceChangedError(`${this.o.meta.pathOf(ino) ?? `inode ${ino}`} changed while it was archived; it stays dirty (archive it again)`),
-    );
-    if (!this.changeRecorded.has(ino)) {
+    for (const a of f.actions) {
+      if (a.kind === 'ARCHIVE' && a.status === 'running') {
+        a.abort.abort(
+          new SourceChangedError(`${this.o.meta.pathOf(ino) ?? `inode ${ino}`} changed while it was archived; it stays dirty (archive it again)`),
+        );
+      }
+    }
+    if (!f.changeRecorded) {
       inode = this.o.meta.update(ino, {
         hsmFlags: flags.onContentChange(inode.hsmFlags),
         dataVersion: inode.dataVersion + 1,
       });
-      this.changeRecorded.add(ino);
+      f.changeRecorded = true;
     }
-    this.writing.set(ino, (this.writing.get(ino) ?? 0) + 1);
+    f.writesInFlight++;
     return inode;
   }
 
   contentChangeDone(ino: number): void {
-    const n = (this.writing.get(ino) ?? 1) - 1;
-    if (n > 0) this.writing.set(ino, n);
-    else this.writing.delete(ino);
+    const f = this.scheduler.peek(ino);
+    if (!f) return;
+    f.writesInFlight = Math.max(0, f.writesInFlight - 1);
+    this.scheduler.release(f);
+  }
+
+  /** The current content change is no longer recorded (an archive copies it, or the data went). */
+  private changeSettled(ino: number): void {
+    const f = this.scheduler.peek(ino);
+    if (!f) return;
+    f.changeRecorded = false;
+    this.scheduler.release(f);
   }
 
   /**
@@ -191,15 +216,14 @@ export class Coordinator {
    * blob's etag so that a file created under that name later is exported with If-Match, not reported as a conflict.
    */
   onDropped(inode: Inode): void {
-    this.writing.delete(inode.ino);
-    this.changeRecorded.delete(inode.ino);
+    this.changeSettled(inode.ino);
     if (inode.blobName && inode.etag && this.o.meta.blobEtag(inode.blobName) === undefined) {
       this.o.meta.setBlobEtag(inode.blobName, inode.etag);
     }
   }
 
   afterClose(ino: number): void {
-    this.changeRecorded.delete(ino);
+    this.changeSettled(ino);
     this.touch(ino);
     void this.evictIfNeeded();
   }
@@ -230,11 +254,12 @@ export class Coordinator {
 
   /** The file's current action; an implicit restore (a reader of a released file) shows as a running RESTORE. */
   action(ino: number): ActionState | undefined {
-    const a = this.actions.get(ino);
+    const a = this.scheduler.current(ino);
     const p = this.o.hydrator.progress(ino);
     if (!a) return p ? { kind: 'RESTORE', status: 'running', bytesMoved: p.bytesMoved, startedMs: p.startedMs } : undefined;
-    if (a.kind === 'RESTORE' && p) return { ...a, status: 'running', bytesMoved: p.bytesMoved };
-    return a;
+    const state: ActionState = { kind: a.kind, status: a.status, bytesMoved: a.bytesMoved, startedMs: a.startedMs, ...(a.cancelled ? { cancelled: true } : {}) };
+    if (a.kind === 'RESTORE' && p) return { ...state, status: 'running', bytesMoved: p.bytesMoved };
+    return state;
   }
 
   /**
@@ -246,39 +271,13 @@ export class Coordinator {
     if (inode.kind !== 'file') throw new NotRegularFileError(this.o.meta.pathOf(ino) ?? `inode ${ino}`);
     const decision = this.decide(kind, inode, archiveId);
     if (decision === 'noop') return { done: Promise.resolve() };
-    const state: ActionState = { kind, status: 'waiting', bytesMoved: 0, startedMs: Date.now() };
-    const slot = async () => {
-      if (state.cancelled) throw cancelledError();
-      state.status = 'running';
-      this.running++;
-      this.maxRunning = Math.max(this.maxRunning, this.running);
-      try {
-        await this.perform(kind, ino, archiveId, state);
-      } finally {
-        this.running--;
-      }
-    };
-    const run = async () => {
-      this.actions.set(ino, state);
-      try {
-        await this.queue.add(slot);
-      } catch (err) {
-        const error = state.cancelled ? cancelledError() : err;
+    const done = this.scheduler
+      .schedule(ino, kind, 'request', (action) => this.perform(kind, ino, archiveId, action))
+      .catch((err) => {
         // ARCHIVE records its own outcome; the others record a failure here, as the Lustre coordinator does.
-        if (kind !== 'ARCHIVE' && this.o.meta.get(ino)) this.o.changelog.hsm(kind, ino, errnoOf(error), false);
-        throw error;
-      } finally {
-        if (this.actions.get(ino) === state) this.actions.delete(ino);
-      }
-    };
-    const prev = this.tails.get(ino) ?? Promise.resolve();
-    const done = prev.then(run, run);
-    const tail = done.catch(() => undefined);
-    this.tails.set(ino, tail);
-    void tail.then(() => {
-      if (this.tails.get(ino) === tail) this.tails.delete(ino);
-    });
-    if (!this.actions.has(ino)) this.actions.set(ino, state);
+        if (kind !== 'ARCHIVE' && this.o.meta.get(ino)) this.o.changelog.hsm(kind, ino, errnoOf(err), false);
+        throw err;
+      });
     return { done };
   }
 
@@ -293,20 +292,27 @@ export class Coordinator {
         return flags.releaseDecision(inode.hsmFlags, {
           dataVersion: inode.dataVersion,
           archivedVersion: inode.archivedVersion,
-          writersOpen: this.o.openState.hasWriter(inode.ino),
+          writersOpen: this.hasWriter(inode.ino),
         });
       case 'REMOVE':
         return flags.removeDecision(inode.hsmFlags);
     }
   }
 
-  private async perform(kind: ActionKind, ino: number, archiveId: number | undefined, state: ActionState): Promise<void> {
+  private async perform(kind: ActionKind, ino: number, archiveId: number | undefined, action: ScheduledAction): Promise<void> {
     const inode = this.get(ino);
     if (this.decide(kind, inode, archiveId) === 'noop') return;
     switch (kind) {
-      case 'RESTORE':
-        await this.o.hydrator.restore(inode);
+      case 'RESTORE': {
+        const onAbort = () => this.o.hydrator.cancel(ino);
+        action.abort.signal.addEventListener('abort', onAbort, { once: true });
+        try {
+          await this.o.hydrator.restore(inode);
+        } finally {
+          action.abort.signal.removeEventListener('abort', onAbort);
+        }
         return;
+      }
       case 'RELEASE':
         await this.release(inode);
         return;
@@ -314,7 +320,7 @@ export class Coordinator {
         await this.remove(inode);
         return;
       case 'ARCHIVE': {
-        const outcome = await this.archive(inode, flags.archiveIdForRequest(archiveId, inode.archiveId), state);
+        const outcome = await this.archive(inode, flags.archiveIdForRequest(archiveId, inode.archiveId), action);
         if (outcome.conflict) throw outcome.conflict;
       }
     }
@@ -325,12 +331,27 @@ export class Coordinator {
    * already fetched). Its requester sees ECANCELED. False when the file has no action.
    */
   cancel(ino: number): boolean {
-    const a = this.actions.get(ino);
-    if (!a) return false;
-    a.cancelled = true;
-    this.aborts.get(ino)?.abort(cancelledError());
-    if (a.kind === 'RESTORE') this.o.hydrator.cancel(ino);
-    return true;
+    return this.scheduler.cancel(ino);
+  }
+
+  /**
+   * An archive for an export job or auto-export: scheduled like hsm_archive (one archive per file at a time,
+   * shown by hsm_action, cancelled by hsm_cancel or the caller's signal). Re-checked when its turn comes:
+   * undefined when the file no longer needs exporting (gone, archived meanwhile, made never_archive) or no name
+   * of it is exported.
+   */
+  archiveForExport(ino: number, origin: ActionOrigin, signal?: AbortSignal): Promise<ArchiveOutcome | undefined> {
+    return this.scheduler.schedule(
+      ino,
+      'ARCHIVE',
+      origin,
+      async (action) => {
+        const inode = this.o.meta.get(ino);
+        if (!inode || inode.kind === 'dir' || !flags.isExportCandidate(inode.hsmFlags) || flags.isReleased(inode.hsmFlags)) return undefined;
+        return this.archive(inode, flags.archiveIdForRequest(undefined, inode.archiveId), action);
+      },
+      signal,
+    );
   }
 
   setFlags(ino: number, set: number, clear: number, privileged: boolean, archiveId?: number): Inode {
@@ -343,15 +364,26 @@ export class Coordinator {
 
   /** Waits for every queued action. */
   async idle(): Promise<void> {
-    await Promise.all([...this.tails.values()]);
-    await this.queue.onIdle();
+    await this.scheduler.idle();
+  }
+
+  /**
+   * Shutdown, after the mount and the jobs have stopped and before the metadata store closes: no new action is
+   * accepted, waiting ones are cancelled, running ones aborted and awaited (each leaves its file consistent:
+   * an aborted archive leaves it dirty, an aborted restore keeps the ranges fetched), then every restore is
+   * cancelled and awaited, and access times are saved.
+   */
+  async shutdown(): Promise<void> {
+    await this.scheduler.close();
+    await this.o.hydrator.cancelAllAndWait();
+    this.flushAccessTimes();
   }
 
   // ---- called by import jobs -----------------------------------------------------------------------------
 
   /** True while a file has an HSM action or a restore, or is open: an import job does not replace or release it. */
   isBusy(ino: number): boolean {
-    return this.actions.has(ino) || this.o.hydrator.progress(ino) !== undefined || this.o.openState.isOpen(ino);
+    return this.scheduler.busy(ino) || this.o.hydrator.progress(ino) !== undefined;
   }
 
   /**
@@ -359,20 +391,20 @@ export class Coordinator {
    * committed, so nothing reads that generation again).
    */
   async dropData(ino: number, generation: number): Promise<void> {
-    this.changeRecorded.delete(ino);
+    this.changeSettled(ino);
     await this.o.cache.drop(ino, generation);
   }
 
   // ---- the actions ---------------------------------------------------------------------------------------
 
   private async release(inode: Inode): Promise<void> {
-    if (this.o.openState.hasWriter(inode.ino)) throw new FsError('EBUSY', 'the file is open for writing');
+    if (this.hasWriter(inode.ino)) throw new FsError('EBUSY', 'the file is open for writing');
     const updated = this.o.meta.update(inode.ino, {
       hsmFlags: flags.onReleaseSucceeded(inode.hsmFlags),
       generation: inode.generation + 1,
     });
     this.o.meta.clearRanges(inode.ino);
-    this.changeRecorded.delete(inode.ino);
+    this.changeSettled(inode.ino);
     await this.o.cache.drop(inode.ino, inode.generation);
     this.o.changelog.hsm('RELEASE', updated.ino, 0, false);
   }
@@ -434,9 +466,10 @@ export class Coordinator {
    * Uploads a file or symlink under each of its names (staged blocks, one commit per name) with If-Match on the
    * etag expected under that name, or If-None-Match: * for a name never seen. A conflict (the blob changed behind
    * the mount's back) leaves the file dirty and is reported, never overwritten. `signal` aborts the upload (the
-   * file stays dirty; staged blocks are never committed, so no reader sees a partial blob).
+   * file stays dirty; staged blocks are never committed, so no reader sees a partial blob). Runs only as a
+   * scheduled action (request() or archiveForExport()), whose abort signal it obeys.
    */
-  async archive(inode: Inode, archiveId: number, state?: ActionState, signal?: AbortSignal): Promise<ArchiveOutcome> {
+  private async archive(inode: Inode, archiveId: number, action: ScheduledAction): Promise<ArchiveOutcome> {
     const paths = this.exportPaths(inode.ino);
     if (paths.length === 0) throw new FsError('ENOENT', `inode ${inode.ino} has no name to export`);
     const names = paths.map((p) => this.blobNameFor(p));
@@ -444,19 +477,12 @@ export class Coordinator {
     const primary = Math.max(0, names.indexOf(inode.blobName ?? ''));
     const version = inode.dataVersion;
     // A write already in flight would land while the upload reads the file (a torn blob): do not start.
-    const racing = this.writing.has(inode.ino);
+    const racing = (this.scheduler.peek(inode.ino)?.writesInFlight ?? 0) > 0;
     const stamp = `${this.o.namespaceId}:${inode.ino}:${version}`;
-    this.changeRecorded.delete(inode.ino);
+    this.changeSettled(inode.ino);
     const dispatched = this.o.meta.update(inode.ino, { hsmFlags: flags.onArchiveDispatched(inode.hsmFlags) });
-    const abort = new AbortController();
-    const onAbort = () => abort.abort(signal!.reason);
-    if (signal?.aborted) onAbort();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    this.aborts.set(inode.ino, abort);
-    // An archive not run through request() (an export job) shows in hsm_action too, and hsm_cancel aborts it.
-    const own = state ? undefined : { kind: 'ARCHIVE' as const, status: 'running' as const, bytesMoved: 0, startedMs: Date.now() };
-    if (own && !this.actions.has(inode.ino)) this.actions.set(inode.ino, own);
-    state ??= own;
+    const abort = action.abort;
+    const state = action;
     const outcome: ArchiveOutcome = { ino: inode.ino, path: paths[primary]!, blobName: names[primary]!, bytes: 0 };
     const etags: string[] = [];
     try {
@@ -491,13 +517,9 @@ export class Coordinator {
       }
     } catch (err) {
       this.recordFailure(inode.ino, names, etags, err);
-      if (abort.signal.aborted) throw abort.signal.reason instanceof Error ? abort.signal.reason : new FsError('ECANCELED', 'archive cancelled');
+      if (abort.signal.aborted) throw abort.signal.reason instanceof Error ? abort.signal.reason : cancelledError();
       if (err instanceof SourceChangedError) throw err;
       throw new FsError('EIO', `archive of ${outcome.path} to ${outcome.blobName} failed: ${describeError(err)}`, { cause: err });
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-      this.aborts.delete(inode.ino);
-      if (own && this.actions.get(inode.ino) === own) this.actions.delete(inode.ino);
     }
     this.recordFailure(inode.ino, names, etags, outcome.conflict!);
     return outcome;
@@ -514,7 +536,7 @@ export class Coordinator {
     inode: Inode,
     blobName: string,
     source: { data: Buffer } | { path: string },
-    o: { metadata: Record<string, string>; stamp: string; state: ActionState | undefined; signal: AbortSignal },
+    o: { metadata: Record<string, string>; stamp: string; state: ActionState; signal: AbortSignal },
   ): Promise<{ etag: string; contentMd5: string | undefined } | ConflictError> {
     let expected = this.expectedEtag(inode, blobName);
     if (expected instanceof ConflictError) return expected;
@@ -525,7 +547,7 @@ export class Coordinator {
           ...(expected !== undefined ? { ifMatch: expected } : { ifNoneMatch: '*' as const }),
           ...('path' in source ? { expectedSize: inode.size } : {}),
           onProgress: (n) => {
-            if (o.state) o.state.bytesMoved = n;
+            o.state.bytesMoved = n;
           },
           signal: o.signal,
         });
@@ -669,27 +691,39 @@ export class Coordinator {
 
   // ---- eviction ------------------------------------------------------------------------------------------
 
-  /** Releases least recently used clean archived files (never an open one) while the cache is over its limit. */
+  /**
+   * Releases least recently used clean archived files (never an open or busy one) while the cache is over its
+   * limit. Each release is a scheduled action, re-checked when its turn comes.
+   */
   async evictIfNeeded(): Promise<void> {
     if (!this.o.cacheSizeLimit || this.evicting) return;
     this.evicting = true;
     try {
       this.flushAccessTimes();
       while (this.o.cache.bytesUsed() > this.o.cacheSizeLimit) {
-        const candidates = this.o.meta.evictionCandidates(64).filter((c) => !this.o.openState.isOpen(c.ino) && !this.actions.has(c.ino));
+        const candidates = this.o.meta.evictionCandidates(64).filter((c) => !this.isBusy(c.ino));
         if (candidates.length === 0) break;
+        let released = 0;
         for (const listed of candidates) {
           if (this.o.cache.bytesUsed() <= this.o.cacheSizeLimit) break;
           // Re-read: an earlier release awaited, and the file may have been opened, written or archived since.
-          const c = this.o.meta.get(listed.ino);
-          if (!c || this.o.openState.isOpen(c.ino) || this.actions.has(c.ino) || this.writing.has(c.ino)) continue;
-          if (flags.releaseDecision(c.hsmFlags, { dataVersion: c.dataVersion, archivedVersion: c.archivedVersion, writersOpen: false }) !== 'run') continue;
-          await this.release(c);
-          this.o.log(`evicted ${this.o.meta.pathOf(c.ino) ?? c.ino} (${c.size} bytes) to keep the cache under ${this.o.cacheSizeLimit} bytes`);
+          if (this.isBusy(listed.ino) || !this.o.meta.get(listed.ino)) continue;
+          const evicted = await this.scheduler.schedule(listed.ino, 'RELEASE', 'eviction', async () => {
+            const c = this.o.meta.get(listed.ino);
+            const f = this.scheduler.peek(listed.ino);
+            if (!c || (f && (f.opens > 0 || f.writesInFlight > 0)) || this.o.hydrator.progress(c.ino)) return undefined;
+            if (!flags.matches(c.hsmFlags, flags.EVICTABLE) || c.dataVersion !== c.archivedVersion) return undefined;
+            await this.release(c);
+            return c;
+          });
+          if (!evicted) continue;
+          released++;
+          this.o.log(`evicted ${this.o.meta.pathOf(evicted.ino) ?? evicted.ino} (${evicted.size} bytes) to keep the cache under ${this.o.cacheSizeLimit} bytes`);
         }
+        if (released === 0) break;
       }
     } catch (err) {
-      this.o.log(`eviction stopped: ${describeError(err)}`);
+      if (!(err instanceof FsError && err.code === 'ECANCELED')) this.o.log(`eviction stopped: ${describeError(err)}`);
     } finally {
       this.evicting = false;
     }
@@ -702,6 +736,3 @@ export class Coordinator {
   }
 }
 
-function cancelledError(): FsError {
-  return new FsError('ECANCELED', 'cancelled by hsm_cancel');
-}

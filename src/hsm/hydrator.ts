@@ -8,7 +8,7 @@
 // (firstChunkSize) around the reader's offset goes to the demand lane and the rest of that chunk to the front of
 // the stream lane (read-ahead); while demanded pieces are in flight the stream lane starts nothing new (bounded
 // by backgroundHoldMs), so a random read never queues behind the stream and the first byte arrives after one
-// small request. Each piece is streamed into the sparse cache file at its offset; the readers whose ranges are
+// small request. The hold is per file: another file's restore never waits for this file's reader. Each piece is streamed into the sparse cache file at its offset; the readers whose ranges are
 // now present are released at once (served from the page cache), then the file is fsynced (one fsync in flight
 // per file, covering every piece written before it) and the pieces recorded in the RangeStore, so a restart
 // fetches only what is missing. When every byte is present and recorded the file is fsynced and onRestored(ino)
@@ -125,6 +125,11 @@ interface Restore {
   cancelled: boolean;
   /** The running record loop. */
   recordLoop?: Promise<void>;
+  /** Demanded pieces in flight: while there are any, this file's stream pieces wait (the hold, per file). */
+  demandsOutstanding: number;
+  /** Stream pieces that came up during a hold: queued again when it ends. */
+  held: Piece[];
+  holdTimer?: NodeJS.Timeout;
   /** Settles when a failed restore has recorded what it wrote and rejected its waiters. */
   failed?: Promise<void>;
   abort: AbortController;
@@ -149,8 +154,6 @@ export class Hydrator {
   /** Pieces a reader waits for. */
   private readonly demandQueue: PQueue;
   private readonly backgroundHoldMs: number;
-  private demandsOutstanding = 0;
-  private holdTimer: NodeJS.Timeout | undefined;
   private readonly active = new Map<number, Restore>();
   /** ino.generation of restores completed by this process, so a late re-read does not finish them again. */
   private readonly completed = new LRUCache<string, true>({ max: 4096 });
@@ -245,6 +248,13 @@ export class Hydrator {
     for (const ino of [...this.active.keys()]) this.cancel(ino);
   }
 
+  /** Cancels every running restore and waits until each has recorded what it fetched (shutdown). */
+  async cancelAllAndWait(): Promise<void> {
+    const restores = [...this.active.values()];
+    this.cancelAll();
+    await Promise.allSettled(restores.map((r) => r.failed ?? r.done));
+  }
+
   private current(inode: RestoreTarget): Restore | undefined {
     const r = this.active.get(inode.ino);
     if (!r) return undefined;
@@ -278,6 +288,8 @@ export class Hydrator {
       pieces: new Map(),
       firstOffset,
       waiters: [],
+      demandsOutstanding: 0,
+      held: [],
       ready: false,
       finishing: false,
       settled: false,
@@ -376,43 +388,41 @@ export class Hydrator {
 
   private enqueue(r: Restore, p: Piece): void {
     p.enqueued = true;
-    // Errors are handled inside runPiece; the queue's promise only settles.
-    this.queue.add(() => this.runPiece(r, p), { priority: p.priority }).catch(() => undefined);
+    // Errors are handled inside runPiece; the queue's promise only settles. A piece whose file is held gives its
+    // slot back to the other files' restores and waits for the hold to end.
+    this.queue
+      .add(async () => (r.demandsOutstanding > 0 && r.holdTimer ? void r.held.push(p) : this.runPiece(r, p)), { priority: p.priority })
+      .catch(() => undefined);
   }
 
   private enqueueDemand(r: Restore, p: Piece): void {
     if (p.demanded) return;
     p.demanded = true;
     p.priority = Priority.Demanded;
-    this.demandsOutstanding++;
-    this.holdBackground();
+    r.demandsOutstanding++;
+    this.holdBackground(r);
     this.demandQueue
       .add(async () => {
         try {
           await this.runPiece(r, p);
         } finally {
-          if (--this.demandsOutstanding === 0) this.releaseBackground();
+          if (--r.demandsOutstanding === 0) this.releaseBackground(r);
         }
       })
       .catch(() => undefined);
   }
 
-  /** Pauses the stream lane while demanded pieces are fetched; a timer bounds each hold. */
-  private holdBackground(): void {
-    if (this.backgroundHoldMs === 0) return;
-    this.queue.pause();
-    if (this.holdTimer) return;
-    this.holdTimer = setTimeout(() => {
-      this.holdTimer = undefined;
-      this.queue.start();
-    }, this.backgroundHoldMs);
-    this.holdTimer.unref();
+  /** Holds this file's stream pieces while its demanded pieces are fetched; a timer bounds each hold. */
+  private holdBackground(r: Restore): void {
+    if (this.backgroundHoldMs === 0 || r.holdTimer) return;
+    r.holdTimer = setTimeout(() => this.releaseBackground(r), this.backgroundHoldMs);
+    r.holdTimer.unref();
   }
 
-  private releaseBackground(): void {
-    if (this.holdTimer) clearTimeout(this.holdTimer);
-    this.holdTimer = undefined;
-    this.queue.start();
+  private releaseBackground(r: Restore): void {
+    if (r.holdTimer) clearTimeout(r.holdTimer);
+    r.holdTimer = undefined;
+    for (const p of r.held.splice(0)) this.enqueue(r, p);
   }
 
   /** Makes the queued bytes of [start, end) the next thing fetched. */
@@ -597,6 +607,8 @@ export class Hydrator {
     );
     r.error = error;
     r.pieces.clear();
+    if (r.holdTimer) clearTimeout(r.holdTimer);
+    r.held = [];
     const flushed = r.recordLoop ?? Promise.resolve();
     r.failed = flushed
       .catch(() => undefined)

@@ -3,9 +3,9 @@
 // `.fuse_hidden*` ones, never NOARCHIVE) whose last content change (mtime) is at least `minAgeSeconds` old.
 //
 // - A file open for writing is left for a later iteration, as is one with an HSM action or restore running.
-// - Regular files are archived through Coordinator.request('ARCHIVE'): per-file serialisation with hsm_* requests,
-//   `hsm_action` shows the archive, `hsm_cancel` cancels it, and an import job sees the file as busy. Symlinks
-//   (which hsm_* requests refuse) go through Coordinator.archive, as the export job sends them.
+// - Files and symlinks are archived through Coordinator.archiveForExport, a scheduled action: per-file
+//   serialisation with hsm_* requests and export jobs, `hsm_action` shows the archive, `hsm_cancel` cancels it,
+//   and an import job sees the file as busy.
 // - Bounded concurrency (`concurrency`, default 4, so hsm_* requests keep slots of the coordinator's queue).
 // - While a manual import or export job runs, iterations are skipped (logged); one that starts during an iteration
 //   stops it launching further files.
@@ -18,7 +18,7 @@
 // end of the last iteration that ran to the end without a failure or a new conflict), plus conflict and failure
 // counts, skipped iterations, the last iteration and the configuration.
 import PQueue from 'p-queue';
-import { ConflictError, FsError, UsageError, describeError } from '../errors.js';
+import { FsError, UsageError, describeError } from '../errors.js';
 import type { Coordinator } from '../hsm/coordinator.js';
 import { isExportCandidate } from '../hsm/flags.js';
 import type { Inode, MetaStore } from '../namespace/types.js';
@@ -322,17 +322,8 @@ export class AutoExporter {
     const path = coordinator.exportPaths(ino)[0]!;
     this.inFlight.add(ino);
     try {
-      let conflict = false;
-      if (before.kind === 'symlink') {
-        conflict = (await coordinator.archive(before, before.archiveId || 1, undefined, signal)).conflict !== undefined;
-      } else {
-        try {
-          await coordinator.request('ARCHIVE', ino).done;
-        } catch (err) {
-          if (!(err instanceof ConflictError)) throw err;
-          conflict = true;
-        }
-      }
+      const outcome = await coordinator.archiveForExport(ino, 'auto-export', signal);
+      const conflict = outcome?.conflict !== undefined;
       const after = meta.get(ino);
       if (conflict) {
         it.stats.conflicts++;

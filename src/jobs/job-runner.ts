@@ -13,7 +13,6 @@ import PQueue from 'p-queue';
 import type { BlobStore } from '../blob/blob-store.js';
 import { FsError, UsageError, describeError } from '../errors.js';
 import type { Coordinator } from '../hsm/coordinator.js';
-import { isExportCandidate } from '../hsm/flags.js';
 import { emptyImportStats, importNamespace, type ImportStats } from '../namespace/importer.js';
 import type { Inode, MetaStore } from '../namespace/types.js';
 import type { IdMap } from '../namespace/id-map.js';
@@ -351,11 +350,11 @@ export class JobRunner {
     for (const { inode, path } of todo) {
       void queue.add(async () => {
         if (job.abort.signal.aborted) return;
-        const current = this.o.meta.get(inode.ino);
-        // Gone, or archived (hsm_archive) or made never_archive since the job listed it.
-        if (!current || !isExportCandidate(current.hsmFlags)) return;
         try {
-          const outcome = await this.o.coordinator.archive(current, current.archiveId || 1, undefined, job.abort.signal);
+          // Scheduled like hsm_archive (one archive per file at a time); skipped when the file was removed,
+          // archived (hsm_archive) or made never_archive since the job listed it.
+          const outcome = await this.o.coordinator.archiveForExport(inode.ino, 'export job', job.abort.signal);
+          if (!outcome) return;
           if (outcome.conflict) {
             job.stats.conflicts++;
             job.conflictPaths.push(outcome.path);

@@ -264,13 +264,12 @@ export class Vfs {
     const writable = (flags & O_ACCMODE) !== O_RDONLY;
     if (writable || flags & O_TRUNC) this.writable();
     if (inode.ino >= VIRTUAL_INO && (writable || flags & O_TRUNC)) throw new FsError('EACCES', `${path} is read-only`);
-    const fh = this.nextHandle++;
-    this.handles.set(fh, { ino: inode.ino, writable, wrote: false });
+    const fh = this.addHandle(inode.ino, writable);
     if (flags & O_TRUNC && writable) {
       try {
         await this.truncateInode(inode.ino, 0);
       } catch (err) {
-        this.handles.delete(fh);
+        this.dropHandle(fh);
         throw err;
       }
     }
@@ -358,14 +357,13 @@ export class Vfs {
     const now = Date.now();
     const inode = this.meta.create(parent.ino, name, this.newInode('file', mode & 0o7777, now));
     // Open before the first await: an import job meanwhile sees a busy file and does not replace it.
-    const fh = this.nextHandle++;
-    this.handles.set(fh, { ino: inode.ino, writable: true, wrote: false });
+    const fh = this.addHandle(inode.ino, true);
     this.touchDir(parent.ino, now);
     this.changelog.record('CREAT', inode.ino, parent.ino, name);
     try {
       await this.cache.truncate(inode.ino, inode.generation, 0);
     } catch (err) {
-      this.handles.delete(fh);
+      this.dropHandle(fh);
       throw err;
     }
     return fh;
@@ -396,7 +394,7 @@ export class Vfs {
     let inode = this.current(ino);
     if (inode.kind !== 'file') throw new FsError('EISDIR', 'not a regular file');
     if (isReleased(inode.hsmFlags)) {
-      inode = size === 0 ? await this.coordinator.discardReleased(inode) : await this.coordinator.ensureResident(inode);
+      inode = size === 0 ? await this.coordinator.discardReleased(ino) : await this.coordinator.ensureResident(inode);
     }
     inode = this.coordinator.beforeContentChange(ino);
     try {
@@ -415,12 +413,11 @@ export class Vfs {
     const ino = this.resolve(path).ino;
     // Held open while it runs, as by the kernel for ftruncate: a released file restored first must not be evicted
     // (released again) before the truncate changes it, nor released by a request meanwhile.
-    const fh = this.nextHandle++;
-    this.handles.set(fh, { ino, writable: true, wrote: false });
+    const fh = this.addHandle(ino, true);
     try {
       await this.truncateInode(ino, size);
     } finally {
-      this.handles.delete(fh);
+      this.dropHandle(fh);
     }
   }
 
@@ -449,14 +446,13 @@ export class Vfs {
   }
 
   async release(fh: number): Promise<void> {
-    const h = this.handle(fh);
-    this.handles.delete(fh);
+    const h = this.dropHandle(fh);
     this.persistWrites(h);
     if (h.wrote) {
       this.changelog.record('CLOSE', h.ino, 0, '');
       this.coordinator.afterClose(h.ino);
     }
-    if (![...this.handles.values()].some((o) => o.ino === h.ino)) this.pendingSize.delete(h.ino);
+    if (!this.coordinator.isOpen(h.ino)) this.pendingSize.delete(h.ino);
   }
 
   /** Open file handles (what makes an unmount busy). */
@@ -470,13 +466,26 @@ export class Vfs {
 
   /** True while any handle has the file open for writing (release refuses then). */
   hasWriter(ino: number): boolean {
-    for (const h of this.handles.values()) if (h.ino === ino && h.writable) return true;
-    return false;
+    return this.coordinator.hasWriter(ino);
   }
 
   isOpen(ino: number): boolean {
-    for (const h of this.handles.values()) if (h.ino === ino) return true;
-    return false;
+    return this.coordinator.isOpen(ino);
+  }
+
+  /** A new handle, counted in the file's state at once (before the caller's first await). */
+  private addHandle(ino: number, writable: boolean): number {
+    const fh = this.nextHandle++;
+    this.handles.set(fh, { ino, writable, wrote: false });
+    this.coordinator.opened(ino, writable);
+    return fh;
+  }
+
+  private dropHandle(fh: number): Handle {
+    const h = this.handle(fh);
+    this.handles.delete(fh);
+    this.coordinator.closed(h.ino, h.writable);
+    return h;
   }
 
   async mkdir(path: string, mode: number): Promise<void> {
