@@ -11,6 +11,7 @@ import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import {
   AnonymousCredential,
+  type BlockBlobClient,
   ContainerClient,
   newPipeline,
   StorageSharedKeyCredential,
@@ -24,7 +25,7 @@ import type { PipelineRequest, PipelineResponse } from '@azure/core-rest-pipelin
 import { BlobError, UsageError } from '../errors.js';
 import { headerPermissions, listPermissionsPolicy, parseListingPermissions, type UrlPolicy } from './hns-listing.js';
 import { DfsPaths } from './hns-paths.js';
-import { hashingBlocks, md5FromService, md5ToService } from './content-md5.js';
+import { hashingBlocks, md5FromService, md5Of, md5ToService } from './content-md5.js';
 import {
   checkSourceSize,
   type HierarchicalPaths,
@@ -490,6 +491,10 @@ function withMd5(bytes: Uint8Array | undefined): { contentMd5?: string } {
   return md5 ? { contentMd5: md5 } : {};
 }
 
+function writeConditions(options: UploadOptions): { ifMatch: string } | { ifNoneMatch: '*' } | undefined {
+  return options.ifMatch ? { ifMatch: options.ifMatch } : options.ifNoneMatch ? { ifNoneMatch: options.ifNoneMatch } : undefined;
+}
+
 function emptyStream(): Readable {
   return Readable.from([]);
 }
@@ -856,6 +861,7 @@ export class AzureBlobStore implements BlobStore {
     }
     if (options.signal?.aborted) throw abortReason(options.signal);
     const blob = this.client.getBlockBlobClient(name);
+    if (options.singleRequest && 'data' in source) return this.putBlob(blob, name, source.data, options);
     const uploadId = randomBytes(6).toString('hex');
     // The MD5 is taken as each block is handed to a worker: the digest of exactly the bytes staged.
     const hashed = hashingBlocks(
@@ -925,11 +931,7 @@ export class AzureBlobStore implements BlobStore {
     checkSourceSize(name, size, options.expectedSize);
     const contentMd5 = hashed.digest();
 
-    const conditions = options.ifMatch
-      ? { ifMatch: options.ifMatch }
-      : options.ifNoneMatch
-        ? { ifNoneMatch: options.ifNoneMatch }
-        : undefined;
+    const conditions = writeConditions(options);
     const metadata = normalizeMetadata(options.metadata);
     const r = await this.call(
       'commitBlockList',
@@ -946,6 +948,27 @@ export class AzureBlobStore implements BlobStore {
       { signal: options.signal, retry: conditions ? 'conditional' : 'unsafe' },
     );
     return { etag: normalizeEtag(r.etag), lastModified: r.lastModified ?? new Date(), contentMd5, size };
+  }
+
+  /** One Put Blob request carrying the data, its Content-MD5, the metadata and the conditions. */
+  private async putBlob(blob: BlockBlobClient, name: string, data: Buffer, options: UploadOptions): Promise<UploadResult> {
+    checkSourceSize(name, data.length, options.expectedSize);
+    const contentMd5 = md5Of(data);
+    const conditions = writeConditions(options);
+    const r = await this.call(
+      'upload',
+      name,
+      (abortSignal) =>
+        blob.upload(data, data.length, {
+          metadata: normalizeMetadata(options.metadata),
+          blobHTTPHeaders: { blobContentMD5: md5ToService(contentMd5) },
+          abortSignal,
+          ...(conditions ? { conditions } : {}),
+        }),
+      { signal: options.signal, retry: conditions ? 'conditional' : 'unsafe' },
+    );
+    options.onProgress?.(data.length);
+    return { etag: normalizeEtag(r.etag), lastModified: r.lastModified ?? new Date(), contentMd5, size: data.length };
   }
 
   async setMetadata(

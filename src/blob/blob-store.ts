@@ -83,6 +83,8 @@ export interface UploadOptions {
    * SourceChangedError before anything is committed (a file that shrank or grew while it was read).
    */
   expectedSize?: number;
+  /** `{ data }` only: one Put Blob request instead of staged blocks and a commit (small files, stubs). */
+  singleRequest?: boolean;
   /** Called with the number of bytes staged so far. */
   onProgress?: (bytesStaged: number) => void;
   signal?: AbortSignal;

@@ -29,6 +29,7 @@ export type MemoryOp =
   | 'read'
   | 'stageBlock'
   | 'commitBlockList'
+  | 'upload'
   | 'setMetadata'
   | 'delete'
   | 'containerExists'
@@ -299,10 +300,12 @@ export class MemoryBlobStore implements BlobStore {
     if (!Number.isSafeInteger(blockSize) || blockSize <= 0) {
       throw new BlobError('Invalid', `upload ${name}: bad block size ${blockSize}`);
     }
-    const blocks: Buffer[] = [];
+    const single = options.singleRequest === true && 'data' in source;
+    const blocks: Buffer[] = single && 'data' in source ? [Buffer.from(source.data)] : [];
     let staged = 0;
+    if (single) options.onProgress?.(blocks[0]!.length);
     try {
-      for await (const block of chunksOf(source, blockSize)) {
+      for await (const block of single ? [] : chunksOf(source, blockSize)) {
         await this.begin('stageBlock', name, options.signal);
         this.requireContainer('stageBlock');
         blocks.push(block);
@@ -313,14 +316,15 @@ export class MemoryBlobStore implements BlobStore {
       if ('stream' in source) source.stream.destroy();
       throw err;
     }
-    await this.begin('commitBlockList', name, options.signal);
-    this.requireContainer('commitBlockList');
+    const op = single ? 'upload' : 'commitBlockList';
+    await this.begin(op, name, options.signal);
+    this.requireContainer(op);
     const existing = this.blobs.get(name);
     if (options.ifMatch !== undefined && normalizeEtag(options.ifMatch) !== existing?.etag) {
-      throw this.conditionNotMet('commitBlockList', name);
+      throw this.conditionNotMet(op, name);
     }
     if (options.ifNoneMatch === '*' && existing) {
-      throw new BlobError('AlreadyExists', `commitBlockList ${name}: HTTP 409 BlobAlreadyExists`, { status: 409 });
+      throw new BlobError('AlreadyExists', `${op} ${name}: HTTP 409 BlobAlreadyExists`, { status: 409 });
     }
     const data = Buffer.concat(blocks);
     checkSourceSize(name, data.length, options.expectedSize);

@@ -10,6 +10,7 @@ import { runExport, runJobs } from './export-command.js';
 import { runImport } from './import-command.js';
 import { runAutoExport } from './auto-export-command.js';
 import { isLfsArgv, runLfsMain } from './lfs-main.js';
+import { ingestCommandSpec, runIngest } from './ingest-command.js';
 import { callMount } from './daemon-call.js';
 import { EXIT_USAGE } from './exit-status.js';
 import { runCompletion } from './completion-command.js';
@@ -89,6 +90,7 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     .option('--json', 'print the job summary as JSON')
     .description('import blobs added or changed in the container (an AMLFS import job)')
     .action(async (mnt: string, o) => void (status = await runImport(mnt, o, io)));
+  program.addCommand(ingestCommandSpec().action(async (src: string[], flags) => void (status = await runIngest(src, flags, io))));
   program
     .command('auto-export')
     .argument('<mountpoint>')

@@ -8,7 +8,6 @@ import { Command } from 'commander';
 import { UsageError, describeError } from '../errors.js';
 import {
   cacheHome,
-  checkContainerName,
   dataHome,
   defaultCacheDir,
   normalisePrefix,
@@ -22,17 +21,12 @@ import { parseMountOptions } from '../fuse/mount-options.js';
 import { checkMountpoint } from '../daemon/mount-checks.js';
 import type { CliIo } from './io.js';
 import { layerConfigFile, loadConfigFile } from './config-file.js';
+import { addStorageOptions, storageConfigFromFlags, type StorageFlags } from './storage-options.js';
 import { EXIT_FAILURE } from './io.js';
 
-export interface MountFlags {
+export interface MountFlags extends StorageFlags {
   configFile?: string;
-  container?: string;
   prefix?: string;
-  connectionString?: string;
-  account?: string;
-  accountKey?: string;
-  sasToken?: string;
-  blobEndpoint?: string;
   cacheDir?: string;
   cacheSize?: string;
   readOnly?: boolean;
@@ -51,17 +45,11 @@ export interface MountFlags {
 }
 
 export function mountCommandSpec(): Command {
-  return new Command('mount')
+  const command = new Command('mount')
     .description('mount a blob container as an HSM namespace')
     .argument('<mountpoint>', 'an existing empty directory')
-    .option('--config-file <file>', 'YAML config file (blobfuse2 layout; flags and environment override it)')
-    .option('--container <name>', 'blob container (env AZURE_STORAGE_CONTAINER)')
-    .option('--prefix <prefix>', 'blob name prefix to mount as the root')
-    .option('--connection-string <s>', 'storage connection string (env AZURE_STORAGE_CONNECTION_STRING)')
-    .option('--account <name>', 'storage account (env AZURE_STORAGE_ACCOUNT)')
-    .option('--account-key <key>', 'account key (env AZURE_STORAGE_KEY)')
-    .option('--sas-token <token>', 'SAS token (env AZURE_STORAGE_SAS_TOKEN)')
-    .option('--blob-endpoint <url>', 'blob service endpoint (env AZURE_STORAGE_BLOB_ENDPOINT)')
+    .option('--config-file <file>', 'YAML config file (blobfuse2 layout; flags and environment override it)');
+  return addStorageOptions(command, 'blob name prefix to mount as the root')
     .option('--cache-dir <dir>', 'local cache and metadata directory')
     .option('--cache-size <size>', 'cache bound: bytes or NNG/NNM (least recently used clean files are released)')
     .option('--read-only', 'refuse every write')
@@ -81,24 +69,11 @@ export function mountCommandSpec(): Command {
 
 /** Builds and validates the configuration; every problem is a UsageError saying what to do. */
 export function buildMountConfig(mountpoint: string, flags: MountFlags, env: NodeJS.ProcessEnv): MountConfig {
-  const container = flags.container ?? env.AZURE_STORAGE_CONTAINER ?? (flags.emulator ? 'demo' : undefined);
-  if (!container) throw new UsageError('no container given: pass --container NAME (or set AZURE_STORAGE_CONTAINER)');
-  checkContainerName(container);
   if (flags.demo && !flags.emulator) throw new UsageError('--demo works only with --emulator');
   const prefix = normalisePrefix(flags.prefix);
   const storage = flags.emulator
-    ? { container, blobEndpoint: 'emulator' }
-    : {
-        container,
-        ...(flags.connectionString ? { connectionString: flags.connectionString } : {}),
-        ...(flags.account ? { account: flags.account } : {}),
-        ...(flags.accountKey ? { accountKey: flags.accountKey } : {}),
-        ...(flags.sasToken ? { sasToken: flags.sasToken } : {}),
-        ...(flags.blobEndpoint ? { blobEndpoint: flags.blobEndpoint } : {}),
-      };
-  if (!flags.emulator && (flags.accountKey || flags.sasToken) && !(flags.account ?? env.AZURE_STORAGE_ACCOUNT)) {
-    throw new UsageError('--account-key and --sas-token need --account NAME (or AZURE_STORAGE_ACCOUNT)');
-  }
+    ? { container: storageConfigFromFlags({ container: flags.container }, env, 'demo').container, blobEndpoint: 'emulator' }
+    : storageConfigFromFlags(flags, env);
   const fuse = parseMountOptions(flags.o ?? []);
   const timeout = Number(flags.timeout ?? 30);
   if (!(timeout > 0)) throw new UsageError(`invalid --timeout '${flags.timeout}': a positive number of seconds`);
@@ -110,6 +85,7 @@ export function buildMountConfig(mountpoint: string, flags: MountFlags, env: Nod
   if (flags.namespace !== undefined && flags.namespace !== 'hns' && flags.namespace !== 'flat') {
     throw new UsageError(`invalid --namespace '${flags.namespace}': hns (hierarchical namespace) or flat`);
   }
+  const { container } = storage;
   const cacheDir = resolve(
     flags.cacheDir ?? (flags.emulator ? join(cacheHome(env), `emulator-${container}-${normalisedId(prefix)}`) : defaultCacheDir({ ...storage, account: storage.account ?? env.AZURE_STORAGE_ACCOUNT }, prefix, env)),
   );

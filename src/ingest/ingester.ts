@@ -1,0 +1,437 @@
+// The ingest engine (`blobhsm ingest`): walks local source trees and writes blobs directly in the encoding an
+// export writes (src/namespace/blob-encoding.ts): files with owner/group/permissions/modtime, an hdi_isfolder stub
+// per directory, symlinks as ftype=LNK blobs, hard links as copies; FIFOs, sockets and devices are skipped.
+// Owns the scheduling (bounded file parallelism; large files in staged blocks, a bounded number at a time), the
+// never-overwrite rule (If-None-Match: *, and If-Match only on a blob this journal wrote), torn-read detection
+// (a file whose size, mtime or ctime changed while it was read is never committed), the journal and the counts.
+// Knows nothing of the command line: the caller renders progress and the summary.
+import { open, readlink, type FileHandle } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
+import { Readable } from 'node:stream';
+import PQueue from 'p-queue';
+import { BlobError, SourceChangedError, UsageError, describeError } from '../errors.js';
+import type { BlobStore, UploadOptions, UploadSource } from '../blob/blob-store.js';
+import { checkBlobName, exportMetadata } from '../namespace/blob-encoding.js';
+import { walkSources, type SourceEntry, type SourceKind } from './source-walk.js';
+import type { IngestJournal } from './journal.js';
+
+/** The metadata key of the stamp export writes too (src/hsm/coordinator.ts VERSION_KEY). */
+const VERSION_KEY = 'blobhsm_version';
+
+export interface IngestOptions {
+  store: BlobStore;
+  journal: IngestJournal;
+  sources: readonly string[];
+  /** Normalised blob name prefix ('' or ending in '/'). */
+  prefix: string;
+  /** Files uploaded at once. */
+  fileConcurrency: number;
+  /** Blocks of one large file staged at once. */
+  blockConcurrency: number;
+  /** Large files uploaded at once (each with blockConcurrency blocks in flight). */
+  largeFileConcurrency: number;
+  blockSize: number;
+  /** Files up to this size go up in one Put Blob request. */
+  singleRequestMaxBytes: number;
+  /** Errors tolerated before the run stops: 0 = the first one, -1 = unlimited. */
+  maximumErrors: number;
+  /** Times a file that changed while it was read is read again before it is reported. */
+  changeRetries: number;
+  dryRun: boolean;
+  allowExisting: boolean;
+  signal?: AbortSignal;
+  /** One record per error, conflict, skipped entry and changed file (the per-file log). */
+  log: (record: IngestLogRecord) => void;
+  onProgress?: (progress: IngestProgress) => void;
+}
+
+export interface IngestLogRecord {
+  time: string;
+  kind: 'error' | 'conflict' | 'skipped' | 'changed' | 'preexisting';
+  path: string;
+  blob?: string;
+  message: string;
+}
+
+export interface IngestStats {
+  /** Files, directories and symlinks written (or that a dry run would write). */
+  files: number;
+  directories: number;
+  symlinks: number;
+  /** Bytes of the files written. */
+  bytes: number;
+  /** Entries already committed from the same source version: by the journal (no request sent), or found by
+   * their stamp after a crash between the commit and the journal row. */
+  alreadyIngested: number;
+  /** FIFOs, sockets and devices. */
+  skipped: number;
+  /** Directory stubs that already existed (not written by this journal; left as they were). */
+  preexistingDirectories: number;
+  conflicts: number;
+  errors: number;
+  /** Reads restarted because the file changed while it was read. */
+  changedRetries: number;
+}
+
+export interface IngestProgress {
+  stats: IngestStats;
+  /** Bytes sent so far, including files still in flight. */
+  bytesSent: number;
+  /** Entries and file bytes found by the survey walk; undefined until it has finished. */
+  total?: { entries: number; bytes: number };
+}
+
+export interface IngestSummary {
+  state: 'Completed' | 'Failed' | 'Canceled';
+  dryRun: boolean;
+  stats: IngestStats;
+  /** Blob names of the conflicts (the first 100; the log has all). */
+  conflictNames: string[];
+  error?: string;
+  elapsedMs: number;
+  requests: Record<string, number>;
+}
+
+const MAX_CONFLICT_NAMES = 100;
+
+export function emptyIngestStats(): IngestStats {
+  return {
+    files: 0,
+    directories: 0,
+    symlinks: 0,
+    bytes: 0,
+    alreadyIngested: 0,
+    skipped: 0,
+    preexistingDirectories: 0,
+    conflicts: 0,
+    errors: 0,
+    changedRetries: 0,
+  };
+}
+
+/** The version of a source entry an upload came from: same stamp, same blob. */
+function sourceVersion(kind: SourceKind, st: BigIntStats): string {
+  return `${kind}:${st.size}:${st.mtimeNs}:${st.mode & 0o7777n}:${st.uid}:${st.gid}`;
+}
+
+function sameContentVersion(a: BigIntStats, b: BigIntStats): boolean {
+  return a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs && a.ino === b.ino;
+}
+
+function isWriteConflict(err: unknown): boolean {
+  return err instanceof BlobError && (err.kind === 'PreconditionFailed' || err.kind === 'AlreadyExists');
+}
+
+type PutOutcome = 'written' | 'ours' | 'preexisting' | 'conflict';
+
+export class Ingester {
+  private readonly o: IngestOptions;
+  readonly stats = emptyIngestStats();
+  private readonly conflictNames: string[] = [];
+  private bytesSent = 0;
+  private total: { entries: number; bytes: number } | undefined;
+  private readonly abort = new AbortController();
+  private failure: string | undefined;
+  private readonly largeFiles: PQueue;
+
+  constructor(options: IngestOptions) {
+    this.o = options;
+    this.largeFiles = new PQueue({ concurrency: Math.max(1, options.largeFileConcurrency) });
+  }
+
+  /** Refuses a non-empty destination unless allowed or resuming this journal's own run; creates a missing container. */
+  async checkDestination(): Promise<void> {
+    const { store, prefix } = this.o;
+    if (!(await store.containerExists())) {
+      if (this.o.dryRun) return;
+      await store.createContainer();
+      return;
+    }
+    if (this.o.allowExisting || this.o.journal.count() > 0) return;
+    for await (const page of store.listPages({ prefix, pageSize: 1 })) {
+      const first = page[0];
+      if (first) {
+        throw new UsageError(
+          `${store.description}${prefix ? ` under '${prefix}'` : ''} is not empty (it has '${first.name}'): ` +
+            'pass --allow-existing to add to it (blobs already there are never overwritten), or choose another --container or --prefix',
+        );
+      }
+    }
+  }
+
+  async run(): Promise<IngestSummary> {
+    const started = Date.now();
+    const onAbort = () => this.abort.abort(this.o.signal?.reason);
+    if (this.o.signal?.aborted) onAbort();
+    this.o.signal?.addEventListener('abort', onAbort, { once: true });
+    void this.survey();
+    try {
+      await this.checkDestination();
+      const walk = walkSources(this.o.sources);
+      const worker = async () => {
+        while (!this.abort.signal.aborted) {
+          const next = await walk.next();
+          if (next.done) return;
+          const item = next.value;
+          if ('error' in item) {
+            this.error(item.path, undefined, `cannot read: ${item.error.message}`);
+            continue;
+          }
+          await this.ingestEntry(item);
+          this.progress();
+        }
+      };
+      await Promise.all(Array.from({ length: Math.max(1, this.o.fileConcurrency) }, worker));
+      await walk.return(undefined);
+    } catch (err) {
+      if (!this.abort.signal.aborted) throw err;
+    } finally {
+      this.o.signal?.removeEventListener('abort', onAbort);
+      this.abort.abort(); // ends the survey walk
+    }
+    const canceled = this.o.signal?.aborted === true;
+    return {
+      state: canceled ? 'Canceled' : this.failure ? 'Failed' : 'Completed',
+      dryRun: this.o.dryRun,
+      stats: { ...this.stats },
+      conflictNames: [...this.conflictNames],
+      ...(this.failure ? { error: this.failure } : canceled ? { error: 'interrupted' } : {}),
+      elapsedMs: Date.now() - started,
+      requests: this.o.store.requestCounts(),
+    };
+  }
+
+  snapshot(): IngestProgress {
+    return { stats: { ...this.stats }, bytesSent: this.bytesSent, ...(this.total ? { total: { ...this.total } } : {}) };
+  }
+
+  private progress(): void {
+    this.o.onProgress?.(this.snapshot());
+  }
+
+  /** A second walk that only counts (entries, file bytes), so the progress bar can show an ETA. */
+  private async survey(): Promise<void> {
+    let entries = 0;
+    let bytes = 0;
+    for await (const item of walkSources(this.o.sources)) {
+      if (this.abort.signal.aborted) return;
+      if ('error' in item) continue;
+      entries++;
+      if (item.kind === 'file') bytes += Number(item.stat.size);
+    }
+    this.total = { entries, bytes };
+  }
+
+  private log(kind: IngestLogRecord['kind'], path: string, blob: string | undefined, message: string): void {
+    this.o.log({ time: new Date().toISOString(), kind, path, ...(blob !== undefined ? { blob } : {}), message });
+  }
+
+  private error(path: string, blob: string | undefined, message: string): void {
+    this.stats.errors++;
+    this.log('error', path, blob, message);
+    const max = this.o.maximumErrors;
+    if (max !== -1 && this.stats.errors > max && !this.failure) {
+      this.failure = `${this.stats.errors} error${this.stats.errors === 1 ? '' : 's'} (maximum ${max}); the last: ${path}: ${message}`;
+      this.abort.abort(new Error(this.failure));
+    }
+  }
+
+  private async ingestEntry(entry: SourceEntry): Promise<void> {
+    const name = this.o.prefix + entry.components.join('/');
+    if (entry.kind === 'special') {
+      this.stats.skipped++;
+      this.log('skipped', entry.path, undefined, 'not a regular file, directory or symlink (FIFO, socket or device)');
+      return;
+    }
+    const check = checkBlobName(name);
+    if (!check.ok) {
+      this.error(entry.path, name, `cannot be a blob name: ${check.reason}`);
+      return;
+    }
+    const version = `ingest:${this.o.journal.id}:${sourceVersion(entry.kind, entry.stat)}`;
+    if (this.o.journal.get(name)?.stamp === version) {
+      this.stats.alreadyIngested++;
+      return;
+    }
+    try {
+      let outcome: PutOutcome;
+      if (entry.kind === 'file') outcome = await this.ingestFile(entry, name);
+      else if (this.o.dryRun) outcome = 'written';
+      else {
+        const data = entry.kind === 'symlink' ? Buffer.from(await readlink(entry.path)) : Buffer.alloc(0);
+        outcome = await this.put(name, entry.kind, version, entry.stat, () => ({ data }));
+      }
+      this.count(entry, name, outcome);
+    } catch (err) {
+      if (this.abort.signal.aborted) return;
+      this.error(entry.path, name, describeError(err));
+    }
+  }
+
+  private count(entry: SourceEntry, name: string, outcome: PutOutcome): void {
+    if (outcome === 'conflict') {
+      this.stats.conflicts++;
+      if (this.conflictNames.length < MAX_CONFLICT_NAMES) this.conflictNames.push(name);
+      this.log('conflict', entry.path, name, 'a blob of that name exists and was not written by this ingest: left as it was');
+      return;
+    }
+    if (outcome === 'ours') {
+      this.stats.alreadyIngested++;
+      return;
+    }
+    if (outcome === 'preexisting') {
+      this.stats.preexistingDirectories++;
+      this.log('preexisting', entry.path, name, 'the directory stub already exists: left as it was');
+      return;
+    }
+    if (entry.kind === 'dir') this.stats.directories++;
+    else if (entry.kind === 'symlink') this.stats.symlinks++;
+    else {
+      this.stats.files++;
+      this.stats.bytes += Number(entry.stat.size);
+    }
+  }
+
+  /** A regular file: read (single request or staged blocks), rereading it when it changed meanwhile. */
+  private async ingestFile(entry: SourceEntry, name: string): Promise<PutOutcome> {
+    for (let attempt = 0; ; attempt++) {
+      const fh = await open(entry.path, 'r');
+      try {
+        const st = await fh.stat({ bigint: true });
+        if (!st.isFile()) throw new SourceChangedError(`${entry.path} is no longer a regular file`);
+        if (this.o.dryRun) return 'written';
+        const version = `ingest:${this.o.journal.id}:${sourceVersion('file', st)}`;
+        if (this.o.journal.get(name)?.stamp === version) return 'ours';
+        entry = { ...entry, stat: st };
+        const size = Number(st.size);
+        const send = () =>
+          size <= this.o.singleRequestMaxBytes ? this.readWhole(fh, st, entry.path) : this.streamBlocks(fh, st, entry.path);
+        if (size <= this.o.singleRequestMaxBytes) return await this.put(name, 'file', version, st, send);
+        return await this.largeFiles.add(() => this.put(name, 'file', version, st, send));
+      } catch (err) {
+        if (!(err instanceof SourceChangedError) || attempt >= this.o.changeRetries) {
+          if (err instanceof SourceChangedError) {
+            throw new SourceChangedError(`${err.message}; read ${attempt + 1} times, not committed`, { cause: err });
+          }
+          throw err;
+        }
+        this.stats.changedRetries++;
+        this.log('changed', entry.path, name, `${err.message}; reading it again`);
+      } finally {
+        await fh.close();
+      }
+    }
+  }
+
+  private async checkUnchanged(fh: FileHandle, before: BigIntStats, path: string): Promise<void> {
+    const after = await fh.stat({ bigint: true });
+    if (!sameContentVersion(before, after)) {
+      throw new SourceChangedError(`${path} changed while it was read (size ${before.size} → ${after.size})`);
+    }
+  }
+
+  /** The whole file in memory (small files), checked unchanged after the read. */
+  private async readWhole(fh: FileHandle, st: BigIntStats, path: string): Promise<UploadSource> {
+    const size = Number(st.size);
+    const data = Buffer.allocUnsafe(size);
+    let got = 0;
+    while (got < size) {
+      const { bytesRead } = await fh.read(data, got, size - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    await this.checkUnchanged(fh, st, path);
+    if (got !== size) throw new SourceChangedError(`${path} shrank while it was read`);
+    return { data };
+  }
+
+  /**
+   * A large file as a stream of its bytes (the store hashes them as it stages them); at the end, before the store
+   * commits, the file is checked unchanged, else the stream fails and the staged blocks are never committed.
+   */
+  private streamBlocks(fh: FileHandle, st: BigIntStats, path: string): UploadSource {
+    const size = Number(st.size);
+    let offset = 0;
+    const chunk = Math.min(this.o.blockSize, 4 * 1024 * 1024);
+    const stream = new Readable({
+      highWaterMark: chunk,
+      read: () => {
+        void (async () => {
+          try {
+            if (offset >= size) {
+              await this.checkUnchanged(fh, st, path);
+              stream.push(null);
+              return;
+            }
+            const buf = Buffer.allocUnsafe(Math.min(chunk, size - offset));
+            const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
+            if (bytesRead === 0) throw new SourceChangedError(`${path} shrank while it was read`);
+            offset += bytesRead;
+            stream.push(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead));
+          } catch (err) {
+            stream.destroy(err as Error);
+          }
+        })();
+      },
+    });
+    return { stream };
+  }
+
+  /**
+   * One blob, never overwriting one this journal did not write: If-None-Match: *; on a precondition failure the
+   * blob is looked at (HEAD): the same stamp is our own earlier write (recorded, not sent again), another stamp of
+   * this journal is overwritten with If-Match on its etag, a directory stub for a directory is left as it is, and
+   * anything else is a conflict.
+   */
+  private async put(
+    name: string,
+    kind: Exclude<SourceKind, 'special'>,
+    version: string,
+    st: BigIntStats,
+    read: () => Promise<UploadSource> | UploadSource,
+  ): Promise<PutOutcome> {
+    const metadata = {
+      ...exportMetadata({ kind, uid: Number(st.uid), gid: Number(st.gid), mode: Number(st.mode), mtimeMs: Number(st.mtimeMs) }),
+      [VERSION_KEY]: version,
+    };
+    let ifMatch: string | undefined;
+    for (let attempt = 0; ; attempt++) {
+      const source = await read();
+      let reported = 0;
+      const options: UploadOptions = {
+        metadata,
+        ...(ifMatch ? { ifMatch } : { ifNoneMatch: '*' as const }),
+        singleRequest: 'data' in source,
+        expectedSize: 'data' in source ? source.data.length : Number(st.size),
+        blockSize: this.o.blockSize,
+        concurrency: this.o.blockConcurrency,
+        onProgress: (n) => {
+          this.bytesSent += n - reported;
+          reported = n;
+        },
+        signal: this.abort.signal,
+      };
+      try {
+        const r = await this.o.store.upload(name, source, options);
+        this.o.journal.record(name, version, r.etag);
+        return 'written';
+      } catch (err) {
+        this.bytesSent -= reported;
+        if ('stream' in source) source.stream.destroy();
+        if (!isWriteConflict(err)) throw err;
+      }
+      const info = await this.o.store.head(name, { signal: this.abort.signal });
+      const stamp = info.metadata[VERSION_KEY];
+      if (stamp === version) {
+        this.o.journal.record(name, version, info.etag);
+        return 'ours';
+      }
+      if (stamp?.startsWith(`ingest:${this.o.journal.id}:`) && attempt === 0) {
+        ifMatch = info.etag;
+        continue;
+      }
+      if (kind === 'dir' && info.metadata.hdi_isfolder?.toLowerCase() === 'true' && info.size === 0) return 'preexisting';
+      return 'conflict';
+    }
+  }
+}

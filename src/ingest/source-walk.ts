@@ -1,0 +1,91 @@
+// Streams the entries of local source trees for `blobhsm ingest`: depth first, a directory before its contents,
+// each entry with its lstat. Only one open directory handle per level is held, never the tree: a walk of a million
+// files needs memory for its depth, not its size. Never follows symlinks; never writes.
+import { lstat, opendir } from 'node:fs/promises';
+import type { BigIntStats, Dir } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+
+export type SourceKind = 'file' | 'dir' | 'symlink' | 'special';
+
+export interface SourceEntry {
+  /** Absolute path on the local filesystem. */
+  path: string;
+  /** Path components below the destination prefix (never empty). */
+  components: string[];
+  kind: SourceKind;
+  stat: BigIntStats;
+}
+
+/** A directory or entry that could not be read; the walk goes on with the rest. */
+export interface WalkError {
+  path: string;
+  error: NodeJS.ErrnoException;
+}
+
+export function kindOf(stat: BigIntStats): SourceKind {
+  if (stat.isFile()) return 'file';
+  if (stat.isDirectory()) return 'dir';
+  if (stat.isSymbolicLink()) return 'symlink';
+  return 'special';
+}
+
+/**
+ * Where a source lands, as rsync places it: `SRC/` (trailing slash) puts the directory's contents under the
+ * prefix, `SRC` puts the directory (or file) itself there under its own name.
+ */
+export function sourceRoot(source: string): { path: string; contentsOnly: boolean } {
+  const path = resolve(source);
+  return { path, contentsOnly: source.endsWith('/') || path === '/' };
+}
+
+/**
+ * Yields every entry of each source tree in turn. Errors reading a directory or stat-ing an entry are yielded
+ * (as `{ error }`) and the walk continues.
+ */
+export async function* walkSources(sources: readonly string[]): AsyncGenerator<SourceEntry | WalkError> {
+  for (const source of sources) {
+    const root = sourceRoot(source);
+    let stat: BigIntStats;
+    try {
+      stat = await lstat(root.path, { bigint: true });
+    } catch (err) {
+      yield { path: root.path, error: err as NodeJS.ErrnoException };
+      continue;
+    }
+    const kind = kindOf(stat);
+    if (kind === 'dir' && root.contentsOnly) {
+      yield* walkDir(root.path, []);
+      continue;
+    }
+    const entry: SourceEntry = { path: root.path, components: [basename(root.path)], kind, stat };
+    yield entry;
+    if (kind === 'dir') yield* walkDir(root.path, entry.components);
+  }
+}
+
+async function* walkDir(dirPath: string, components: string[]): AsyncGenerator<SourceEntry | WalkError> {
+  let dir: Dir;
+  try {
+    dir = await opendir(dirPath, { bufferSize: 64 });
+  } catch (err) {
+    yield { path: dirPath, error: err as NodeJS.ErrnoException };
+    return;
+  }
+  try {
+    for await (const dirent of dir) {
+      const path = join(dirPath, dirent.name);
+      let stat: BigIntStats;
+      try {
+        stat = await lstat(path, { bigint: true });
+      } catch (err) {
+        yield { path, error: err as NodeJS.ErrnoException };
+        continue;
+      }
+      const entry: SourceEntry = { path, components: [...components, dirent.name], kind: kindOf(stat), stat };
+      yield entry;
+      if (entry.kind === 'dir') yield* walkDir(path, entry.components);
+    }
+  } catch (err) {
+    yield { path: dirPath, error: err as NodeJS.ErrnoException };
+  }
+}
