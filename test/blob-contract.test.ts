@@ -1,6 +1,6 @@
 // One contract for every BlobStore: the same test bodies run against MemoryBlobStore and against
 // AzureBlobStore on a real Azurite. Then Azure-only tests: timeouts, retries, error mapping, secrets.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
@@ -231,6 +231,31 @@ for (const h of harnesses) {
       );
       t.equal((await readAll(await store.readRange('c', 0, undefined))).toString(), 'v2', 'nothing overwritten');
       t.same((await store.head('c')).metadata, { v: '2' });
+    });
+
+    t.test('single-request uploads: one request, the same conditions, Content-MD5 kept', async (t) => {
+      const store = await h.make(t);
+      const before = store.requestCounts();
+      const data = Buffer.from('small');
+      const md5 = createHash('md5').update(data).digest();
+      const first = await store.upload('s', { data }, { metadata: { v: '1' }, ifNoneMatch: '*', singleRequest: true, contentMD5: md5 });
+      t.same(delta(before, store.requestCounts()), { upload: 1 });
+      await rejectsKind(
+        t,
+        store.upload('s', { data: Buffer.from('other') }, { metadata: {}, ifNoneMatch: '*', singleRequest: true }),
+        'AlreadyExists',
+        'ifNoneMatch * on an existing blob',
+      );
+      await rejectsKind(
+        t,
+        store.upload('s', { data: Buffer.from('other') }, { metadata: {}, ifMatch: '"0x1"', singleRequest: true }),
+        'PreconditionFailed',
+        'ifMatch with a stale etag',
+      );
+      const second = await store.upload('s', { data: Buffer.from('v2') }, { metadata: { v: '2' }, ifMatch: first.etag, singleRequest: true });
+      t.not(second.etag, first.etag);
+      t.equal((await readAll(await store.readRange('s', 0, undefined))).toString(), 'v2');
+      t.same((await store.head('s')).metadata, { v: '2' });
     });
 
     t.test('NotFound', async (t) => {

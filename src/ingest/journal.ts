@@ -3,7 +3,7 @@
 // after a crash, Ctrl-C or network failure skips a blob whose source still has that version, with no request.
 // Commits use WAL with synchronous=NORMAL: a killed process (kill -9) loses nothing; a power loss may lose the
 // last rows, and those blobs are then recognised by their `blobhsm_version` stamp (one HEAD each) on the rerun.
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
@@ -39,10 +39,9 @@ export class IngestJournal {
     let db: Database.Database;
     try {
       if (options.create) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-      db = new Database(path, { fileMustExist: !options.create });
+      db = options.create || existsSync(path) ? new Database(path) : new Database(':memory:');
     } catch (err) {
-      if (!options.create && (err as { code?: string }).code === 'SQLITE_CANTOPEN') db = new Database(':memory:');
-      else throw new UsageError(`cannot open the ingest journal ${path}: ${(err as Error).message}`, { cause: err });
+      throw new UsageError(`cannot open the ingest journal ${path}: ${(err as Error).message}`, { cause: err });
     }
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');

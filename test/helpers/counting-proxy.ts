@@ -1,0 +1,94 @@
+// A loopback HTTP proxy in front of Azurite that records every blob request (operation, blob name, status) and can
+// hold every request after the Nth committed blob: a test then knows exactly which blobs a killed client committed.
+import { createServer, request, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface ProxiedRequest {
+  method: string;
+  /** 'upload' (Put Blob), 'commitBlockList', 'stageBlock', 'head', 'list', ... */
+  op: string;
+  /** Blob name (decoded), '' for container-level requests. */
+  blob: string;
+  status?: number;
+}
+
+export interface CountingProxy {
+  /** Connection string pointing at the proxy (same account and key as Azurite's). */
+  connectionString: string;
+  requests: ProxiedRequest[];
+  /** Blob names committed (Put Blob or Put Block List answered 201), in order. */
+  committed(): string[];
+  /** From now on, hold every request once `count` more blobs are committed; resolves when that happens. */
+  holdAfterCommits(count: number): Promise<void>;
+  /** Clears the records and releases the hold for requests that come from now on. */
+  reset(): void;
+  close(): Promise<void>;
+}
+
+function opOf(method: string, query: URLSearchParams): string {
+  const comp = query.get('comp');
+  if (query.get('restype') === 'container') return comp === 'list' ? 'list' : `container:${method}`;
+  if (comp === 'block') return 'stageBlock';
+  if (comp === 'blocklist') return method === 'PUT' ? 'commitBlockList' : 'getBlockList';
+  if (comp) return `${method}:${comp}`;
+  return method === 'PUT' ? 'upload' : method === 'HEAD' ? 'head' : method === 'GET' ? 'read' : method.toLowerCase();
+}
+
+/** Starts the proxy for an Azurite listening on `port` (connection string `azuriteConnectionString`). */
+export async function startCountingProxy(port: number, azuriteConnectionString: string): Promise<CountingProxy> {
+  let requests: ProxiedRequest[] = [];
+  let hold: { remaining: number; reached: () => void } | undefined;
+  let holding = false;
+  const held = new Set<IncomingMessage>();
+  const server: Server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://proxy');
+    const parts = url.pathname.split('/').slice(3); // '', account, container, blob...
+    const record: ProxiedRequest = { method: req.method ?? 'GET', op: opOf(req.method ?? 'GET', url.searchParams), blob: decodeURIComponent(parts.join('/')) };
+    if (holding) {
+      held.add(req);
+      req.on('close', () => held.delete(req));
+      return; // never forwarded: the client waits until it gives up or dies
+    }
+    requests.push(record);
+    const upstream = request(
+      { host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers },
+      (up) => {
+        record.status = up.statusCode;
+        if ((record.op === 'upload' || record.op === 'commitBlockList') && up.statusCode === 201 && hold) {
+          if (--hold.remaining <= 0) {
+            holding = true;
+            const reached = hold.reached;
+            hold = undefined;
+            reached();
+          }
+        }
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const proxyPort = (server.address() as AddressInfo).port;
+  const connectionString = azuriteConnectionString.replace(/BlobEndpoint=http:\/\/127\.0\.0\.1:\d+\//, `BlobEndpoint=http://127.0.0.1:${proxyPort}/`);
+  if (connectionString === azuriteConnectionString) throw new Error(`cannot point the connection string at the proxy: ${azuriteConnectionString}`);
+  return {
+    connectionString,
+    get requests() {
+      return requests;
+    },
+    committed: () => requests.filter((r) => (r.op === 'upload' || r.op === 'commitBlockList') && r.status === 201).map((r) => r.blob),
+    holdAfterCommits: (count) => new Promise<void>((reached) => (hold = { remaining: count, reached })),
+    reset: () => {
+      requests = [];
+      holding = false;
+      hold = undefined;
+    },
+    close: async () => {
+      for (const req of held) req.socket.destroy();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
