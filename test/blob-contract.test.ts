@@ -237,9 +237,11 @@ for (const h of harnesses) {
       const store = await h.make(t);
       const before = store.requestCounts();
       const data = Buffer.from('small');
-      const md5 = createHash('md5').update(data).digest();
-      const first = await store.upload('s', { data }, { metadata: { v: '1' }, ifNoneMatch: '*', singleRequest: true, contentMD5: md5 });
+      const first = await store.upload('s', { data }, { metadata: { v: '1' }, ifNoneMatch: '*', singleRequest: true });
       t.same(delta(before, store.requestCounts()), { upload: 1 });
+      const md5 = createHash('md5').update(data).digest('base64');
+      t.equal(first.contentMd5, md5);
+      t.equal((await store.head('s')).contentMd5, md5, 'the blob keeps its Content-MD5');
       await rejectsKind(
         t,
         store.upload('s', { data: Buffer.from('other') }, { metadata: {}, ifNoneMatch: '*', singleRequest: true }),
