@@ -33,6 +33,8 @@ export interface MountConfig {
   /** Seconds for each blob service call before it counts as a timeout. */
   requestTimeoutSeconds: number;
   debug: boolean;
+  /** Check restored files against their blob's Content-MD5 (--verify-md5, the default; --no-verify-md5). */
+  verifyMd5?: boolean;
   /** Auto-export (src/jobs/auto-export.ts): whether it starts enabled, and its settings (defaults when absent). */
   autoExport?: { enabled: boolean; minAgeSeconds: number; intervalSeconds: number };
   /** `--namespace hns|flat`: the namespace rules to use instead of detecting them. */

@@ -8,7 +8,9 @@ import { MemoryRangeStore } from '../src/cache/memory-range-store.js';
 import { MemoryBlobStore } from '../src/blob/memory-store.js';
 import type { ReadOptions } from '../src/blob/blob-store.js';
 import { Hydrator, type HydratorOptions, type RestoreTarget } from '../src/hsm/hydrator.js';
-import { BlobError, FsError } from '../src/errors.js';
+import { BlobError, DigestMismatchError, FsError } from '../src/errors.js';
+import { md5Of } from '../src/blob/content-md5.js';
+import { PassThrough } from 'node:stream';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -17,15 +19,28 @@ const MiB = 1024 * KiB;
 class RecordingStore extends MemoryBlobStore {
   reads: { offset: number; length: number; atMs: number }[] = [];
   delayFor: ((offset: number, length: number) => number) | undefined;
+  /** This read waits for the promise returned (after the delay). */
+  holdFor: ((offset: number) => Promise<void> | undefined) | undefined;
   /** Throw this error for a read at this offset (after the delay). */
   failFor: ((offset: number, length: number) => BlobError | undefined) | undefined;
+  /** The body of this read breaks off with this error after this many bytes. */
+  breakFor: ((offset: number, length: number) => { after: number; error: BlobError } | undefined) | undefined;
   override async readRange(name: string, offset: number, length: number | undefined, options: ReadOptions = {}): Promise<Readable> {
     this.reads.push({ offset, length: length ?? -1, atMs: Date.now() });
     const ms = this.delayFor?.(offset, length ?? 0) ?? 0;
     if (ms > 0) await sleep(ms, undefined, { signal: options.signal });
+    await this.holdFor?.(offset);
     const err = this.failFor?.(offset, length ?? 0);
     if (err) throw err;
-    return super.readRange(name, offset, length, options);
+    const body = await super.readRange(name, offset, length, options);
+    const cut = this.breakFor?.(offset, length ?? 0);
+    if (!cut) return body;
+    const chunks: Buffer[] = [];
+    for await (const c of body) chunks.push(c as Buffer);
+    const out = new PassThrough();
+    out.write(Buffer.concat(chunks).subarray(0, cut.after));
+    setImmediate(() => out.destroy(cut.error));
+    return out;
   }
   bytesRead(): number {
     return this.reads.reduce((n, r) => n + r.length, 0);
@@ -72,7 +87,7 @@ function setup(t: TestDir, size: number, extra: Partial<HydratorOptions> = {}): 
   const ranges = new MemoryRangeStore();
   const restored: number[] = [];
   const logs: string[] = [];
-  const inode: RestoreTarget = { ino: nextIno++, generation: 1, size, blobName: 'dir/file.bin', etag };
+  const inode: RestoreTarget = { ino: nextIno++, generation: 1, size, blobName: 'dir/file.bin', etag, contentMd5: md5Of(data) };
   const make = (more: Partial<HydratorOptions> = {}) =>
     new Hydrator({
       store,
@@ -231,8 +246,9 @@ t.test('sequential readers after the head get read-ahead before the background s
 
 t.test('a failed chunk: EIO to readers, present kept, the next ensureRange retries', async (t) => {
   const s = setup(t, 6 * MiB, { concurrency: 2 });
-  // Reads of the last chunk fail after a while; the rest succeed.
-  s.store.delayFor = (offset) => (offset >= 5 * MiB ? 30 : 0);
+  // Reads of the last chunk fail once the other readers were served; the rest succeed.
+  const served: Promise<unknown>[] = [];
+  s.store.holdFor = (offset) => (offset >= 5 * MiB ? Promise.all(served).then(() => undefined) : undefined);
   s.store.failFor = (offset) => (offset >= 5 * MiB ? new BlobError('Throttled', 'HTTP 503 ServerBusy') : undefined);
   const readers = [0, 2 * MiB, 4 * MiB, 5 * MiB + 10].map((o) =>
     s.hydrator.ensureRange(s.inode, o, 64 * KiB).then(
@@ -240,6 +256,7 @@ t.test('a failed chunk: EIO to readers, present kept, the next ensureRange retri
       (e: unknown) => e,
     ),
   );
+  served.push(...readers.slice(0, 3));
   const results = await Promise.all(readers);
   const errors = results.filter((r): r is FsError => r instanceof FsError);
   t.same(results.slice(0, 3), ['ok', 'ok', 'ok'], 'readers of ranges that arrived were served');
@@ -422,3 +439,98 @@ t.test('randomised: many concurrent random reads, odd sizes; every byte fetched 
     t.same(s.ranges.ranges(s.inode.ino, 1), [[0, size]]);
   }
 });
+
+// ---- integrity (issue 16) and faults (issue 10) ------------------------------------------------------------
+
+t.test('Content-MD5: a restore is checked before onRestored and counted', async (t) => {
+  const s = setup(t, 3 * MiB + 5);
+  await s.hydrator.ensureRange(s.inode, 2 * MiB, 10); // from the middle: the prefix is hashed when it fills in
+  await s.hydrator.restore(s.inode);
+  t.same(s.restored, [s.inode.ino]);
+  t.same(s.hydrator.verification, { verified: 1, unverified: 0, mismatches: 0 });
+  const plain = setup(t, 100);
+  await plain.hydrator.restore({ ...plain.inode, contentMd5: null });
+  t.same(plain.hydrator.verification, { verified: 0, unverified: 1, mismatches: 0 }, 'a blob without a digest: unverified');
+});
+
+t.test('Content-MD5 mismatch once: the data is discarded and the file fetched again, once', async (t) => {
+  const s = setup(t, 2 * MiB + 7);
+  s.store.corruptDirect('dir/file.bin', MiB + 3);
+  // The refetch (the first read after the whole file was read once) finds the byte healed: a fault in flight.
+  let reads = 0;
+  s.store.beforeOp = (op) => {
+    if (op === 'read' && ++reads === 4) s.store.corruptDirect('dir/file.bin', MiB + 3);
+  };
+  await s.hydrator.restore(s.inode);
+  t.equal(reads, 6, 'three 1 MiB chunks, twice');
+  t.ok((await cacheBytes(s)).equals(s.data), 'the refetched copy is right');
+  t.same(s.restored, [s.inode.ino], 'then the file was restored');
+  t.same(s.hydrator.verification, { verified: 1, unverified: 0, mismatches: 1 });
+  t.match(s.logs.join('\n'), new RegExp(`blob dir/file.bin has Content-MD5 ${escape(s.inode.contentMd5!)} but the bytes hash to .*; the data was discarded, fetching the whole file again`));
+});
+
+t.test('Content-MD5 mismatch twice: EIO naming blob and digests, nothing kept, the file stays released', async (t) => {
+  const s = setup(t, 2 * MiB);
+  s.store.corruptDirect('dir/file.bin', 17);
+  const err = await s.hydrator.restore(s.inode).catch((e: unknown) => e);
+  t.ok(err instanceof DigestMismatchError, 'a DigestMismatchError');
+  t.equal((err as FsError).code, 'EIO');
+  t.match((err as Error).message, new RegExp(`blob dir/file.bin has Content-MD5 ${escape(s.inode.contentMd5!)} but the bytes hash to \\S+`));
+  t.same(s.restored, [], 'onRestored never ran: the file stays released');
+  t.same(s.ranges.ranges(s.inode.ino, 1), [], 'no range recorded');
+  t.equal(s.cache.bytesUsed(), 0, 'the bad data is gone and its space accounted');
+  t.same(s.hydrator.verification, { verified: 0, unverified: 0, mismatches: 2 });
+  t.match(s.logs.join('\n'), /again after a refetch; the file stays released/);
+  await t.rejects(s.hydrator.ensureRange(s.inode, 0, 10).then(() => s.hydrator.restore(s.inode)), { code: 'EIO' }, 'a later read fails too');
+  const off = setup(t, 1000);
+  off.store.corruptDirect('dir/file.bin', 1);
+  const h = off.make({ verifyMd5: false });
+  await h.restore(off.inode);
+  t.same(h.verification, { verified: 0, unverified: 1, mismatches: 0 }, 'verifyMd5: false restores without a check');
+});
+
+t.test('a body that breaks off mid-transfer resumes from the last byte received', async (t) => {
+  const s = setup(t, 3 * MiB);
+  let breaks = 0;
+  s.store.breakFor = (offset, length) =>
+    length > 100 * KiB && breaks++ < 3 ? { after: 100 * KiB, error: new BlobError('Transient', 'read dir/file.bin: aborted') } : undefined;
+  await s.hydrator.restore(s.inode);
+  t.ok((await cacheBytes(s)).equals(s.data), 'every byte right');
+  t.same(
+    s.store.reads.filter((r) => r.offset % MiB !== 0).map((r) => r.offset % MiB),
+    [100 * KiB, 100 * KiB, 100 * KiB],
+    'each resume starts at the last byte received',
+  );
+  t.equal(s.store.reads.length, 3 + 3, 'one more read per break');
+  t.match(s.logs.join('\n'), /aborted at \d+; resuming from there \(1 of 5\)/);
+  t.same(s.hydrator.verification, { verified: 1, unverified: 0, mismatches: 0 });
+
+  const stuck = setup(t, MiB);
+  stuck.store.breakFor = () => ({ after: 1000, error: new BlobError('Transient', 'read dir/file.bin: socket hang up') });
+  const err = await stuck.hydrator.restore(stuck.inode).catch((e: unknown) => e);
+  t.equal((err as FsError).code, 'EIO');
+  t.match((err as Error).message, /socket hang up; got 6000 of the 1048576 bytes asked for at 0 after resuming 5 times/, 'the error names the cause');
+  t.equal(stuck.store.reads.length, 6, 'bounded: 5 resumes');
+});
+
+t.test('a restore that fails for lack of space gives its space back', async (t) => {
+  const s = setup(t, 4 * MiB, { concurrency: 1 });
+  const write = s.cache.write.bind(s.cache);
+  s.cache.write = async (ino, gen, buf, length, position, o) => {
+    if (position >= 2 * MiB) throw new FsError('ENOSPC', 'no space left on the cache filesystem');
+    return write(ino, gen, buf, length, position, o);
+  };
+  const err = await s.hydrator.restore(s.inode).catch((e: unknown) => e);
+  t.equal((err as FsError).code, 'EIO');
+  t.ok((err as FsError).cause instanceof FsError && ((err as FsError).cause as FsError).code === 'ENOSPC', 'caused by ENOSPC');
+  t.same(s.ranges.ranges(s.inode.ino, 1), [], 'no range kept');
+  t.equal(s.cache.bytesUsed(), 0, 'the partial data was discarded and its space accounted');
+  t.match(s.logs.join('\n'), /no space left.*\(\d+ of 4194304 bytes present, discarded to free the space\)/);
+  s.cache.write = write;
+  await s.hydrator.restore(s.inode);
+  t.ok((await cacheBytes(s)).equals(s.data), 'with room again the restore completes');
+});
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+}

@@ -1,5 +1,6 @@
 // Vfs semantics on the real stack (MemoryBlobStore, in-memory MetaStore, DataCache in a temp dir), no kernel mount.
 import t from 'tap';
+import { md5Of } from '../src/blob/content-md5.js';
 import { randomBytes } from 'node:crypto';
 import { BlobError, FsError, type FsErrorCode } from '../src/errors.js';
 import { HsmFlag } from '../src/hsm/flags.js';
@@ -87,7 +88,8 @@ t.test('getattr, readdir, readlink and xattrs of an imported tree', async (t) =>
   t.equal(await x('/top.txt', 'user.hsm.etag'), s.inode('/top.txt').etag);
   t.match(await x('/top.txt', 'user.hsm.etag'), /^"0x/);
   t.equal(await x('/top.txt', 'user.other'), null, 'an unknown xattr is absent');
-  t.same(await s.vfs.listxattr('/top.txt'), ['user.hsm.state', 'user.hsm.flags', 'user.hsm.archive_id', 'user.hsm.blob', 'user.hsm.etag']);
+  t.equal(await x('/top.txt', 'user.hsm.md5'), md5Of(Buffer.from('hello world')), "user.hsm.md5: the blob's Content-MD5");
+  t.same(await s.vfs.listxattr('/top.txt'), ['user.hsm.state', 'user.hsm.flags', 'user.hsm.archive_id', 'user.hsm.blob', 'user.hsm.etag', 'user.hsm.md5']);
   t.same(await s.vfs.listxattr('/implicit'), ['user.hsm.state', 'user.hsm.flags', 'user.hsm.archive_id'], 'no blob, no etag');
   t.equal(await x('/implicit', 'user.hsm.state'), '');
   await rejectsCode(t, s.vfs.setxattr('/top.txt', 'user.hsm.state'), 'ENOTSUP', 'setxattr');
@@ -614,4 +616,20 @@ t.test('readdirPage: the listing in pages equals readdir, the import marker on t
   t.same(pages, [4, 2, 2], 'five entries in pages of two, . and .. with the first, the marker with the last');
   t.equal((await s.vfs.readdirPage('/dir', undefined, 10)).entries[2]!.stat.size, BIG.length);
   await rejectsCode(t, s.vfs.readdirPage('/top.txt', undefined, 10), 'ENOTDIR', 'a page of a file');
+});
+
+t.test('a write that finds the cache disk full is logged once per open file, naming the file', async (t) => {
+  const s = await makeStack({ blobs: { 'top.txt': 'hello world' } });
+  t.teardown(() => s.cleanup());
+  await s.readFile('/top.txt');
+  const write = s.cache.write.bind(s.cache);
+  s.cache.write = async () => {
+    throw new FsError('ENOSPC', 'the cache filesystem is full');
+  };
+  const fh = await s.vfs.open('/top.txt', O_WRONLY);
+  for (let i = 0; i < 3; i++) await rejectsCode(t, s.vfs.write(fh, Buffer.from('x'), 1, i), 'ENOSPC', `write ${i}`);
+  await s.vfs.release(fh);
+  const lines = s.logs.filter((l) => /ENOSPC|full/.test(l));
+  t.same(lines, ['write to /top.txt failed: the cache filesystem is full'], 'one line, with the file');
+  s.cache.write = write;
 });

@@ -9,6 +9,7 @@ import { runChangelog, runChangelogClear, runChangelogRegister } from './changel
 import { runExport, runJobs } from './export-command.js';
 import { runImport } from './import-command.js';
 import { runAutoExport } from './auto-export-command.js';
+import { runVerify } from './verify-command.js';
 import { isLfsArgv, runLfsMain } from './lfs-main.js';
 import { ingestCommandSpec, runIngest } from './ingest-command.js';
 import { callMount } from './daemon-call.js';
@@ -101,6 +102,13 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     .option('--json', 'print the metrics as JSON')
     .description('show or change auto-export (metrics: totalFilesExported, totalMiBExported, iterationsCompleted, ...)')
     .action(async (mnt: string, o) => void (status = await runAutoExport(mnt, o, io)));
+  program
+    .command('verify')
+    .argument('<mountpoint>')
+    .argument('[paths...]', 'files or directories inside the mount (default: all of it)')
+    .option('--json', 'print the summary as JSON')
+    .description("re-hash hydrated clean files against their blob's Content-MD5; exit 1 on a mismatch")
+    .action(async (mnt: string, paths: string[], o: { json?: boolean }) => void (status = await runVerify(mnt, paths, o, io)));
   program
     .command('jobs')
     .argument('<action-or-mountpoint>', "a mountpoint, or 'cancel'")

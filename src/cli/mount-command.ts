@@ -42,6 +42,7 @@ export interface MountFlags extends StorageFlags {
   autoExportInterval?: string;
   namespace?: string;
   idMap?: string;
+  verifyMd5?: boolean;
 }
 
 export function mountCommandSpec(): Command {
@@ -60,6 +61,8 @@ export function mountCommandSpec(): Command {
     .option('--demo', 'with --emulator: seed a sample tree into an empty container')
     .option('--timeout <seconds>', 'per-request timeout to the blob service (default 30)')
     .option('--debug', 'FUSE debug output')
+    .option('--verify-md5', "check each restored file against its blob's Content-MD5 (the default)")
+    .option('--no-verify-md5', 'restore without checking the Content-MD5')
     .option('--auto-export', 'archive new and modified files continuously (see `blobhsm auto-export`)')
     .option('--auto-export-min-age <seconds>', `auto-export files unchanged for this long (default ${AUTO_EXPORT_DEFAULTS.minAgeSeconds})`)
     .option('--auto-export-interval <seconds>', `seconds between auto-export iterations (default ${AUTO_EXPORT_DEFAULTS.intervalSeconds})`)
@@ -102,6 +105,7 @@ export function buildMountConfig(mountpoint: string, flags: MountFlags, env: Nod
     ...(flags.emulator ? { emulator: { dataDir: join(dataHome(env), 'emulator'), demo: Boolean(flags.demo) } } : {}),
     requestTimeoutSeconds: timeout,
     debug: Boolean(flags.debug) || fuse.debug,
+    verifyMd5: flags.verifyMd5 ?? true,
     autoExport,
     ...(flags.namespace ? { namespace: flags.namespace } : {}),
     ...(flags.idMap ? { idMapFile: resolve(flags.idMap) } : {}),

@@ -71,6 +71,6 @@ export async function buildStack(o: StackOptions): Promise<Stack> {
   });
   const report = await reconcileCache(meta, cache, cacheFiles);
   for (const line of report) log(line);
-  const vfs = new Vfs({ meta, cache, coordinator, changelog, readOnly: o.readOnly, ...(o.owner ? { owner: o.owner } : {}), posixAcls: o.posixAcls ?? false });
+  const vfs = new Vfs({ meta, cache, coordinator, changelog, readOnly: o.readOnly, log, ...(o.owner ? { owner: o.owner } : {}), posixAcls: o.posixAcls ?? false });
   return { cache, changelog, hydrator, coordinator, vfs };
 }

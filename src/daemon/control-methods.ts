@@ -9,6 +9,7 @@ import type { ControlMethod, EventSink } from '../control/protocol.js';
 import type { Inode } from '../namespace/types.js';
 import type { ActionKind } from '../hsm/coordinator.js';
 import type { DaemonParts } from './daemon.js';
+import { scrubFiles } from './scrub.js';
 
 export type PathResult =
   | { path: string; ok: true; flags: number; archiveId: number; action?: unknown }
@@ -127,6 +128,7 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
       requests: p.store.requestCounts(),
       io: p.vfs.ioStats(),
       hsm: coordinator.stats(),
+      integrity: { verifyMd5: p.config.verifyMd5 ?? true, ...p.hydrator.verification },
     }),
 
     unmount: async (params) => p.unmount(params.lazy === true),
@@ -276,6 +278,15 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
       });
       return followJob(job, Boolean(params.wait), emit);
     },
+
+    /** `blobhsm verify`: re-hashes hydrated clean files under the paths against their blobs' Content-MD5. */
+    verify: async (params) =>
+      scrubFiles({
+        meta,
+        cache: p.cache,
+        counts: p.hydrator.verification,
+        paths: params.paths === undefined ? ['/'] : stringArray(params.paths, 'paths'),
+      }),
 
     jobs: async () => p.jobs.list(),
 

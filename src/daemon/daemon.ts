@@ -15,6 +15,7 @@ import type { MetaStore } from '../namespace/types.js';
 import { importNamespace, type ImportStats } from '../namespace/importer.js';
 import type { DataCache } from '../cache/data-cache.js';
 import type { Coordinator } from '../hsm/coordinator.js';
+import type { Hydrator } from '../hsm/hydrator.js';
 import type { Changelog } from '../hsm/changelog.js';
 import type { Vfs } from '../vfs/vfs.js';
 import { mountFuse, type FuseHandle } from '../fuse/fuse-adapter.js';
@@ -41,6 +42,7 @@ export interface DaemonParts {
   meta: MetaStore;
   cache: DataCache;
   coordinator: Coordinator;
+  hydrator: Hydrator;
   changelog: Changelog;
   vfs: Vfs;
   jobs: JobRunner;
@@ -207,7 +209,7 @@ async function startParts(
     log(importSummary(stats));
   }
 
-  const { cache, changelog, coordinator, vfs } = await buildStack({
+  const { cache, changelog, hydrator, coordinator, vfs } = await buildStack({
     store,
     meta,
     cacheDir: config.cacheDir,
@@ -217,6 +219,7 @@ async function startParts(
     namespaceId,
     log,
     posixAcls: namespace.kind === 'hns',
+    hydrator: { verifyMd5: config.verifyMd5 ?? true },
   });
   const accessTimer = setInterval(() => coordinator.flushAccessTimes(), 5000);
   accessTimer.unref();
@@ -284,7 +287,7 @@ async function startParts(
 
   const registry = new MountRegistry(stateHome());
   const socket = registry.socketPathFor(config.mountpoint);
-  const parts: DaemonParts = { config, store, meta, cache, coordinator, changelog, vfs, jobs, autoExport, log, requestStop: () => stopRequested(), unmount };
+  const parts: DaemonParts = { config, store, meta, cache, coordinator, hydrator, changelog, vfs, jobs, autoExport, log, requestStop: () => stopRequested(), unmount };
   const control = new ControlServer(controlMethods(parts));
   await control.listen(socket);
   cleanups.push(() => control.close());

@@ -16,18 +16,39 @@
 // import fails the restore instead of mixing versions. A failed piece fails the whole restore: the pieces
 // already written are recorded, then readers get EIO (cause: the BlobError); the next ensureRange starts a new
 // restore that fetches only what is missing.
+//
+// Integrity (issue 16): when the blob has a Content-MD5 (inode contentMd5) and verifyMd5 is on, the file's MD5 is
+// computed as its contiguous prefix grows (PrefixHasher: the bytes are read back from the page cache right after
+// they were written), and checked once every byte is present, before onRestored (so the file never leaves
+// RELEASED with bytes that do not match). A mismatch discards the data (ranges cleared, cache file emptied:
+// its space is given back), refetches the whole file once, and if the digest still differs fails the restore
+// with DigestMismatchError (EIO), logging blob, expected and actual digest. Readers served while a restore runs
+// got their bytes before the check (lazy hydration cannot wait for the last byte). Counted in verification.
+// A restore that fails for lack of space (ENOSPC) discards its partial data too, so the space it took is free
+// for the next file; other failures keep what they fetched for the next attempt.
 import PQueue from 'p-queue';
 import { LRUCache } from 'lru-cache';
 import type { BlobStore } from '../blob/blob-store.js';
 import type { DataCache } from '../cache/data-cache.js';
-import { BlobError, FsError, describeError } from '../errors.js';
+import { PrefixHasher } from '../blob/content-md5.js';
+import { BlobError, DigestMismatchError, FsError, describeError, errnoCodeOf } from '../errors.js';
 import type { ByteRange, Inode, RangeStore } from '../namespace/types.js';
 
 /** One log line (the project's logger convention). */
 export type HydratorLog = (line: string) => void;
 
 /** The fields of an inode a restore needs. */
-export type RestoreTarget = Pick<Inode, 'ino' | 'generation' | 'size' | 'blobName' | 'etag'>;
+export type RestoreTarget = Pick<Inode, 'ino' | 'generation' | 'size' | 'blobName' | 'etag'> & Partial<Pick<Inode, 'contentMd5'>>;
+
+/** Restores checked against their blob's Content-MD5 (and `blobhsm verify` runs), behind `status`. */
+export interface VerificationCounts {
+  /** Files whose bytes matched their blob's digest. */
+  verified: number;
+  /** Files restored without a check (no digest on the blob, or verification off). */
+  unverified: number;
+  /** Digest mismatches found (each attempt counts). */
+  mismatches: number;
+}
 
 export interface HydratorOptions {
   store: BlobStore;
@@ -56,6 +77,8 @@ export interface HydratorOptions {
    * before it. Readers do not wait for it. Default true.
    */
   syncPieces?: boolean;
+  /** Check each restored file against its blob's Content-MD5 when it has one (default true). */
+  verifyMd5?: boolean;
   /** Called once when every byte of a restore is present and synced. A throw fails the restore. */
   onRestored?: (ino: number) => void | Promise<void>;
   log?: HydratorLog;
@@ -71,6 +94,10 @@ export interface RestoreProgress {
 }
 
 const MiB = 1024 * 1024;
+/** A piece whose body breaks off is resumed from its last byte at most this many times. */
+const MAX_RESUMES = 5;
+/** Body failures worth resuming: the connection broke, stalled or was refused for load. */
+const RESUMABLE = new Set<BlobError['kind']>(['Transient', 'Timeout', 'Throttled']);
 /** Stream data is written to the cache file in writes of at most this many bytes. */
 const WRITE_BATCH = MiB;
 
@@ -130,6 +157,12 @@ interface Restore {
   /** Stream pieces that came up during a hold: queued again when it ends. */
   held: Piece[];
   holdTimer?: NodeJS.Timeout;
+  /** MD5 of the contiguous prefix, when the restore is verified. */
+  hasher?: PrefixHasher;
+  /** This restore refetches a file whose first copy did not match its digest. */
+  refetch: boolean;
+  /** The data is discarded on failure (ENOSPC, a mismatch): nothing is kept for the next attempt. */
+  discard: boolean;
   /** Settles when a failed restore has recorded what it wrote and rejected its waiters. */
   failed?: Promise<void>;
   abort: AbortController;
@@ -147,6 +180,8 @@ export class Hydrator {
   private readonly chunkSize: number;
   private readonly firstChunkSize: number;
   private readonly syncPieces: boolean;
+  private readonly verifyMd5: boolean;
+  readonly verification: VerificationCounts = { verified: 0, unverified: 0, mismatches: 0 };
   private readonly onRestored: (ino: number) => void | Promise<void>;
   private readonly log: HydratorLog;
   /** The sequential stream of every restore (priorities: read-ahead before background). */
@@ -165,6 +200,7 @@ export class Hydrator {
     this.chunkSize = Math.max(1, Math.floor(options.chunkSize ?? 16 * MiB));
     this.firstChunkSize = Math.max(1, Math.min(this.chunkSize, Math.floor(options.firstChunkSize ?? 128 * 1024)));
     this.syncPieces = options.syncPieces ?? true;
+    this.verifyMd5 = options.verifyMd5 ?? true;
     this.onRestored = options.onRestored ?? (() => undefined);
     this.log = options.log ?? silentLog;
     this.queue = new PQueue({ concurrency: Math.max(1, options.concurrency ?? 8) });
@@ -267,7 +303,7 @@ export class Hydrator {
     return undefined;
   }
 
-  private start(inode: RestoreTarget, present: ByteRange[], firstOffset: number): Restore {
+  private start(inode: RestoreTarget, present: ByteRange[], firstOffset: number, refetch = false): Restore {
     let resolveDone!: () => void;
     let rejectDone!: (err: unknown) => void;
     const done = new Promise<void>((resolve, reject) => {
@@ -276,7 +312,14 @@ export class Hydrator {
     });
     done.catch(() => undefined);
     const r: Restore = {
-      target: { ino: inode.ino, generation: inode.generation, size: inode.size, blobName: inode.blobName, etag: inode.etag },
+      target: {
+        ino: inode.ino,
+        generation: inode.generation,
+        size: inode.size,
+        blobName: inode.blobName,
+        etag: inode.etag,
+        contentMd5: inode.contentMd5 ?? null,
+      },
       blobName: inode.blobName ?? '',
       startedMs: Date.now(),
       present,
@@ -294,6 +337,8 @@ export class Hydrator {
       finishing: false,
       settled: false,
       cancelled: false,
+      refetch,
+      discard: false,
       abort: new AbortController(),
       done,
       resolveDone,
@@ -328,6 +373,10 @@ export class Hydrator {
       if (r.settled) return;
       await this.cache.truncate(ino, gen, size);
       if (r.settled) return;
+      if (this.verifyMd5 && r.target.contentMd5 && size > 0) {
+        r.hasher = new PrefixHasher(this.cache.pathFor(ino, gen));
+        this.advanceHash(r);
+      }
       this.buildPieces(r);
       r.ready = true;
       for (const w of r.waiters) this.demand(r, w.start, w.end);
@@ -466,17 +515,21 @@ export class Hydrator {
     return head;
   }
 
-  private async runPiece(r: Restore, p: Piece): Promise<void> {
-    if (p.state !== 'queued' || r.settled) return;
-    p.state = 'running';
+  /**
+   * Streams [p.start, p.end) of the blob into the cache file. A body that breaks off (reset, truncated, stalled)
+   * is resumed from the last byte received, at most MAX_RESUMES times per piece; the error a reader finally gets
+   * names the cause and how far the piece got. Returns early (nothing more written) once the restore settled.
+   */
+  private async fetchPiece(r: Restore, p: Piece): Promise<void> {
     const { ino, generation: gen } = r.target;
-    const signal = r.abort.signal;
-    try {
-      const stream = await this.store.readRange(r.blobName, p.start, p.end - p.start, {
+    let pos = p.start;
+    for (let resumes = 0; ; resumes++) {
+      const from = pos;
+      let broke: unknown;
+      const stream = await this.store.readRange(r.blobName, from, p.end - from, {
         ifMatch: r.target.etag ?? undefined,
-        signal,
+        signal: r.abort.signal,
       });
-      let pos = p.start;
       let batch: Buffer[] = [];
       let batchBytes = 0;
       const flush = async () => {
@@ -499,24 +552,47 @@ export class Hydrator {
           batchBytes += chunk.length;
           if (batchBytes >= WRITE_BATCH) await flush();
         }
-        if (r.settled) return;
-        await flush();
+      } catch (err) {
+        if (!(err instanceof BlobError && RESUMABLE.has(err.kind)) || r.settled) throw err;
+        broke = err;
       } finally {
         stream.destroy();
       }
-      if (pos !== p.end) {
+      if (r.settled) return;
+      // What arrived before a break is good (TCP delivered it in order): keep it, ask for the rest.
+      await flush();
+      if (pos === p.end) return;
+      const got = `${pos - p.start} of the ${p.end - p.start} bytes asked for at ${p.start}`;
+      if (broke === undefined && pos === from) {
+        throw new BlobError('Transient', `blob ${r.blobName} returned ${got} (shorter than its recorded size ${r.target.size})`);
+      }
+      if (resumes >= MAX_RESUMES) {
+        const why = broke === undefined ? 'the body ended early' : describeError(broke);
         throw new BlobError(
-          'Transient',
-          `blob ${r.blobName} returned ${pos - p.start} of the ${p.end - p.start} bytes asked for at ${p.start} ` +
-            `(shorter than its recorded size ${r.target.size})`,
+          broke instanceof BlobError ? broke.kind : 'Transient',
+          `read ${r.blobName}: ${why}; got ${got} after resuming ${resumes} times`,
+          { cause: broke },
         );
       }
+      this.log(
+        `read ${r.blobName}: ${broke === undefined ? 'the body ended early' : describeError(broke)} at ${pos}; ` +
+          `resuming from there (${resumes + 1} of ${MAX_RESUMES})`,
+      );
+    }
+  }
+
+  private async runPiece(r: Restore, p: Piece): Promise<void> {
+    if (p.state !== 'queued' || r.settled) return;
+    p.state = 'running';
+    try {
+      await this.fetchPiece(r, p);
       if (r.settled) return;
       // Readers are served from the page cache at once; the range is recorded after the next fsync.
       p.state = 'done';
       this.removePiece(r, p);
       r.present = addRange(r.present, p.start, p.end);
       r.missingBytes -= p.end - p.start;
+      this.advanceHash(r);
       this.wake(r);
       r.toRecord.push(p);
       r.unrecorded++;
@@ -561,12 +637,60 @@ export class Hydrator {
     r.waiters = still;
   }
 
+  /** Hashes the contiguous prefix present so far (in the background; finish() waits for the rest). */
+  private advanceHash(r: Restore): void {
+    const first = r.present[0];
+    if (r.hasher && first && first[0] === 0 && first[1] > r.hasher.position) void r.hasher.advance(first[1]);
+  }
+
+  /**
+   * The whole file is present: checks it against the blob's digest. True when it matches or is not checked; false
+   * after a first mismatch (the data was discarded and a refetch started); throws DigestMismatchError on a second.
+   */
+  private async verify(r: Restore): Promise<boolean> {
+    const { ino, generation: gen, size } = r.target;
+    const expected = r.target.contentMd5;
+    if (!r.hasher || !expected) {
+      if (size > 0) this.verification.unverified++;
+      return true;
+    }
+    const actual = await r.hasher.digest(size);
+    if (actual === expected) {
+      this.verification.verified++;
+      return true;
+    }
+    this.verification.mismatches++;
+    const mismatch = new DigestMismatchError(r.blobName, expected, actual, `restore of ino ${ino}`);
+    // Bad bytes are never kept: forget the ranges first (a crash then refetches), then give the space back.
+    this.ranges.clearRanges(ino);
+    await this.cache.truncate(ino, gen, 0);
+    r.missingBytes = size;
+    r.present = [];
+    if (r.refetch) {
+      this.log(`${mismatch.message} again after a refetch; the file stays released`);
+      r.discard = true;
+      throw mismatch;
+    }
+    this.log(`${mismatch.message}; the data was discarded, fetching the whole file again`);
+    r.settled = true;
+    r.cancelled = true;
+    if (r.holdTimer) clearTimeout(r.holdTimer);
+    r.held = [];
+    if (this.active.get(ino) === r) this.active.delete(ino);
+    const again = this.start(r.target, [], 0, true);
+    again.waiters = r.waiters;
+    r.waiters = [];
+    again.done.then(r.resolveDone, r.rejectDone);
+    return false;
+  }
+
   private async finish(r: Restore): Promise<void> {
     if (r.finishing || r.settled) return;
     r.finishing = true;
     const { ino, generation: gen, size } = r.target;
     try {
       await this.cache.fsync(ino, gen);
+      if (!(await this.verify(r))) return;
       await this.onRestored(ino);
     } catch (err) {
       r.finishing = false;
@@ -590,7 +714,9 @@ export class Hydrator {
     r.settled = true;
     r.cancelled = cancelled;
     r.abort.abort(err);
-    const { ino } = r.target;
+    const { ino, generation: gen } = r.target;
+    // A full cache disk: keeping the partial data would leave the next (smaller) file no room either.
+    r.discard ||= errnoCodeOf(err) === 'ENOSPC';
     if (this.active.get(ino) === r) this.active.delete(ino);
     let error: FsError;
     if (err instanceof FsError && err.code === 'EIO') {
@@ -602,8 +728,10 @@ export class Hydrator {
           : describeError(err);
       error = new FsError('EIO', `restore of ino ${ino} from blob ${r.blobName} failed: ${why}`, { cause: err });
     }
+    const present = r.target.size - r.missingBytes;
     this.log(
-      `${error.message} (${r.target.size - r.missingBytes} of ${r.target.size} bytes present, kept for the next attempt)`,
+      `${error.message} (${present} of ${r.target.size} bytes present, ` +
+        `${r.discard && present > 0 ? 'discarded to free the space' : 'kept for the next attempt'})`,
     );
     r.error = error;
     r.pieces.clear();
@@ -612,6 +740,12 @@ export class Hydrator {
     const flushed = r.recordLoop ?? Promise.resolve();
     r.failed = flushed
       .catch(() => undefined)
+      .then(async () => {
+        if (r.discard) {
+          this.ranges.clearRanges(ino);
+          await this.cache.truncate(ino, gen, 0).catch(() => undefined);
+        }
+      })
       .then(() => {
         for (const w of r.waiters) w.reject(error);
         r.waiters = [];

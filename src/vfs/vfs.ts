@@ -3,7 +3,7 @@
 // HSM-driven state changes (restore, dirty marking) through the Coordinator.
 import { constants as fsConstants, statfs as statfsCb } from 'node:fs';
 import { promisify } from 'node:util';
-import { FsError } from '../errors.js';
+import { FsError, describeError, errnoCodeOf } from '../errors.js';
 import type { DataCache } from '../cache/data-cache.js';
 import type { Coordinator } from '../hsm/coordinator.js';
 import { flagsHex, isArchived, isReleased, stateWords } from '../hsm/flags.js';
@@ -57,6 +57,8 @@ interface Handle {
   ino: number;
   writable: boolean;
   wrote: boolean;
+  /** A full cache disk was logged for this open file. */
+  noSpaceLogged?: boolean;
 }
 
 export interface VfsOptions {
@@ -69,9 +71,11 @@ export interface VfsOptions {
   owner?: { uid: number; gid: number };
   /** Serve system.posix_acl_access from the stored ACLs (HNS mounts); otherwise it is answered without a lookup. */
   posixAcls?: boolean;
+  /** The daemon's log (a full cache disk is logged once per open file). */
+  log?: (line: string) => void;
 }
 
-export const XATTR_NAMES = ['user.hsm.state', 'user.hsm.flags', 'user.hsm.archive_id', 'user.hsm.blob', 'user.hsm.etag'];
+export const XATTR_NAMES = ['user.hsm.state', 'user.hsm.flags', 'user.hsm.archive_id', 'user.hsm.blob', 'user.hsm.etag', 'user.hsm.md5'];
 /** The access ACL of an entry imported from an HNS account with an extended ACL (Linux's POSIX ACL xattr format). */
 export const POSIX_ACL_ACCESS = 'system.posix_acl_access';
 
@@ -92,6 +96,7 @@ export class Vfs {
   private readonly readOnly: boolean;
   private readonly owner: { uid: number; gid: number };
   private readonly posixAcls: boolean;
+  private readonly log: (line: string) => void;
   private readonly handles = new Map<number, Handle>();
   private nextHandle = 1;
   /** Sizes of files being written, not yet persisted (persisted on flush, fsync and release). */
@@ -108,6 +113,7 @@ export class Vfs {
     this.changelog = options.changelog;
     this.readOnly = options.readOnly;
     this.posixAcls = options.posixAcls ?? false;
+    this.log = options.log ?? (() => undefined);
     this.owner = options.owner ?? { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
   }
 
@@ -338,6 +344,8 @@ export class Vfs {
         return inode.blobName;
       case 'user.hsm.etag':
         return inode.etag;
+      case 'user.hsm.md5':
+        return inode.contentMd5;
       default:
         return null;
     }
@@ -378,6 +386,12 @@ export class Vfs {
     let written: number;
     try {
       written = await this.cache.write(inode.ino, inode.generation, buf, length, position);
+    } catch (err) {
+      if (errnoCodeOf(err) === 'ENOSPC' && !h.noSpaceLogged) {
+        h.noSpaceLogged = true; // once per open file: a writer retrying in a loop must not flood the log
+        this.log(`write to ${this.meta.pathOf(inode.ino) ?? `inode ${inode.ino}`} failed: ${describeError(err)}`);
+      }
+      throw err;
     } finally {
       this.coordinator.contentChangeDone(inode.ino);
     }
