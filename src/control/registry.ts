@@ -1,8 +1,10 @@
 // The registry of mounts (one 0600 JSON file per mount in the 0700 state directory): how the CLI finds the daemon
 // serving a path, and what `blobhsm list` prints. A record whose daemon died stays while its mount is still in
 // the kernel's table (so commands can say the daemon is gone and what to run); it goes once the mount is gone.
+// A record is written to a temporary file and renamed into place, so a reader sees the old record or the new one,
+// never part of one; a record that cannot be read is skipped, never deleted (it may be a live mount's).
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, realpathSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, realpathSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 import { FsError } from '../errors.js';
 import { isBlobhsmMount, mountAt } from '../daemon/mount-checks.js';
@@ -36,7 +38,10 @@ export class MountRegistry {
   }
 
   register(record: MountRecord): void {
-    writeFileSync(join(this.dir(), `${MountRegistry.idOf(record.mountpoint)}.json`), JSON.stringify(record, null, 2), { mode: 0o600 });
+    const path = join(this.dir(), `${MountRegistry.idOf(record.mountpoint)}.json`);
+    const temp = `${path}.tmp-${process.pid}`;
+    writeFileSync(temp, JSON.stringify(record, null, 2), { mode: 0o600 });
+    renameSync(temp, path);
   }
 
   /** Removes the record (and the socket a killed daemon left behind). */
@@ -57,7 +62,9 @@ export class MountRegistry {
         if (alive || isBlobhsmMount(mountAt(rec.mountpoint))) out.push({ ...rec, alive });
         else rmSync(path, { force: true });
       } catch {
-        rmSync(path, { force: true });
+        // Unreadable (another version's format, a damaged disk): not ours to delete; `blobhsm unmount` of its
+        // mountpoint removes it.
+        continue;
       }
     }
     return out.sort((a, b) => a.mountpoint.localeCompare(b.mountpoint));
