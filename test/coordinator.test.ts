@@ -656,3 +656,26 @@ t.test('archive of a file unlinked while it uploads: the blob stays and a new fi
   t.equal(s.meta.blobEtag('gone'), undefined, 'owned by the new file now');
   checkAll(t, s);
 });
+
+t.test('a restore that finds its blob deleted marks the file lost_from_hsm and says so', async (t) => {
+  const s = await stack(t);
+  s.store.deleteDirect('top.txt');
+  try {
+    await s.readFile('/top.txt');
+    t.fail('the read succeeded');
+  } catch (err) {
+    t.equal((err as FsError).code, 'EIO');
+    t.match((err as Error).message, /archived copy of \/top\.txt \(blob top\.txt\) is gone: the file is lost_from_hsm/);
+  }
+  t.equal(s.inode('/top.txt').hsmFlags, IMPORTED | HsmFlag.LOST, 'released exists archived lost_from_hsm');
+  t.ok(s.logs.some((l) => l.includes('lost_from_hsm')), 'logged');
+  s.store.resetCounts();
+  await rejectsCode(t, () => s.readFile('/top.txt'), 'EIO', 'a later read');
+  t.equal(s.store.requestCounts().read ?? 0, 0, 'fails at once, without asking the service again');
+  await rejectsCode(t, () => req(s, 'RESTORE', '/top.txt'), 'EPERM', 'hsm_restore of a lost file');
+  // A transient failure is not a loss.
+  s.store.failNext('read', 'Transient');
+  await rejectsCode(t, () => s.readFile('/dir/a.txt'), 'EIO', 'a flaky read');
+  t.equal(s.inode('/dir/a.txt').hsmFlags, IMPORTED, 'still just released');
+  checkAll(t, s);
+});

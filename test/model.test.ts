@@ -179,11 +179,15 @@ class Model {
   /** Would a restore of this released file succeed? Consumes the flaky fault when it reads the blob. */
   restore(f: MFile): boolean {
     if (f.content.length === 0) return true; // nothing to read
+    if (f.flags & LOST) return false; // known lost: not asked again
     if (this.flaky) {
       this.flaky = false;
       return false;
     }
-    return f.blobName !== null && this.remote.get(f.blobName)?.token === f.token;
+    const blob = f.blobName === null ? undefined : this.remote.get(f.blobName);
+    // A blob deleted behind the mount's back: the archived copy is lost (lost_from_hsm).
+    if (!blob && f.flags & ARCHIVED) f.flags |= LOST;
+    return blob?.token === f.token;
   }
 
   /** A content change (write or truncate): restore first if released, then DIRTY if archived. */
@@ -327,6 +331,7 @@ class Model {
       case 'RESTORE':
         if (!(f.flags & (RELEASED | DIRTY))) return undefined;
         if (f.flags & DIRTY) return 'EPERM';
+        if (f.flags & LOST) return 'EPERM';
         if (!this.restore(f)) return 'EIO';
         f.flags &= ~(RELEASED | DIRTY);
         return undefined;

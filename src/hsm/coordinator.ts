@@ -56,6 +56,15 @@ export interface ArchiveOutcome {
   conflict?: ConflictError;
 }
 
+/** Whether a failure's causes include the blob not being there (404). */
+function blobGone(err: unknown): boolean {
+  for (let cur: unknown = err, depth = 0; cur && depth < 6; depth++) {
+    if (cur instanceof BlobError) return cur.kind === 'NotFound';
+    cur = cur instanceof Error ? cur.cause : undefined;
+  }
+  return false;
+}
+
 /** A HEAD that checks whether a precondition failure met our own upload: attempts, and what is retried. */
 const HEAD_ATTEMPTS = 3;
 const RETRIED_KINDS = new Set(['Throttled', 'Transient', 'Timeout']);
@@ -131,13 +140,47 @@ export class Coordinator {
 
   /** Waits until [offset, offset+length) of a released file is in the cache (an implicit restore). */
   async ensureReadable(inode: Inode, offset: number, length: number): Promise<void> {
-    await this.o.hydrator.ensureRange(inode, offset, length);
+    await this.restoring(inode, () => this.o.hydrator.ensureRange(inode, offset, length));
   }
 
   /** Restores a released file completely (before a write or truncate) and returns its record. */
   async ensureResident(inode: Inode): Promise<Inode> {
-    if (flags.isReleased(inode.hsmFlags)) await this.o.hydrator.restore(inode);
+    if (flags.isReleased(inode.hsmFlags)) await this.restoring(inode, () => this.o.hydrator.restore(inode));
     return this.get(inode.ino);
+  }
+
+  /**
+   * A restore, and what its failure means: a blob that is gone (deleted by another client) is the archived copy
+   * lost, so the file becomes lost_from_hsm (Lustre's meaning) and says so; later reads fail at once with the same
+   * explanation instead of asking the service again. Other failures pass through (the file stays released).
+   */
+  private async restoring(inode: Inode, restore: () => Promise<void>): Promise<void> {
+    if (flags.isLost(inode.hsmFlags)) throw this.lostError(inode);
+    try {
+      await restore();
+    } catch (err) {
+      // A missing container also answers 404: that is a configuration problem, not a lost copy.
+      if (!blobGone(err) || !(await this.o.store.containerExists().catch(() => false))) throw err;
+      const now = this.o.meta.get(inode.ino);
+      // Only the version that failed: a file truncated or reimported meanwhile is not lost.
+      if (!now || now.generation !== inode.generation || now.etag !== inode.etag || !flags.isReleased(now.hsmFlags)) throw err;
+      if (!flags.isLost(now.hsmFlags)) {
+        this.o.meta.update(inode.ino, { hsmFlags: flags.onArchiveLost(now.hsmFlags) });
+        this.o.changelog.hsm('RESTORE', inode.ino, errnoOf(err), false);
+        this.o.log(`${this.lostError(now).message} (${describeError(err)})`);
+      }
+      throw this.lostError(now, err);
+    }
+  }
+
+  private lostError(inode: Inode, cause?: unknown): FsError {
+    const path = this.o.meta.pathOf(inode.ino) ?? `inode ${inode.ino}`;
+    return new FsError(
+      'EIO',
+      `the archived copy of ${path} (blob ${inode.blobName}) is gone: the file is lost_from_hsm and cannot be read; ` +
+        'delete it, or import the blob again if it comes back',
+      { cause },
+    );
   }
 
   /**
@@ -307,7 +350,7 @@ export class Coordinator {
         const onAbort = () => this.o.hydrator.cancel(ino);
         action.abort.signal.addEventListener('abort', onAbort, { once: true });
         try {
-          await this.o.hydrator.restore(inode);
+          await this.restoring(inode, () => this.o.hydrator.restore(inode));
         } finally {
           action.abort.signal.removeEventListener('abort', onAbort);
         }

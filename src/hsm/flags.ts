@@ -274,6 +274,14 @@ export function onRestoreSucceeded(flags: number): number {
   return flags & ~(RELEASED | DIRTY);
 }
 
+/**
+ * A restore found the archived copy gone (its blob was deleted behind the mount's back): +LOST, Lustre's
+ * `lost_from_hsm`. Only an archived file can lose its copy (the invariant); others are unchanged.
+ */
+export function onArchiveLost(flags: number): number {
+  return has(flags, ARCHIVED) ? flags | LOST : flags;
+}
+
 /** A failed restore changes nothing: the file stays RELEASED (the reader gets EIO). */
 export function onRestoreFailed(flags: number): number {
   return flags;
