@@ -25,13 +25,21 @@ export interface CountingProxy {
   close(): Promise<void>;
 }
 
-function opOf(method: string, query: URLSearchParams): string {
+/** The blob operation a request is (shared with fault-proxy.ts). */
+export function opOf(method: string, query: URLSearchParams): string {
   const comp = query.get('comp');
   if (query.get('restype') === 'container') return comp === 'list' ? 'list' : `container:${method}`;
   if (comp === 'block') return 'stageBlock';
   if (comp === 'blocklist') return method === 'PUT' ? 'commitBlockList' : 'getBlockList';
   if (comp) return `${method}:${comp}`;
   return method === 'PUT' ? 'upload' : method === 'HEAD' ? 'head' : method === 'GET' ? 'read' : method.toLowerCase();
+}
+
+/** Azurite's connection string pointed at a proxy on `proxyPort` (same account and key). */
+export function proxiedConnectionString(azuriteConnectionString: string, proxyPort: number): string {
+  const cs = azuriteConnectionString.replace(/BlobEndpoint=http:\/\/127\.0\.0\.1:\d+\//, `BlobEndpoint=http://127.0.0.1:${proxyPort}/`);
+  if (cs === azuriteConnectionString) throw new Error(`cannot point the connection string at the proxy: ${azuriteConnectionString}`);
+  return cs;
 }
 
 /** Starts the proxy for an Azurite listening on `port` (connection string `azuriteConnectionString`). */
@@ -71,8 +79,7 @@ export async function startCountingProxy(port: number, azuriteConnectionString: 
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const proxyPort = (server.address() as AddressInfo).port;
-  const connectionString = azuriteConnectionString.replace(/BlobEndpoint=http:\/\/127\.0\.0\.1:\d+\//, `BlobEndpoint=http://127.0.0.1:${proxyPort}/`);
-  if (connectionString === azuriteConnectionString) throw new Error(`cannot point the connection string at the proxy: ${azuriteConnectionString}`);
+  const connectionString = proxiedConnectionString(azuriteConnectionString, proxyPort);
   return {
     connectionString,
     get requests() {
