@@ -83,22 +83,39 @@ export const PROFILES: Record<Profile['name'], Profile> = {
   },
 };
 
-export function parseArgs(argv: string[]): { profile: Profile; skipRclone: boolean; out?: string } {
+/** `--profile scale` (bench/scale.ts): the synthetic million-blob runs instead of the Azurite workloads. */
+export interface ScaleArgs {
+  treeBlobs: number;
+  wideBlobs: number;
+}
+
+export function parseArgs(argv: string[]): { profile: Profile; skipRclone: boolean; out?: string; scale?: ScaleArgs } {
   let name: string = 'quick';
   let skipRclone = false;
   let out: string | undefined;
+  const scale: ScaleArgs = { treeBlobs: 1_000_000, wideBlobs: 100_000 };
+  const count = (flag: string, v: string | undefined): number => {
+    if (!v || !/^\d+$/.test(v) || Number(v) < 10) throw new Error(`${flag} needs a blob count of at least 10 (got '${v ?? ''}')`);
+    return Number(v);
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--profile') name = argv[++i] ?? '';
     else if (a.startsWith('--profile=')) name = a.slice('--profile='.length);
     else if (a === '--no-rclone') skipRclone = true;
+    else if (a === '--tree-blobs') scale.treeBlobs = count(a, argv[++i]);
+    else if (a === '--wide-blobs') scale.wideBlobs = count(a, argv[++i]);
     else if (a === '--out') out = argv[++i];
     else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: npm run bench -- [--profile quick|full|smoke] [--no-rclone] [--out results.json]\n');
+      process.stdout.write(
+        'usage: npm run bench -- [--profile quick|full|smoke] [--no-rclone] [--out results.json]\n' +
+          '       npm run bench -- --profile scale [--tree-blobs N (1000000)] [--wide-blobs N (100000)] [--out results.json]\n',
+      );
       process.exit(0);
     } else throw new Error(`unknown argument '${a}' (try --help)`);
   }
-  if (name !== 'quick' && name !== 'full' && name !== 'smoke') throw new Error(`unknown profile '${name}': quick, full or smoke`);
+  if (name === 'scale') return { profile: PROFILES.quick, skipRclone: true, out, scale };
+  if (name !== 'quick' && name !== 'full' && name !== 'smoke') throw new Error(`unknown profile '${name}': quick, full, smoke or scale`);
   return { profile: PROFILES[name], skipRclone, out };
 }
 

@@ -6,7 +6,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { startEmulator } from '../src/emulator/emulator.js';
-import { parseArgs, MiB } from './profile.js';
+import { parseArgs, MiB, type ScaleArgs } from './profile.js';
+import { runScale } from './scale.js';
 import { cleanupAll, installSignalHandlers, mounts, breakMount, onCleanup } from './cleanup.js';
 import { canDropCaches, dropCaches, setStuckHandler } from './proc.js';
 import { seed } from './seed.js';
@@ -29,7 +30,7 @@ async function main(): Promise<number> {
   const t0 = performance.now();
   const log = (line: string) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
   installSignalHandlers(log);
-  const hardLimitMs = (p.name === 'full' ? 120 : 30) * 60_000;
+  const hardLimitMs = (p.name === 'full' || args.scale ? 120 : 30) * 60_000;
   const watchdog = setTimeout(() => {
     log(`the run exceeded its ${hardLimitMs / 60_000} min limit: cleaning up`);
     void cleanupAll(log).finally(() => process.exit(124));
@@ -46,6 +47,7 @@ async function main(): Promise<number> {
     }
   });
   snapshotProduct(join(baseDir, 'product'));
+  if (args.scale) return scaleMain(args.scale, args.out, baseDir, started, t0, log);
   // A workload child stuck in the kernel (hung FUSE mount): abort every mount of this run so it can die.
   setStuckHandler((what) => {
     log(`a child is stuck (${what}): aborting this run's FUSE connections`);
@@ -136,6 +138,22 @@ async function main(): Promise<number> {
     blobhsm,
     rows,
   });
+  process.stdout.write(`\nJSON: ${out}\n`);
+  return 0;
+}
+
+/** `--profile scale`: bench/scale.ts on synthetic listing sources; prints and writes its own table. */
+async function scaleMain(s: ScaleArgs, outPath: string | undefined, baseDir: string, started: Date, t0: number, log: (line: string) => void): Promise<number> {
+  log(`profile scale: a tree of ${s.treeBlobs} blobs, a directory of ${s.wideBlobs}; work dir ${baseDir}`);
+  const loadBefore = loadavg();
+  const rows = await runScale({ baseDir, treeBlobs: s.treeBlobs, wideBlobs: s.wideBlobs, log });
+  const durationS = (performance.now() - t0) / 1000;
+  const header =
+    `blobhsm bench, profile scale, ${started.toISOString()}, ${durationS.toFixed(0)} s; ${cpus().length} CPUs, ` +
+    `${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, Node ${process.version}; load average ${loadBefore[0]!.toFixed(2)} at start, ${loadavg()[0]!.toFixed(2)} at end`;
+  process.stdout.write(`\n${header}\n\n${table(rows, 'not run in the scale profile')}\n`);
+  const out = outPath ?? defaultResultsPath(REPO, 'scale', started);
+  writeJson(out, { profile: 'scale', scale: s, startedAt: started.toISOString(), durationS, machine: { cpus: cpus().length, loadBefore, loadAfter: loadavg() }, rows });
   process.stdout.write(`\nJSON: ${out}\n`);
   return 0;
 }
