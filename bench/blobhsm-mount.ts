@@ -31,7 +31,7 @@ export interface BlobhsmEnv {
   connectionString: string;
 }
 
-function envFor(e: BlobhsmEnv): NodeJS.ProcessEnv {
+export function envFor(e: BlobhsmEnv): NodeJS.ProcessEnv {
   return {
     ...process.env,
     BLOBHSM_STATE_DIR: join(e.baseDir, 'blobhsm-state'),

@@ -7,10 +7,11 @@ import { join } from 'node:path';
 import type { Profile } from './profile.js';
 import { MiB } from './profile.js';
 import { dropCaches, ioDelta, procIo } from './proc.js';
-import { mountBlobhsm, requestDelta, totalRequests, type BlobhsmEnv, type BlobhsmMount, type Requests } from './blobhsm-mount.js';
-import { ddWrite, firstByte, lsl, randRead, readMany, seqRead, statRate, writeFiles } from './fs-workloads.js';
+import { envFor, mountBlobhsm, requestDelta, totalRequests, type BlobhsmEnv, type BlobhsmMount, type Requests } from './blobhsm-mount.js';
+import { ddWrite, firstByte, lsl, randRead, readMany, seqRead, statRate, writeFiles, xargsPerFile } from './fs-workloads.js';
+import { productPaths } from './product.js';
 import { step, type Measurement, type Results } from './results.js';
-import { BIG_DIR, CONTAINERS, LARGE_BLOB, SMALL_DIR } from './names.js';
+import { BIG_DIR, CONTAINERS, LARGE_BLOB, SMALL_DIR, fileName } from './names.js';
 
 export interface WorkloadContext {
   profile: Profile;
@@ -91,6 +92,14 @@ export async function runBlobhsm(ctx: WorkloadContext): Promise<Results> {
       await step(results, 'lsl-warm', log, async () => {
         const c = await counted(ctx, m, () => lsl(big(m)));
         return { value: c.value.ms, unit: 'ms', requests: c.requests };
+      });
+      await step(results, 'cli-xargs', log, async () => {
+        const files = Array.from({ length: Math.min(p.cliFiles, p.namespaceBlobs) }, (_, i) => join(big(m), fileName(i)));
+        const env = envFor(ctx.env);
+        // The floor first: a bare Node start per file, through the same xargs.
+        const floor = await xargsPerFile(files, [process.execPath, '-e', '0'], env);
+        const c = await counted(ctx, m, () => xargsPerFile(files, [process.execPath, productPaths.bin(), 'hsm_state'], env));
+        return { value: c.value.msPerFile, unit: 'ms', requests: c.requests, detail: { files: files.length, nodeMsPerFile: floor.msPerFile, totalMs: c.value.ms, nodeTotalMs: floor.ms } };
       });
     } finally {
       await m.unmount();

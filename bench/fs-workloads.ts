@@ -20,6 +20,13 @@ export async function lsl(dir: string, timeoutMs = 120_000): Promise<{ ms: numbe
   return { ms: r.ms };
 }
 
+/** `xargs -0 -n 1 COMMAND` over `files` (one process per file, as the AMLFS prefetch recipe runs lfs): ms per file. */
+export async function xargsPerFile(files: string[], command: string[], env: NodeJS.ProcessEnv, timeoutMs = 1_800_000): Promise<{ msPerFile: number; ms: number }> {
+  const r = await run('xargs', ['-0', '-n', '1', ...command], { timeoutMs, env, input: files.join('\0'), discardStdout: true });
+  if (r.code !== 0) throw new Error(`xargs -n 1 ${command.join(' ')}: ${r.timedOut ? 'timed out' : `exit ${r.code}`}: ${r.stderr.trim().slice(-500)}`);
+  return { msPerFile: r.ms / files.length, ms: r.ms };
+}
+
 /** stat() of `count` files one after another; stats per second. */
 export async function statRate(dir: string, start: number, count: number, timeoutMs = 120_000): Promise<{ perSec: number; ms: number }> {
   const r = await probe<{ count: number; ms: number }>(['stat', dir, String(start), String(count)], timeoutMs);

@@ -27,6 +27,8 @@ export interface Profile {
   dirtyFileBytes: number;
   /** Files in the small namespace of the export-scaling comparison. */
   smallNamespaceBlobs: number;
+  /** Files of the CLI start-up row (`xargs -n 1 blobhsm hsm_state` against `xargs -n 1 node -e 0`). */
+  cliFiles: number;
 }
 
 const MiB = 1024 * 1024;
@@ -48,6 +50,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     dirtyFiles: 10,
     dirtyFileBytes: 256 * 1024,
     smallNamespaceBlobs: 10,
+    cliFiles: 1000,
   },
   smoke: {
     name: 'smoke',
@@ -64,6 +67,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     dirtyFiles: 10,
     dirtyFileBytes: 64 * 1024,
     smallNamespaceBlobs: 10,
+    cliFiles: 100,
   },
   full: {
     name: 'full',
@@ -80,6 +84,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     dirtyFiles: 10,
     dirtyFileBytes: 256 * 1024,
     smallNamespaceBlobs: 10,
+    cliFiles: 1000,
   },
 };
 

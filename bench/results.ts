@@ -21,6 +21,7 @@ export type Results = Record<string, Outcome>;
 
 export const WORKLOADS = [
   'import',
+  'cli-xargs',
   'lsl-cold',
   'lsl-warm',
   'stat',

@@ -109,6 +109,12 @@ export function buildRows(p: Profile, refs: References, bh: Results, rc: RcloneO
     sdk && { ...fig(sdk.listPerSec, 'blobs/s'), label: 'SDK flat listing w/ metadata' },
     (m, r) => [atLeast(r, 0.8), { ok: reqCount(m, 'list') <= lists + 1, short: `${reqCount(m, 'list')} list calls` }, { ok: reqCount(m, 'head') === 0, short: `${reqCount(m, 'head')} HEAD requests` }],
     (m) => [`mount (incl. import) ${(Number(m.detail?.mountMs) / 1000).toFixed(1)} s; a ${p.smallNamespaceBlobs}-blob mount takes ${(Number(m.detail?.baselineMountMs) / 1000).toFixed(1)} s`]);
+  const cli = bh['cli-xargs'];
+  const cliFloor = isMeasurement(cli) ? Number(cli.detail?.nodeMsPerFile) : NaN;
+  add('cli-xargs', `xargs -n 1 blobhsm hsm_state over ${p.cliFiles} files, per file`, '≤1.3× node -e 0; 0 requests',
+    { ...fig(cliFloor, 'ms'), label: `xargs -n 1 node -e 0 × ${p.cliFiles}, per file` },
+    (m, r) => [atMost(r, 1.3), zeroRequests(m)],
+    (m) => [`${(Number(m.detail?.totalMs) / 1000).toFixed(1)} s for ${String(m.detail?.files)} files, node -e 0: ${(Number(m.detail?.nodeTotalMs) / 1000).toFixed(1)} s`]);
   add('lsl-cold', `ls -l of ${N} entries, fresh mount`, '≤1.3× null fs; 0 requests',
     nullFs && { ...fig(nullFs.lslMs, 'ms'), label: 'null fs, fresh mount' },
     (m, r) => [atMost(r, 1.3), zeroRequests(m)],
