@@ -125,3 +125,79 @@ t.test('bad --namespace and --id-map are refused with a clear error', async (t) 
   await t.rejects(mountContainer(t, fake, [], ['--id-map', bad]), /bad\.map line 1: 'notanumber' is not a uid/);
   await t.rejects(mountContainer(t, fake, [], ['--namespace', 'tree']), /invalid --namespace 'tree': hns .* or flat/);
 });
+
+t.test('export on HNS: real directories and access control; a re-import shows the same tree; a renamed directory is one rename', async (t) => {
+  const m = await mountContainer(t, fake, [], ['--id-map', idMapFile]);
+  const c = m.container;
+  const made = await m.sh(
+    'set -e; mkdir "$MNT/new"; mkdir "$MNT/new/sub"; chmod 1770 "$MNT/new/sub"; chmod 750 "$MNT/new"; ' +
+      'echo hello > "$MNT/new/a.txt"; chmod 640 "$MNT/new/a.txt"; chown 1234:4321 "$MNT/new/a.txt" "$MNT/new"; ' +
+      'echo deep > "$MNT/new/sub/b.txt"; chown 1500 "$MNT/new/sub/b.txt"; ln -s a.txt "$MNT/new/link"',
+  );
+  t.equal(made.code, 0, `local tree made (${made.stderr.trim()})`);
+  const tree = ['new', 'new/sub', 'new/a.txt', 'new/sub/b.txt'];
+  const local: Record<string, string> = {};
+  for (const p of tree) local[p] = await statOf(m, p);
+  t.same(local, { new: '1234 4321 750 directory', 'new/sub': '0 0 1770 directory', 'new/a.txt': '1234 4321 640 regular file', 'new/sub/b.txt': '1500 0 644 regular file' });
+
+  const before = fake.requests();
+  const exp = await m.cli(['export', m.mountpoint, '--json']);
+  t.equal(exp.code, 0, `export ran (${exp.stderr.trim()})`);
+  const delta = (op: string, since: Record<string, number>) => (fake.requests()[op] ?? 0) - (since[op] ?? 0);
+  t.equal(delta('createDirectory', before), 2, 'new and new/sub created as real directories');
+  t.equal(delta('setAccessControl', before), 3, 'one access-control call per uploaded file and symlink');
+  t.same(fake.getPath(c, 'new'), { owner: ALICE, group: TEAM, permissions: 'rwxr-x---', resourceType: 'directory' });
+  t.same(fake.getPath(c, 'new/sub'), { owner: '$superuser', group: '$superuser', permissions: 'rwxrwx--T', resourceType: 'directory' });
+  t.match(fake.getPath(c, 'new/a.txt'), { owner: ALICE, group: TEAM, permissions: 'rw-r-----' });
+  t.match(fake.getPath(c, 'new/sub/b.txt'), { owner: BOB_UPN, group: '$superuser', permissions: 'rw-r--r--' });
+  const meta = (await m.store.head('new/a.txt')).metadata;
+  t.notOk('owner' in meta || 'permissions' in meta, 'no owner/permissions metadata on HNS (the service keeps them)');
+  t.ok('modtime' in meta, 'modtime still in metadata');
+
+  // A fresh import of the same container (an empty cache) shows the same tree.
+  t.equal((await m.unmount()).code, 0, 'unmounted');
+  rmSync(m.cacheDir, { recursive: true, force: true });
+  const again = await m.remount();
+  t.equal(again.code, 0, `remounted from an empty cache (${again.stderr.trim()})`);
+  for (const p of tree) t.equal(await statOf(m, p), local[p], `re-imported ${p}`);
+  t.equal((await m.sh('readlink "$MNT/new/link"')).stdout.trim(), 'a.txt');
+
+  // Renamed locally while every file is clean and archived: one rename call, no upload.
+  const mv = await m.sh('mv "$MNT/new" "$MNT/renamed"');
+  t.equal(mv.code, 0, 'renamed locally');
+  const fakeBefore = fake.requests();
+  const daemonBefore = await m.requests();
+  const exp2 = await m.cli(['export', m.mountpoint, '--json']);
+  t.equal(exp2.code, 0, `export ran (${exp2.stderr.trim()})`);
+  t.equal((JSON.parse(exp2.stdout) as { stats: { directoriesRenamed: number } }).stats.directoriesRenamed, 1);
+  const daemonAfter = await m.requests();
+  t.equal(delta('rename', fakeBefore), 1, 'one rename call on the service');
+  t.equal((daemonAfter.rename ?? 0) - (daemonBefore.rename ?? 0), 1, 'the daemon counts one rename');
+  t.equal((daemonAfter.commitBlockList ?? 0) - (daemonBefore.commitBlockList ?? 0), 0, 'no file uploaded again');
+  t.equal((daemonAfter.stageBlock ?? 0) - (daemonBefore.stageBlock ?? 0), 0, 'no block staged');
+  const names: string[] = [];
+  for await (const page of m.store.listPages()) names.push(...page.map((b) => b.name));
+  t.same(names.sort(), ['renamed', 'renamed/a.txt', 'renamed/link', 'renamed/sub', 'renamed/sub/b.txt']);
+  t.match(fake.getPath(c, 'renamed/a.txt'), { owner: ALICE, permissions: 'rw-r-----' }, 'attributes moved with it');
+  t.equal((await m.sh('cat "$MNT/renamed/a.txt"')).stdout, 'hello\n', 'the file reads from its new blob');
+  t.equal((await m.sh('cat "$MNT/renamed/sub/b.txt"')).stdout, 'deep\n');
+  const exp3 = await m.cli(['export', m.mountpoint, '--json']);
+  t.equal((JSON.parse(exp3.stdout) as { stats: { directoriesRenamed: number; filesExported: number } }).stats.directoriesRenamed, 0, 'nothing left to rename');
+});
+
+t.test('export on HNS: a renamed directory whose blobs changed on the service is a conflict, not a rename', async (t) => {
+  const m = await mountContainer(t, fake, [{ name: 'd/x.txt', data: 'x' }], [], async (store) => {
+    store.useNamespace('hns');
+    await store.hierarchicalPaths()!.createDirectory('d', { permissions: 'rwxr-x---' });
+  });
+  await m.store.upload('d/x.txt', { data: Buffer.from('changed elsewhere') }, { metadata: {} });
+  t.equal((await m.sh('mv "$MNT/d" "$MNT/e"')).code, 0);
+  const before = fake.requests();
+  const exp = await m.cli(['export', m.mountpoint, '--json']);
+  const job = JSON.parse(exp.stdout) as { stats: { directoriesRenamed: number; conflicts: number }; conflictPaths: string[] };
+  t.equal(job.stats.directoriesRenamed, 0);
+  t.equal(job.stats.conflicts, 1, 'reported as a conflict');
+  t.same(job.conflictPaths, ['/e']);
+  t.equal((fake.requests().rename ?? 0) - (before.rename ?? 0), 0, 'no rename sent');
+  t.match(daemonLog(m), /export conflict: \/e \(renamed from d\) was not renamed on the service: d\/x\.txt changed/);
+});

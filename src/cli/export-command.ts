@@ -11,7 +11,8 @@ function statsLine(j: JobSummary): string {
   const s = j.stats;
   return (
     `${j.id} ${j.state}: discovered ${s.filesDiscovered} files (${s.bytesDiscovered} bytes), exported ${s.filesExported} ` +
-    `(${s.bytesExported} bytes), failed ${s.filesFailed}, conflicts ${s.conflicts}`
+    `(${s.bytesExported} bytes), failed ${s.filesFailed}, conflicts ${s.conflicts}` +
+    (s.directoriesRenamed ? `, directories renamed on the service ${s.directoriesRenamed}` : '')
   );
 }
 

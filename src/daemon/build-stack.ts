@@ -6,6 +6,8 @@ import { DataCache } from '../cache/data-cache.js';
 import { Changelog } from '../hsm/changelog.js';
 import { Coordinator } from '../hsm/coordinator.js';
 import { Hydrator, type HydratorOptions } from '../hsm/hydrator.js';
+import { HnsExport } from '../hsm/hns-export.js';
+import { IdMap } from '../namespace/id-map.js';
 import type { MetaStore } from '../namespace/types.js';
 import { Vfs } from '../vfs/vfs.js';
 import { reconcileCache } from './reconcile.js';
@@ -33,6 +35,8 @@ export interface StackOptions {
   owner?: { uid: number; gid: number };
   /** HNS mounts: serve system.posix_acl_access from the imported ACLs. */
   posixAcls?: boolean;
+  /** HNS mounts: uid/gid ↔ Entra identities for export. */
+  idMap?: IdMap;
 }
 
 export interface Stack {
@@ -67,6 +71,7 @@ export async function buildStack(o: StackOptions): Promise<Stack> {
     cacheSizeLimit: o.cacheSizeLimit,
     namespaceId: o.namespaceId,
     log,
+    ...(store.hierarchicalPaths() ? { hns: new HnsExport(store.hierarchicalPaths()!, o.idMap ?? new IdMap(), meta, log) } : {}),
     ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
   });
   const report = await reconcileCache(meta, cache, cacheFiles);

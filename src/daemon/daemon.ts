@@ -220,6 +220,7 @@ async function startParts(
     log,
     posixAcls: namespace.kind === 'hns',
     hydrator: { verifyMd5: config.verifyMd5 ?? true },
+    idMap,
   });
   const accessTimer = setInterval(() => coordinator.flushAccessTimes(), 5000);
   accessTimer.unref();

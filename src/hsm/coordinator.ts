@@ -27,6 +27,7 @@ import * as flags from './flags.js';
 import { exportMetadata } from '../namespace/blob-encoding.js';
 import type { Changelog } from './changelog.js';
 import { ActionScheduler, cancelledError, type ActionKind, type ActionOrigin, type ActionState, type ActionStats, type ScheduledAction } from './scheduler.js';
+import type { HnsExport } from './hns-export.js';
 
 export type { ActionKind, ActionState, ActionStats } from './scheduler.js';
 
@@ -45,6 +46,8 @@ export interface CoordinatorOptions {
   /** Identifies this namespace in the `blobhsm_version` stamp. */
   namespaceId: string;
   log: (line: string) => void;
+  /** On a hierarchical-namespace account: real directories and access control instead of stubs and metadata. */
+  hns?: HnsExport;
 }
 
 export interface ArchiveOutcome {
@@ -529,7 +532,7 @@ export class Coordinator {
     const outcome: ArchiveOutcome = { ino: inode.ino, path: paths[primary]!, blobName: names[primary]!, bytes: 0 };
     const etags: string[] = [];
     try {
-      const metadata = { ...exportMetadata(dispatched), [VERSION_KEY]: stamp };
+      const metadata = { ...(this.o.hns ? this.o.hns.metadata(dispatched) : exportMetadata(dispatched)), [VERSION_KEY]: stamp };
       const source =
         inode.kind === 'symlink'
           ? { data: Buffer.from(inode.target ?? '') }
@@ -548,7 +551,7 @@ export class Coordinator {
           outcome.conflict = uploaded;
           break;
         }
-        etags[i] = uploaded.etag;
+        etags[i] = this.o.hns ? await this.o.hns.setAttributes(blobName, dispatched, path, uploaded.etag, abort.signal) : uploaded.etag;
         if (i === primary) contentMd5 = uploaded.contentMd5;
       }
       if (!outcome.conflict) {
@@ -713,14 +716,19 @@ export class Coordinator {
       // Files archived in parallel share their parents: one stub upload per directory at a time.
       let pending = this.stubUploads.get(blobName);
       if (!pending) {
-        pending = this.uploadStub(dir, blobName).finally(() => this.stubUploads.delete(blobName));
+        pending = this.uploadStub(dir, blobName, dirPath).finally(() => this.stubUploads.delete(blobName));
         this.stubUploads.set(blobName, pending);
       }
       await pending;
     }
   }
 
-  private async uploadStub(dir: Inode, blobName: string): Promise<void> {
+  private async uploadStub(dir: Inode, blobName: string, path: string): Promise<void> {
+    if (this.o.hns) {
+      const made = await this.o.hns.createDirectory(blobName, dir, path);
+      this.o.meta.update(dir.ino, { blobName, etag: made ? made.etag : (await this.o.store.head(blobName)).etag });
+      return;
+    }
     try {
       const r = await this.o.store.upload(blobName, { data: Buffer.alloc(0) }, { metadata: exportMetadata(dir), ifNoneMatch: '*' });
       this.o.meta.update(dir.ino, { blobName, etag: r.etag });

@@ -16,6 +16,12 @@ import type { Coordinator } from '../hsm/coordinator.js';
 import { emptyImportStats, importNamespace, type ImportStats } from '../namespace/importer.js';
 import type { Inode, MetaStore } from '../namespace/types.js';
 import type { IdMap } from '../namespace/id-map.js';
+import { exportDirectoryRenames } from './directory-rename.js';
+
+/** Whether a path ('/a/b') is under one of the job's prefixes ('/' takes everything). */
+function underPrefixes(prefixes: string[]): (path: string) => boolean {
+  return (path) => prefixes.some((p) => p === '/' || path === p || path.startsWith(p.replace(/\/+$/, '') + '/'));
+}
 import { CONFLICT_MODES, decideImport, isConflictMode, type ConflictMode } from './decide-import.js';
 
 export type JobState = 'InProgress' | 'Canceling' | 'Succeeded' | 'Failed' | 'Canceled';
@@ -28,6 +34,8 @@ export interface ExportStats {
   bytesExported: number;
   filesFailed: number;
   conflicts: number;
+  /** HNS: locally renamed directories exported as one server-side rename each (src/jobs/directory-rename.ts). */
+  directoriesRenamed: number;
 }
 
 export interface ExportJobSummary {
@@ -150,7 +158,7 @@ abstract class Job {
 }
 
 class ExportJob extends Job {
-  readonly stats: ExportStats = { filesDiscovered: 0, bytesDiscovered: 0, filesExported: 0, bytesExported: 0, filesFailed: 0, conflicts: 0 };
+  readonly stats: ExportStats = { filesDiscovered: 0, bytesDiscovered: 0, filesExported: 0, bytesExported: 0, filesFailed: 0, conflicts: 0, directoriesRenamed: 0 };
   readonly conflictPaths: string[] = [];
   readonly failures: Array<{ path: string; error: string }> = [];
 
@@ -331,7 +339,7 @@ export class JobRunner {
    */
   private candidates(job: ExportJob): Array<{ inode: Inode; path: string }> {
     const out: Array<{ inode: Inode; path: string }> = [];
-    const under = (path: string) => job.prefixes.some((p) => p === '/' || path === p || path.startsWith(p.replace(/\/+$/, '') + '/'));
+    const under = underPrefixes(job.prefixes);
     for (const inode of this.o.meta.exportCandidates()) {
       const path = this.o.coordinator.exportPaths(inode.ino).find(under);
       if (path !== undefined) out.push({ inode, path });
@@ -343,6 +351,26 @@ export class JobRunner {
     const todo = this.candidates(job);
     job.stats.filesDiscovered = todo.length;
     job.stats.bytesDiscovered = todo.reduce((n, t) => n + t.inode.size, 0);
+    // Renamed directories first (their files are clean, so never in todo).
+    if (this.o.store.hierarchicalPaths()) {
+      try {
+        const moved = await exportDirectoryRenames({
+          meta: this.o.meta,
+          store: this.o.store,
+          coordinator: this.o.coordinator,
+          under: underPrefixes(job.prefixes),
+          log: this.o.log,
+          signal: job.abort.signal,
+        });
+        job.stats.directoriesRenamed = moved.renamed.length;
+        job.stats.conflicts += moved.conflicts.length;
+        job.conflictPaths.push(...moved.conflicts);
+      } catch (err) {
+        if (job.abort.signal.aborted) return;
+        // The files of a directory whose rename failed export one by one below (if they are candidates).
+        this.o.log(`export: renaming directories on the service failed: ${describeError(err)}`);
+      }
+    }
     const queue = new PQueue({ concurrency: this.o.concurrency ?? 8 });
     // A cancel empties the queue; archives already running see the job's signal and stop (the files stay dirty).
     const onAbort = () => queue.clear();

@@ -46,7 +46,8 @@ export function formatHnsPermissions(mode: number): string {
 
 const PERM = /^[r-][w-][x-]$/;
 const permBits = (p: string) => (p[0] === 'r' ? 4 : 0) | (p[1] === 'w' ? 2 : 0) | (p[2] === 'x' ? 1 : 0);
-const permString = (bits: number) => `${bits & 4 ? 'r' : '-'}${bits & 2 ? 'w' : '-'}${bits & 1 ? 'x' : '-'}`;
+/** `r-x` for 5. */
+export const permString = (bits: number) => `${bits & 4 ? 'r' : '-'}${bits & 2 ? 'w' : '-'}${bits & 1 ? 'x' : '-'}`;
 
 export interface AclEntry {
   tag: 'user' | 'group' | 'mask' | 'other';
