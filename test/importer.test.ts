@@ -1,7 +1,7 @@
 import t from 'tap';
 import type { BlobInfo, BlobStore } from '../src/blob/blob-store.js';
 import { MemoryBlobStore } from '../src/blob/memory-store.js';
-import { importNamespace, type ImportOptions, type ImportStats } from '../src/namespace/importer.js';
+import { readAhead, importNamespace, type ImportOptions, type ImportStats } from '../src/namespace/importer.js';
 import { openMetaStore, type SqliteMetaStore } from '../src/namespace/meta-store.js';
 import { ROOT_INO, type Inode } from '../src/namespace/types.js';
 
@@ -361,4 +361,23 @@ t.test('10k blobs: timing', async (t) => {
   const r = await run(listed, meta);
   t.equal(r.stats.preexistingFiles, 10_000);
   t.comment(`re-import (all preexisting) in ${((Number(process.hrtime.bigint()) - again) / 1e6).toFixed(0)} ms`);
+});
+
+t.test('readAhead: the next page is asked for while the caller still holds this one, and errors arrive in order', async (t) => {
+  const asked: number[] = [];
+  async function* pages() {
+    for (let i = 0; i < 3; i++) {
+      asked.push(i);
+      yield i;
+    }
+    throw new Error('listing broke after page 2');
+  }
+  const seen: Array<[page: number, askedSoFar: number]> = [];
+  await t.rejects(
+    (async () => {
+      for await (const page of readAhead(pages())) seen.push([page, asked.length]);
+    })(),
+    /listing broke after page 2/,
+  );
+  t.same(seen, [[0, 2], [1, 3], [2, 3]], 'page 1 was requested before page 0 was processed');
 });

@@ -128,6 +128,27 @@ interface Item {
 /** Directory cache entries beyond this are dropped (the listing is ordered, so old ones are rarely needed). */
 const DIR_CACHE_LIMIT = 100_000;
 
+/**
+ * Iterates `source` one item ahead: the next listing page is requested before the caller processes this one, so
+ * the service's time (and, on another core, its XML) overlaps the page's transaction. Two pages in memory at most.
+ */
+export async function* readAhead<T>(source: AsyncIterable<T>): AsyncGenerator<T> {
+  const it = source[Symbol.asyncIterator]();
+  let next = it.next();
+  try {
+    for (;;) {
+      const r = await next;
+      if (r.done) return;
+      next = it.next();
+      // Awaited on the next turn of the loop; until then a failure must not count as unhandled.
+      next.catch(() => undefined);
+      yield r.value;
+    }
+  } finally {
+    await it.return?.();
+  }
+}
+
 /** Statistics before the first page. */
 export function emptyImportStats(startTime: string): ImportStats {
   return {
@@ -204,7 +225,7 @@ class Importer {
 
   private async walk(listPrefix: string): Promise<void> {
     const { store, signal } = this.o;
-    const pages = store.listPages({ prefix: listPrefix || undefined, pageSize: this.o.pageSize, signal });
+    const pages = readAhead(store.listPages({ prefix: listPrefix || undefined, pageSize: this.o.pageSize, signal }));
     for await (const page of pages) {
       signal?.throwIfAborted();
       const items: Item[] = page.map((info) => {
