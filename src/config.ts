@@ -35,6 +35,8 @@ export interface MountConfig {
   debug: boolean;
   /** Check restored files against their blob's Content-MD5 (--verify-md5, the default; --no-verify-md5). */
   verifyMd5?: boolean;
+  /** Uploads in flight for export jobs and HSM actions (auto-export uses half); default 8. */
+  exportConcurrency?: number;
   /** Auto-export (src/jobs/auto-export.ts): whether it starts enabled, and its settings (defaults when absent). */
   autoExport?: { enabled: boolean; minAgeSeconds: number; intervalSeconds: number };
   /** `--namespace hns|flat`: the namespace rules to use instead of detecting them. */

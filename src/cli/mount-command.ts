@@ -40,6 +40,7 @@ export interface MountFlags extends StorageFlags {
   autoExport?: boolean;
   autoExportMinAge?: string;
   autoExportInterval?: string;
+  exportConcurrency?: string;
   namespace?: string;
   idMap?: string;
   verifyMd5?: boolean;
@@ -63,6 +64,7 @@ export function mountCommandSpec(): Command {
     .option('--debug', 'FUSE debug output')
     .option('--verify-md5', "check each restored file against its blob's Content-MD5 (the default)")
     .option('--no-verify-md5', 'restore without checking the Content-MD5')
+    .option('--export-concurrency <n>', 'files uploaded at once by export jobs and hsm_archive (default 8; auto-export uses half)')
     .option('--auto-export', 'archive new and modified files continuously (see `blobhsm auto-export`)')
     .option('--auto-export-min-age <seconds>', `auto-export files unchanged for this long (default ${AUTO_EXPORT_DEFAULTS.minAgeSeconds})`)
     .option('--auto-export-interval <seconds>', `seconds between auto-export iterations (default ${AUTO_EXPORT_DEFAULTS.intervalSeconds})`)
@@ -88,6 +90,10 @@ export function buildMountConfig(mountpoint: string, flags: MountFlags, env: Nod
   if (flags.namespace !== undefined && flags.namespace !== 'hns' && flags.namespace !== 'flat') {
     throw new UsageError(`invalid --namespace '${flags.namespace}': hns (hierarchical namespace) or flat`);
   }
+  const exportConcurrency = flags.exportConcurrency === undefined ? undefined : Number(flags.exportConcurrency);
+  if (exportConcurrency !== undefined && !(Number.isInteger(exportConcurrency) && exportConcurrency >= 1 && exportConcurrency <= 256)) {
+    throw new UsageError(`invalid --export-concurrency '${flags.exportConcurrency}': a whole number from 1 to 256`);
+  }
   const { container } = storage;
   const cacheDir = resolve(
     flags.cacheDir ?? (flags.emulator ? join(cacheHome(env), `emulator-${container}-${normalisedId(prefix)}`) : defaultCacheDir({ ...storage, account: storage.account ?? env.AZURE_STORAGE_ACCOUNT }, prefix, env)),
@@ -107,6 +113,7 @@ export function buildMountConfig(mountpoint: string, flags: MountFlags, env: Nod
     debug: Boolean(flags.debug) || fuse.debug,
     verifyMd5: flags.verifyMd5 ?? true,
     autoExport,
+    ...(exportConcurrency !== undefined ? { exportConcurrency } : {}),
     ...(flags.namespace ? { namespace: flags.namespace } : {}),
     ...(flags.idMap ? { idMapFile: resolve(flags.idMap) } : {}),
   };

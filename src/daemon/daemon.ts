@@ -221,6 +221,7 @@ async function startParts(
     posixAcls: namespace.kind === 'hns',
     hydrator: { verifyMd5: config.verifyMd5 ?? true },
     idMap,
+    ...(config.exportConcurrency !== undefined ? { concurrency: config.exportConcurrency } : {}),
   });
   const accessTimer = setInterval(() => coordinator.flushAccessTimes(), 5000);
   accessTimer.unref();
@@ -243,6 +244,7 @@ async function startParts(
     mountRoot: config.mountpoint,
     logDir: join(config.cacheDir, 'jobs'),
     idMap,
+    ...(config.exportConcurrency !== undefined ? { concurrency: config.exportConcurrency } : {}),
   });
   vfs.setRootMarkers(() => jobs.markers());
   cleanups.push(() => jobs.cancelAll());
@@ -252,6 +254,7 @@ async function startParts(
     hasWriter: (ino) => vfs.hasWriter(ino),
     jobs,
     log,
+    ...(config.exportConcurrency !== undefined ? { concurrency: Math.max(1, Math.floor(config.exportConcurrency / 2)) } : {}),
     ...(config.autoExport ? { config: config.autoExport } : {}),
   });
   cleanups.push(() => autoExport.close());

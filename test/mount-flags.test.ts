@@ -1,0 +1,22 @@
+// Mount flags that are not about the config file: --export-concurrency reaches the MountConfig, a bad value is a
+// UsageError naming the flag; the credential flags come from cli/storage-options.ts (shared with ingest).
+import t from 'tap';
+import { buildMountConfig } from '../src/cli/mount-command.js';
+import { storageConfigFromFlags } from '../src/cli/storage-options.js';
+
+t.test('--export-concurrency', async (t) => {
+  const env = { AZURE_STORAGE_CONNECTION_STRING: 'UseDevelopmentStorage=true' };
+  t.equal(buildMountConfig('/tmp/x', { container: 'abc', exportConcurrency: '16' }, env).exportConcurrency, 16);
+  t.equal(buildMountConfig('/tmp/x', { container: 'abc' }, env).exportConcurrency, undefined);
+  for (const bad of ['0', '-1', '2.5', 'many', '1000']) {
+    t.throws(() => buildMountConfig('/tmp/x', { container: 'abc', exportConcurrency: bad }, env), /invalid --export-concurrency/, bad);
+  }
+});
+
+t.test('storage flags: the container is checked, a key needs an account', async (t) => {
+  t.throws(() => storageConfigFromFlags({}, {}), /no container given/);
+  t.throws(() => storageConfigFromFlags({ container: 'A_B' }, {}), /invalid container name/);
+  t.throws(() => storageConfigFromFlags({ container: 'abc', accountKey: 'k' }, {}), /need --account/);
+  t.same(storageConfigFromFlags({ container: 'abc', accountKey: 'k' }, { AZURE_STORAGE_ACCOUNT: 'acct' }), { container: 'abc', accountKey: 'k' });
+  t.equal(storageConfigFromFlags({}, { AZURE_STORAGE_CONTAINER: 'from-env' }).container, 'from-env');
+});
