@@ -38,6 +38,8 @@ export const CONFIG_KEYS: Record<string, Record<string, KeySpec>> = {
     'connection-string': { flag: 'connectionString', kind: 'string', help: 'connection string (keep the file 0600)' },
     'connection-string-file': { flag: 'connectionString', kind: 'secret-file', help: 'a file holding the connection string' },
     endpoint: { flag: 'blobEndpoint', kind: 'string', help: 'blob service endpoint URL (--blob-endpoint)' },
+    namespace: { flag: 'namespace', kind: 'string', help: 'hns or flat instead of detecting it (--namespace)' },
+    'id-map': { flag: 'idMap', kind: 'path', help: 'HNS owners/groups → uid/gid (--id-map)' },
     'timeout-sec': { flag: 'timeout', kind: 'number', help: 'per-request timeout in seconds (--timeout)', convert: (v) => String(parseSeconds(v, 'timeout')) },
   },
   file_cache: {

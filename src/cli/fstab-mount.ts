@@ -20,6 +20,8 @@ const VALUE_OPTIONS: Record<string, keyof MountFlags> = {
   timeout: 'timeout',
   auto_export_min_age: 'autoExportMinAge',
   auto_export_interval: 'autoExportInterval',
+  namespace: 'namespace',
+  id_map: 'idMap',
 };
 const SWITCH_OPTIONS: Record<string, keyof MountFlags> = { ro: 'readOnly', auto_export: 'autoExport', debug: 'debug' };
 const SECRET_OPTIONS = new Set(['account_key', 'sas', 'sas_token', 'connection_string']);
