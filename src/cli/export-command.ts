@@ -5,6 +5,7 @@ import { importStatsLine } from './import-command.js';
 import { callMount } from './daemon-call.js';
 import type { CliIo } from './io.js';
 import { EXIT_FAILURE } from './io.js';
+import { exportUpdate, startProgress } from './progress.js';
 
 function statsLine(j: JobSummary): string {
   if (j.kind === 'import') return importStatsLine(j);
@@ -18,16 +19,13 @@ function statsLine(j: JobSummary): string {
 
 export async function runExport(mountpoint: string, opts: { prefix?: string[]; wait?: boolean; json?: boolean }, io: CliIo): Promise<number> {
   const wait = opts.wait !== false;
+  const bar = await startProgress(io.stderr, { label: 'exporting', unit: 'bytes', json: opts.json || !wait });
   try {
-    const job = (await callMount(mountpoint, io.env, 'export', { prefixes: opts.prefix ?? ['/'], wait }, (event) => {
-      if (io.stderr.isTTY && !opts.json) {
-        const j = event as ExportJobSummary;
-        const s = j.stats;
-        const done = s.filesExported + s.filesFailed + s.conflicts;
-        io.stderr.write(`\rexporting: ${done}/${s.filesDiscovered} files, ${s.bytesExported}/${s.bytesDiscovered} bytes`);
-      }
-    })) as ExportJobSummary;
-    if (io.stderr.isTTY && !opts.json && wait) io.stderr.write('\n');
+    const job = (await callMount(mountpoint, io.env, 'export', { prefixes: opts.prefix ?? ['/'], wait }, (event) =>
+      bar.update(exportUpdate((event as ExportJobSummary).stats)),
+    )) as ExportJobSummary;
+    if (wait) bar.update(exportUpdate(job.stats));
+    await bar.stop();
     if (opts.json) io.stdout.write(JSON.stringify(job) + '\n');
     else {
       io.stdout.write(statsLine(job) + '\n');
@@ -36,6 +34,7 @@ export async function runExport(mountpoint: string, opts: { prefix?: string[]; w
     }
     return !wait || job.state === 'Succeeded' ? 0 : EXIT_FAILURE;
   } catch (err) {
+    await bar.stop();
     io.stderr.write(`blobhsm export: ${describeError(err)}\n`);
     return EXIT_FAILURE;
   }

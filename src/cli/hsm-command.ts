@@ -21,7 +21,8 @@ import {
   type HsmAction,
 } from '../hsm/format.js';
 import type { ActionState } from '../hsm/coordinator.js';
-import type { PathResult } from '../daemon/control-methods.js';
+import type { HsmRequestProgress, PathResult } from '../daemon/control-methods.js';
+import { hsmRequestUpdate, startProgress } from './progress.js';
 import { LfsUsageError, parseFilelist, parseLfsArgs, usageText, type LfsRequest } from './lfs-args.js';
 import { EXIT_USAGE, errnoNumber } from './exit-status.js';
 import { locate } from './daemon-call.js';
@@ -162,11 +163,17 @@ export async function runLfs(argv: string[], io: CliIo): Promise<number> {
     default: {
       const command = req.command;
       const wait = req.wait;
-      const results = await perPath(paths, io, (socket, inner) =>
-        command === 'hsm_cancel'
-          ? callDaemon(socket, 'hsm_cancel', { paths: inner })
-          : callDaemon(socket, 'hsm_request', { command, paths: inner, archiveId: req.archiveId, wait }),
-      );
+      const results = await perPath(paths, io, async (socket, inner) => {
+        if (command === 'hsm_cancel') return callDaemon(socket, 'hsm_cancel', { paths: inner });
+        const bar = wait ? await startProgress(io.stderr, { label: command.slice('hsm_'.length), unit: 'bytes', json: req.json }) : undefined;
+        try {
+          return await callDaemon(socket, 'hsm_request', { command, paths: inner, archiveId: req.archiveId, wait }, (event) =>
+            bar?.update(hsmRequestUpdate(event as HsmRequestProgress)),
+          );
+        } finally {
+          await bar?.stop();
+        }
+      });
       if (command === 'hsm_release') await dropPageCache(results.filter((r) => r.ok).map((r) => r.path));
       const notRegular = results.find((r) => !r.ok && r.code === 'ENOTREG');
       if (notRegular) {

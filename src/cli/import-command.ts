@@ -7,6 +7,7 @@ import { callMount } from './daemon-call.js';
 import { EXIT_USAGE } from './exit-status.js';
 import type { CliIo } from './io.js';
 import { EXIT_FAILURE } from './io.js';
+import { importUpdate, startProgress } from './progress.js';
 
 export interface ImportFlags {
   prefix?: string[];
@@ -50,14 +51,13 @@ export async function runImport(mountpoint: string, flags: ImportFlags, io: CliI
     io.stderr.write(`blobhsm import: ${describeError(err)}\n`);
     return EXIT_USAGE;
   }
-  const tty = io.stderr.isTTY && !flags.json;
+  const bar = await startProgress(io.stderr, { label: 'importing', unit: 'blobs', json: flags.json || !wait });
   try {
-    const job = (await callMount(mountpoint, io.env, 'import', { ...options, wait }, (event) => {
-      if (!tty) return;
-      const s = (event as ImportJobSummary).stats;
-      io.stderr.write(`\rimporting: ${s.totalBlobsWalked} blobs walked, ${s.totalBlobsImported} imported, ${s.totalConflicts} conflicts`);
-    })) as ImportJobSummary;
-    if (tty && wait) io.stderr.write('\n');
+    const job = (await callMount(mountpoint, io.env, 'import', { ...options, wait }, (event) =>
+      bar.update(importUpdate((event as ImportJobSummary).stats)),
+    )) as ImportJobSummary;
+    if (wait) bar.update(importUpdate(job.stats));
+    await bar.stop();
     if (flags.json) io.stdout.write(JSON.stringify(job) + '\n');
     else {
       io.stdout.write(importStatsLine(job) + '\n');
@@ -68,6 +68,7 @@ export async function runImport(mountpoint: string, flags: ImportFlags, io: CliI
     }
     return !wait || job.state === 'Succeeded' ? 0 : EXIT_FAILURE;
   } catch (err) {
+    await bar.stop();
     io.stderr.write(`blobhsm import: ${describeError(err)}\n`);
     return err instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
   }

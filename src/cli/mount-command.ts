@@ -3,7 +3,6 @@
 import { spawn } from 'node:child_process';
 import { closeSync, fchmodSync, fstatSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { UsageError, describeError } from '../errors.js';
 import {
@@ -22,6 +21,10 @@ import { checkMountpoint } from '../daemon/mount-checks.js';
 import type { CliIo } from './io.js';
 import { layerConfigFile, loadConfigFile } from './config-file.js';
 import { addStorageOptions, storageConfigFromFlags, type StorageFlags } from './storage-options.js';
+import { importUpdate, progressOnDemand } from './progress.js';
+import { packageRoot } from '../version.js';
+import type { DaemonEvents } from '../daemon/daemon.js';
+import type { ImportStats } from '../namespace/importer.js';
 import { EXIT_FAILURE } from './io.js';
 
 export interface MountFlags extends StorageFlags {
@@ -123,7 +126,8 @@ function normalisedId(prefix: string): string {
   return prefix ? prefix.replace(/[^a-zA-Z0-9]+/g, '_').replace(/_+$/, '') : 'root';
 }
 
-const BIN = fileURLToPath(new URL('../../../bin/blobhsm.js', import.meta.url));
+/** The executable the background daemon runs (the same one from a clone, dist/ or an installed package). */
+const BIN = join(packageRoot(), 'bin', 'blobhsm.js');
 
 export async function runMount(mountpoint: string, cliFlags: MountFlags, io: CliIo): Promise<number> {
   const flags = cliFlags.configFile ? layerConfigFile(cliFlags, loadConfigFile(cliFlags.configFile), io.env) : cliFlags;
@@ -131,15 +135,22 @@ export async function runMount(mountpoint: string, cliFlags: MountFlags, io: Cli
   // Before anything is imported or started: a mountpoint that cannot be used fails at once (the daemon checks again).
   checkMountpoint(config.mountpoint, { nonempty: config.nonempty });
   if (!flags.foreground) return startBackground(config, io);
-  const code = await runForeground(config, io);
+  const bar = progressOnDemand(io.stderr, { label: 'importing', unit: 'blobs' });
+  const code = await runForeground(config, io, { importProgress: (s) => bar.update(importUpdate(s)) }, () => bar.stop());
   // The serving process ends here: after a kernel unmount the FUSE session's handle would keep it alive.
   process.exit(code);
 }
 
-async function runForeground(config: MountConfig, io: CliIo, onNotice?: (line: string) => void): Promise<number> {
+/** Serves the mount in this process; `started` runs once the daemon is up (or failed to start). */
+async function runForeground(config: MountConfig, io: CliIo, events: DaemonEvents = {}, started?: () => Promise<void>): Promise<number> {
   const { startDaemon } = await import('../daemon/daemon.js');
   const log = (line: string) => io.stderr.write(`${new Date().toISOString()} ${line}\n`);
-  const daemon = await startDaemon(config, log, onNotice);
+  let daemon;
+  try {
+    daemon = await startDaemon(config, log, events);
+  } finally {
+    await started?.();
+  }
   const onSignal = () => void daemon.stop();
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -175,15 +186,18 @@ async function startBackground(config: MountConfig, io: CliIo): Promise<number> 
   });
   closeSync(logFd);
   const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+  const bar = progressOnDemand(io.stderr, { label: 'importing', unit: 'blobs' });
   const outcome = await new Promise<{ ok: true } | { ok: false; message: string }>((done) => {
-    child.on('message', (m: { ready?: boolean; error?: string; notice?: string }) => {
-      if (m.notice) io.stderr.write(`blobhsm mount: ${m.notice}\n`);
+    child.on('message', (m: { ready?: boolean; error?: string; notice?: string; importProgress?: ImportStats }) => {
+      if (m.importProgress) bar.update(importUpdate(m.importProgress));
+      else if (m.notice) io.stderr.write(`blobhsm mount: ${m.notice}\n`);
       else if (m.ready) done({ ok: true });
       else if (m.error) done({ ok: false, message: m.error });
     });
     void exited.then((code) => done({ ok: false, message: `the daemon exited (status ${code}) before the mount was ready` }));
     child.send({ config });
   });
+  await bar.stop();
   if (!outcome.ok) {
     // The daemon has cleaned up and exits; one that does not within seconds is killed (it serves nothing).
     const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
@@ -213,7 +227,10 @@ export async function runDaemonChild(): Promise<never> {
     if (process.connected) process.send?.({ notice: line });
   };
   try {
-    const code = await runForeground(config, io, notice);
+    const importProgress = (stats: ImportStats) => {
+      if (process.connected) process.send?.({ importProgress: stats });
+    };
+    const code = await runForeground(config, io, { notice, importProgress });
     process.exit(code);
   } catch (err) {
     const message = describeError(err);

@@ -11,6 +11,14 @@ import type { ActionKind } from '../hsm/coordinator.js';
 import type { DaemonParts } from './daemon.js';
 import { scrubFiles } from './scrub.js';
 
+/** What `hsm_request` with `wait` sends while the actions run. */
+export interface HsmRequestProgress {
+  finished: number;
+  total: number;
+  bytesDone: number;
+  bytesTotal: number;
+}
+
 export type PathResult =
   | { path: string; ok: true; flags: number; archiveId: number; action?: unknown }
   | { path: string; ok: false; code: FsErrorCode | 'ENOTREG'; message: string; queued?: boolean };
@@ -158,11 +166,11 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
       if (!kind) throw new UsageError(`unknown HSM request '${String(params.command)}'`);
       const archiveId = params.archiveId === undefined ? undefined : Number(params.archiveId);
       const paths = await settled(stringArray(params.paths, 'paths'));
-      const pending: Array<{ index: number; done: Promise<void> }> = [];
+      const pending: Array<{ ino: number; size: number; done: Promise<void> }> = [];
       const results = eachPath(paths, (path) => {
         const inode = resolveFile(path, true);
         const { done } = coordinator.request(kind, inode.ino, archiveId);
-        pending.push({ index: pending.length, done });
+        pending.push({ ino: inode.ino, size: inode.size, done });
         return ok(path, inode);
       });
       // Lustre releases synchronously (llite drops the data before its ioctl returns), so `hsm_release` waits;
@@ -172,22 +180,38 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
         return results;
       }
       const okIndexes = results.map((r, i) => (r.ok ? i : -1)).filter((i) => i >= 0);
+      // Progress every 500 ms: files finished, and bytes of the finished files plus those moved by running ones.
+      const running = new Set(pending.map((x) => x.ino));
       let finished = 0;
-      await Promise.all(
-        pending.map(async (x, n) => {
-          const i = okIndexes[n]!;
-          try {
-            await x.done;
-            const inode = meta.resolve(paths[i]!);
-            if (inode) results[i] = ok(paths[i]!, inode);
-          } catch (err) {
-            // Queued, then failed while it ran (not refused when asked).
-            results[i] = { ...failure(paths[i]!, err), ...(params.wait ? { queued: true } : {}) } as PathResult;
-          }
-          finished++;
-          if (finished % 100 === 0) emit({ finished, total: pending.length });
-        }),
-      );
+      let finishedBytes = 0;
+      const bytesTotal = pending.reduce((n, x) => n + x.size, 0);
+      const progress = (): HsmRequestProgress => {
+        let moving = 0;
+        for (const ino of running) moving += coordinator.action(ino)?.bytesMoved ?? 0;
+        return { finished, total: pending.length, bytesDone: Math.min(bytesTotal, finishedBytes + moving), bytesTotal };
+      };
+      const timer = setInterval(() => emit(progress()), 500);
+      try {
+        await Promise.all(
+          pending.map(async (x, n) => {
+            const i = okIndexes[n]!;
+            try {
+              await x.done;
+              const inode = meta.resolve(paths[i]!);
+              if (inode) results[i] = ok(paths[i]!, inode);
+            } catch (err) {
+              // Queued, then failed while it ran (not refused when asked).
+              results[i] = { ...failure(paths[i]!, err), ...(params.wait ? { queued: true } : {}) } as PathResult;
+            }
+            running.delete(x.ino);
+            finished++;
+            finishedBytes += x.size;
+          }),
+        );
+      } finally {
+        clearInterval(timer);
+      }
+      emit(progress());
       return results;
     },
 

@@ -94,11 +94,16 @@ function explainStorageError(err: unknown, where: string): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
-/**
- * Starts serving `config`. `onNotice` receives, besides the log, what the user waiting for the mount should see
- * (each retry of a slow or failing blob endpoint).
- */
-export async function startDaemon(config: MountConfig, log: (line: string) => void, onNotice?: (line: string) => void): Promise<DaemonHandle> {
+/** What the user waiting for the mount should see, besides the log. */
+export interface DaemonEvents {
+  /** Each retry of a slow or failing blob endpoint. */
+  notice?: (line: string) => void;
+  /** The first mount's import, as it walks the listing. */
+  importProgress?: (stats: ImportStats) => void;
+}
+
+/** Starts serving `config`. */
+export async function startDaemon(config: MountConfig, log: (line: string) => void, events: DaemonEvents = {}): Promise<DaemonHandle> {
   // Everything the daemon creates (meta.db and its WAL, cache files, job logs, the socket) is the user's alone,
   // whatever the caller's umask or the mode of a cache directory the user made.
   process.umask(0o077);
@@ -126,7 +131,7 @@ export async function startDaemon(config: MountConfig, log: (line: string) => vo
     }
   };
   try {
-    return await startParts(config, log, cleanups, runCleanups, onNotice ?? (() => undefined));
+    return await startParts(config, log, cleanups, runCleanups, events);
   } catch (err) {
     await runCleanups();
     if (createdCacheDir) dropNewCacheDir();
@@ -139,8 +144,9 @@ async function startParts(
   log: (line: string) => void,
   cleanups: Array<() => Promise<void> | void>,
   runCleanups: () => Promise<void>,
-  notice: (line: string) => void,
+  events: DaemonEvents,
 ): Promise<DaemonHandle> {
+  const notice = events.notice ?? (() => undefined);
   let emulator: Emulator | undefined;
   const storage = { ...config.storage };
   if (config.emulator) {
@@ -198,9 +204,8 @@ async function startParts(
       prefix: config.prefix,
       log,
       idMap,
-      onProgress: progressPrinter(),
+      ...(events.importProgress ? { onProgress: events.importProgress } : {}),
     });
-    if (process.stderr.isTTY) process.stderr.write('\n');
     if (stats.state !== 'Completed') {
       throw new UsageError(`the import of ${where} did not complete (${stats.state}${stats.error ? `: ${stats.error}` : ''}); mount again to retry`);
     }
@@ -336,16 +341,5 @@ function importSummary(s: ImportStats): string {
     `import: ${s.totalBlobsWalked} blobs walked, ${s.importedFiles} files, ${s.importedDirectories} directories, ` +
     `${s.importedSymlinks} symlinks, ${s.totalConflicts} conflicts, ${s.totalErrors} errors`
   );
-}
-
-function progressPrinter(): ((s: ImportStats) => void) | undefined {
-  if (!process.stderr.isTTY) return undefined;
-  let last = 0;
-  return (s) => {
-    const now = Date.now();
-    if (now - last < 200) return;
-    last = now;
-    process.stderr.write(`\rimporting: ${s.totalBlobsWalked} blobs walked, ${s.totalBlobsImported} imported`);
-  };
 }
 

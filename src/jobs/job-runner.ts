@@ -31,7 +31,10 @@ export interface ExportStats {
   filesDiscovered: number;
   bytesDiscovered: number;
   filesExported: number;
+  /** Bytes of the files whose archive has committed. */
   bytesExported: number;
+  /** Bytes staged so far of the files still uploading (progress within large files). */
+  bytesUploading: number;
   filesFailed: number;
   conflicts: number;
   /** HNS: locally renamed directories exported as one server-side rename each (src/jobs/directory-rename.ts). */
@@ -158,11 +161,17 @@ abstract class Job {
 }
 
 class ExportJob extends Job {
-  readonly stats: ExportStats = { filesDiscovered: 0, bytesDiscovered: 0, filesExported: 0, bytesExported: 0, filesFailed: 0, conflicts: 0, directoriesRenamed: 0 };
+  readonly stats: ExportStats = { filesDiscovered: 0, bytesDiscovered: 0, filesExported: 0, bytesExported: 0, bytesUploading: 0, filesFailed: 0, conflicts: 0, directoriesRenamed: 0 };
   readonly conflictPaths: string[] = [];
   readonly failures: Array<{ path: string; error: string }> = [];
+  /** Inodes whose archive is running. */
+  readonly uploading = new Set<number>();
 
-  constructor(prefixes: string[]) {
+  constructor(
+    prefixes: string[],
+    /** Bytes staged so far by a running archive (the coordinator's action state). */
+    private readonly stagedBytes: (ino: number) => number,
+  ) {
     super('export', prefixes);
   }
 
@@ -173,7 +182,7 @@ class ExportJob extends Job {
       state: this.state,
       prefixes: this.prefixes,
       ...this.times(),
-      stats: { ...this.stats },
+      stats: { ...this.stats, bytesUploading: [...this.uploading].reduce((n, ino) => n + this.stagedBytes(ino), 0) },
       conflictPaths: [...this.conflictPaths],
       failures: [...this.failures],
     };
@@ -225,7 +234,7 @@ export class JobRunner {
   constructor(private readonly o: JobRunnerOptions) {}
 
   startExport(prefixes: string[]): ExportJob {
-    const job = new ExportJob(checkJobPrefixes(prefixes));
+    const job = new ExportJob(checkJobPrefixes(prefixes), (ino) => this.o.coordinator.action(ino)?.bytesMoved ?? 0);
     return this.launch(job, () => this.runExport(job));
   }
 
@@ -378,6 +387,7 @@ export class JobRunner {
     for (const { inode, path } of todo) {
       void queue.add(async () => {
         if (job.abort.signal.aborted) return;
+        job.uploading.add(inode.ino);
         try {
           // Scheduled like hsm_archive (one archive per file at a time); skipped when the file was removed,
           // archived (hsm_archive) or made never_archive since the job listed it.
@@ -396,6 +406,8 @@ export class JobRunner {
           job.stats.filesFailed++;
           job.failures.push({ path, error: describeError(err) });
           this.o.log(`export failed: ${path}: ${describeError(err)}`);
+        } finally {
+          job.uploading.delete(inode.ino);
         }
       });
     }

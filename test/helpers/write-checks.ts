@@ -88,7 +88,7 @@ export function withoutStamp(md: Record<string, string>): Record<string, string>
 export interface JobSummaryLike {
   id: string;
   state: string;
-  stats: { filesDiscovered: number; bytesDiscovered: number; filesExported: number; bytesExported: number; filesFailed: number; conflicts: number };
+  stats: { filesDiscovered: number; bytesDiscovered: number; filesExported: number; bytesExported: number; bytesUploading: number; filesFailed: number; conflicts: number };
   conflictPaths: string[];
   failures: Array<{ path: string; error: string }>;
   startTime: string;
