@@ -118,6 +118,13 @@ t.test('modtime', async (t) => {
     '1714571107',
     'Wed, 01 May 2024 13:45:07 GMT',
   ];
+  // Out of the range a file's time can have through FUSE: refused with a warning that says so.
+  for (const v of ['1900-01-01 00:00:00 +0000', '1969-12-31 23:59:59 +0000', '2106-02-07 06:28:16 +0000', '9999-12-31T23:59:59Z']) {
+    const r = parseModtime(v, LM);
+    t.same([r.ok, r.value], [false, LM], `modtime ${JSON.stringify(v)} refused: Last-Modified used`);
+    t.match(r, { reason: /outside what the mount can show/ });
+  }
+  t.same(parseModtime('2106-02-07 06:28:15 +0000', LM), { ok: true, value: (2 ** 32 - 1) * 1000 }, 'the last second allowed');
   for (const v of bad) {
     const r = parseModtime(v, LM);
     t.equal(r.ok, false, `modtime ${JSON.stringify(v)} refused`);

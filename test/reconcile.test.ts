@@ -6,6 +6,7 @@ import { reconcileCache } from '../src/daemon/reconcile.js';
 import { HsmFlag } from '../src/hsm/flags.js';
 import { openMetaStore } from '../src/namespace/meta-store.js';
 import { ROOT_INO, type NewInode } from '../src/namespace/types.js';
+import { makeStack } from './helpers/stack.js';
 
 const { EXISTS, DIRTY, ARCHIVED, RELEASED, LOST } = HsmFlag;
 
@@ -70,4 +71,22 @@ t.test('sizes, missing data, empty files and orphans', async (t) => {
   t.ok(meta.lookup(ROOT_INO, '.fuse_hiddenish'), 'other names are not');
   t.equal(report.filter((l) => l.startsWith('WARNING')).length, 2, report.join('\n'));
   t.match(report.join('\n'), /recovered size of inode \d+ \(\/grown\): 3 → 24/);
+});
+
+t.test('blobs named like our own names are imported, shown and reported, never dropped', async (t) => {
+  const s = await makeStack({
+    blobs: { '.fuse_hidden0000000100000001': 'a real file', 'IMPORT_InProgress.x': 'not a marker', 'd/.fuse_hidden00a1': 'deep' },
+  });
+  t.teardown(() => s.cleanup());
+  const names = (await s.vfs.readdir('/')).names;
+  t.ok(names.includes('.fuse_hidden0000000100000001'), 'the .fuse_hidden blob survived the mount-time reconcile');
+  t.ok(names.includes('IMPORT_InProgress.x'), 'the marker look-alike is shown');
+  t.equal((await s.readFile('/d/.fuse_hidden00a1')).toString(), 'deep');
+  t.ok(s.logs.some((l) => l.includes('kept /.fuse_hidden0000000100000001: imported from blob')), 'the reconcile says why it kept it');
+  t.ok(s.logs.some((l) => l.includes('IMPORT_InProgress.x') && l.includes('looks like the marker of an import job')), 'the import warns about the look-alike');
+  t.ok(s.logs.some((l) => l.includes('.fuse_hidden00a1') && l.includes("libfuse's stand-in")), 'and about the .fuse_hidden name');
+  // It is a real file: a change to it is exported under its name.
+  await s.writeFile('/.fuse_hidden0000000100000001', 'changed');
+  await s.coordinator.request('ARCHIVE', s.inode('/.fuse_hidden0000000100000001').ino).done;
+  t.equal(s.store.getData('.fuse_hidden0000000100000001')!.toString(), 'changedfile', 'exported under its own name');
 });

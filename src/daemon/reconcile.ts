@@ -2,7 +2,7 @@
 // becomes RELEASED if it was clean and archived, LOST (loudly) otherwise; a file written before a crash gets the
 // size of its cache file; an empty file whose cache file was never created (a crash inside create) gets one;
 // libfuse's `.fuse_hidden*` stand-ins for files unlinked while open are removed (nothing has them open after a
-// restart); cache files no inode owns are deleted.
+// restart), but a file imported from a blob of such a name is kept and reported; cache files no inode owns are deleted.
 import type { CacheFile, DataCache } from '../cache/data-cache.js';
 import { RESIDENT, isReleased, onCacheDataMissing } from '../hsm/flags.js';
 import type { MetaStore } from '../namespace/types.js';
@@ -11,6 +11,12 @@ export async function reconcileCache(meta: MetaStore, cache: DataCache, files: C
   const report: string[] = [];
   for (const { parentIno, name } of meta.entriesStartingWith('.fuse_hidden')) {
     if (!/^\.fuse_hidden[0-9a-f]+$/.test(name)) continue;
+    // A blob of that very name was imported: a real file, not a stand-in (libfuse never reuses a taken name).
+    const entry = meta.lookup(parentIno, name);
+    if (entry?.blobName?.split('/').pop() === name) {
+      report.push(`kept ${(meta.pathOf(parentIno) ?? `directory ${parentIno}`).replace(/\/$/, '')}/${name}: imported from blob ${entry.blobName}, not a stand-in for an unlinked file`);
+      continue;
+    }
     const left = meta.unlink(parentIno, name);
     // Its blob stays, as after any unlink: remember the etag for a file created under that name later.
     if (left.nlink === 0 && left.blobName && left.etag && meta.blobEtag(left.blobName) === undefined) meta.setBlobEtag(left.blobName, left.etag);

@@ -503,9 +503,13 @@ export class Coordinator {
     return this.o.blobPrefix + path.replace(/^\/+/, '');
   }
 
-  /** The paths a file is exported under: every name it has (one copy per hard link), never a `.fuse_hidden*` one. */
+  /**
+   * The paths a file is exported under: every name it has (one copy per hard link), never a `.fuse_hidden*` one,
+   * unless the file was imported from a blob of that very name (a real file that merely looks like a stand-in).
+   */
   exportPaths(ino: number): string[] {
-    return this.o.meta.pathsOf(ino).filter((p) => !isHiddenPath(p));
+    const own = this.o.meta.get(ino)?.blobName;
+    return this.o.meta.pathsOf(ino).filter((p) => !isHiddenPath(p) || this.blobNameFor(p) === own);
   }
 
   /**

@@ -106,6 +106,13 @@ const RFC3339_TIME =
   /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
 
 /**
+ * The times a file can carry through FUSE (fuse-native passes unsigned 32-bit seconds: an earlier time showed as
+ * year 584555949). A modtime outside is refused with a warning, as any invalid value.
+ */
+const MIN_TIME_MS = 0;
+const MAX_TIME_MS = (2 ** 32 - 1) * 1000;
+
+/**
  * `modtime`: lemur's `YYYY-MM-DD HH:MM:SS ±hhmm` (Go's "2006-01-02 15:04:05 -0700", fractional seconds and a
  * trailing zone abbreviation tolerated) or RFC 3339. Invalid → `fallbackMs` (the blob's Last-Modified).
  */
@@ -129,6 +136,13 @@ export function parseModtime(value: string, fallbackMs: number): Parsed<number> 
       ok: false,
       value: fallbackMs,
       reason: `modtime '${value}' is neither 'YYYY-MM-DD HH:MM:SS ±hhmm' nor RFC 3339`,
+    };
+  }
+  if (ms < MIN_TIME_MS || ms > MAX_TIME_MS) {
+    return {
+      ok: false,
+      value: fallbackMs,
+      reason: `modtime '${value}' is outside what the mount can show (1970-01-01 to 2106-02-07 UTC); Last-Modified is used`,
     };
   }
   return { ok: true, value: ms };

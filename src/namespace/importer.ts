@@ -375,6 +375,11 @@ class Importer {
     const comps = check.components;
     if (comps.length === 0) return; // the marker of the mount root itself
     const path = comps.join('/');
+    const lookalike = ownNameLookalike(path);
+    if (lookalike) {
+      s.totalWarnings++;
+      this.emit('warning', info.name, { path: '/' + path, reason: `${lookalike}; imported as an ordinary entry` });
+    }
     if (check.isDirMarker) {
       this.conflict(info.name, "name ends in '/': not a file; its directory exists", '/' + path);
       this.ensureDir(comps, info.name);
@@ -792,4 +797,15 @@ async function readAll(stream: Readable, limit: number): Promise<Buffer> {
     }
   }
   return Buffer.concat(chunks);
+}
+
+/**
+ * Why a blob's path looks like a name blobhsm makes itself (libfuse's `.fuse_hidden*` stand-in for an unlinked open
+ * file, the import job's `IMPORT_<state>.<time>` marker in the mount root), else undefined. Such a blob is still
+ * imported and shown, and the warning says so, so nobody mistakes one for the other.
+ */
+export function ownNameLookalike(path: string): string | undefined {
+  if (/(^|\/)\.fuse_hidden[0-9a-f]+$/.test(path)) return "the name looks like libfuse's stand-in for a file unlinked while open";
+  if (/^IMPORT_(InProgress|Canceling|Failed|Canceled)\./.test(path)) return 'the name looks like the marker of an import job';
+  return undefined;
 }
