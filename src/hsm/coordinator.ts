@@ -710,9 +710,24 @@ export class Coordinator {
 
   /** Uploads an `hdi_isfolder` stub for every parent directory whose path has none yet. */
   async ensureParentStubs(path: string): Promise<void> {
-    const parts = path.split('/').filter(Boolean);
+    await this.ensureStubs(path.split('/').filter(Boolean).slice(0, -1));
+  }
+
+  /**
+   * Uploads the `hdi_isfolder` stubs of a directory and its parents that have none yet (an empty directory has no
+   * file to carry it into the container: without its stub a remount from an empty cache loses it). True when the
+   * directory's own stub was uploaded now.
+   */
+  async ensureDirectoryStub(dirPath: string): Promise<boolean> {
+    const dir = this.o.meta.resolve(dirPath);
+    const had = dir?.etag != null && dir.blobName === this.blobNameFor(dirPath);
+    await this.ensureStubs(dirPath.split('/').filter(Boolean));
+    return !had && dir?.kind === 'dir';
+  }
+
+  private async ensureStubs(parts: string[]): Promise<void> {
     let dirPath = '';
-    for (const part of parts.slice(0, -1)) {
+    for (const part of parts) {
       dirPath += '/' + part;
       const dir = this.o.meta.resolve(dirPath);
       const blobName = this.blobNameFor(dirPath);

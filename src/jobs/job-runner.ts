@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import PQueue from 'p-queue';
 import type { BlobStore } from '../blob/blob-store.js';
 import { FsError, UsageError, describeError } from '../errors.js';
-import type { Coordinator } from '../hsm/coordinator.js';
+import { isHiddenPath, type Coordinator } from '../hsm/coordinator.js';
 import { emptyImportStats, importNamespace, type ImportStats } from '../namespace/importer.js';
 import type { Inode, MetaStore } from '../namespace/types.js';
 import type { IdMap } from '../namespace/id-map.js';
@@ -39,6 +39,8 @@ export interface ExportStats {
   conflicts: number;
   /** HNS: locally renamed directories exported as one server-side rename each (src/jobs/directory-rename.ts). */
   directoriesRenamed: number;
+  /** Empty directories given their `hdi_isfolder` stub (the others get theirs with their files). */
+  directoriesExported: number;
 }
 
 export interface ExportJobSummary {
@@ -161,7 +163,7 @@ abstract class Job {
 }
 
 class ExportJob extends Job {
-  readonly stats: ExportStats = { filesDiscovered: 0, bytesDiscovered: 0, filesExported: 0, bytesExported: 0, bytesUploading: 0, filesFailed: 0, conflicts: 0, directoriesRenamed: 0 };
+  readonly stats: ExportStats = { filesDiscovered: 0, bytesDiscovered: 0, filesExported: 0, bytesExported: 0, bytesUploading: 0, filesFailed: 0, conflicts: 0, directoriesRenamed: 0, directoriesExported: 0 };
   readonly conflictPaths: string[] = [];
   readonly failures: Array<{ path: string; error: string }> = [];
   /** Inodes whose archive is running. */
@@ -356,6 +358,15 @@ export class JobRunner {
     return out;
   }
 
+  /** Empty directories under the prefixes (never a `.fuse_hidden*` name): each needs its own stub. */
+  private emptyDirectories(job: ExportJob): string[] {
+    const under = underPrefixes(job.prefixes);
+    return this.o.meta
+      .emptyDirectories()
+      .map((d) => this.o.meta.pathOf(d.ino))
+      .filter((p): p is string => p !== undefined && under(p) && !isHiddenPath(p));
+  }
+
   private async runExport(job: ExportJob): Promise<void> {
     const todo = this.candidates(job);
     job.stats.filesDiscovered = todo.length;
@@ -408,6 +419,18 @@ export class JobRunner {
           this.o.log(`export failed: ${path}: ${describeError(err)}`);
         } finally {
           job.uploading.delete(inode.ino);
+        }
+      });
+    }
+    for (const path of this.emptyDirectories(job)) {
+      void queue.add(async () => {
+        if (job.abort.signal.aborted) return;
+        try {
+          if (await this.o.coordinator.ensureDirectoryStub(path)) job.stats.directoriesExported++;
+        } catch (err) {
+          job.stats.filesFailed++;
+          job.failures.push({ path, error: describeError(err) });
+          this.o.log(`export failed: directory stub of ${path}: ${describeError(err)}`);
         }
       });
     }

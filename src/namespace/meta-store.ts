@@ -243,6 +243,10 @@ export class SqliteMetaStore implements MetaStore {
            WHERE up.ino <> ${ROOT_INO}) SELECT 1 FROM up WHERE ino = @ancestor LIMIT 1`,
       ).pluck(),
       exportCandidates: p(`SELECT ${INODE_SELECT} FROM inodes i WHERE ${EXPORT_WHERE} ORDER BY i.ino`),
+      emptyDirectories: p(
+        `SELECT ${INODE_SELECT} FROM inodes i WHERE i.kind = 'dir' AND i.ino <> ${ROOT_INO} ` +
+          'AND NOT EXISTS (SELECT 1 FROM dentries d WHERE d.parent = i.ino) ORDER BY i.ino',
+      ),
       evictionCandidates: p(`SELECT ${INODE_SELECT} FROM inodes i WHERE ${EVICTABLE_WHERE} ORDER BY i.last_access_ms LIMIT ?`),
       countInodes: p('SELECT count(*) FROM inodes').pluck(),
       ranges: p('SELECT start_off, end_off FROM ranges WHERE ino = ? AND generation = ? ORDER BY start_off').raw(),
@@ -365,6 +369,10 @@ export class SqliteMetaStore implements MetaStore {
 
   exportCandidates(): Inode[] {
     return this.s.exportCandidates.all() as Inode[];
+  }
+
+  emptyDirectories(): Inode[] {
+    return this.s.emptyDirectories.all() as Inode[];
   }
 
   evictionCandidates(limit: number): Inode[] {

@@ -151,6 +151,8 @@ export interface MetaStore extends RangeStore {
    * content-modified ones), in inode order.
    */
   exportCandidates(): Inode[];
+  /** Directories with no entries (but the root), in inode order: an export gives each its directory stub. */
+  emptyDirectories(): Inode[];
   /** Resident (not released) clean archived files, least recently accessed first. */
   evictionCandidates(limit: number): Inode[];
   countInodes(): number;
