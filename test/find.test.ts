@@ -125,8 +125,8 @@ t.test('findPaths holds one page per level: a 3,000-entry directory read in page
   const calls: number[] = [];
   const counting = new Proxy(m, {
     get(target, prop, receiver) {
-      if (prop === 'readdirPage') return (ino: number, after: string | undefined, limit: number) => {
-        const page = target.readdirPage(ino, after, limit);
+      if (prop === 'readdirSummaryPage') return (ino: number, after: string | undefined, limit: number) => {
+        const page = target.readdirSummaryPage(ino, after, limit);
         calls.push(page.length);
         return page;
       };

@@ -509,6 +509,11 @@ t.test('readdirPage: pages in name order from a cursor, changes between pages ne
   t.equal(m.readdirPage(dir.ino, undefined, 1)[0]!.inode.size, 4, 'entries carry their inode');
   t.same(m.readdirPage(dir.ino, 'zzz', 10), [], 'nothing after the last name');
   t.same(m.readdirPage(dir.ino, 'f000', 2).map((e) => e.name), ['f000a', 'f001'], 'byte order');
+  t.same(
+    m.readdirSummaryPage(dir.ino, 'f010', 5),
+    m.readdirPage(dir.ino, 'f010', 5).map(({ name, inode }) => ({ name, ino: inode.ino, kind: inode.kind, hsmFlags: inode.hsmFlags, size: inode.size, mtimeMs: inode.mtimeMs })),
+    'the summary page is the same page, fewer fields',
+  );
   t.equal(m.hasEntries(dir.ino), true);
   t.equal(m.hasEntries(m.create(ROOT_INO, 'empty', fields('dir')).ino), false);
 });

@@ -5,6 +5,7 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { FsError, NotRegularFileError, UsageError, describeError, errnoCodeOf, type FsErrorCode } from '../errors.js';
 import { metaStorePath } from '../config.js';
 import { findPaths, type FindCriteria } from '../namespace/find.js';
+import type { DfTarget } from '../hsm/format.js';
 import type { ControlMethod, EventSink } from '../control/protocol.js';
 import type { Inode } from '../namespace/types.js';
 import type { ActionKind } from '../hsm/coordinator.js';
@@ -23,22 +24,12 @@ export type PathResult =
   | { path: string; ok: true; flags: number; archiveId: number; action?: unknown }
   | { path: string; ok: false; code: FsErrorCode | 'ENOTREG'; message: string; queued?: boolean };
 
-/** Space and inodes of one Lustre-like target (obd_statfs's fields): `lfs df` prints them. */
-export interface TargetStatfs {
-  bsize: number;
-  blocks: number;
-  bfree: number;
-  bavail: number;
-  files: number;
-  ffree: number;
-}
-
-/** The `df` method: the metadata store as the MDT, the data cache as the OST. */
+/** The `df` method: the metadata store as the MDT, the data cache as the OST (obd_statfs's fields each). */
 export interface DfResult {
   container: string;
   mountpoint: string;
-  mdt: TargetStatfs;
-  ost: TargetStatfs;
+  mdt: DfTarget;
+  ost: DfTarget;
 }
 
 /** Sum of the sizes of the files that exist (a SQLite database and its -wal/-shm companions). */

@@ -4,7 +4,7 @@
 // --type, --size, --mtime with their signs, margins and `!` negation, --maxdepth/--mindepth; --hsm-state is
 // blobhsm's (rbh-find's words). The CLI parses them (src/cli/lfs-find-args.ts); the daemon runs findPaths.
 import { inHsmState, type FindState } from '../hsm/flags.js';
-import type { Inode, InodeKind, MetaStore } from './types.js';
+import type { EntrySummary, Inode, InodeKind, MetaStore } from './types.js';
 
 /**
  * Lustre's numeric test (find_value_cmp, for a value known exactly): sign > 0 holds when value + margin <= limit,
@@ -42,7 +42,7 @@ export function valueMatches(value: number, c: ValueCriterion): boolean {
 }
 
 /** Whether an inode meets every criterion (depth aside). */
-export function inodeMatches(inode: Inode, c: FindCriteria): boolean {
+export function inodeMatches(inode: Pick<Inode, 'kind' | 'hsmFlags' | 'size' | 'mtimeMs'>, c: FindCriteria): boolean {
   if (c.type && (TYPE_LETTER[inode.kind] === c.type.letter) === c.type.negate) return false;
   if (c.hsmState) {
     const all = c.hsmState.states.every(({ state, exclude }) => inHsmState(inode.hsmFlags, state) !== exclude);
@@ -58,7 +58,7 @@ interface Frame {
   /** Path relative to the start ('' for the start itself). */
   path: string;
   depth: number;
-  page: Array<{ name: string; inode: Inode }>;
+  page: EntrySummary[];
   index: number;
   last: boolean;
 }
@@ -82,17 +82,17 @@ export function* findPaths(meta: MetaStore, start: Inode, c: FindCriteria, pageS
         continue;
       }
       const after = top.page.length > 0 ? top.page[top.page.length - 1]!.name : undefined;
-      top.page = meta.readdirPage(top.ino, after, pageSize);
+      top.page = meta.readdirSummaryPage(top.ino, after, pageSize);
       top.index = 0;
       top.last = top.page.length < pageSize;
       yield out;
       out = [];
       continue;
     }
-    const { name, inode } = top.page[top.index++]!;
-    const path = `${top.path}/${name}`;
-    if (top.depth >= minDepth && inodeMatches(inode, c)) out.push(path);
-    if (inode.kind === 'dir' && top.depth < maxDepth) stack.push({ ino: inode.ino, path, depth: top.depth + 1, page: [], index: 0, last: false });
+    const entry = top.page[top.index++]!;
+    const path = `${top.path}/${entry.name}`;
+    if (top.depth >= minDepth && inodeMatches(entry, c)) out.push(path);
+    if (entry.kind === 'dir' && top.depth < maxDepth) stack.push({ ino: entry.ino, path, depth: top.depth + 1, page: [], index: 0, last: false });
   }
   yield out;
 }

@@ -31,6 +31,7 @@ import {
   type ByteRange,
   type ChangelogRecord,
   type DirEntry,
+  type EntrySummary,
   type Inode,
   type InodePatch,
   type MetaStore,
@@ -222,6 +223,10 @@ export class SqliteMetaStore implements MetaStore {
         `SELECT d.name AS name, ${INODE_SELECT} FROM dentries d JOIN inodes i ON i.ino = d.ino ` +
           'WHERE d.parent = ? AND d.name > ? ORDER BY d.name LIMIT ?',
       ),
+      readdirSummaryPage: p(
+        'SELECT d.name AS name, i.ino AS ino, i.kind AS kind, i.hsm_flags AS hsmFlags, i.size AS size, i.mtime_ms AS mtimeMs ' +
+          'FROM dentries d JOIN inodes i ON i.ino = d.ino WHERE d.parent = ? AND d.name > ? ORDER BY d.name LIMIT ?',
+      ),
       anyName: p('SELECT parent, name FROM dentries WHERE ino = ? LIMIT 1'),
       allNames: p('SELECT parent, name FROM dentries WHERE ino = ?'),
       namesStartingWith: p('SELECT parent AS parentIno, name FROM dentries WHERE substr(name, 1, length(?)) = ?'),
@@ -347,6 +352,10 @@ export class SqliteMetaStore implements MetaStore {
   readdirPage(parentIno: number, after: string | undefined, limit: number): DirEntry[] {
     // Every name is non-empty, so '' sorts before all of them.
     return toDirEntries(this.s.readdirPage.all(parentIno, after ?? '', limit) as (Inode & { name: string })[]);
+  }
+
+  readdirSummaryPage(parentIno: number, after: string | undefined, limit: number): EntrySummary[] {
+    return this.s.readdirSummaryPage.all(parentIno, after ?? '', limit) as EntrySummary[];
   }
 
   hasEntries(parentIno: number): boolean {

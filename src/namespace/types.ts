@@ -77,6 +77,16 @@ export function blankInode(kind: InodeKind, mode: number, uid: number, gid: numb
 }
 export type InodePatch = Partial<Omit<Inode, 'ino' | 'kind'>>;
 
+/** What `lfs find` tests of a directory entry (a narrow row: four times cheaper to read than a whole inode). */
+export interface EntrySummary {
+  name: string;
+  ino: number;
+  kind: InodeKind;
+  hsmFlags: number;
+  size: number;
+  mtimeMs: number;
+}
+
 export interface DirEntry {
   name: string;
   inode: Inode;
@@ -122,6 +132,8 @@ export interface MetaStore extends RangeStore {
    * the directory it is, and entries added or removed between pages are neither repeated nor skipped otherwise.
    */
   readdirPage(parentIno: number, after: string | undefined, limit: number): DirEntry[];
+  /** readdirPage with only the fields of EntrySummary (for walks over many entries, such as `lfs find`). */
+  readdirSummaryPage(parentIno: number, after: string | undefined, limit: number): EntrySummary[];
   /** Whether a directory has any entry. */
   hasEntries(parentIno: number): boolean;
   /** Every directory entry whose name starts with `prefix` (a full scan, for startup checks). */
