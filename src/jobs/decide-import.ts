@@ -73,3 +73,20 @@ export function decideImport(mode: ConflictMode, local: LocalEntry | undefined, 
   }
   return decision('update-attributes', `${reason}; attributes updated${release ? ', released' : ''}`, release);
 }
+
+/**
+ * Auto-import with deletions enabled (AMLFS enableDeletions): what happens to the local entry of a blob deleted
+ * remotely. An unmodified file or symlink is deleted under every mode; one modified locally (dirty, or never
+ * archived since) only under OverwriteIfDirty/OverwriteAlways (Skip and Fail keep it); an open or busy file and a
+ * non-empty directory are never deleted (a later pass tries again).
+ */
+export function decideDeletion(mode: ConflictMode, local: LocalEntry): { delete: boolean; reason: string } {
+  if (local.kind === 'dir') {
+    return local.hasChildren ? { delete: false, reason: 'blob deleted; the directory is not empty: kept' } : { delete: true, reason: 'blob deleted' };
+  }
+  if (local.busy) return { delete: false, reason: 'blob deleted; not deleted: the file is open or has an HSM action running' };
+  const modified = (local.hsmFlags & DIRTY) !== 0 || (local.hsmFlags & ARCHIVED) === 0;
+  if (!modified) return { delete: true, reason: 'blob deleted' };
+  if (mode === 'OverwriteIfDirty' || mode === 'OverwriteAlways') return { delete: true, reason: `blob deleted; modified locally, deleted (${mode})` };
+  return { delete: false, reason: `blob deleted; modified locally, kept (${mode})` };
+}

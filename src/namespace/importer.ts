@@ -67,6 +67,8 @@ export interface ImportStats {
   preexistingFiles: number;
   preexistingDirectories: number;
   preexistingSymlinks: number;
+  /** Local entries deleted because their blob was deleted (auto-import with deletions enabled). */
+  deletions: number;
   /** Conflicts resolved by updating attributes only (Overwrite modes). */
   updatedAttributes: number;
   /** Conflicts resolved by replacing or reimporting the local entry (Overwrite modes; also counted as imported). */
@@ -87,6 +89,8 @@ export interface ImportStats {
   finishTime?: string;
   /** Why the import failed. */
   error?: string;
+  /** The import failed because conflict mode Fail met a conflict. */
+  stoppedAtConflict?: boolean;
 }
 
 export interface ImportOptions {
@@ -115,7 +119,27 @@ export interface ImportOptions {
   dropData?: (ino: number, generation: number) => Promise<void>;
   /** HNS owners and groups (Entra object IDs, UPNs) → uid/gid (default: only `$superuser` and decimal ids known). */
   idMap?: IdMap;
+  /**
+   * Pages to apply instead of listing the container (auto-import: blobs from the change feed, deletions, a cursor to
+   * save with them). listPrefixes is ignored when given.
+   */
+  source?: AsyncIterable<ImportPage>;
+  /** What to do with the local entry of a deleted blob (required for pages that carry deletions). */
+  decideDeletion?: DeletionDecider;
 }
+
+/** One unit the importer applies in one transaction. */
+export interface ImportPage {
+  /** Blobs as listed (or as HEAD reports them). */
+  blobs: BlobInfo[];
+  /** Names of blobs known to be deleted: their local entries are deleted as decideDeletion says. */
+  deleted?: string[];
+  /** Runs inside the page's transaction after its entries were applied (e.g. to save a cursor with them). */
+  onCommit?: () => void;
+}
+
+/** Whether the local entry of a deleted blob is deleted (reason for the log line either way). */
+export type DeletionDecider = (local: LocalEntry, blobName: string) => { delete: boolean; reason: string };
 
 interface Item {
   info: BlobInfo;
@@ -163,6 +187,7 @@ export function emptyImportStats(startTime: string): ImportStats {
     preexistingFiles: 0,
     preexistingDirectories: 0,
     preexistingSymlinks: 0,
+    deletions: 0,
     updatedAttributes: 0,
     replacedEntries: 0,
     releasedFiles: 0,
@@ -207,7 +232,8 @@ class Importer {
     const { signal } = this.o;
     try {
       signal?.throwIfAborted();
-      for (const listPrefix of this.o.listPrefixes ?? ['']) await this.walk(this.pfx + listPrefix);
+      if (this.o.source) await this.consume(this.o.source);
+      else for (const listPrefix of this.o.listPrefixes ?? ['']) await this.consume(this.listing(this.pfx + listPrefix));
       this.stats.state = 'Completed';
     } catch (err) {
       if (signal?.aborted) {
@@ -223,12 +249,17 @@ class Importer {
     return { ...this.stats };
   }
 
-  private async walk(listPrefix: string): Promise<void> {
+  private async *listing(listPrefix: string): AsyncIterable<ImportPage> {
     const { store, signal } = this.o;
     const pages = readAhead(store.listPages({ prefix: listPrefix || undefined, pageSize: this.o.pageSize, signal }));
+    for await (const blobs of pages) yield { blobs };
+  }
+
+  private async consume(pages: AsyncIterable<ImportPage>): Promise<void> {
+    const { signal } = this.o;
     for await (const page of pages) {
       signal?.throwIfAborted();
-      const items: Item[] = page.map((info) => {
+      const items: Item[] = page.blobs.map((info) => {
         const check = checkBlobName(info.name, this.pfx);
         return { info, check, attrs: check.ok ? this.attributes(info) : undefined };
       });
@@ -238,13 +269,20 @@ class Importer {
       this.o.meta.transaction(() => {
         for (let i = 0; i < items.length; i++) {
           // A cancel or a Fail conflict ends the page early: whole blobs only, the page commits what came before.
-          if (this.failure || ((i & 63) === 63 && signal?.aborted)) break;
+          if (this.failure || ((i & 63) === 63 && signal?.aborted)) return;
           this.importBlob(items[i]!);
         }
+        if (this.failure) return;
+        for (const name of page.deleted ?? []) this.deleteBlob(name);
+        // Only a page applied whole saves what the source records with it (a change-feed cursor).
+        page.onCommit?.();
       });
       await this.dropCommitted();
       this.progress();
-      if (this.failure) throw new Error(this.failure);
+      if (this.failure) {
+        this.stats.stoppedAtConflict = true;
+        throw new Error(this.failure);
+      }
       signal?.throwIfAborted();
       const max = this.o.maximumErrors ?? -1;
       if (max >= 0 && this.stats.totalErrors > max) {
@@ -300,7 +338,7 @@ class Importer {
     this.o.onProgress?.({ ...s });
   }
 
-  private emit(event: 'conflict' | 'warning' | 'error', blob: string | undefined, fields: Record<string, string>): void {
+  private emit(event: 'conflict' | 'warning' | 'error' | 'deletion', blob: string | undefined, fields: Record<string, string>): void {
     if (!this.o.log) return;
     this.o.log(JSON.stringify({ time: new Date().toISOString(), event, ...(blob === undefined ? {} : { blob }), ...fields }));
   }
@@ -581,6 +619,32 @@ class Importer {
     const left = this.o.meta.unlink(parentIno, leaf);
     if (inode.kind === 'file' && left.nlink === 0) this.drops.push([inode.ino, inode.generation]);
     if (inode.kind === 'dir') this.dirs.delete(path);
+  }
+
+  /**
+   * The blob `name` was deleted: its local entry (the inode recorded as that blob, still at the blob's path) is
+   * deleted as decideDeletion says; a directory only when empty. Anything else at the path is left alone.
+   */
+  private deleteBlob(name: string): void {
+    const decide = this.o.decideDeletion;
+    if (!decide) throw new Error('an import page carries deletions but no decideDeletion was given');
+    const check = checkBlobName(name, this.pfx);
+    if (!check.ok || check.isDirMarker || check.components.length === 0) return;
+    const path = check.components.join('/');
+    const meta = this.o.meta;
+    const parent = check.components.length === 1 ? meta.get(ROOT_INO) : meta.resolve('/' + check.components.slice(0, -1).join('/'));
+    if (!parent || parent.kind !== 'dir') return;
+    const leaf = check.components[check.components.length - 1]!;
+    const local = meta.lookup(parent.ino, leaf);
+    if (!local || local.blobName !== name) return;
+    const d = decide(this.localEntry(local), name);
+    if (!d.delete) {
+      this.conflict(name, d.reason, '/' + path, 'skip');
+      return;
+    }
+    this.removeLocal(parent.ino, leaf, local, path);
+    this.stats.deletions++;
+    this.emit('deletion', name, { path: '/' + path, reason: d.reason });
   }
 
   private importFile(

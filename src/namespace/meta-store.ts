@@ -130,6 +130,11 @@ CREATE TABLE IF NOT EXISTS access_acls (
   ino INTEGER PRIMARY KEY,
   acl TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS listed_blobs (
+  name TEXT PRIMARY KEY,
+  pass INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS listed_blobs_pass ON listed_blobs(pass);
 CREATE TABLE IF NOT EXISTS settings (
   key TEXT PRIMARY KEY,
   value TEXT NOT NULL
@@ -268,6 +273,10 @@ export class SqliteMetaStore implements MetaStore {
       getAccessAcl: p('SELECT acl FROM access_acls WHERE ino = ?').pluck(),
       setAccessAcl: p('INSERT INTO access_acls (ino, acl) VALUES (?, ?) ON CONFLICT (ino) DO UPDATE SET acl = excluded.acl'),
       deleteAccessAcl: p('DELETE FROM access_acls WHERE ino = ?'),
+      markListed: p('INSERT INTO listed_blobs (name, pass) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET pass = excluded.pass'),
+      listedBefore: p('SELECT name FROM listed_blobs WHERE pass < ? ORDER BY name LIMIT ?').pluck(),
+      forgetListed: p('DELETE FROM listed_blobs WHERE name = ?'),
+      clearListed: p('DELETE FROM listed_blobs'),
       getSetting: p('SELECT value FROM settings WHERE key = ?').pluck(),
       setSetting: p('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
       appendChangelog: p(
@@ -630,6 +639,28 @@ export class SqliteMetaStore implements MetaStore {
   setAccessAcl(ino: number, acl: string | null): void {
     if (acl === null) this.s.deleteAccessAcl.run(ino);
     else this.s.setAccessAcl.run(ino, acl);
+  }
+
+  // ---- blobs seen by auto-import's listing passes ----
+
+  markListed(names: readonly string[], pass: number): void {
+    this.atomic(() => {
+      for (const name of names) this.s.markListed.run(name, pass);
+    });
+  }
+
+  listedBefore(pass: number, limit: number): string[] {
+    return this.s.listedBefore.all(pass, limit) as unknown as string[];
+  }
+
+  forgetListed(names: readonly string[]): void {
+    this.atomic(() => {
+      for (const name of names) this.s.forgetListed.run(name);
+    });
+  }
+
+  clearListed(): void {
+    this.s.clearListed.run();
   }
 
   // ---- settings ----

@@ -182,6 +182,15 @@ export interface MetaStore extends RangeStore {
   accessAcl(ino: number): string | null;
   /** Records (or, with null, removes) an inode's extended access ACL; it goes with the inode. */
   setAccessAcl(ino: number, acl: string | null): void;
+  /**
+   * Auto-import's listing passes: records that these blob names were listed by pass `pass` (names missing from a
+   * later pass are deletion candidates, names never listed since enablement never are).
+   */
+  markListed(names: readonly string[], pass: number): void;
+  /** Up to `limit` names last listed before pass `pass`, in name order. */
+  listedBefore(pass: number, limit: number): string[];
+  forgetListed(names: readonly string[]): void;
+  clearListed(): void;
   getSetting(key: string): string | undefined;
   setSetting(key: string, value: string): void;
   /** Appends a record, returning its index; like Lustre, records nothing (returns 0) while no reader is registered. */

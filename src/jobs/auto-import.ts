@@ -1,0 +1,667 @@
+// Auto-import (SPEC §3, AMLFS auto-import): the namespace follows the container continuously.
+//
+// Phase 1, Full Sync: one import pass over the prefixes under the conflict mode (Skip or OverwriteIfDirty, the two
+// AMLFS offers), no deletions. Phase 2, Blob Sync, every `intervalSeconds` (counted from the end of the previous
+// pass), from one of two change sources:
+// - change feed (src/blob/change-feed.ts): the cursor is taken before Full Sync starts, so events that arrive
+//   during phase 1 apply after it. Each batch of events is reduced to the latest event per blob (records may repeat:
+//   a per-blob sequencer memory drops older ones), each blob is HEADed once (its state now, whatever order the
+//   events came in), and the blobs, the deletions and the new cursor commit in one metadata transaction: a kill -9
+//   neither loses nor re-applies an event.
+// - listing (Azurite, HNS accounts, accounts without the feed): an import pass per interval that records in the
+//   metadata store which blob names it listed; a name listed by an earlier pass and missing now is a deletion
+//   candidate, confirmed by a HEAD (a name that was exported meanwhile is not deleted). Names never listed since
+//   enablement are never deleted: deletions that happened before enablement are not applied (as AMLFS).
+// Deletions (`enableDeletions`) follow decideDeletion (src/jobs/decide-import.ts): an unmodified file is deleted,
+// one modified locally only under OverwriteIfDirty; open or busy files and non-empty directories never (retried
+// on the next pass). Each deletion, conflict and error is one JSON line in the auto-import log.
+//
+// Our own exports are never re-imported as remote changes: an export records the etag it committed, and a blob
+// whose etag and attributes equal the local record is preexisting. Manual hsm_* requests stay allowed: a busy file
+// (open, HSM action running) is skipped by the importer and handled by a later pass. A pass is skipped (logged)
+// while a manual import or export job runs.
+//
+// The phase, the source, the change-feed cursor and the listing pass number persist in the metadata store's
+// settings: a restarted daemon resumes Blob Sync where it stopped instead of running Full Sync again.
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { join } from 'node:path';
+import type { BlobInfo, BlobStore } from '../blob/blob-store.js';
+import { ChangeFeedReader, ChangeFeedUnavailable, compareSequencers, type ChangeFeedCursor } from '../blob/change-feed.js';
+import { BlobError, UsageError, describeError } from '../errors.js';
+import { importNamespace, type ImportPage, type ImportStats } from '../namespace/importer.js';
+import { normalizePrefix } from '../namespace/blob-encoding.js';
+import type { MetaStore } from '../namespace/types.js';
+import { CONFLICT_MODES, decideDeletion, decideImport, isConflictMode, type ConflictMode } from './decide-import.js';
+import { checkJobPrefixes } from './job-runner.js';
+
+export type AutoImportSource = 'change-feed' | 'listing';
+export type AutoImportMode = ConflictMode;
+
+export interface AutoImportConfig {
+  enabled: boolean;
+  /** Seconds between the end of one Blob Sync pass and the start of the next. */
+  intervalSeconds: number;
+  enableDeletions: boolean;
+  conflictMode: AutoImportMode;
+  /** Paths inside the mount, as for import jobs. */
+  prefixes: string[];
+  /** `auto`: the change feed when the account has one, else listing. */
+  source: 'auto' | AutoImportSource;
+}
+
+export const AUTO_IMPORT_DEFAULTS: AutoImportConfig = {
+  enabled: false,
+  intervalSeconds: 60,
+  enableDeletions: false,
+  conflictMode: 'Skip',
+  prefixes: ['/'],
+  source: 'auto',
+};
+
+const MAX_INTERVAL_SECONDS = 2_147_483;
+
+/** Validates a configuration change (UsageError naming the bad value); returns the complete new configuration. */
+export function checkAutoImportConfig(current: AutoImportConfig, change: Partial<AutoImportConfig>): AutoImportConfig {
+  const next = { ...current, ...change };
+  if (typeof next.enabled !== 'boolean') throw new UsageError(`invalid auto-import enabled value '${String(next.enabled)}'`);
+  if (typeof next.enableDeletions !== 'boolean') throw new UsageError(`invalid enable-deletions value '${String(next.enableDeletions)}'`);
+  const v = next.intervalSeconds;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > MAX_INTERVAL_SECONDS) {
+    throw new UsageError(`invalid auto-import interval '${String(v)}': a number of seconds, more than 0 and at most ${MAX_INTERVAL_SECONDS}`);
+  }
+  if (!isConflictMode(next.conflictMode)) {
+    throw new UsageError(`invalid auto-import conflict mode '${String(next.conflictMode)}': use one of ${CONFLICT_MODES.join(', ')}`);
+  }
+  if (!['auto', 'change-feed', 'listing'].includes(next.source)) {
+    throw new UsageError(`invalid auto-import source '${String(next.source)}': use auto, change-feed or listing`);
+  }
+  next.prefixes = checkJobPrefixes(next.prefixes);
+  return next;
+}
+
+/** AMLFS's auto-import statistics of one phase. */
+export interface AutoImportPhaseMetrics {
+  importedFiles: number;
+  importedDirectories: number;
+  importedSymlinks: number;
+  preexistingFiles: number;
+  preexistingDirectories: number;
+  preexistingSymlinks: number;
+  totalBlobsImported: number;
+  /** Blobs imported per second while the phase ran. */
+  rateOfBlobImport: number;
+  totalBlobsWalked: number;
+  rateOfBlobWalk: number;
+  totalConflicts: number;
+  totalErrors: number;
+  deletions: number;
+  startTime: string | null;
+  finishTime: string | null;
+}
+
+export type AutoImportState = 'Disabled' | 'FullSync' | 'BlobSync' | 'Stopping' | 'Failed';
+
+export interface AutoImportMetrics {
+  enabled: boolean;
+  state: AutoImportState;
+  /** The change source in use (null before the first pass decided it). */
+  source: AutoImportSource | null;
+  intervalSeconds: number;
+  enableDeletions: boolean;
+  conflictMode: AutoImportMode;
+  prefixes: string[];
+  fullSync: AutoImportPhaseMetrics;
+  blobSync: AutoImportPhaseMetrics;
+  /** Time of the newest change-feed event applied (ISO), null if none. */
+  lastChangeFeedEventConsumedTime: string | null;
+  /** End of the last pass that saw the whole container under the prefixes (Full Sync or a listing pass). */
+  lastTimeFullySynchronized: string | null;
+  passesCompleted: number;
+  passesSkipped: number;
+  lastError: string | null;
+  logFile: string | null;
+}
+
+export interface AutoImporterOptions {
+  meta: MetaStore;
+  store: BlobStore;
+  /** A store on the account's `$blobchangefeed` container; absent: listing only. */
+  changeFeed?: BlobStore;
+  container: string;
+  /** The mount prefix ('' or ending in '/'). */
+  prefix: string;
+  isBusy: (ino: number) => boolean;
+  dropData: (ino: number, generation: number) => Promise<void>;
+  /** The manual jobs: a pass is skipped while one is InProgress or Canceling. */
+  jobs: { list(): Array<{ id: string; kind: string; state: string }> };
+  log: (line: string) => void;
+  /** Directory of the JSON-lines log (`auto-import.jsonl`); none when absent. */
+  logDir?: string;
+  config?: Partial<AutoImportConfig>;
+  /** Called after a pass changed the namespace (the FUSE layer drops what the kernel cached). */
+  onNamespaceChanged?: () => void;
+  /** Blobs HEADed at once when applying change-feed events or confirming deletions (default 16). */
+  headConcurrency?: number;
+  now?: () => Date;
+  /** Runs fn after ms (default setTimeout, unref'ed); tests pass one that never fires and drive runOnce(). */
+  schedule?: (fn: () => void, ms: number) => { cancel(): void };
+}
+
+/** What persists in the metadata store between daemon runs. */
+interface Persisted {
+  phase: 'BlobSync';
+  source: AutoImportSource;
+  prefixes: string[];
+  enabledAt: string;
+  /** Listing: the last completed pass number. */
+  pass: number;
+  /** Change feed: where the next poll starts (null: the feed has no segment yet; start at the first one). */
+  cursor: ChangeFeedCursor | null;
+  lastChangeFeedEventConsumedTime: string | null;
+  lastTimeFullySynchronized: string | null;
+}
+
+/** A pass ended at a conflict under conflict mode Fail. */
+class StoppedAtConflict extends Error {}
+
+/** Throws when an import run did not complete (cancelled, failed, or stopped at a conflict under Fail). */
+function requireCompleted(stats: ImportStats, what: string): void {
+  if (stats.state === 'Completed') return;
+  if (stats.state === 'Canceled') throw new Error(`${what} cancelled`);
+  const why = stats.error ?? 'unknown error';
+  if (stats.stoppedAtConflict) throw new StoppedAtConflict(`${what}: ${why}`);
+  throw new Error(`${what} failed: ${why}`);
+}
+
+const SETTING = 'auto-import';
+const EVENTS_PER_BATCH = 5000;
+const DELETION_BATCH = 1000;
+const SEQUENCER_MEMORY = 100_000;
+
+function emptyPhase(): AutoImportPhaseMetrics {
+  return {
+    importedFiles: 0,
+    importedDirectories: 0,
+    importedSymlinks: 0,
+    preexistingFiles: 0,
+    preexistingDirectories: 0,
+    preexistingSymlinks: 0,
+    totalBlobsImported: 0,
+    rateOfBlobImport: 0,
+    totalBlobsWalked: 0,
+    rateOfBlobWalk: 0,
+    totalConflicts: 0,
+    totalErrors: 0,
+    deletions: 0,
+    startTime: null,
+    finishTime: null,
+  };
+}
+
+/** Phase totals plus one import run's statistics; `busyMs` is the time the phase has spent running. */
+function accumulate(phase: AutoImportPhaseMetrics, s: ImportStats, busyMs: number): void {
+  phase.importedFiles += s.importedFiles;
+  phase.importedDirectories += s.importedDirectories;
+  phase.importedSymlinks += s.importedSymlinks;
+  phase.preexistingFiles += s.preexistingFiles;
+  phase.preexistingDirectories += s.preexistingDirectories;
+  phase.preexistingSymlinks += s.preexistingSymlinks;
+  phase.totalBlobsImported += s.totalBlobsImported;
+  phase.totalBlobsWalked += s.totalBlobsWalked;
+  phase.totalConflicts += s.totalConflicts;
+  phase.totalErrors += s.totalErrors;
+  phase.deletions += s.deletions;
+  const seconds = Math.max(busyMs / 1000, 0.001);
+  phase.rateOfBlobImport = Math.round((phase.totalBlobsImported / seconds) * 10) / 10;
+  phase.rateOfBlobWalk = Math.round((phase.totalBlobsWalked / seconds) * 10) / 10;
+}
+
+export class AutoImporter {
+  private config: AutoImportConfig;
+  private state: AutoImportState = 'Disabled';
+  private source: AutoImportSource | null = null;
+  private persisted: Persisted | undefined;
+  private timer: { cancel(): void } | undefined;
+  private abort = new AbortController();
+  private current: Promise<void> | undefined;
+  private readonly setTimer: (fn: () => void, ms: number) => { cancel(): void };
+  private fullSync = emptyPhase();
+  private blobSync = emptyPhase();
+  private blobSyncBusyMs = 0;
+  private passes = 0;
+  private skipped = 0;
+  private lastError: string | null = null;
+  private logStream: WriteStream | undefined;
+  private logFile: string | null = null;
+  /** blob name → the newest sequencer applied (bounded; the HEAD per batch makes a forgotten repeat harmless). */
+  private readonly sequencers = new Map<string, string>();
+  private readonly pfx: string;
+  private readonly now: () => Date;
+
+  constructor(private readonly o: AutoImporterOptions) {
+    this.config = checkAutoImportConfig(AUTO_IMPORT_DEFAULTS, o.config ?? {});
+    this.pfx = normalizePrefix(o.prefix);
+    this.now = o.now ?? (() => new Date());
+    this.setTimer =
+      o.schedule ??
+      ((fn, ms) => {
+        const timer = setTimeout(fn, ms);
+        timer.unref();
+        return { cancel: () => clearTimeout(timer) };
+      });
+    if (this.config.enabled) this.start();
+  }
+
+  metrics(): AutoImportMetrics {
+    const p = this.persisted;
+    return {
+      enabled: this.config.enabled,
+      state: this.state,
+      source: this.source,
+      intervalSeconds: this.config.intervalSeconds,
+      enableDeletions: this.config.enableDeletions,
+      conflictMode: this.config.conflictMode,
+      prefixes: this.config.prefixes,
+      fullSync: { ...this.fullSync },
+      blobSync: { ...this.blobSync },
+      lastChangeFeedEventConsumedTime: p?.lastChangeFeedEventConsumedTime ?? null,
+      lastTimeFullySynchronized: p?.lastTimeFullySynchronized ?? null,
+      passesCompleted: this.passes,
+      passesSkipped: this.skipped,
+      lastError: this.lastError,
+      logFile: this.logFile,
+    };
+  }
+
+  /** Changes the configuration (validated first). Enabling starts Full Sync (or resumes Blob Sync); disabling stops. */
+  async configure(change: Partial<AutoImportConfig>): Promise<AutoImportMetrics> {
+    const next = checkAutoImportConfig(this.config, change);
+    const was = this.config;
+    if (was.enabled) await this.halt();
+    this.config = next;
+    if (next.enabled) {
+      const restart = !was.enabled || next.source !== was.source || next.prefixes.join('\n') !== was.prefixes.join('\n');
+      if (restart) this.forget(); // a new enablement, or other prefixes/source: Full Sync again
+      this.start();
+    } else {
+      this.state = 'Disabled';
+      if (was.enabled) this.o.log('auto-import disabled');
+    }
+    return this.metrics();
+  }
+
+  /** Stops for good (daemon shutdown): the pass in flight is cancelled (whole pages only) and awaited. */
+  async close(): Promise<void> {
+    this.config = { ...this.config, enabled: false };
+    await this.halt();
+    this.state = 'Disabled';
+    if (this.logStream) await new Promise<void>((resolve) => this.logStream!.end(resolve));
+    this.logStream = undefined;
+  }
+
+  /** Runs the next step now: Full Sync if not done, else one Blob Sync pass (tests). */
+  async runOnce(): Promise<void> {
+    while (this.current) await this.current;
+    const run = this.step();
+    this.current = run;
+    await run.finally(() => (this.current = undefined));
+  }
+
+  // ---- scheduling ----
+
+  private start(): void {
+    this.abort = new AbortController();
+    this.persisted = this.load();
+    this.openLog();
+    this.o.log(
+      `auto-import enabled: prefixes ${this.config.prefixes.join(' ')}, conflict mode ${this.config.conflictMode}, ` +
+        `deletions ${this.config.enableDeletions ? 'enabled' : 'disabled'}, every ${this.config.intervalSeconds} s` +
+        (this.persisted ? ` (resuming Blob Sync from the ${this.persisted.source})` : ''),
+    );
+    this.state = this.persisted ? 'BlobSync' : 'FullSync';
+    this.source = this.persisted?.source ?? null;
+    // Full Sync starts at once; Blob Sync passes an interval apart.
+    this.schedule(this.persisted ? this.config.intervalSeconds : 0);
+  }
+
+  private schedule(seconds: number): void {
+    if (!this.config.enabled || this.timer) return;
+    this.timer = this.setTimer(() => {
+      this.timer = undefined;
+      const run = this.step().finally(() => {
+        if (this.current === run) this.current = undefined;
+        this.schedule(this.config.intervalSeconds);
+      });
+      this.current = run;
+    }, seconds * 1000);
+  }
+
+  private async halt(): Promise<void> {
+    this.timer?.cancel();
+    this.timer = undefined;
+    this.abort.abort();
+    if (this.current) this.state = 'Stopping';
+    while (this.current) await this.current.catch(() => undefined);
+  }
+
+  private async step(): Promise<void> {
+    const job = this.o.jobs.list().find((j) => j.state === 'InProgress' || j.state === 'Canceling');
+    if (job) {
+      this.skipped++;
+      this.o.log(`auto-import: pass skipped: ${job.kind} job ${job.id} is running`);
+      return;
+    }
+    const signal = this.abort.signal;
+    try {
+      if (!this.persisted) await this.runFullSync(signal);
+      else if (this.persisted.source === 'change-feed') await this.runFeedPass(this.persisted, signal);
+      else await this.runListingPass(this.persisted, signal);
+      if (!signal.aborted) this.passes++;
+      this.lastError = null;
+    } catch (err) {
+      if (signal.aborted) return;
+      this.lastError = describeError(err);
+      this.logEvent('error', undefined, `pass failed: ${this.lastError}`);
+      if (err instanceof StoppedAtConflict) {
+        // Conflict mode Fail: auto-import stops, as AMLFS's does (enable it again to resume).
+        this.state = 'Failed';
+        this.config = { ...this.config, enabled: false };
+        this.timer?.cancel();
+        this.timer = undefined;
+        this.o.log(`auto-import stopped: ${this.lastError}`);
+        return;
+      }
+      this.o.log(`auto-import: pass failed (retried in ${this.config.intervalSeconds} s): ${this.lastError}`);
+    }
+  }
+
+  // ---- phase 1 ----
+
+  private async runFullSync(signal: AbortSignal): Promise<void> {
+    this.state = 'FullSync';
+    const enabledAt = this.now();
+    const source = await this.chooseSource();
+    this.source = source;
+    // The cursor is taken before the scan: events during the scan apply after it.
+    const cursor = source === 'change-feed' ? ((await this.reader(signal).cursorAt(enabledAt)) ?? null) : null;
+    if (this.config.enableDeletions) this.o.meta.clearListed();
+    const started = Date.now();
+    this.fullSync = { ...emptyPhase(), startTime: enabledAt.toISOString() };
+    const stats = await this.importPass(this.listing(0, signal), signal);
+    accumulate(this.fullSync, stats, Date.now() - started);
+    requireCompleted(stats, 'Full Sync');
+    const finished = this.now().toISOString();
+    this.fullSync.finishTime = finished;
+    const persisted: Persisted = {
+      phase: 'BlobSync',
+      source,
+      prefixes: this.config.prefixes,
+      enabledAt: enabledAt.toISOString(),
+      pass: 0,
+      cursor,
+      lastChangeFeedEventConsumedTime: null,
+      lastTimeFullySynchronized: finished,
+    };
+    this.save(persisted);
+    this.persisted = persisted;
+    this.state = 'BlobSync';
+    this.o.log(
+      `auto-import Full Sync done (${source}): ${stats.totalBlobsWalked} blobs walked, ${stats.totalBlobsImported} imported, ` +
+        `${stats.totalConflicts} conflicts, ${stats.totalErrors} errors; Blob Sync every ${this.config.intervalSeconds} s`,
+    );
+  }
+
+  private async chooseSource(): Promise<AutoImportSource> {
+    const wanted = this.config.source;
+    if (wanted === 'listing') return 'listing';
+    if (!this.o.changeFeed) {
+      if (wanted === 'change-feed') throw new UsageError('the change feed cannot be read with these credentials: use --auto-import-source listing');
+      return 'listing';
+    }
+    try {
+      await this.reader(this.abort.signal).lastConsumable();
+      this.o.log('auto-import: the account has a change feed: Blob Sync reads it');
+      return 'change-feed';
+    } catch (err) {
+      const why = err instanceof ChangeFeedUnavailable ? err.message : describeError(err);
+      if (wanted === 'change-feed') throw new Error(`auto-import from the change feed: ${why}`, { cause: err });
+      this.o.log(`auto-import: ${why}; Blob Sync lists the container instead`);
+      return 'listing';
+    }
+  }
+
+  // ---- phase 2: listing ----
+
+  private async runListingPass(p: Persisted, signal: AbortSignal): Promise<void> {
+    const pass = p.pass + 1;
+    const started = Date.now();
+    const stats = await this.importPass(this.listing(pass, signal), signal);
+    if (stats.state !== 'Completed') accumulate(this.blobSync, stats, (this.blobSyncBusyMs += Date.now() - started));
+    requireCompleted(stats, `listing pass ${pass}`);
+    let deletions: ImportStats | undefined;
+    if (this.config.enableDeletions) deletions = await this.importPass(this.listingDeletions(pass, signal), signal);
+    this.blobSyncBusyMs += Date.now() - started;
+    accumulate(this.blobSync, stats, this.blobSyncBusyMs);
+    if (deletions) accumulate(this.blobSync, deletions, this.blobSyncBusyMs);
+    this.blobSync.startTime ??= new Date(started).toISOString();
+    this.blobSync.finishTime = this.now().toISOString();
+    const next: Persisted = { ...p, pass, lastTimeFullySynchronized: this.blobSync.finishTime };
+    this.save(next);
+    this.persisted = next;
+    const changed = stats.totalBlobsImported + stats.updatedAttributes + stats.releasedFiles + (deletions?.deletions ?? 0);
+    if (changed > 0) {
+      this.o.onNamespaceChanged?.();
+      this.o.log(`auto-import: listing pass ${pass}: ${stats.totalBlobsImported} imported, ${stats.updatedAttributes} updated, ${deletions?.deletions ?? 0} deleted`);
+    }
+  }
+
+  /** The container listed under the prefixes; with deletions enabled each page records its names as listed. */
+  private async *listing(pass: number, signal: AbortSignal): AsyncIterable<ImportPage> {
+    const track = this.config.enableDeletions;
+    for (const prefix of this.listPrefixes()) {
+      for await (const blobs of this.o.store.listPages({ prefix: this.pfx + prefix || undefined, signal })) {
+        yield { blobs, ...(track ? { onCommit: () => this.o.meta.markListed(blobs.map((b) => b.name), pass) } : {}) };
+      }
+    }
+  }
+
+  /**
+   * Names listed before this pass and missing from it, confirmed gone by a HEAD; a name that exists again (created
+   * or exported since the listing passed it) is recorded as listed instead. A deletion kept because the file was
+   * busy stays a candidate for the next pass.
+   */
+  private async *listingDeletions(pass: number, signal: AbortSignal): AsyncIterable<ImportPage> {
+    const meta = this.o.meta;
+    for (;;) {
+      const names = meta.listedBefore(pass, DELETION_BATCH);
+      if (names.length === 0) return;
+      const heads = await this.headAll(names, signal);
+      const present = heads.filter((h): h is BlobInfo => h !== null);
+      const gone = names.filter((_, i) => heads[i] === null);
+      const retry: string[] = [];
+      yield {
+        blobs: present,
+        deleted: gone,
+        onCommit: () => {
+          for (const name of gone) if (this.keptBusy.has(name)) retry.push(name);
+          this.keptBusy.clear();
+          meta.forgetListed(gone.filter((n) => !retry.includes(n)));
+          meta.markListed([...present.map((b) => b.name), ...retry], pass);
+        },
+      };
+      // Retried names carry this pass's number now: the next query returns only the rest.
+    }
+  }
+
+  // ---- phase 2: change feed ----
+
+  private async runFeedPass(p: Persisted, signal: AbortSignal): Promise<void> {
+    const reader = this.reader(signal);
+    const started = Date.now();
+    let cursor = p.cursor;
+    let current = p;
+    for (;;) {
+      if (cursor === null) {
+        cursor = (await reader.cursorAt(new Date(p.enabledAt))) ?? null;
+        if (cursor === null) break; // still no segment
+      }
+      const polled = await reader.poll(cursor, EVENTS_PER_BATCH);
+      const enabledAt = Date.parse(p.enabledAt);
+      // The newest relevant event per blob; repeats and older events of a blob already applied are dropped.
+      const latest = new Map<string, { sequencer?: string; deleted: boolean; time: number }>();
+      let newest = 0;
+      for (const e of polled.events) {
+        newest = Math.max(newest, e.eventTime.getTime());
+        if (!this.inPrefixes(e.blobName)) continue;
+        const seen = this.sequencers.get(e.blobName);
+        if (seen && e.sequencer && compareSequencers(e.sequencer, seen) <= 0) continue;
+        const prev = latest.get(e.blobName);
+        if (prev?.sequencer && e.sequencer && compareSequencers(e.sequencer, prev.sequencer) <= 0) continue;
+        latest.set(e.blobName, { sequencer: e.sequencer, deleted: e.eventType === 'BlobDeleted', time: e.eventTime.getTime() });
+      }
+      const names = [...latest.keys()];
+      const heads = await this.headAll(names, signal);
+      const blobs = heads.filter((h): h is BlobInfo => h !== null);
+      // A blob gone now is deleted locally when deletions are on and its deletion happened after enablement.
+      const deleted = this.config.enableDeletions
+        ? names.filter((n, i) => heads[i] === null && latest.get(n)!.time >= enabledAt)
+        : [];
+      const next: Persisted = {
+        ...current,
+        cursor: polled.cursor,
+        lastChangeFeedEventConsumedTime: newest ? new Date(newest).toISOString() : current.lastChangeFeedEventConsumedTime,
+      };
+      const page: ImportPage = { blobs, deleted, onCommit: () => this.save(next) };
+      const stats = await this.importPass(
+        (async function* () {
+          yield page;
+        })(),
+        signal,
+      );
+      this.blobSyncBusyMs += Date.now() - started;
+      accumulate(this.blobSync, stats, this.blobSyncBusyMs);
+      requireCompleted(stats, 'applying change-feed events');
+      current = next;
+      this.persisted = next;
+      cursor = polled.cursor;
+      for (const [name, e] of latest) if (e.sequencer) this.rememberSequencer(name, e.sequencer);
+      if (stats.totalBlobsImported + stats.updatedAttributes + stats.releasedFiles + stats.deletions > 0) this.o.onNamespaceChanged?.();
+      if (polled.events.length > 0) {
+        this.o.log(
+          `auto-import: ${polled.events.length} change-feed events: ${stats.totalBlobsImported} imported, ` +
+            `${stats.updatedAttributes} updated, ${stats.deletions} deleted`,
+        );
+      }
+      if (!polled.more) break;
+    }
+    this.blobSync.startTime ??= new Date(started).toISOString();
+    this.blobSync.finishTime = this.now().toISOString();
+  }
+
+  private rememberSequencer(name: string, sequencer: string): void {
+    this.sequencers.delete(name);
+    this.sequencers.set(name, sequencer);
+    if (this.sequencers.size > SEQUENCER_MEMORY) this.sequencers.delete(this.sequencers.keys().next().value!);
+  }
+
+  private reader(signal: AbortSignal): ChangeFeedReader {
+    return new ChangeFeedReader({ feed: this.o.changeFeed!, container: this.o.container, signal });
+  }
+
+  // ---- shared ----
+
+  /** Names of local entries whose deletion decideDeletion kept because they were busy (during one page). */
+  private readonly keptBusy = new Set<string>();
+
+  private importPass(source: AsyncIterable<ImportPage>, signal: AbortSignal): Promise<ImportStats> {
+    const mode: ConflictMode = this.config.conflictMode;
+    return importNamespace({
+      store: this.o.store,
+      meta: this.o.meta,
+      prefix: this.o.prefix,
+      source,
+      signal,
+      maximumErrors: -1,
+      decide: (local, remote) => decideImport(mode, local, remote),
+      decideDeletion: (local, blobName) => {
+        const d = decideDeletion(mode, local);
+        if (!d.delete && local.busy) this.keptBusy.add(blobName);
+        return d;
+      },
+      isBusy: this.o.isBusy,
+      dropData: this.o.dropData,
+      log: (line) => this.logStream?.write(line + '\n'),
+    });
+  }
+
+  /** HEAD of each name (null: the blob does not exist), bounded concurrency, in order. */
+  private async headAll(names: string[], signal: AbortSignal): Promise<Array<BlobInfo | null>> {
+    const out: Array<BlobInfo | null> = new Array(names.length).fill(null);
+    let next = 0;
+    const worker = async () => {
+      while (next < names.length) {
+        const i = next++;
+        signal.throwIfAborted();
+        try {
+          out[i] = await this.o.store.head(names[i]!, { signal });
+        } catch (err) {
+          if (err instanceof BlobError && err.kind === 'NotFound') out[i] = null;
+          else throw err;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.o.headConcurrency ?? 16, names.length) }, worker));
+    return out;
+  }
+
+  private listPrefixes(): string[] {
+    return this.config.prefixes.map((p) => p.replace(/^\/+/, ''));
+  }
+
+  private inPrefixes(blobName: string): boolean {
+    if (!blobName.startsWith(this.pfx)) return false;
+    const rel = blobName.slice(this.pfx.length);
+    return this.listPrefixes().some((p) => rel.startsWith(p));
+  }
+
+  private load(): Persisted | undefined {
+    const text = this.o.meta.getSetting(SETTING);
+    if (!text) return undefined;
+    try {
+      const p = JSON.parse(text) as Persisted;
+      const sameSetup = p.prefixes.join('\n') === this.config.prefixes.join('\n') && (this.config.source === 'auto' || this.config.source === p.source);
+      return p.phase === 'BlobSync' && sameSetup ? p : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private save(p: Persisted): void {
+    this.o.meta.setSetting(SETTING, JSON.stringify(p));
+  }
+
+  private forget(): void {
+    this.o.meta.setSetting(SETTING, '');
+    this.persisted = undefined;
+    this.fullSync = emptyPhase();
+    this.blobSync = emptyPhase();
+    this.blobSyncBusyMs = 0;
+    this.sequencers.clear();
+  }
+
+  private openLog(): void {
+    if (this.logStream || !this.o.logDir) return;
+    try {
+      mkdirSync(this.o.logDir, { recursive: true, mode: 0o700 });
+      this.logFile = join(this.o.logDir, 'auto-import.jsonl');
+      this.logStream = createWriteStream(this.logFile, { flags: 'a', mode: 0o600 });
+      this.logStream.on('error', (err) => this.o.log(`auto-import: cannot write ${this.logFile}: ${describeError(err)}`));
+    } catch (err) {
+      this.o.log(`auto-import: cannot create its log in ${this.o.logDir}: ${describeError(err)}`);
+    }
+  }
+
+  private logEvent(event: string, blob: string | undefined, reason: string): void {
+    this.logStream?.write(JSON.stringify({ time: this.now().toISOString(), event, ...(blob ? { blob } : {}), reason }) + '\n');
+  }
+}

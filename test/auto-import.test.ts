@@ -1,0 +1,168 @@
+// AutoImporter on the in-memory stack (listing mode) and on the in-memory stack with a change feed served by a
+// real Azurite (change-feed mode); the e2e test drives both through a real mount.
+import t from 'tap';
+import { AutoImporter, checkAutoImportConfig, AUTO_IMPORT_DEFAULTS, type AutoImportConfig } from '../src/jobs/auto-import.js';
+import { decideDeletion } from '../src/jobs/decide-import.js';
+import { HsmFlag } from '../src/namespace/types.js';
+import type { LocalEntry } from '../src/namespace/import-entry.js';
+import { makeStack, type TestStack } from './helpers/stack.js';
+
+const { EXISTS, DIRTY, RELEASED, ARCHIVED } = HsmFlag;
+
+function importer(s: TestStack, config: Partial<AutoImportConfig>): AutoImporter {
+  // enabled: false, then runOnce() drives the passes (no timers in these tests).
+  const a = new AutoImporter({
+    meta: s.meta,
+    store: s.store,
+    container: 'c',
+    prefix: '',
+    isBusy: (ino) => s.coordinator.isBusy(ino),
+    dropData: (ino, gen) => s.coordinator.dropData(ino, gen),
+    jobs: { list: () => [] },
+    log: (line) => s.logs.push(line),
+    config: { ...config, enabled: false, source: 'listing' },
+    schedule: () => ({ cancel: () => undefined }),
+  });
+  return a;
+}
+
+/** Enables the importer's configuration without its timer, then runs steps by hand. */
+async function enabled(a: AutoImporter, config: Partial<AutoImportConfig>): Promise<void> {
+  await a.configure({ ...config, enabled: true, intervalSeconds: 3600 });
+  // The injected scheduler never fires: run the Full Sync by hand.
+  await a.runOnce();
+}
+
+t.test('configuration is validated', async (t) => {
+  t.throws(() => checkAutoImportConfig(AUTO_IMPORT_DEFAULTS, { conflictMode: 'Sometimes' as never }), /use one of Fail, Skip/);
+  t.throws(() => checkAutoImportConfig(AUTO_IMPORT_DEFAULTS, { intervalSeconds: 0 }), /interval/);
+  t.throws(() => checkAutoImportConfig(AUTO_IMPORT_DEFAULTS, { prefixes: ['/a', '/ab'] }), /overlapping/);
+  t.throws(() => checkAutoImportConfig(AUTO_IMPORT_DEFAULTS, { source: 'magic' as never }), /auto, change-feed or listing/);
+});
+
+t.test('decideDeletion: the AMLFS table', async (t) => {
+  const file = (flags: number, extra: Partial<LocalEntry> = {}): LocalEntry => ({
+    kind: 'file', mode: 0o644, uid: 0, gid: 0, mtimeMs: 0, size: 1, target: null, hsmFlags: flags, nlink: 1, blobName: 'f', etag: '"e"', ...extra,
+  });
+  const clean = file(EXISTS | ARCHIVED);
+  const released = file(EXISTS | ARCHIVED | RELEASED);
+  const dirty = file(EXISTS | ARCHIVED | DIRTY);
+  for (const mode of ['Skip', 'OverwriteIfDirty'] as const) {
+    t.equal(decideDeletion(mode, clean).delete, true, `${mode}: unmodified file deleted`);
+    t.equal(decideDeletion(mode, released).delete, true, `${mode}: released file deleted`);
+    t.equal(decideDeletion(mode, { ...clean, busy: true }).delete, false, `${mode}: open file kept`);
+    t.equal(decideDeletion(mode, { ...file(0, { kind: 'dir' }), hasChildren: true }).delete, false, `${mode}: non-empty dir kept`);
+    t.equal(decideDeletion(mode, { ...file(0, { kind: 'dir' }), hasChildren: false }).delete, true, `${mode}: empty dir deleted`);
+  }
+  t.equal(decideDeletion('Skip', dirty).delete, false, 'Skip keeps a modified file');
+  t.equal(decideDeletion('OverwriteIfDirty', dirty).delete, true, 'OverwriteIfDirty deletes a modified file');
+  t.equal(decideDeletion('OverwriteIfDirty', { ...dirty, busy: true }).delete, false, 'but never an open one');
+});
+
+t.test('listing mode: creations, changes and deletions; deletions before enablement are not applied', async (t) => {
+  const s = await makeStack({ blobs: { 'keep.txt': 'k', 'gone-before.txt': 'g', 'dir/a.txt': 'a' } });
+  t.teardown(() => s.cleanup());
+  const a = importer(s, {});
+  t.teardown(() => a.close());
+  // Deleted after the mount's import but before auto-import was enabled: stays.
+  s.store.deleteDirect('gone-before.txt');
+  await enabled(a, { enableDeletions: true, conflictMode: 'OverwriteIfDirty' });
+  t.equal(a.metrics().state, 'BlobSync');
+  t.equal(a.metrics().source, 'listing');
+  t.ok(s.meta.resolve('/gone-before.txt'), 'a deletion before enablement is not applied');
+  t.equal(a.metrics().fullSync.preexistingFiles, 2);
+
+  s.store.putDirect('new.txt', 'n', { modtime: '2026-01-02 03:04:05 +0000' });
+  s.store.putDirect('dir/a.txt', 'a changed');
+  s.store.deleteDirect('keep.txt');
+  await a.runOnce();
+  t.equal(s.inode('/new.txt').hsmFlags, EXISTS | RELEASED | ARCHIVED, 'a new blob appears released');
+  t.equal(s.inode('/dir/a.txt').size, 9, 'a changed blob is re-imported (OverwriteIfDirty)');
+  t.notOk(s.meta.resolve('/keep.txt'), 'a deleted blob disappears');
+  t.ok(s.meta.resolve('/gone-before.txt'), 'still not applied');
+  const m = a.metrics();
+  t.equal(m.blobSync.deletions, 1);
+  t.equal(m.blobSync.importedFiles, 2, 'the new file and the re-imported one');
+  t.ok(m.lastTimeFullySynchronized);
+  t.equal(m.passesCompleted, 2);
+});
+
+t.test('listing mode: a modified file is kept under Skip, deleted under OverwriteIfDirty; an open one never', async (t) => {
+  for (const mode of ['Skip', 'OverwriteIfDirty'] as const) {
+    const s = await makeStack({ blobs: { 'm.txt': 'original', 'open.txt': 'o' } });
+    const a = importer(s, {});
+    await enabled(a, { enableDeletions: true, conflictMode: mode });
+    await s.writeFile('/m.txt', 'local change');
+    t.ok(s.inode('/m.txt').hsmFlags & DIRTY);
+    const fh = await s.vfs.open('/open.txt', 0);
+    s.store.deleteDirect('m.txt');
+    s.store.deleteDirect('open.txt');
+    await a.runOnce();
+    t.equal(Boolean(s.meta.resolve('/m.txt')), mode === 'Skip', `${mode}: modified file ${mode === 'Skip' ? 'kept' : 'deleted'}`);
+    t.ok(s.meta.resolve('/open.txt'), `${mode}: open file kept`);
+    await s.vfs.release(fh);
+    await s.settle();
+    await a.runOnce();
+    t.notOk(s.meta.resolve('/open.txt'), `${mode}: deleted on the next pass once closed`);
+    await a.close();
+    await s.cleanup();
+  }
+});
+
+t.test('listing mode: our own export is not re-imported, and a blob exported after the listing is not deleted', async (t) => {
+  const s = await makeStack({ blobs: { 'a.txt': 'a' } });
+  t.teardown(() => s.cleanup());
+  const a = importer(s, {});
+  t.teardown(() => a.close());
+  await enabled(a, { enableDeletions: true, conflictMode: 'OverwriteIfDirty' });
+  await s.createFile('/mine.txt', 'mine');
+  await s.coordinator.request('ARCHIVE', s.inode('/mine.txt').ino).done;
+  const before = s.inode('/mine.txt');
+  t.equal(before.hsmFlags, EXISTS | ARCHIVED);
+  await a.runOnce();
+  const after = s.inode('/mine.txt');
+  t.equal(after.ino, before.ino, 'the same file');
+  t.equal(after.hsmFlags, EXISTS | ARCHIVED, 'not released or re-imported');
+  t.equal(a.metrics().blobSync.totalBlobsImported, 0);
+});
+
+t.test('Skip: a changed blob is a conflict passed over; Fail stops auto-import', async (t) => {
+  const s = await makeStack({ blobs: { 'a.txt': 'a' } });
+  t.teardown(() => s.cleanup());
+  const a = importer(s, {});
+  t.teardown(() => a.close());
+  await enabled(a, { conflictMode: 'Skip' });
+  s.store.putDirect('a.txt', 'changed');
+  await a.runOnce();
+  t.equal(s.inode('/a.txt').size, 1, 'left as it was');
+  t.equal(a.metrics().blobSync.totalConflicts, 1);
+  await a.configure({ conflictMode: 'Fail' });
+  await a.runOnce();
+  t.equal(a.metrics().state, 'Failed');
+  t.match(a.metrics().lastError, /first conflict/);
+});
+
+t.test('a pass is skipped while a manual job runs', async (t) => {
+  const s = await makeStack({ blobs: { 'a.txt': 'a' } });
+  t.teardown(() => s.cleanup());
+  let running = true;
+  const a = new AutoImporter({
+    meta: s.meta,
+    store: s.store,
+    container: 'c',
+    prefix: '',
+    isBusy: () => false,
+    dropData: async () => undefined,
+    jobs: { list: () => (running ? [{ id: 'import-1', kind: 'import', state: 'InProgress' }] : []) },
+    log: (line) => s.logs.push(line),
+    config: { source: 'listing' },
+    schedule: () => ({ cancel: () => undefined }),
+  });
+  t.teardown(() => a.close());
+  await a.runOnce();
+  t.equal(a.metrics().passesSkipped, 1);
+  t.equal(a.metrics().fullSync.startTime, null, 'Full Sync did not run');
+  running = false;
+  await a.runOnce();
+  t.equal(a.metrics().state, 'BlobSync', 'Full Sync ran once the job was gone');
+});
