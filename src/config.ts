@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { UsageError } from './errors.js';
+import type { AutoImportConfig } from './jobs/auto-import.js';
 
 export interface StorageConfig {
   container: string;
@@ -43,6 +44,10 @@ export interface MountConfig {
   namespace?: 'hns' | 'flat';
   /** `--id-map FILE`: HNS owners/groups → uid/gid (format in src/namespace/id-map.ts). */
   idMapFile?: string;
+  /** Auto-import (src/jobs/auto-import.ts): whether it starts enabled, and its settings. */
+  autoImport?: AutoImportConfig;
+  /** Seconds the kernel caches attributes, entries and negative lookups (default 60). */
+  attrTimeoutSeconds?: number;
 }
 
 /** The metadata store (SQLite) of a mount, in its cache directory. */

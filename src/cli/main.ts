@@ -10,6 +10,7 @@ import { runExport, runJobs } from './export-command.js';
 import { runImport } from './import-command.js';
 import { runAutoExport } from './auto-export-command.js';
 import { runVerify } from './verify-command.js';
+import { runAutoImport } from './auto-import-command.js';
 import { isLfsArgv, runLfsMain } from './lfs-main.js';
 import { ingestCommandSpec, runIngest } from './ingest-command.js';
 import { callMount } from './daemon-call.js';
@@ -109,6 +110,21 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     .option('--json', 'print the summary as JSON')
     .description("re-hash hydrated clean files against their blob's Content-MD5; exit 1 on a mismatch")
     .action(async (mnt: string, paths: string[], o: { json?: boolean }) => void (status = await runVerify(mnt, paths, o, io)));
+  program
+    .command('auto-import')
+    .argument('<mountpoint>')
+    .option('--enable', 'start following the container: Full Sync, then Blob Sync')
+    .option('--disable', 'stop (the pass in flight is cancelled; whole pages are kept)')
+    .option('--cancel', 'cancel the pass in flight; the next one runs an interval later')
+    .option('--interval <seconds>', 'seconds between Blob Sync passes')
+    .option('--prefix <path>', 'only blob paths starting with this (repeatable, at most 100)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--source <source>', 'auto, change-feed or listing')
+    .option('--conflict-mode <mode>', 'Skip, OverwriteIfDirty, OverwriteAlways or Fail')
+    .option('--enable-deletions', 'apply blob deletions')
+    .option('--no-deletions', 'do not apply blob deletions')
+    .option('--json', 'print the metrics as JSON')
+    .description('show or change auto-import (AMLFS metrics for Full Sync and Blob Sync)')
+    .action(async (mnt: string, o) => void (status = await runAutoImport(mnt, o, io)));
   program
     .command('jobs')
     .argument('<action-or-mountpoint>', "a mountpoint, or 'cancel'")

@@ -18,6 +18,7 @@ import { MountRegistry } from '../control/registry.js';
 import { AUTO_EXPORT_DEFAULTS, checkAutoExportConfig, parseSeconds } from '../jobs/auto-export.js';
 import { parseMountOptions } from '../fuse/mount-options.js';
 import { checkMountpoint } from '../daemon/mount-checks.js';
+import { AUTO_IMPORT_DEFAULTS, checkAutoImportConfig, type AutoImportConfig } from '../jobs/auto-import.js';
 import type { CliIo } from './io.js';
 import { layerConfigFile, loadConfigFile } from './config-file.js';
 import { addStorageOptions, storageConfigFromFlags, type StorageFlags } from './storage-options.js';
@@ -47,6 +48,13 @@ export interface MountFlags extends StorageFlags {
   namespace?: string;
   idMap?: string;
   verifyMd5?: boolean;
+  autoImport?: boolean;
+  autoImportInterval?: string;
+  autoImportPrefix?: string[];
+  autoImportSource?: string;
+  enableDeletions?: boolean;
+  conflictMode?: string;
+  attrTimeout?: string;
 }
 
 export function mountCommandSpec(): Command {
@@ -72,7 +80,14 @@ export function mountCommandSpec(): Command {
     .option('--auto-export-min-age <seconds>', `auto-export files unchanged for this long (default ${AUTO_EXPORT_DEFAULTS.minAgeSeconds})`)
     .option('--auto-export-interval <seconds>', `seconds between auto-export iterations (default ${AUTO_EXPORT_DEFAULTS.intervalSeconds})`)
     .option('--namespace <kind>', 'hns or flat: the account namespace rules instead of detecting them (getAccountInfo)')
-    .option('--id-map <file>', 'HNS: map Entra object IDs / UPNs to uid/gid (lines "user ID UID", "group ID GID")');
+    .option('--id-map <file>', 'HNS: map Entra object IDs / UPNs to uid/gid (lines "user ID UID", "group ID GID")')
+    .option('--auto-import', 'follow the container continuously: Full Sync, then Blob Sync (see `blobhsm auto-import`)')
+    .option('--auto-import-interval <seconds>', `seconds between Blob Sync passes (default ${AUTO_IMPORT_DEFAULTS.intervalSeconds})`)
+    .option('--auto-import-prefix <path>', 'auto-import only blob paths starting with this (repeatable, at most 100; default /)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--auto-import-source <source>', 'auto (default: the change feed when the account has one), change-feed or listing')
+    .option('--enable-deletions', 'auto-import applies blob deletions (AMLFS enableDeletions)')
+    .option('--conflict-mode <mode>', 'auto-import conflict mode: Skip (default), OverwriteIfDirty, OverwriteAlways or Fail')
+    .option('--attr-timeout <seconds>', 'seconds the kernel caches attributes, names and missing names (default 60)');
 }
 
 /** Builds and validates the configuration; every problem is a UsageError saying what to do. */
@@ -98,6 +113,18 @@ export function buildMountConfig(mountpoint: string, flags: MountFlags, env: Nod
     throw new UsageError(`invalid --export-concurrency '${flags.exportConcurrency}': a whole number from 1 to 256`);
   }
   const { container } = storage;
+  const autoImport = checkAutoImportConfig(AUTO_IMPORT_DEFAULTS, {
+    enabled: Boolean(flags.autoImport),
+    ...(flags.autoImportInterval !== undefined ? { intervalSeconds: parseSeconds(flags.autoImportInterval, '--auto-import-interval') } : {}),
+    ...(flags.autoImportPrefix ? { prefixes: flags.autoImportPrefix } : {}),
+    ...(flags.autoImportSource !== undefined ? { source: flags.autoImportSource as AutoImportConfig['source'] } : {}),
+    ...(flags.enableDeletions ? { enableDeletions: true } : {}),
+    ...(flags.conflictMode !== undefined ? { conflictMode: flags.conflictMode as AutoImportConfig['conflictMode'] } : {}),
+  });
+  if (!flags.autoImport && (flags.autoImportInterval ?? flags.autoImportPrefix ?? flags.autoImportSource ?? flags.enableDeletions ?? flags.conflictMode) !== undefined) {
+    throw new UsageError('--auto-import-interval, --auto-import-prefix, --auto-import-source, --enable-deletions and --conflict-mode need --auto-import');
+  }
+  const attrTimeoutSeconds = flags.attrTimeout === undefined ? undefined : parseSeconds(flags.attrTimeout, '--attr-timeout');
   const cacheDir = resolve(
     flags.cacheDir ?? (flags.emulator ? join(cacheHome(env), `emulator-${container}-${normalisedId(prefix)}`) : defaultCacheDir({ ...storage, account: storage.account ?? env.AZURE_STORAGE_ACCOUNT }, prefix, env)),
   );
@@ -119,6 +146,8 @@ export function buildMountConfig(mountpoint: string, flags: MountFlags, env: Nod
     ...(exportConcurrency !== undefined ? { exportConcurrency } : {}),
     ...(flags.namespace ? { namespace: flags.namespace } : {}),
     ...(flags.idMap ? { idMapFile: resolve(flags.idMap) } : {}),
+    autoImport,
+    ...(attrTimeoutSeconds !== undefined ? { attrTimeoutSeconds } : {}),
   };
 }
 

@@ -11,6 +11,7 @@ import type { Inode } from '../namespace/types.js';
 import type { ActionKind } from '../hsm/coordinator.js';
 import type { DaemonParts } from './daemon.js';
 import { scrubFiles } from './scrub.js';
+import type { AutoImportConfig } from '../jobs/auto-import.js';
 
 /** What `hsm_request` with `wait` sends while the actions run. */
 export interface HsmRequestProgress {
@@ -314,5 +315,11 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
         ...(params.minAgeSeconds === undefined ? {} : { minAgeSeconds: params.minAgeSeconds as number }),
         ...(params.intervalSeconds === undefined ? {} : { intervalSeconds: params.intervalSeconds as number }),
       }),
+
+    /** Auto-import: its metrics, after applying the changes given (src/jobs/auto-import.ts validates them). */
+    auto_import: async (params) => {
+      if (params.cancel) await p.autoImport.cancel();
+      return p.autoImport.configure((params.change ?? {}) as Partial<AutoImportConfig>);
+    },
   };
 }

@@ -28,6 +28,8 @@ import { strerror } from '../hsm/format.js';
 import { chooseNamespace, loadIdMap } from './namespace-choice.js';
 import { JobRunner } from '../jobs/job-runner.js';
 import { AutoExporter } from '../jobs/auto-export.js';
+import { AutoImporter } from '../jobs/auto-import.js';
+import { CHANGE_FEED_CONTAINER } from '../blob/change-feed.js';
 
 export interface DaemonHandle {
   /** Unmounts and stops everything; safe to call twice. */
@@ -47,6 +49,7 @@ export interface DaemonParts {
   vfs: Vfs;
   jobs: JobRunner;
   autoExport: AutoExporter;
+  autoImport: AutoImporter;
   log: (line: string) => void;
   requestStop: () => void;
   /**
@@ -263,12 +266,27 @@ async function startParts(
     ...(config.autoExport ? { config: config.autoExport } : {}),
   });
   cleanups.push(() => autoExport.close());
+  const autoImport = new AutoImporter({
+    meta,
+    store,
+    changeFeed: createAzureStore({ ...storage, container: CHANGE_FEED_CONTAINER, timeoutMs: config.requestTimeoutSeconds * 1000 }),
+    container: storage.container,
+    prefix: config.prefix,
+    isBusy: (ino) => coordinator.isBusy(ino),
+    dropData: (ino, generation) => coordinator.dropData(ino, generation),
+    jobs,
+    log,
+    logDir: join(config.cacheDir, 'jobs'),
+    ...(config.autoImport ? { config: config.autoImport } : {}),
+  });
+  cleanups.push(() => autoImport.close());
 
   const fuse: FuseHandle = await mountFuse(config.mountpoint, vfs, {
     readOnly: config.readOnly,
     allowOther: config.allowOther,
     extraOptions: config.fuseOptions,
     debug: config.debug,
+    ...(config.attrTimeoutSeconds !== undefined ? { attrTimeoutSeconds: config.attrTimeoutSeconds } : {}),
     log,
   });
   cleanups.push(() => unmountWithRetry(fuse, log));
@@ -296,7 +314,7 @@ async function startParts(
 
   const registry = new MountRegistry(stateHome());
   const socket = registry.socketPathFor(config.mountpoint);
-  const parts: DaemonParts = { config, store, meta, cache, coordinator, hydrator, changelog, vfs, jobs, autoExport, log, requestStop: () => stopRequested(), unmount };
+  const parts: DaemonParts = { config, store, meta, cache, coordinator, hydrator, changelog, vfs, jobs, autoExport, autoImport, log, requestStop: () => stopRequested(), unmount };
   const control = new ControlServer(controlMethods(parts));
   await control.listen(socket);
   cleanups.push(() => control.close());

@@ -290,6 +290,16 @@ export class AutoImporter {
     return this.metrics();
   }
 
+  /** Cancels the pass in flight (whole pages are kept); auto-import stays enabled and runs again an interval later. */
+  async cancel(): Promise<AutoImportMetrics> {
+    if (!this.current) return this.metrics();
+    this.abort.abort();
+    while (this.current) await this.current.catch(() => undefined);
+    this.abort = new AbortController();
+    this.o.log('auto-import: pass cancelled');
+    return this.metrics();
+  }
+
   /** Stops for good (daemon shutdown): the pass in flight is cancelled (whole pages only) and awaited. */
   async close(): Promise<void> {
     this.config = { ...this.config, enabled: false };

@@ -20,7 +20,7 @@
 // - Whatever the mode, a non-empty local directory hides a file or symlink blob of the same name (SPEC §1): `skip`.
 // - A conflicting path that is open or has an HSM action or restore running (`busy`) is never replaced,
 //   reimported or released: `skip` (or attributes only), counted and logged; a later import resolves it.
-import { FAITHFUL_RECORD, RELEASABLE_BY_IMPORT, isLost, matches } from '../hsm/flags.js';
+import { CLEAN_ARCHIVED, FAITHFUL_RECORD, RELEASABLE_BY_IMPORT, isLost, matches } from '../hsm/flags.js';
 import {
   compareEntries,
   importDecision as decision,
@@ -85,7 +85,7 @@ export function decideDeletion(mode: ConflictMode, local: LocalEntry): { delete:
     return local.hasChildren ? { delete: false, reason: 'blob deleted; the directory is not empty: kept' } : { delete: true, reason: 'blob deleted' };
   }
   if (local.busy) return { delete: false, reason: 'blob deleted; not deleted: the file is open or has an HSM action running' };
-  const modified = (local.hsmFlags & DIRTY) !== 0 || (local.hsmFlags & ARCHIVED) === 0;
+  const modified = !matches(local.hsmFlags, CLEAN_ARCHIVED);
   if (!modified) return { delete: true, reason: 'blob deleted' };
   if (mode === 'OverwriteIfDirty' || mode === 'OverwriteAlways') return { delete: true, reason: `blob deleted; modified locally, deleted (${mode})` };
   return { delete: false, reason: `blob deleted; modified locally, kept (${mode})` };

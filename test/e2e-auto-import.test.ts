@@ -1,0 +1,164 @@
+// End to end: auto-import on real kernel FUSE mounts of a real Azurite, in both Blob Sync modes.
+// - Listing: blobs created, overwritten and deleted with the SDK behind the mount appear, change (new content on
+//   the next read of a hydrated file) and disappear; a name looked up before its blob existed is found (the kernel's
+//   negative entry lasts --attr-timeout); the deletion table case by case (unmodified, modified under
+//   OverwriteIfDirty and Skip, open).
+// - Change feed: Azurite never writes one, so the test writes `$blobchangefeed` itself (segment manifest, Avro
+//   chunk appended per change) next to the SDK's changes; creations, metadata changes and deletions apply; after a
+//   kill -9 of the daemon the remount resumes from the persisted cursor: the events before the kill are not applied
+//   again (Blob Sync walks only the new ones) and none after it is missed.
+import t from 'tap';
+import { openSync, closeSync } from 'node:fs';
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { AutoImportMetrics } from '../src/jobs/auto-import.js';
+import { startAzurite } from './helpers/azurite.js';
+import { ChangeFeedWriter, type FeedEvent } from './helpers/change-feed-writer.js';
+import { breakMount, mountContainer, seed, type MountFixture } from './helpers/mount.js';
+
+const azurite = await startAzurite();
+t.teardown(() => azurite.stop());
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function metrics(m: MountFixture, args: string[] = []): Promise<AutoImportMetrics> {
+  const r = await m.cli(['auto-import', m.mountpoint, '--json', ...args]);
+  if (r.code !== 0) throw new Error(`blobhsm auto-import failed (${r.code}): ${r.stderr}`);
+  return JSON.parse(r.stdout) as AutoImportMetrics;
+}
+
+/** Polls until `check` holds; the bound is this test's failure mode (a change never applied), not a speed target. */
+async function until(what: string, check: () => Promise<boolean>, boundMs = 30_000): Promise<void> {
+  const end = Date.now() + boundMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > end) throw new Error(`not seen in ${boundMs} ms: ${what}`);
+    await sleep(200);
+  }
+}
+const content = (p: string) => readFile(p, 'utf8');
+const exists = (p: string) => stat(p).then(() => true, () => false);
+
+t.test('listing mode: creations, overwrites and deletions behind the mount', async (t) => {
+  const m = await mountContainer(
+    t,
+    azurite,
+    [
+      { name: 'hydrated.txt', data: 'v1\n' },
+      { name: 'gone.txt', data: 'bye\n' },
+      { name: 'dirty.txt', data: 'remote\n' },
+      { name: 'open.txt', data: 'open\n' },
+      { name: 'dir/inner.txt', data: 'inner\n' },
+    ],
+    ['--auto-import', '--auto-import-source', 'listing', '--auto-import-interval', '1', '--enable-deletions', '--conflict-mode', 'OverwriteIfDirty', '--attr-timeout', '1'],
+  );
+  const mnt = (p: string) => join(m.mountpoint, p);
+  await until('Full Sync done', async () => (await metrics(m)).state === 'BlobSync');
+  const first = await metrics(m);
+  t.equal(first.source, 'listing');
+  t.equal(first.fullSync.preexistingFiles, 5, 'Full Sync found the mounted files preexisting');
+
+  t.equal(await content(mnt('hydrated.txt')), 'v1\n', 'hydrated');
+  t.notOk(await exists(mnt('later.txt')), 'a name looked up before its blob exists');
+  await writeFile(mnt('dirty.txt'), 'local change\n');
+  let fd: number | undefined = openSync(mnt('open.txt'), 'r');
+  t.teardown(() => fd !== undefined && closeSync(fd));
+
+  await seed(m.store, [
+    { name: 'later.txt', data: 'created behind the mount\n' },
+    { name: 'hydrated.txt', data: 'v2, longer than v1\n' },
+  ]);
+  for (const name of ['gone.txt', 'dirty.txt', 'open.txt']) await m.store.delete(name);
+
+  await until('later.txt appears', async () => (await content(mnt('later.txt'))) === 'created behind the mount\n');
+  await until('hydrated.txt shows the new content', async () => (await content(mnt('hydrated.txt'))) === 'v2, longer than v1\n');
+  await until('gone.txt disappears', async () => !(await exists(mnt('gone.txt'))));
+  await until('dirty.txt (modified locally) is deleted under OverwriteIfDirty', async () => !(await exists(mnt('dirty.txt'))));
+  t.ok(await exists(mnt('open.txt')), 'an open file is not deleted');
+  t.equal(await content(mnt('dir/inner.txt')), 'inner\n', 'untouched blobs stay');
+  closeSync(fd);
+  fd = undefined;
+  await until('open.txt is deleted once closed', async () => !(await exists(mnt('open.txt'))));
+
+  // Skip keeps a locally modified file whose blob was deleted.
+  await m.cli(['auto-import', m.mountpoint, '--conflict-mode', 'Skip']);
+  await writeFile(mnt('dir/inner.txt'), 'changed here\n');
+  await m.store.delete('dir/inner.txt');
+  const passes = (await metrics(m)).passesCompleted;
+  await until('two more passes', async () => (await metrics(m)).passesCompleted >= passes + 2);
+  t.equal(await content(mnt('dir/inner.txt')), 'changed here\n', 'Skip: the modified file is kept');
+
+  const after = await metrics(m);
+  t.ok(after.blobSync.deletions >= 3, `deletions counted (${after.blobSync.deletions})`);
+  t.ok(after.blobSync.importedFiles >= 2, 'imports counted');
+  t.ok(after.lastTimeFullySynchronized, 'lastTimeFullySynchronized');
+  t.equal(after.lastError, null);
+
+  const bad = await m.cli(['auto-import', m.mountpoint, '--conflict-mode', 'Sometimes']);
+  t.equal(bad.code, 4, 'a bad value is a usage error');
+  t.match(bad.stderr, /conflict mode/);
+});
+
+t.test('change-feed mode: events apply; a kill -9 resumes from the cursor without repeating or missing one', async (t) => {
+  const feed = new ChangeFeedWriter(azurite.connectionString);
+  await feed.init();
+  const hour = new Date();
+  hour.setUTCMinutes(0, 0, 0);
+  const [shard] = await feed.writeSegment(hour, 1, 'Publishing');
+  await feed.setLastConsumable(hour);
+  const chunk = `${shard}00000.avro`;
+
+  const m = await mountContainer(t, azurite, [{ name: 'base.txt', data: 'base\n' }], [
+    '--auto-import', '--auto-import-source', 'change-feed', '--auto-import-interval', '1', '--enable-deletions', '--conflict-mode', 'OverwriteIfDirty', '--attr-timeout', '1',
+  ]);
+  const mnt = (p: string) => join(m.mountpoint, p);
+  await until('Full Sync done', async () => (await metrics(m)).state === 'BlobSync');
+  t.equal((await metrics(m)).source, 'change-feed');
+
+  let seq = 1n;
+  const put = async (name: string, data: string, metadata: Record<string, string> = {}) => {
+    const w = await m.store.upload(name, { data: Buffer.from(data) }, { metadata });
+    return { eventType: 'BlobCreated', container: m.container, blob: name, etag: w.etag, contentLength: data.length, sequencer: seq++ } satisfies FeedEvent;
+  };
+  const del = async (name: string) => {
+    await m.store.delete(name);
+    return { eventType: 'BlobDeleted', container: m.container, blob: name, sequencer: seq++ } satisfies FeedEvent;
+  };
+
+  await feed.append(chunk, [await put('one.txt', 'one\n'), await put('two.txt', 'two\n')]);
+  await until('one.txt appears', async () => (await content(mnt('one.txt'))) === 'one\n');
+  await until('two.txt appears', async () => (await content(mnt('two.txt'))) === 'two\n');
+
+  const props = await m.store.setMetadata('one.txt', { permissions: '0600' });
+  await feed.append(chunk, [
+    { eventType: 'BlobPropertiesUpdated', container: m.container, blob: 'one.txt', etag: props.etag, sequencer: seq++ },
+    await del('base.txt'),
+  ]);
+  await until('one.txt gets mode 0600', async () => ((await stat(mnt('one.txt'))).mode & 0o777) === 0o600);
+  await until('base.txt disappears', async () => !(await exists(mnt('base.txt'))));
+  const before = await metrics(m);
+  t.ok(before.lastChangeFeedEventConsumedTime, 'lastChangeFeedEventConsumedTime');
+  t.equal(before.blobSync.deletions, 1);
+
+  // kill -9, then changes while no daemon runs, then the remount.
+  const pid = m.daemonPid()!;
+  process.kill(pid, 'SIGKILL');
+  await until('the daemon is gone', async () => {
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  breakMount(m.mountpoint);
+  await feed.append(chunk, [await put('three.txt', 'three\n'), await del('two.txt')]);
+  const again = await m.remount();
+  t.equal(again.code, 0, `remounted: ${again.stderr}`);
+  await until('three.txt appears after the restart', async () => (await content(mnt('three.txt'))) === 'three\n');
+  await until('two.txt disappears after the restart', async () => !(await exists(mnt('two.txt'))));
+  const resumed = await metrics(m);
+  t.equal(resumed.state, 'BlobSync', 'Blob Sync resumed (no second Full Sync)');
+  t.equal(resumed.fullSync.startTime, null, 'no Full Sync in this daemon run');
+  t.equal(resumed.blobSync.totalBlobsWalked, 1, 'only the new creation was applied: nothing before the kill again');
+  t.equal(resumed.blobSync.deletions, 1, 'and the new deletion');
+  t.equal(await content(mnt('one.txt')), 'one\n');
+});
