@@ -146,6 +146,20 @@ export function errnoCodeOf(err: unknown): FsErrorCode {
   return 'EIO';
 }
 
+/** The errnos a failed restore passes on to read(2) (docs/SEMANTICS.md, "Reading a released file"). */
+const READ_ERRNOS: ReadonlySet<FsErrorCode> = new Set(['EIO', 'ETIMEDOUT', 'EACCES', 'ENOSPC']);
+
+/**
+ * The one rule for the errno a reader gets when the data it waits for could not be fetched: the cause's errno when
+ * it tells the reader something it can act on (ETIMEDOUT: the service did not answer in time; EACCES: the
+ * credentials were refused; ENOSPC: the cache disk is full), else EIO (the blob changed or is gone, a transient
+ * failure that outlived its retries, a cancel, anything else).
+ */
+export function readErrnoOf(cause: unknown): FsErrorCode {
+  const code = errnoCodeOf(cause);
+  return READ_ERRNOS.has(code) ? code : 'EIO';
+}
+
 /** A one-line description of an error and its causes, for logs and CLI messages. */
 export function describeError(err: unknown): string {
   const parts: string[] = [];

@@ -521,7 +521,7 @@ t.test('a restore that fails for lack of space gives its space back', async (t) 
     return write(ino, gen, buf, length, position, o);
   };
   const err = await s.hydrator.restore(s.inode).catch((e: unknown) => e);
-  t.equal((err as FsError).code, 'EIO');
+  t.equal((err as FsError).code, 'ENOSPC', 'the reader gets ENOSPC (errors.readErrnoOf: a full cache disk is passed on)');
   t.ok((err as FsError).cause instanceof FsError && ((err as FsError).cause as FsError).code === 'ENOSPC', 'caused by ENOSPC');
   t.same(s.ranges.ranges(s.inode.ino, 1), [], 'no range kept');
   t.equal(s.cache.bytesUsed(), 0, 'the partial data was discarded and its space accounted');

@@ -633,3 +633,18 @@ t.test('a write that finds the cache disk full is logged once per open file, nam
   t.same(lines, ['write to /top.txt failed: the cache filesystem is full'], 'one line, with the file');
   s.cache.write = write;
 });
+
+t.test('a failed restore keeps its cause\'s errno for read(2) when the reader can act on it, else EIO', async (t) => {
+  const cases: Array<[string, 'Timeout' | 'Unauthorized' | 'Transient' | 'Throttled', FsErrorCode]> = [
+    ['the service did not answer in time', 'Timeout', 'ETIMEDOUT'],
+    ['the credentials were refused', 'Unauthorized', 'EACCES'],
+    ['a transient failure', 'Transient', 'EIO'],
+    ['throttled', 'Throttled', 'EIO'],
+  ];
+  for (const [what, kind, code] of cases) {
+    const s = await stack(t);
+    s.store.failNext('read', kind, 100);
+    await rejectsCode(t, s.readFile('/top.txt'), code, what);
+    t.equal(s.inode('/top.txt').hsmFlags, IMPORTED, 'the file stays released');
+  }
+});

@@ -59,13 +59,13 @@ export interface ArchiveOutcome {
   conflict?: ConflictError;
 }
 
-/** Whether a failure's causes include the blob not being there (404). */
-function blobGone(err: unknown): boolean {
+/** The first BlobError among a failure's causes. */
+function firstBlobError(err: unknown): BlobError | undefined {
   for (let cur: unknown = err, depth = 0; cur && depth < 6; depth++) {
-    if (cur instanceof BlobError) return cur.kind === 'NotFound';
+    if (cur instanceof BlobError) return cur;
     cur = cur instanceof Error ? cur.cause : undefined;
   }
-  return false;
+  return undefined;
 }
 
 /** A HEAD that checks whether a precondition failure met our own upload: attempts, and what is retried. */
@@ -162,8 +162,7 @@ export class Coordinator {
     try {
       await restore();
     } catch (err) {
-      // A missing container also answers 404: that is a configuration problem, not a lost copy.
-      if (!blobGone(err) || !(await this.o.store.containerExists().catch(() => false))) throw err;
+      if (!(await this.copyGone(inode, err))) throw err;
       const now = this.o.meta.get(inode.ino);
       // Only the version that failed: a file truncated or reimported meanwhile is not lost.
       if (!now || now.generation !== inode.generation || now.etag !== inode.etag || !flags.isReleased(now.hsmFlags)) throw err;
@@ -174,6 +173,23 @@ export class Coordinator {
       }
       throw this.lostError(now, err);
     }
+  }
+
+  /**
+   * Whether a failed restore failed because its blob is gone. A read with If-Match of a deleted blob answers 404 or
+   * 412 (Azurite); a HEAD tells a deleted blob from a changed one, and a missing container (also 404) is a
+   * configuration problem, not a lost copy. A check that fails says nothing (false).
+   */
+  private async copyGone(inode: Inode, err: unknown): Promise<boolean> {
+    const kind = firstBlobError(err)?.kind;
+    if (!inode.blobName || (kind !== 'NotFound' && kind !== 'PreconditionFailed')) return false;
+    try {
+      await this.o.store.head(inode.blobName);
+      return false;
+    } catch (headErr) {
+      if (!(headErr instanceof BlobError && headErr.kind === 'NotFound')) return false;
+    }
+    return this.o.store.containerExists().catch(() => false);
   }
 
   private lostError(inode: Inode, cause?: unknown): FsError {

@@ -31,7 +31,7 @@ import { LRUCache } from 'lru-cache';
 import type { BlobStore } from '../blob/blob-store.js';
 import type { DataCache } from '../cache/data-cache.js';
 import { PrefixHasher } from '../blob/content-md5.js';
-import { BlobError, DigestMismatchError, FsError, describeError, errnoCodeOf } from '../errors.js';
+import { BlobError, DigestMismatchError, FsError, describeError, errnoCodeOf, readErrnoOf } from '../errors.js';
 import type { ByteRange, Inode, RangeStore } from '../namespace/types.js';
 
 /** One log line (the project's logger convention). */
@@ -726,7 +726,7 @@ export class Hydrator {
         err instanceof BlobError && err.kind === 'PreconditionFailed'
           ? `blob ${r.blobName} changed since it was imported (etag ${r.target.etag} no longer matches); re-import it`
           : describeError(err);
-      error = new FsError('EIO', `restore of ino ${ino} from blob ${r.blobName} failed: ${why}`, { cause: err });
+      error = new FsError(readErrnoOf(err), `restore of ino ${ino} from blob ${r.blobName} failed: ${why}`, { cause: err });
     }
     const present = r.target.size - r.missingBytes;
     this.log(
