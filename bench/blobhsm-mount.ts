@@ -77,7 +77,7 @@ export async function mountBlobhsm(
     await unmount();
     throw new Error(`blobhsm mount ${container} failed (${r.timedOut ? 'timed out' : `exit ${r.code}`}): ${(r.stderr + r.stdout).trim().slice(-2000)}`);
   }
-  const status = async () => JSON.parse((await runOk(process.execPath, [bin, 'status', mountpoint], { env, timeoutMs: 30_000 })).stdout) as { pid: number; requests: Requests };
+  const status = async () => JSON.parse((await runOk(process.execPath, [bin, 'status', '--json', mountpoint], { env, timeoutMs: 30_000 })).stdout) as { pid: number; requests: Requests };
   daemonPid = (await status()).pid;
   return {
     mountpoint,

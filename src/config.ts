@@ -4,6 +4,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { UsageError } from './errors.js';
 import type { AutoImportConfig } from './jobs/auto-import.js';
+import { DEFAULT_MODES, type DefaultModes } from './namespace/blob-encoding.js';
 
 export interface StorageConfig {
   container: string;
@@ -29,6 +30,10 @@ export interface MountConfig {
   allowOther: boolean;
   /** `-o nonempty`: the mountpoint may have entries. */
   nonempty: boolean;
+  /** What the cache directory holds: it is keyed on it by default and refuses a mount of anything else. */
+  identity: CacheIdentity;
+  /** Modes of entries whose blob carries no permissions (`--file-mode`, `--dir-mode`, `--umask`). */
+  defaultModes: DefaultModes;
   /** Set when the embedded emulator serves the container. */
   emulator?: { dataDir: string; demo: boolean };
   /** Seconds for each blob service call before it counts as a timeout. */
@@ -67,11 +72,59 @@ export function cacheHome(e: NodeJS.ProcessEnv = process.env): string {
   return resolve(join(e.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'blobhsm'));
 }
 
-/** Default cache directory: one per account, container and prefix. */
-export function defaultCacheDir(storage: StorageConfig, prefix: string, e: NodeJS.ProcessEnv = process.env): string {
-  const where = storage.blobEndpoint ?? storage.account ?? storage.connectionString ?? 'default';
-  const id = createHash('sha256').update(`${where}\n${storage.container}\n${prefix}`).digest('hex').slice(0, 12);
-  return join(cacheHome(e), `${storage.container}-${id}`);
+/** Where a namespace comes from, whatever the credentials used to reach it. */
+export interface CacheIdentity {
+  account: string;
+  /** The blob service endpoint, normalised (lower-case host, no trailing slash); 'emulator' for --emulator. */
+  endpoint: string;
+  container: string;
+  prefix: string;
+}
+
+export function cacheIdentity(where: { account?: string | undefined; blobEndpoint: string }, container: string, prefix: string): CacheIdentity {
+  let endpoint = where.blobEndpoint;
+  try {
+    const url = new URL(where.blobEndpoint);
+    endpoint = `${url.protocol}//${url.host.toLowerCase()}${url.pathname.replace(/\/+$/, '')}`;
+  } catch {
+    /* 'emulator', or a string the store will refuse with its own message */
+  }
+  return { account: where.account ?? '', endpoint, container, prefix };
+}
+
+export function sameIdentity(a: CacheIdentity, b: CacheIdentity): boolean {
+  return a.account === b.account && a.endpoint === b.endpoint && a.container === b.container && a.prefix === b.prefix;
+}
+
+/** "container 'c' (prefix 'p/') of account 'a' at http://host/a", for messages. */
+export function describeIdentity(i: CacheIdentity): string {
+  return `container '${i.container}'${i.prefix ? ` (prefix '${i.prefix}')` : ''} of account '${i.account || '?'}' at ${i.endpoint}`;
+}
+
+/** Default cache directory: one per account, endpoint, container and prefix (not per credential). */
+export function defaultCacheDir(identity: CacheIdentity, e: NodeJS.ProcessEnv = process.env): string {
+  const key = JSON.stringify([identity.account, identity.endpoint, identity.container, identity.prefix]);
+  const id = createHash('sha256').update(key).digest('hex').slice(0, 12);
+  return join(cacheHome(e), `${identity.container}-${id}`);
+}
+
+/** `--file-mode`/`--dir-mode`: 3 or 4 octal digits (a leading 1 is the sticky bit). */
+export function parseMode(text: string, flag: string): number {
+  if (!/^[0-1]?[0-7]{3}$/.test(text)) throw new UsageError(`invalid ${flag} '${text}': octal permissions such as 0644, 0750 or 1777`);
+  return parseInt(text, 8);
+}
+
+/** The modes of entries without permissions in their blob: the flags (else SPEC §1's defaults), less the umask. */
+export function defaultModesFrom(o: { fileMode?: string; dirMode?: string; umask?: string }): DefaultModes {
+  const umask = o.umask === undefined ? 0 : parseUmask(o.umask);
+  const file = o.fileMode === undefined ? DEFAULT_MODES.file : parseMode(o.fileMode, '--file-mode');
+  const dir = o.dirMode === undefined ? DEFAULT_MODES.dir : parseMode(o.dirMode, '--dir-mode');
+  return { file: file & ~umask, dir: dir & ~umask, symlink: DEFAULT_MODES.symlink };
+}
+
+function parseUmask(text: string): number {
+  if (!/^[0-7]{1,4}$/.test(text)) throw new UsageError(`invalid --umask '${text}': octal, such as 022 or 027`);
+  return parseInt(text, 8) & 0o777;
 }
 
 /** Normalises a mount prefix: no leading slash, one trailing slash, '' for the whole container. */

@@ -79,7 +79,8 @@ t.test('permissions', async (t) => {
     const f = parsePermissions(v, 'file');
     t.equal(f.ok, false, `permissions ${JSON.stringify(v)} refused`);
     t.equal(f.value, 0o644, 'file default 0644');
-    t.equal(parsePermissions(v, 'dir').value, 0o777, 'dir default 0777');
+    t.equal(parsePermissions(v, 'dir').value, 0o755, 'dir default 0755 (never world-writable)');
+    t.equal(parsePermissions(v, 'dir', { file: 0o600, dir: 0o750, symlink: 0o777 }).value, 0o750, '--dir-mode');
     t.equal(parsePermissions(v, 'symlink').value, 0o777, 'symlink default 0777');
   }
 });
@@ -160,7 +161,9 @@ t.test('blobAttributes', async (t) => {
 
   const dir = blobAttributes(blob({ Hdi_IsFolder: 'TRUE', Permissions: '1777', OWNER: 'superuser' }));
   t.same(dir, { kind: 'dir', mode: 0o1777, uid: 0, gid: 0, mtimeMs: LM, warnings: [] }, 'keys and true case-insensitive');
-  t.equal(blobAttributes(blob({ hdi_isfolder: 'true' })).mode, 0o777, 'dir default 0777');
+  t.equal(blobAttributes(blob({ hdi_isfolder: 'true' })).mode, 0o755, 'dir default 0755');
+  t.equal(blobAttributes(blob({}), { file: 0o600, dir: 0o700, symlink: 0o777 }).mode, 0o600, '--file-mode for a file without permissions');
+  t.equal(blobAttributes(blob({ permissions: '0640' }), { file: 0o600, dir: 0o700, symlink: 0o777 }).mode, 0o640, 'the blob\'s own permissions win');
   t.equal(blobAttributes(blob({ hdi_isfolder: 'false' })).kind, 'file');
 
   t.same(blobAttributes(blob({ ftype: 'LNK' })), { kind: 'symlink', mode: 0o777, uid: 0, gid: 0, mtimeMs: LM, warnings: [] });
@@ -186,7 +189,7 @@ t.test('blobAttributes', async (t) => {
   t.ok(bad.warnings.every((w) => w.reason.length > 0 && typeof w.value === 'string'));
 
   const badDir = blobAttributes(blob({ hdi_isfolder: 'true', permissions: 'bogus' }));
-  t.equal(badDir.mode, 0o777, 'invalid permissions on a directory: the directory default');
+  t.equal(badDir.mode, 0o755, 'invalid permissions on a directory: the directory default');
   const fullStub = blobAttributes(blob({ hdi_isfolder: 'true' }, { size: 10 }));
   t.equal(fullStub.kind, 'dir');
   t.equal(fullStub.warnings.length, 1, 'a non-empty stub warns');

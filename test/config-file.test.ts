@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfigFile, layerConfigFile } from '../src/cli/config-file.js';
 import { buildMountConfig } from '../src/cli/mount-command.js';
+import { resolveAzureCredentials } from '../src/blob/azure-store.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'blobhsm-config-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -61,7 +62,7 @@ auto_export:
     autoExportMinAge: '10',
     autoExportInterval: '5',
   });
-  const config = buildMountConfig('/mnt/x', layerConfigFile({}, flags, {}), {});
+  const config = buildMountConfig('/mnt/x', layerConfigFile({}, flags, {}), {}, resolveAzureCredentials);
   t.equal(config.cacheSize, 2048 * 1024 * 1024);
   t.equal(config.prefix, 'projects/2024/');
   t.equal(config.requestTimeoutSeconds, 45);
@@ -109,7 +110,7 @@ t.test('precedence: flags > environment > file; secrets as one group', async (t)
   const envOver = layerConfigFile({}, fromFile, { AZURE_STORAGE_CONTAINER: 'envcontainer', AZURE_STORAGE_BLOB_ENDPOINT: 'http://env' });
   t.equal(envOver.container, undefined, 'the environment container stands above the file (buildMountConfig reads it)');
   t.equal(envOver.blobEndpoint, undefined);
-  const config = buildMountConfig('/mnt/x', envOver, { AZURE_STORAGE_CONTAINER: 'envcontainer' });
+  const config = buildMountConfig('/mnt/x', envOver, { AZURE_STORAGE_CONTAINER: 'envcontainer' }, resolveAzureCredentials);
   t.equal(config.storage.container, 'envcontainer');
   const envSecret = layerConfigFile({}, { ...fromFile, sasToken: 'filesas' }, { AZURE_STORAGE_CONNECTION_STRING: 'x' });
   t.equal(envSecret.accountKey, undefined, 'a secret in the environment drops the file secrets');

@@ -40,7 +40,7 @@ interface Status {
 }
 
 async function status(fx: MountFixture): Promise<Status> {
-  const r = await fx.cli(['status', fx.mountpoint]);
+  const r = await fx.cli(['status', '--json', fx.mountpoint]);
   if (r.code !== 0) throw new Error(`blobhsm status failed: ${r.stderr}`);
   return JSON.parse(r.stdout) as Status;
 }

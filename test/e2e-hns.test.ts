@@ -39,7 +39,7 @@ function daemonLog(m: MountFixture): string {
 }
 
 async function status(m: MountFixture): Promise<{ namespace: { kind: string; how: string } }> {
-  const r = await m.cli(['status', m.mountpoint]);
+  const r = await m.cli(['status', '--json', m.mountpoint]);
   return JSON.parse(r.stdout) as { namespace: { kind: string; how: string } };
 }
 

@@ -62,7 +62,7 @@ const run = inProcess(m);
 
 /** Blob GETs the daemon has made (`blobhsm status`). */
 async function blobReads(fx: MountFixture): Promise<number> {
-  const r = await inProcess(fx)(['status', fx.mountpoint]);
+  const r = await inProcess(fx)(['status', '--json', fx.mountpoint]);
   return (JSON.parse(r.stdout) as { requests: Record<string, number> }).requests.read ?? 0;
 }
 

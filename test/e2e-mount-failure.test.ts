@@ -4,70 +4,22 @@
 // no cache directory. `-o nonempty` mounts over a directory with entries.
 import t, { type Test } from 'tap';
 import { createServer, type Socket } from 'node:net';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startAzurite, withContainer, EMULATOR_ACCOUNT, EMULATOR_KEY } from './helpers/azurite.js';
-import { BIN, seed } from './helpers/mount.js';
-import { execFile } from 'node:child_process';
+import { seed } from './helpers/mount.js';
+import { processesOf, sandbox, type Sandbox } from './helpers/sandbox.js';
 import { mountAt } from '../src/daemon/mount-checks.js';
 
 const azurite = await startAzurite();
 t.teardown(() => azurite.stop());
 
-interface Attempt {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** A user's environment under a fresh temporary directory: state, caches and a mountpoint of its own. */
-function sandbox(t: Test) {
-  const base = mkdtempSync(join(tmpdir(), 'blobhsm-fail-'));
-  const mountpoint = join(base, 'mnt');
-  mkdirSync(mountpoint);
-  const stateDir = join(base, 'state');
-  const cacheHome = join(base, 'xdg-cache');
-  const { NODE_OPTIONS: _tapLoader, ...inherited } = process.env;
-  const env: NodeJS.ProcessEnv = {
-    ...inherited,
-    BLOBHSM_STATE_DIR: stateDir,
-    XDG_CACHE_HOME: cacheHome,
-    AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString,
-  };
-  const cli = (args: string[], extraEnv: NodeJS.ProcessEnv = {}) =>
-    new Promise<Attempt>((done) =>
-      execFile(process.execPath, [BIN, ...args], { env: { ...env, ...extraEnv }, timeout: 120_000 }, (err, stdout, stderr) =>
-        done({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout: String(stdout), stderr: String(stderr) }),
-      ),
-    );
-  t.teardown(async () => {
-    if (mountAt(mountpoint)) await cli(['unmount', mountpoint]);
-    rmSync(base, { recursive: true, force: true });
-  });
-  return { base, mountpoint, stateDir, cacheHome, env, cli };
-}
-
-/** Processes whose environment names this state directory (the CLI's daemons carry it). */
-function daemonsOf(stateDir: string): number[] {
-  const pids: number[] = [];
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      if (readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(`BLOBHSM_STATE_DIR=${stateDir}`)) pids.push(Number(pid));
-    } catch {
-      /* gone, or not ours to read */
-    }
-  }
-  return pids;
-}
-
-function nothingLeft(t: Test, s: ReturnType<typeof sandbox>, cacheDir?: string): void {
+function nothingLeft(t: Test, s: Sandbox, cacheDir?: string): void {
   t.equal(mountAt(s.mountpoint), undefined, 'no kernel mount');
-  t.same(daemonsOf(s.stateDir), [], 'no daemon');
+  t.same(processesOf(s.stateDir), [], 'no daemon');
   const mounts = join(s.stateDir, 'mounts');
   t.same(existsSync(mounts) ? readdirSync(mounts) : [], [], 'no registry entry (nor socket)');
-  const caches = join(s.cacheHome, 'blobhsm');
-  t.same(existsSync(caches) ? readdirSync(caches) : [], [], 'no default cache directory');
+  t.same(s.cacheDirs(), [], 'no default cache directory');
   if (cacheDir) t.notOk(existsSync(cacheDir), 'the --cache-dir it would have made is not there');
 }
 
@@ -75,7 +27,7 @@ const store = await withContainer(t, azurite);
 await seed(store, [{ name: 'a/b.txt', data: 'b' }]);
 
 t.test('-o bogusopt: refused at once, naming the option, before anything is started', async (t) => {
-  const s = sandbox(t);
+  const s = sandbox(t, azurite.connectionString);
   const r = await s.cli(['mount', s.mountpoint, '--container', store.container, '-o', 'noatime,bogusopt']);
   t.equal(r.code, 4, 'a usage error');
   t.match(r.stderr, /unknown mount option '-o bogusopt': libfuse does not know it\. Accepted: allow_other, .*nonempty/);
@@ -87,7 +39,7 @@ t.test('-o bogusopt: refused at once, naming the option, before anything is star
 });
 
 t.test('libfuse refusing an option after the kernel mount: its own message, the log path, nothing left', async (t) => {
-  const s = sandbox(t);
+  const s = sandbox(t, azurite.connectionString);
   const cacheDir = join(s.base, 'cache');
   // uid= passes our check (libfuse knows it); libfuse's fuse_new rejects the value after fuse_mount mounted.
   const r = await s.cli(['mount', s.mountpoint, '--container', store.container, '--cache-dir', cacheDir, '-o', 'uid=abc']);
@@ -98,7 +50,7 @@ t.test('libfuse refusing an option after the kernel mount: its own message, the 
 });
 
 t.test('a non-empty mountpoint is refused before the import; -o nonempty mounts over it', async (t) => {
-  const s = sandbox(t);
+  const s = sandbox(t, azurite.connectionString);
   writeFileSync(join(s.mountpoint, 'there.txt'), 'local\n');
   const r = await s.cli(['mount', s.mountpoint, '--container', store.container]);
   t.equal(r.code, 4);
@@ -113,7 +65,7 @@ t.test('a non-empty mountpoint is refused before the import; -o nonempty mounts 
 });
 
 t.test('a wrong account key: the service says so, with what to check; nothing left', async (t) => {
-  const s = sandbox(t);
+  const s = sandbox(t, azurite.connectionString);
   const wrongKey = Buffer.from('not the key of this account, at all').toString('base64');
   const r = await s.cli(
     ['mount', s.mountpoint, '--container', store.container, '--account', EMULATOR_ACCOUNT, '--blob-endpoint', azurite.blobEndpoint],
@@ -135,7 +87,7 @@ t.test('an endpoint that never answers: each retry is shown on stderr, then a cl
     silent.close();
   });
   const port = (silent.address() as { port: number }).port;
-  const s = sandbox(t);
+  const s = sandbox(t, azurite.connectionString);
   const r = await s.cli(
     ['mount', s.mountpoint, '--container', 'never-answers', '--account', EMULATOR_ACCOUNT, '--timeout', '1', '--blob-endpoint', `http://127.0.0.1:${port}/${EMULATOR_ACCOUNT}`],
     { AZURE_STORAGE_CONNECTION_STRING: '', AZURE_STORAGE_KEY: EMULATOR_KEY },

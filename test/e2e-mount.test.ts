@@ -60,7 +60,7 @@ t.test('the tree, attributes and symlinks are imported from blob metadata', asyn
   const bad = await stat(join(m.mountpoint, 'bad/meta'));
   t.equal([bad.uid, bad.mode & 0o7777].join(':'), '0:420', 'invalid values fall back to defaults');
   const implicit = await stat(join(m.mountpoint, 'implicit'));
-  t.equal(implicit.mode & 0o7777, 0o777, 'implicit directories get 0777');
+  t.equal(implicit.mode & 0o7777, 0o755, 'implicit directories get 0755 (never world-writable by default)');
   t.equal(await readlink(join(m.mountpoint, 'link')), 'dir/a.txt');
   t.equal(await readlink(join(m.mountpoint, 'bf2link')), 'implicit');
   t.equal(await readFile(join(m.mountpoint, 'link'), 'utf8'), 'alpha\n', 'reading through the symlink');

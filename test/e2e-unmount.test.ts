@@ -104,7 +104,7 @@ t.test('a busy mount is refused with EBUSY and the writer keeps writing; then it
   t.ok(await writer.saw('wrote-two'), 'the writer writes after the refused unmount');
   t.equal(await writer.close(), 0);
   t.equal(await readFile(file, 'utf8'), 'one\ntwo\n');
-  const status = JSON.parse((await m.cli(['status', m.mountpoint])).stdout) as { openFiles: number };
+  const status = JSON.parse((await m.cli(['status', '--json', m.mountpoint])).stdout) as { openFiles: number };
   t.equal(status.openFiles, 0);
   const done = await m.cli(['unmount', m.mountpoint]);
   t.equal(done.code, 0, done.stderr);

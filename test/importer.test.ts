@@ -109,7 +109,7 @@ t.test('a tree with stubs, implicit directories, attributes and symlinks', async
     nlink: 1,
   });
   const deep = meta.resolve('/docs/deep')!;
-  t.match(deep, { kind: 'dir', mode: 0o777, uid: 0, gid: 0, blobName: null, etag: null });
+  t.match(deep, { kind: 'dir', mode: 0o755, uid: 0, gid: 0, blobName: null, etag: null });
   const bin = meta.resolve('/docs/deep/er/file.bin')!;
   t.match(bin, { size: 1000, mode: 0o644, mtimeMs: (await store.head('docs/deep/er/file.bin')).lastModified.getTime() });
   t.match(meta.resolve('/tmp')!, { mode: 0o1777 });
@@ -217,7 +217,7 @@ t.test('invalid metadata warns, uses defaults and never fails', async (t) => {
   t.equal(stats.importedDirectories, 1);
   const f = meta.resolve('/f')!;
   t.match(f, { mode: 0o644, uid: 0, gid: 0, mtimeMs: (await store.head('f')).lastModified.getTime() });
-  t.match(meta.resolve('/d')!, { kind: 'dir', mode: 0o777 });
+  t.match(meta.resolve('/d')!, { kind: 'dir', mode: 0o755 });
   const warnings = lines.filter((l) => l.event === 'warning');
   t.equal(warnings.length, 7);
   t.same(

@@ -9,6 +9,7 @@ import { Command } from 'commander';
 import { UsageError, describeError } from '../errors.js';
 import { normalisePrefix, parseSize, stateHome } from '../config.js';
 import { createAzureStore } from '../blob/azure-store.js';
+import { readSecretFlags } from './secret-args.js';
 import { IngestJournal } from '../ingest/journal.js';
 import { Ingester, type IngestLogRecord, type IngestSummary } from '../ingest/ingester.js';
 import { addStorageOptions, storageConfigFromFlags, type StorageFlags } from './storage-options.js';
@@ -114,6 +115,7 @@ function lazyLog(path: string): { write: (r: IngestLogRecord) => void; close: ()
 }
 
 export async function runIngest(sources: string[], flags: IngestFlags, io: CliIo): Promise<number> {
+  await readSecretFlags(flags, io);
   let ingester: Ingester;
   let journal: IngestJournal;
   let logPath: string;

@@ -5,6 +5,8 @@ import { processIo, type CliIo, EXIT_FAILURE } from './io.js';
 import { mountCommandSpec, runMount, runDaemonChild } from './mount-command.js';
 import { runUnmount } from './unmount-command.js';
 import { runList } from './list-command.js';
+import { runStatus } from './status-command.js';
+import { hideSecretArgs } from './secret-args.js';
 import { runChangelog, runChangelogClear, runChangelogRegister } from './changelog-command.js';
 import { runExport, runJobs } from './export-command.js';
 import { runImport } from './import-command.js';
@@ -13,7 +15,6 @@ import { runVerify } from './verify-command.js';
 import { runAutoImport } from './auto-import-command.js';
 import { isLfsArgv, runLfsMain } from './lfs-main.js';
 import { ingestCommandSpec, runIngest } from './ingest-command.js';
-import { callMount } from './daemon-call.js';
 import { EXIT_USAGE } from './exit-status.js';
 import { runCompletion } from './completion-command.js';
 import { isMountHelperCall, mountHelperFlags } from './fstab-mount.js';
@@ -22,6 +23,7 @@ import { packageVersion } from '../version.js';
 export async function main(argv: string[], io: CliIo = processIo()): Promise<number> {
   const first = argv[0] ?? '';
   if (first === '__daemon') return runDaemonChild();
+  hideSecretArgs(argv, io);
   // bin/blobhsm.js sends these to lfs-main.js without loading this module; main() keeps them for its callers.
   if (isLfsArgv(argv)) return runLfsMain(argv, io);
 
@@ -54,10 +56,9 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
   program
     .command('status')
     .argument('<mountpoint>')
-    .description('daemon status and blob request counters (JSON)')
-    .action(async (mnt: string) => {
-      io.stdout.write(JSON.stringify(await callMount(mnt, io.env, 'status')) + '\n');
-    });
+    .option('--json', 'the daemon status as one JSON object (requests by operation, I/O, HSM queue, ...)')
+    .description("a mount's daemon, cache, open files, HSM actions and blob request counters")
+    .action(async (mnt: string, o: { json?: boolean }) => void (status = await runStatus(mnt, o, io)));
   program
     .command('changelog')
     .argument('<mountpoint>')

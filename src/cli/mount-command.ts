@@ -7,18 +7,23 @@ import { Command } from 'commander';
 import { UsageError, describeError } from '../errors.js';
 import {
   cacheHome,
+  cacheIdentity,
   dataHome,
   defaultCacheDir,
+  defaultModesFrom,
   normalisePrefix,
   parseSize,
   stateHome,
   type MountConfig,
+  type StorageConfig,
 } from '../config.js';
 import { MountRegistry } from '../control/registry.js';
 import { AUTO_EXPORT_DEFAULTS, checkAutoExportConfig, parseSeconds } from '../jobs/auto-export.js';
 import { parseMountOptions } from '../fuse/mount-options.js';
 import { checkMountpoint } from '../daemon/mount-checks.js';
 import { AUTO_IMPORT_DEFAULTS, checkAutoImportConfig, type AutoImportConfig } from '../jobs/auto-import.js';
+import { EMULATOR_ACCOUNT } from '../emulator/emulator.js';
+import { readSecretFlags } from './secret-args.js';
 import type { CliIo } from './io.js';
 import { layerConfigFile, loadConfigFile } from './config-file.js';
 import { addStorageOptions, storageConfigFromFlags, type StorageFlags } from './storage-options.js';
@@ -35,6 +40,9 @@ export interface MountFlags extends StorageFlags {
   cacheSize?: string;
   readOnly?: boolean;
   allowOther?: boolean;
+  fileMode?: string;
+  dirMode?: string;
+  umask?: string;
   foreground?: boolean;
   o?: string[];
   emulator?: boolean;
@@ -67,6 +75,9 @@ export function mountCommandSpec(): Command {
     .option('--cache-size <size>', 'cache bound: bytes or NNG/NNM (least recently used clean files are released)')
     .option('--read-only', 'refuse every write')
     .option('--allow-other', 'let other users in (as -o allow_other; the kernel enforces the permissions shown)')
+    .option('--file-mode <octal>', 'mode of files whose blob has no permissions (default 0644)')
+    .option('--dir-mode <octal>', 'mode of directories without permissions, implicit ones included (default 0755)')
+    .option('--umask <octal>', 'removed from --file-mode and --dir-mode (default 0)')
     .option('--foreground', 'stay attached; unmount on SIGINT/SIGTERM')
     .option('-o <options>', 'FUSE mount options, comma separated (allow_other, nonempty, ro, noatime, ...; unknown ones are refused)', (v: string, prev: string[] = []) => [...prev, ...v.split(',').filter(Boolean)])
     .option('--emulator', 'serve the container from the embedded Azurite emulator')
@@ -90,9 +101,15 @@ export function mountCommandSpec(): Command {
     .option('--attr-timeout <seconds>', 'seconds the kernel caches attributes, names and missing names (default 60)');
 }
 
-/** Builds and validates the configuration; every problem is a UsageError saying what to do. */
-export function buildMountConfig(mountpoint: string, flags: MountFlags, env: NodeJS.ProcessEnv): MountConfig {
-  if (flags.demo && !flags.emulator) throw new UsageError('--demo works only with --emulator');
+/** The account and endpoint that credentials lead to (resolveAzureCredentials; no network). */
+export type AccountLocator = (storage: StorageConfig, env: NodeJS.ProcessEnv) => { account?: string | undefined; blobEndpoint: string };
+
+/**
+ * Builds and validates the configuration; every problem is a UsageError saying what to do. `locateAccount` says
+ * which account and endpoint the credentials lead to (the cache identity), whatever their kind or source.
+ */
+export function buildMountConfig(mountpoint: string, flags: MountFlags, env: NodeJS.ProcessEnv, locateAccount: AccountLocator): MountConfig {
+    if (flags.demo && !flags.emulator) throw new UsageError('--demo works only with --emulator');
   const prefix = normalisePrefix(flags.prefix);
   const storage = flags.emulator
     ? { container: storageConfigFromFlags({ container: flags.container }, env, 'demo').container, blobEndpoint: 'emulator' }
@@ -125,8 +142,11 @@ export function buildMountConfig(mountpoint: string, flags: MountFlags, env: Nod
     throw new UsageError('--auto-import-interval, --auto-import-prefix, --auto-import-source, --enable-deletions and --conflict-mode need --auto-import');
   }
   const attrTimeoutSeconds = flags.attrTimeout === undefined ? undefined : parseSeconds(flags.attrTimeout, '--attr-timeout');
+  const identity = flags.emulator
+    ? cacheIdentity({ account: EMULATOR_ACCOUNT, blobEndpoint: 'emulator' }, container, prefix)
+    : cacheIdentity(locateAccount(storage, env), container, prefix);
   const cacheDir = resolve(
-    flags.cacheDir ?? (flags.emulator ? join(cacheHome(env), `emulator-${container}-${normalisedId(prefix)}`) : defaultCacheDir({ ...storage, account: storage.account ?? env.AZURE_STORAGE_ACCOUNT }, prefix, env)),
+    flags.cacheDir ?? (flags.emulator ? join(cacheHome(env), `emulator-${container}-${normalisedId(prefix)}`) : defaultCacheDir(identity, env)),
   );
   return {
     mountpoint: resolve(mountpoint),
@@ -138,6 +158,8 @@ export function buildMountConfig(mountpoint: string, flags: MountFlags, env: Nod
     fuseOptions: fuse.passed,
     allowOther: Boolean(flags.allowOther) || fuse.allowOther,
     nonempty: fuse.nonempty,
+    identity,
+    defaultModes: defaultModesFrom(flags),
     ...(flags.emulator ? { emulator: { dataDir: join(dataHome(env), 'emulator'), demo: Boolean(flags.demo) } } : {}),
     requestTimeoutSeconds: timeout,
     debug: Boolean(flags.debug) || fuse.debug,
@@ -160,7 +182,9 @@ const BIN = join(packageRoot(), 'bin', 'blobhsm.js');
 
 export async function runMount(mountpoint: string, cliFlags: MountFlags, io: CliIo): Promise<number> {
   const flags = cliFlags.configFile ? layerConfigFile(cliFlags, loadConfigFile(cliFlags.configFile), io.env) : cliFlags;
-  const config = buildMountConfig(mountpoint, flags, io.env);
+  await readSecretFlags(flags, io);
+  const { resolveAzureCredentials } = await import('../blob/azure-store.js');
+  const config = buildMountConfig(mountpoint, flags, io.env, resolveAzureCredentials);
   // Before anything is imported or started: a mountpoint that cannot be used fails at once (the daemon checks again).
   checkMountpoint(config.mountpoint, { nonempty: config.nonempty });
   if (!flags.foreground) return startBackground(config, io);

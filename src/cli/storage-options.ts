@@ -18,10 +18,10 @@ export function addStorageOptions(command: Command, prefixHelp: string): Command
   return command
     .option('--container <name>', 'blob container (env AZURE_STORAGE_CONTAINER)')
     .option('--prefix <prefix>', prefixHelp)
-    .option('--connection-string <s>', 'storage connection string (env AZURE_STORAGE_CONNECTION_STRING)')
+    .option('--connection-string <s>', "storage connection string, or '-' to type it (better: env AZURE_STORAGE_CONNECTION_STRING)")
     .option('--account <name>', 'storage account (env AZURE_STORAGE_ACCOUNT)')
-    .option('--account-key <key>', 'account key (env AZURE_STORAGE_KEY)')
-    .option('--sas-token <token>', 'SAS token (env AZURE_STORAGE_SAS_TOKEN)')
+    .option('--account-key <key>', "account key, or '-' to type it (better: env AZURE_STORAGE_KEY)")
+    .option('--sas-token <token>', "SAS token, or '-' to type it (better: env AZURE_STORAGE_SAS_TOKEN)")
     .option('--blob-endpoint <url>', 'blob service endpoint (env AZURE_STORAGE_BLOB_ENDPOINT)');
 }
 

@@ -1,11 +1,11 @@
 // Daemon wiring: the one place that builds every layer from a typed MountConfig, imports the namespace at the
 // first mount, reconciles the cache, mounts FUSE, serves the control socket, and shuts it all down cleanly.
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { BlobError, FsError, UsageError, describeError, errnoCodeOf } from '../errors.js';
 import type { MountConfig } from '../config.js';
-import { metaStorePath, stateHome } from '../config.js';
+import { describeIdentity, metaStorePath, sameIdentity, stateHome, type CacheIdentity } from '../config.js';
 import type { BlobStore } from '../blob/blob-store.js';
 import { createAzureStore } from '../blob/azure-store.js';
 import { startEmulator, type Emulator } from '../emulator/emulator.js';
@@ -83,6 +83,25 @@ function lockCacheDir(cacheDir: string): () => void {
   throw new UsageError(`cannot lock the cache directory ${cacheDir}`);
 }
 
+/**
+ * Refuses a cache directory that holds another namespace (account, endpoint, container, prefix), naming both. A
+ * record from before the endpoint was kept (container and prefix only) is accepted when those match.
+ */
+function checkCacheIdentity(recorded: string | undefined, config: MountConfig): void {
+  if (!recorded) return;
+  const was = JSON.parse(recorded) as Partial<CacheIdentity>;
+  const legacy = was.endpoint === undefined;
+  const same = legacy
+    ? was.container === config.identity.container && (was.prefix ?? '') === config.identity.prefix
+    : sameIdentity(was as CacheIdentity, config.identity);
+  if (same) return;
+  const theirs = legacy ? `container '${was.container}'${was.prefix ? ` (prefix '${was.prefix}')` : ''}` : describeIdentity(was as CacheIdentity);
+  throw new UsageError(
+    `the cache directory ${config.cacheDir} holds ${theirs}, not ${describeIdentity(config.identity)}: ` +
+      'pass another --cache-dir, or none (the default is one per account, endpoint, container and prefix)',
+  );
+}
+
 /** Explains a first-contact failure with the blob service in terms of what to fix. */
 function explainStorageError(err: unknown, where: string): Error {
   if (err instanceof BlobError) {
@@ -118,6 +137,11 @@ export async function startDaemon(config: MountConfig, log: (line: string) => vo
   const dropNewCacheDir = () => rmSync(config.cacheDir, { recursive: true, force: true });
   let unlock: () => void;
   try {
+    // A cache directory others could write to would let them replace meta.db or cached data: it becomes 0700.
+    if (statSync(config.cacheDir).mode & 0o077) {
+      chmodSync(config.cacheDir, 0o700);
+      log(`the cache directory ${config.cacheDir} was open to other users; it is now 0700`);
+    }
     unlock = lockCacheDir(config.cacheDir);
   } catch (err) {
     if (createdCacheDir) dropNewCacheDir();
@@ -150,6 +174,10 @@ async function startParts(
   events: DaemonEvents,
 ): Promise<DaemonHandle> {
   const notice = events.notice ?? (() => undefined);
+  // The cache's identity first: nothing is fetched for a mount that would show another namespace's files.
+  const meta = openMetaStore(metaStorePath(config.cacheDir));
+  cleanups.push(() => meta.close());
+  checkCacheIdentity(meta.getSetting('source'), config);
   let emulator: Emulator | undefined;
   const storage = { ...config.storage };
   if (config.emulator) {
@@ -185,19 +213,12 @@ async function startParts(
     if (seeded) log(`seeded the demo tree (${seeded} blobs)`);
   }
 
-  const meta = openMetaStore(metaStorePath(config.cacheDir));
-  cleanups.push(() => meta.close());
-  const source = JSON.stringify({ container: storage.container, prefix: config.prefix });
-  const recorded = meta.getSetting('source');
-  if (recorded && recorded !== source) {
-    throw new UsageError(`the cache directory ${config.cacheDir} belongs to another container or prefix (${recorded}): pass a different --cache-dir`);
-  }
   let namespaceId = meta.getSetting('namespaceId');
   if (!namespaceId) {
     namespaceId = randomUUID();
     meta.setSetting('namespaceId', namespaceId);
   }
-  meta.setSetting('source', source);
+  meta.setSetting('source', JSON.stringify(config.identity));
   meta.setSetting('namespace', JSON.stringify(namespace));
 
   if (!meta.getSetting('importedAt')) {
@@ -208,6 +229,7 @@ async function startParts(
       log,
       idMap,
       ...(events.importProgress ? { onProgress: events.importProgress } : {}),
+      defaultModes: config.defaultModes,
     });
     if (stats.state !== 'Completed') {
       throw new UsageError(`the import of ${where} did not complete (${stats.state}${stats.error ? `: ${stats.error}` : ''}); mount again to retry`);
@@ -253,6 +275,7 @@ async function startParts(
     logDir: join(config.cacheDir, 'jobs'),
     idMap,
     ...(config.exportConcurrency !== undefined ? { concurrency: config.exportConcurrency } : {}),
+    defaultModes: config.defaultModes,
   });
   vfs.setRootMarkers(() => jobs.markers());
   cleanups.push(() => jobs.cancelAll());

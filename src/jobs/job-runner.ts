@@ -14,6 +14,7 @@ import type { BlobStore } from '../blob/blob-store.js';
 import { FsError, UsageError, describeError } from '../errors.js';
 import { isHiddenPath, type Coordinator } from '../hsm/coordinator.js';
 import { emptyImportStats, importNamespace, type ImportStats } from '../namespace/importer.js';
+import type { DefaultModes } from '../namespace/blob-encoding.js';
 import type { Inode, MetaStore } from '../namespace/types.js';
 import type { IdMap } from '../namespace/id-map.js';
 import { exportDirectoryRenames } from './directory-rename.js';
@@ -100,6 +101,8 @@ export interface JobRunnerOptions {
   logDir?: string;
   /** HNS owners/groups → uid/gid for import jobs. */
   idMap?: IdMap;
+  /** Modes of imported entries whose blob carries no permissions (the mount's --file-mode/--dir-mode). */
+  defaultModes?: DefaultModes;
 }
 
 /** Validates AMLFS-style job prefixes: 1..100 absolute paths, none a prefix of another. */
@@ -322,6 +325,7 @@ export class JobRunner {
         ...(job.pageSize !== undefined ? { pageSize: job.pageSize } : {}),
         maximumErrors: job.maximumErrors,
         ...(this.o.idMap ? { idMap: this.o.idMap } : {}),
+        ...(this.o.defaultModes ? { defaultModes: this.o.defaultModes } : {}),
         signal: job.abort.signal,
         decide: (local, remote) => decideImport(job.conflictMode, local, remote),
         isBusy: (ino) => coordinator.isBusy(ino),

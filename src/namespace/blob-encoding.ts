@@ -3,9 +3,14 @@
 import type { BlobInfo } from '../blob/blob-store.js';
 import type { Inode, InodeKind } from './types.js';
 
-export const DEFAULT_FILE_MODE = 0o644;
-export const DEFAULT_DIR_MODE = 0o777;
-export const DEFAULT_SYMLINK_MODE = 0o777;
+/** Modes of entries whose blob carries no (valid) permissions: `--file-mode`, `--dir-mode` (SPEC §1: files 0644,
+ * directories 0755, symlinks 0777; never world-writable by default, so a shared mount's directories are not). */
+export interface DefaultModes {
+  file: number;
+  dir: number;
+  symlink: number;
+}
+export const DEFAULT_MODES: Readonly<DefaultModes> = { file: 0o644, dir: 0o755, symlink: 0o777 };
 /** Longest symlink target accepted (PATH_MAX). */
 export const MAX_SYMLINK_TARGET = 4096;
 export const MAX_COMPONENT_BYTES = 255;
@@ -55,15 +60,15 @@ export function parseGroup(value: string): Parsed<number> {
   return parseId(value, 'group', (v) => v.includes('supergroup') || v === 'root' || v === 'wheel');
 }
 
-export function defaultMode(kind: InodeKind): number {
-  return kind === 'file' ? DEFAULT_FILE_MODE : kind === 'dir' ? DEFAULT_DIR_MODE : DEFAULT_SYMLINK_MODE;
+export function defaultMode(kind: InodeKind, modes: DefaultModes = DEFAULT_MODES): number {
+  return kind === 'file' ? modes.file : kind === 'dir' ? modes.dir : modes.symlink;
 }
 
 /**
  * `permissions`: 4-digit octal `^[0-1][0-7]{3}$` (a leading 1 is the sticky bit) or `rwxr-xr-x` with an optional
- * trailing `t` (sticky). Default 0644 for files, 0777 for directories and symlinks.
+ * trailing `t` (sticky). Default (`modes`): 0644 for files, 0755 for directories, 0777 for symlinks.
  */
-export function parsePermissions(value: string, kind: InodeKind): Parsed<number> {
+export function parsePermissions(value: string, kind: InodeKind, modes: DefaultModes = DEFAULT_MODES): Parsed<number> {
   const v = value;
   if (/^[0-1][0-7]{3}$/.test(v)) return { ok: true, value: parseInt(v, 8) };
   if (/^([r-][w-][x-]){3}t?$/.test(v)) {
@@ -74,7 +79,7 @@ export function parsePermissions(value: string, kind: InodeKind): Parsed<number>
   }
   return {
     ok: false,
-    value: defaultMode(kind),
+    value: defaultMode(kind, modes),
     reason: `permissions '${value}' are neither 4-digit octal (0755, 1777) nor rwx form (rwxr-xr-x, rwxrwxrwxt)`,
   };
 }
@@ -176,7 +181,7 @@ function isTrue(value: string): boolean {
 }
 
 /** The inode attributes a blob's listing entry encodes, with a warning per invalid value (defaults used). */
-export function blobAttributes(info: BlobInfo): BlobAttributes {
+export function blobAttributes(info: BlobInfo, modes: DefaultModes = DEFAULT_MODES): BlobAttributes {
   const md = info.metadata ?? {};
   const warnings: MetadataWarning[] = [];
   const lastModifiedMs = info.lastModified.getTime();
@@ -213,7 +218,7 @@ export function blobAttributes(info: BlobInfo): BlobAttributes {
 
   let uid = 0;
   let gid = 0;
-  let mode = defaultMode(kind);
+  let mode = defaultMode(kind, modes);
   let mtimeMs = lastModifiedMs;
   const apply = <T>(name: string, parse: (v: string) => Parsed<T>, set: (v: T) => void) => {
     const found = findKey(md, name);
@@ -224,7 +229,7 @@ export function blobAttributes(info: BlobInfo): BlobAttributes {
   };
   apply('owner', parseOwner, (v) => (uid = v));
   apply('group', parseGroup, (v) => (gid = v));
-  apply('permissions', (v) => parsePermissions(v, kind), (v) => (mode = v));
+  apply('permissions', (v) => parsePermissions(v, kind, modes), (v) => (mode = v));
   apply('modtime', (v) => parseModtime(v, lastModifiedMs), (v) => (mtimeMs = v));
   return { kind, mode, uid, gid, mtimeMs, warnings };
 }

@@ -8,7 +8,7 @@
 // value (a fallback, counted). `modtime`, symlink markers and everything else still come from metadata as on flat
 // accounts; ResourceType=directory makes a directory without any stub.
 import type { BlobInfo, HnsAttributes } from '../blob/blob-store.js';
-import { blobAttributes, defaultMode, type BlobAttributes, type MetadataWarning } from './blob-encoding.js';
+import { DEFAULT_MODES, blobAttributes, defaultMode, type BlobAttributes, type DefaultModes, type MetadataWarning } from './blob-encoding.js';
 import type { IdKind, IdMap } from './id-map.js';
 
 const S_ISVTX = 0o1000;
@@ -100,8 +100,8 @@ function accessAcl(acl: string, ids: IdMap, unknown: Array<[IdKind, string]>): A
 }
 
 /** Attributes of a listing entry that carries HNS attributes (`info.hns`); see the precedence rule above. */
-export function hnsBlobAttributes(info: BlobInfo & { hns: HnsAttributes }, ids: IdMap): HnsBlobAttributes {
-  const flat = blobAttributes(info);
+export function hnsBlobAttributes(info: BlobInfo & { hns: HnsAttributes }, ids: IdMap, modes: DefaultModes = DEFAULT_MODES): HnsBlobAttributes {
+  const flat = blobAttributes(info, modes);
   const hns = info.hns;
   const kind = hns.resourceType === 'directory' ? 'dir' : flat.kind;
   const fallbacks: string[] = [];
@@ -126,7 +126,7 @@ export function hnsBlobAttributes(info: BlobInfo & { hns: HnsAttributes }, ids: 
   const gid = id('group', hns.group, flat.gid);
 
   const warnings: MetadataWarning[] = [];
-  let mode = kind === flat.kind ? flat.mode : defaultMode(kind);
+  let mode = kind === flat.kind ? flat.mode : defaultMode(kind, modes);
   const parsed = hns.permissions === undefined ? undefined : parseHnsPermissions(hns.permissions);
   if (parsed === undefined) {
     fallbacks.push('permissions');

@@ -8,7 +8,7 @@
 //   = 1) with the blob's name and etag; no data is fetched. Symlinks get 0x09 (exists archived) so export jobs
 //   do not upload them again; directories get 0.
 // - Directories: a stub (hdi_isfolder=true) carries attributes; any other prefix before a `/` is an implicit
-//   directory with the defaults (0777, uid/gid 0, time of the import). A stub seen after its implicit directory
+//   directory with the defaults (--dir-mode, 0755; uid/gid 0, time of the import). A stub seen after its implicit directory
 //   was created by this import updates its attributes.
 // - Collisions (SPEC §1), each counted in totalConflicts with a log line: unmappable names are skipped; a name
 //   ending in `/` only makes its directory exist; a file blob `a` beside blobs under `a/` loses to the directory
@@ -35,11 +35,13 @@ import type { BlobInfo, BlobStore } from '../blob/blob-store.js';
 import { describeError } from '../errors.js';
 import {
   MAX_SYMLINK_TARGET,
+  DEFAULT_MODES,
   blobAttributes,
   checkBlobName,
   normalizePrefix,
   type BlobAttributes,
   type BlobNameCheck,
+  type DefaultModes,
 } from './blob-encoding.js';
 import { CLEAN_ARCHIVED, isReleased, matches, onImport, onImportSymlink, onReimport } from '../hsm/flags.js';
 import { ROOT_INO, blankInode, type Inode, type InodePatch, type MetaStore, type NewInode } from './types.js';
@@ -126,6 +128,8 @@ export interface ImportOptions {
   source?: AsyncIterable<ImportPage>;
   /** What to do with the local entry of a deleted blob (required for pages that carry deletions). */
   decideDeletion?: DeletionDecider;
+  /** Modes of entries whose blob carries no permissions, and of implicit directories (default DEFAULT_MODES). */
+  defaultModes?: DefaultModes;
 }
 
 /** One unit the importer applies in one transaction. */
@@ -218,6 +222,7 @@ class Importer {
   /** Set by a `fail` decision: the import stops after committing the page so far. */
   private failure: string | undefined;
   private readonly idMap: IdMap;
+  private readonly modes: DefaultModes;
   /** HNS identities already warned about in this run ("user:<id>", "group:<id>"). */
   private readonly unknownWarned = new Set<string>();
 
@@ -225,6 +230,7 @@ class Importer {
     this.pfx = normalizePrefix(o.prefix);
     this.decide = o.decide ?? keepLocal;
     this.idMap = o.idMap ?? new IdMap();
+    this.modes = o.defaultModes ?? DEFAULT_MODES;
     this.stats = emptyImportStats(new Date(this.started).toISOString());
   }
 
@@ -293,8 +299,8 @@ class Importer {
 
   /** The flat rules, or on an HNS entry the service's attributes (counting fallbacks, warning of unknown ids). */
   private attributes(info: BlobInfo): Item['attrs'] {
-    if (!info.hns) return blobAttributes(info);
-    const a = hnsBlobAttributes({ ...info, hns: info.hns }, this.idMap);
+    if (!info.hns) return blobAttributes(info, this.modes);
+    const a = hnsBlobAttributes({ ...info, hns: info.hns }, this.idMap, this.modes);
     if (a.fallbacks.length > 0) this.stats.posixFallbacks++;
     if (a.metadataIgnored.length > 0) this.stats.metadataOverridden++;
     for (const [kind, identity] of a.unknownIdentities) {
@@ -816,7 +822,7 @@ class Importer {
         if (this.replaceableByDir(child, path)) {
           this.convertToDir(ino, name, child, path, blobName);
         } else {
-          const implicit: RemoteEntry = { kind: 'dir', size: 0, mode: 0o777, uid: 0, gid: 0, mtimeMs: this.started, implicit: true };
+          const implicit: RemoteEntry = { kind: 'dir', size: 0, mode: this.modes.dir, uid: 0, gid: 0, mtimeMs: this.started, implicit: true };
           const d = this.decide(this.localEntry(child), implicit);
           if (d.action !== 'replace') {
             this.conflict(blobName, `not imported: local ${child.kind} '/${path}' is in the way (${d.reason})`, '/' + path, d.action);
@@ -831,7 +837,7 @@ class Importer {
       }
       if (!child) {
         const now = this.started;
-        child = this.create(ino, name, this.newInode(undefined, { kind: 'dir', mode: 0o777, uid: 0, gid: 0, mtimeMs: now }));
+        child = this.create(ino, name, this.newInode(undefined, { kind: 'dir', mode: this.modes.dir, uid: 0, gid: 0, mtimeMs: now }));
         s.importedDirectories++;
         s.implicitDirectories++;
       } else if (!this.isNew(child)) {

@@ -118,7 +118,7 @@ export async function mountContainer(
       return existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8')) : undefined;
     },
     requests: async () => {
-      const r = await cli(['status', mountpoint]);
+      const r = await cli(['status', '--json', mountpoint]);
       if (r.code !== 0) throw new Error(`blobhsm status failed: ${r.stderr}`);
       return (JSON.parse(r.stdout) as { requests: Record<string, number> }).requests;
     },

@@ -127,7 +127,7 @@ export async function waitJobDone(m: MountFixture, timeoutMs = 120_000): Promise
 
 /** Daemon status (`blobhsm status`). */
 export async function status(m: MountFixture): Promise<Record<string, unknown>> {
-  const r = await m.cli(['status', m.mountpoint]);
+  const r = await m.cli(['status', '--json', m.mountpoint]);
   if (r.code !== 0) throw new Error(`blobhsm status failed: ${r.stderr}`);
   return JSON.parse(r.stdout) as Record<string, unknown>;
 }

@@ -1,0 +1,54 @@
+// `blobhsm status MOUNTPOINT [--json]`: what a mount's daemon is doing, as a short readable summary (or the
+// daemon's status object as one JSON line).
+import { callMount } from './daemon-call.js';
+import type { CliIo } from './io.js';
+
+interface DaemonStatus {
+  mountpoint: string;
+  container: string;
+  prefix: string;
+  description: string;
+  namespace?: { kind?: string; how?: string };
+  pid: number;
+  cacheDir: string;
+  cacheBytes: number;
+  openFiles?: number;
+  inodes: number;
+  requests: Record<string, number>;
+  io: { readOps: number; readBytes: number; writeOps: number; writeBytes: number };
+  hsm: { running: number; waiting: number; concurrency: number };
+}
+
+function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+}
+
+export function formatStatus(s: DaemonStatus): string {
+  const requests = Object.entries(s.requests).filter(([, n]) => n > 0);
+  const lines: Array<[string, string]> = [
+    ['mountpoint', s.mountpoint],
+    ['container', `${s.description}${s.prefix ? `, prefix ${s.prefix}` : ''}${s.namespace?.kind ? ` (${s.namespace.kind} namespace)` : ''}`],
+    ['daemon', `pid ${s.pid}, alive`],
+    ['cache', `${bytes(s.cacheBytes)} in ${s.cacheDir}`],
+    ['entries', String(s.inodes)],
+    ['open files', String(s.openFiles ?? 0)],
+    ['HSM actions', `${s.hsm.running} running, ${s.hsm.waiting} waiting (at most ${s.hsm.concurrency} at once)`],
+    ['FUSE I/O', `${s.io.readOps} reads (${bytes(s.io.readBytes)}), ${s.io.writeOps} writes (${bytes(s.io.writeBytes)})`],
+    ['blob requests', requests.length ? requests.map(([op, n]) => `${op} ${n}`).join(', ') : 'none'],
+  ];
+  const width = Math.max(...lines.map(([k]) => k.length));
+  return lines.map(([k, v]) => `${(k + ':').padEnd(width + 1)} ${v}`).join('\n') + '\n';
+}
+
+export async function runStatus(mountpoint: string, o: { json?: boolean }, io: CliIo): Promise<number> {
+  const status = (await callMount(mountpoint, io.env, 'status')) as DaemonStatus;
+  io.stdout.write(o.json ? JSON.stringify(status) + '\n' : formatStatus(status));
+  return 0;
+}
