@@ -3,13 +3,14 @@
 import t from 'tap';
 import { buildMountConfig } from '../src/cli/mount-command.js';
 import { storageConfigFromFlags } from '../src/cli/storage-options.js';
+import { resolveAzureCredentials } from '../src/blob/azure-store.js';
 
 t.test('--export-concurrency', async (t) => {
   const env = { AZURE_STORAGE_CONNECTION_STRING: 'UseDevelopmentStorage=true' };
-  t.equal(buildMountConfig('/tmp/x', { container: 'abc', exportConcurrency: '16' }, env).exportConcurrency, 16);
-  t.equal(buildMountConfig('/tmp/x', { container: 'abc' }, env).exportConcurrency, undefined);
+  t.equal(buildMountConfig('/tmp/x', { container: 'abc', exportConcurrency: '16' }, env, resolveAzureCredentials).exportConcurrency, 16);
+  t.equal(buildMountConfig('/tmp/x', { container: 'abc' }, env, resolveAzureCredentials).exportConcurrency, undefined);
   for (const bad of ['0', '-1', '2.5', 'many', '1000']) {
-    t.throws(() => buildMountConfig('/tmp/x', { container: 'abc', exportConcurrency: bad }, env), /invalid --export-concurrency/, bad);
+    t.throws(() => buildMountConfig('/tmp/x', { container: 'abc', exportConcurrency: bad }, env, resolveAzureCredentials), /invalid --export-concurrency/, bad);
   }
 });
 
