@@ -1,6 +1,6 @@
-// decideImport: every conflict mode × every local/remote case (SPEC §3).
+// decideImport: every conflict mode × every local/remote case (docs/SEMANTICS.md §3).
 import t from 'tap';
-import { CONFLICT_MODES, decideImport, type ConflictMode, type LocalEntry, type RemoteEntry } from '../src/jobs/decide-import.js';
+import { CONFLICT_MODES, decideDeletion, decideImport, type ConflictMode, type LocalEntry, type RemoteEntry } from '../src/jobs/decide-import.js';
 import { keepLocal } from '../src/namespace/import-entry.js';
 
 const T = Date.UTC(2024, 0, 2, 3, 4, 5);
@@ -80,7 +80,7 @@ const rows: Row[] = [
   ['local file, blob is a symlink', resident, remoteLink, conflict('replace')],
   ['local symlink, blob is a file', link, remoteFile, conflict('replace')],
   ['local empty directory, blob is a file', dir, remoteFile, conflict('replace')],
-  ['local non-empty directory hides a file blob (SPEC §1)', { ...dir, hasChildren: true }, remoteFile, all('skip')],
+  ['local non-empty directory hides a file blob (docs/SEMANTICS.md §1)', { ...dir, hasChildren: true }, remoteFile, all('skip')],
   ['local non-empty directory hides a symlink blob', { ...dir, hasChildren: true }, remoteLink, all('skip')],
 
   ['directory: permissions changed', { ...dir, mode: 0o700 }, remoteDir, conflict('update-attributes')],
@@ -118,4 +118,9 @@ t.test("the first import's policy (keepLocal) is the Skip mode", async (t) => {
     const busyAgnostic = local ? { ...local, busy: false } : undefined;
     t.equal(keepLocal(busyAgnostic, remote).action, decideImport('Skip', busyAgnostic, remote).action, name);
   }
+});
+
+t.test('a lost_from_hsm file whose blob is deleted is cleaned up by auto-import deletions in every mode', async (t) => {
+  const lost: LocalEntry = { ...released, hsmFlags: 0x4d };
+  for (const mode of CONFLICT_MODES) t.equal(decideDeletion(mode, lost).delete, true, `${mode}: deleted`);
 });

@@ -1,4 +1,4 @@
-// End to end: export jobs on a real kernel FUSE mount and a real Azurite (SPEC §3, issue 5): --prefix limits the
+// End to end: export jobs on a real kernel FUSE mount and a real Azurite (docs/SEMANTICS.md §3, issue 5): --prefix limits the
 // scope, overlapping prefixes are refused, `jobs cancel` stops a running export at once leaving every file either
 // archived whole or dirty with no blob at all, a retry sends only what is missing, and while it runs a second
 // export is refused naming it and `jobs` shows it.

@@ -1,5 +1,5 @@
 // End to end: Lustre's sanity-hsm scenarios that apply to blobhsm, replayed through a real kernel mount on a real
-// Azurite with the real CLI (SPEC §2): the states of new, imported, read, released, archived and removed files,
+// Azurite with the real CLI (docs/SEMANTICS.md §2): the states of new, imported, read, released, archived and removed files,
 // the silent no-ops and the EPERM/EINVAL refusals with lfs's exit statuses and lines, user flags, usage errors,
 // the `hsm <sub>` and `lfs` spellings, a running restore in hsm_action, hsm_cancel, --json, the AMLFS prefetch
 // recipe, and the changelog.

@@ -1,7 +1,7 @@
 // End to end: the write path and export to blob through a real kernel FUSE mount on a real Azurite. POSIX writes
 // (new files, modified imported files after hydration and while released, rename, mkdir, symlink, hard link,
-// chmod/chown/utimens, truncate, O_TRUNC, O_APPEND), the DIRTY rules of SPEC §2, and what `blobhsm export` writes
-// (SPEC §1 "Export writes": contents, every metadata key, directory stubs, symlinks, one copy per hard link);
+// chmod/chown/utimens, truncate, O_TRUNC, O_APPEND), the DIRTY rules of docs/SEMANTICS.md §2, and what `blobhsm export` writes
+// (docs/SEMANTICS.md §1 "Export writes": contents, every metadata key, directory stubs, symlinks, one copy per hard link);
 // the editor pattern, unlinked open files, conflicts, ENOSPC, big_writes, utimens. Export jobs (prefixes, one at a
 // time, cancel): e2e-export-jobs.test.ts.
 import t, { type Test } from 'tap';

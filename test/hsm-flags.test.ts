@@ -64,7 +64,7 @@ t.test('bit values and masks are Lustre\'s', async (t) => {
   t.equal(DEFAULT_ARCHIVE_ID, 1);
 });
 
-t.test('stateWords: SPEC order, only set flags', async (t) => {
+t.test('stateWords: lfs order, only set flags', async (t) => {
   t.same(stateWords(0), []);
   t.same(stateWords(0x7f), ['released', 'exists', 'dirty', 'archived', 'never_release', 'never_archive', 'lost_from_hsm']);
   t.same(stateWords(0x0d), ['released', 'exists', 'archived']);
@@ -157,7 +157,7 @@ t.test('archive id on hsm_set', async (t) => {
   t.equal(archiveIdForRequest(2, 4), 2, 'the requested one');
 });
 
-t.test('transitions table (SPEC §2)', async (t) => {
+t.test('transitions table (docs/SEMANTICS.md §2)', async (t) => {
   // [row, got, want]
   const rows: Array<[string, number, number]> = [
     ['create a new file → 0x00', onCreate(), 0x00],

@@ -17,7 +17,7 @@ import {
   strerror,
 } from '../src/hsm/format.js';
 
-t.test('hsm_state lines (SPEC examples and lfs.c format)', async (t) => {
+t.test('hsm_state lines (docs/SEMANTICS.md examples and lfs.c format)', async (t) => {
   const cases: Array<[flags: number, archiveId: number, line: string]> = [
     [0x00, 0, 'f: (0x00000000)'],
     [0x0d, 1, 'f: (0x0000000d) released exists archived, archive_id:1'],

@@ -8,7 +8,7 @@ import { openMetaStore } from '../src/namespace/meta-store.js';
 import { ROOT_INO, type NewInode } from '../src/namespace/types.js';
 import { makeStack } from './helpers/stack.js';
 
-const { EXISTS, DIRTY, ARCHIVED, RELEASED, LOST } = HsmFlag;
+const { EXISTS, DIRTY, ARCHIVED, RELEASED } = HsmFlag;
 
 function file(over: Partial<NewInode>): NewInode {
   return {
@@ -59,7 +59,7 @@ t.test('sizes, missing data, empty files and orphans', async (t) => {
   t.equal(meta.get(grown.ino)!.size, 24, 'the cache file is the truth for a size that outran the record');
   t.equal(meta.get(cleanGone.ino)!.hsmFlags, RELEASED | EXISTS | ARCHIVED, 'clean archived, data missing: released');
   t.equal(meta.get(cleanGone.ino)!.generation, 2);
-  t.equal(meta.get(dirtyGone.ino)!.hsmFlags, EXISTS | ARCHIVED | DIRTY | LOST, 'dirty, data missing: lost, loudly');
+  t.equal(meta.get(dirtyGone.ino)!.hsmFlags, EXISTS | ARCHIVED | DIRTY, 'dirty, data missing: not LOST (the archive copy is there), reported loudly');
   t.equal(meta.get(newGone.ino)!.hsmFlags, 0, 'never archived, data missing: reported');
   t.equal(meta.get(released.ino)!.hsmFlags, RELEASED | EXISTS | ARCHIVED, 'released files are left alone');
   t.ok(existsSync(cache.pathFor(empty.ino, 1)), 'an empty file gets its (empty) cache file back');

@@ -1,5 +1,5 @@
 // Which writes cost a durable (fsync'd) metadata commit: the first write of a file with archived data records
-// DIRTY durably before its first byte reaches the cache (SPEC, crash safety); creating and writing a new file does
+// DIRTY durably before its first byte reaches the cache (docs/SEMANTICS.md §4, crash safety); creating and writing a new file does
 // not, since nothing archived can be lost (`rsync -a` of 2,000 small files made 2,058 fsyncs before, 102 after).
 import t from 'tap';
 import { makeStack, O_WRONLY } from './helpers/stack.js';

@@ -1,5 +1,5 @@
 // `blobhsm auto-export MOUNTPOINT [--enable|--disable] [--min-age S] [--interval S] [--json]`: shows auto-export's
-// metrics (SPEC §3 names) after applying the changes given. Values are checked here first (exit 4 on a bad one),
+// metrics (docs/SEMANTICS.md §3 names) after applying the changes given. Values are checked here first (exit 4 on a bad one),
 // then again by the daemon. Runtime changes last until the unmount; mount flags set the start.
 import { UsageError, describeError } from '../errors.js';
 import { AUTO_EXPORT_DEFAULTS, checkAutoExportConfig, parseSeconds, type AutoExportConfig, type AutoExportMetrics } from '../jobs/auto-export.js';

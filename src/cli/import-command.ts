@@ -1,5 +1,5 @@
 // `blobhsm import MOUNTPOINT [--prefix P]... [--conflict-mode MODE] [--maximum-errors N] [--no-wait] [--json]`:
-// an AMLFS-style import job (SPEC §3) run by the mount's daemon. Options are checked here first (exit 4 on a bad
+// an AMLFS-style import job (docs/SEMANTICS.md §3) run by the mount's daemon. Options are checked here first (exit 4 on a bad
 // one), then again by the daemon.
 import { UsageError, describeError } from '../errors.js';
 import { checkImportOptions, type ImportJobOptions, type ImportJobSummary } from '../jobs/job-runner.js';

@@ -1,4 +1,4 @@
-// Which namespace rules a mount uses (SPEC §1, HNS): forced by `--namespace hns|flat`, else detected with
+// Which namespace rules a mount uses (docs/SEMANTICS.md §1, HNS): forced by `--namespace hns|flat`, else detected with
 // getAccountInfo(); a refused detection (a credential without account-level read, e.g. a container SAS) falls back
 // to the flat rules with a log line saying why and how to force HNS. Also loads the `--id-map` file.
 import { readFileSync } from 'node:fs';

@@ -1,5 +1,6 @@
 // Startup reconciliation of the metadata store with the cache directory: a resident file whose data is missing
-// becomes RELEASED if it was clean and archived, LOST (loudly) otherwise; a file written before a crash gets the
+// becomes RELEASED if it was clean and archived, and keeps its flags otherwise (reported loudly: its local changes are gone,
+// its archive copy is not, so it is not LOST); a file written before a crash gets the
 // size of its cache file; an empty file whose cache file was never created (a crash inside create) gets one;
 // libfuse's `.fuse_hidden*` stand-ins for files unlinked while open are removed (nothing has them open after a
 // restart), but a file imported from a blob of such a name is kept and reported; cache files no inode owns are deleted.
@@ -48,7 +49,10 @@ export async function reconcileCache(meta: MetaStore, cache: DataCache, files: C
         report.push(`cache data of ${path} is missing; it is archived, so it is now released and will be restored on read`);
       } else {
         meta.update(inode.ino, { hsmFlags });
-        report.push(`WARNING: cache data of ${path} is missing and it was never archived with its latest content: local changes are lost`);
+        report.push(
+          `WARNING: cache data of ${path} is missing and it was never archived with its latest content: local changes are lost; ` +
+            'reads fail with EIO until it is truncated, overwritten or deleted',
+        );
       }
     }
   });

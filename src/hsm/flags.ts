@@ -1,4 +1,4 @@
-// Lustre HSM flag bits, their invariants and the pure state transitions (SPEC §2). No I/O.
+// Lustre HSM flag bits, their invariants and the pure state transitions (docs/SEMANTICS.md §2). No I/O.
 //
 // Every rule mirrors the Lustre MDT: the bits and masks come from lustre_user.h (enum hsm_states,
 // HSM_USER_MASK); state set/clear from mdt_hsm.c (mdt_hsm_state_set); "is the request needed" and "is it
@@ -261,12 +261,12 @@ export function restoreDecision(flags: number): Decision {
 
 /**
  * At mount, a resident file's cache data is missing (the cache directory was lost or damaged). A clean archived
- * file is simply released (its archive copy is its data: the next read restores it). Otherwise the local content
- * is gone: an archived file is marked LOST (a dirty one keeps DIRTY), a never-archived one keeps its flags.
+ * file is simply released (its archive copy is its data: the next read restores it). Otherwise the flags stay:
+ * the local content is gone, but the archive copy is not (LOST would say it is, and would refuse the truncate,
+ * overwrite or removal that recovers the file); docs/SEMANTICS.md §2 "Lost data".
  */
 export function onCacheDataMissing(flags: number): number {
-  if (matches(flags, FAITHFUL_RECORD)) return onReleaseSucceeded(flags);
-  return has(flags, ARCHIVED) ? flags | LOST : flags;
+  return matches(flags, FAITHFUL_RECORD) ? onReleaseSucceeded(flags) : flags;
 }
 
 /** Every byte is back and synced: −RELEASED, −DIRTY (a clean import becomes 0x09 `exists archived`). */
@@ -335,7 +335,7 @@ export function removeDecision(flags: number): Decision {
 /**
  * The blob was deleted: −EXISTS, −ARCHIVED, −LOST as in Lustre, and −DIRTY (which needs EXISTS). Given the
  * current flags, the user policy flags NORELEASE and NOARCHIVE are kept, as Lustre keeps them; without them
- * (or called with no argument) the result is 0x00, the SPEC's row.
+ * (or called with no argument) the result is 0x00, the row of docs/SEMANTICS.md §2.
  */
 export function onRemoveSucceeded(flags = 0): number {
   return flags & ~(EXISTS | ARCHIVED | LOST | DIRTY);

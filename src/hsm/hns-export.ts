@@ -1,4 +1,4 @@
-// Export to a hierarchical-namespace account (SPEC §1 "Export writes", HNS): what the coordinator does differently
+// Export to a hierarchical-namespace account (docs/SEMANTICS.md §1 "Export writes", HNS): what the coordinator does differently
 // there. Directories are real (DFS create directory with owner, group and permissions, no `hdi_isfolder` stub);
 // files and symlinks are uploaded as on flat accounts (staged blocks, one conditional commit) and then get their
 // owner, group and permissions (or their access ACL) with one DFS set-access-control call, conditional on the etag

@@ -2,7 +2,7 @@
 // requests, export jobs, auto-export, eviction and the truncate of a released file run as scheduled actions; import
 // jobs and the VFS read the same per-file state to decide (busy, writers) and change it (opens, writes).
 //
-// Concurrency contract (the user-facing side is docs/SEMANTICS.md, "Concurrency"):
+// Concurrency contract (the user-facing side is docs/SEMANTICS.md §5):
 // - One JavaScript thread: code between two awaits runs alone. Every check-then-act on a file's state (its flags
 //   in the metadata store, its opens and writes, its action) happens in one synchronous stretch, with no await
 //   between the check and the act. A function that awaits re-reads what it checked before acting on it.

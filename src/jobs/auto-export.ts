@@ -1,4 +1,4 @@
-// Auto-export (SPEC §3, AMLFS auto-export): iterations, `intervalSeconds` apart, that archive the new and
+// Auto-export (docs/SEMANTICS.md §3, AMLFS auto-export): iterations, `intervalSeconds` apart, that archive the new and
 // content-modified files (the export job's candidates: meta.exportCandidates(), never a file whose only names are
 // `.fuse_hidden*` ones, never NOARCHIVE) whose last content change (mtime) is at least `minAgeSeconds` old.
 //

@@ -1,4 +1,4 @@
-// Auto-import (SPEC §3, AMLFS auto-import): the namespace follows the container continuously.
+// Auto-import (docs/SEMANTICS.md §3, AMLFS auto-import): the namespace follows the container continuously.
 //
 // Phase 1, Full Sync: one import pass over the prefixes under the conflict mode (Skip or OverwriteIfDirty, the two
 // AMLFS offers), no deletions. Phase 2, Blob Sync, every `intervalSeconds` (counted from the end of the previous

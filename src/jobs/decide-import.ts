@@ -1,4 +1,4 @@
-// decideImport: what an import job does with one blob given what the local namespace holds at its path (SPEC §3,
+// decideImport: what an import job does with one blob given what the local namespace holds at its path (docs/SEMANTICS.md §3,
 // AMLFS conflict resolution modes). Pure: no I/O, no clock; test/decide-import.test.ts covers every mode × case.
 //
 // - Nothing local at the path → `create`.
@@ -17,7 +17,7 @@
 //   - `OverwriteAlways`: as OverwriteIfDirty, and a metadata conflict on a clean restored (resident) file also
 //     releases it (`release: true`) so the next read fetches the blob again (not a never_release file). A
 //     preexisting file is not released: its data is the blob's.
-// - Whatever the mode, a non-empty local directory hides a file or symlink blob of the same name (SPEC §1): `skip`.
+// - Whatever the mode, a non-empty local directory hides a file or symlink blob of the same name (docs/SEMANTICS.md §1): `skip`.
 // - A conflicting path that is open or has an HSM action or restore running (`busy`) is never replaced,
 //   reimported or released: `skip` (or attributes only), counted and logged; a later import resolves it.
 import { CLEAN_ARCHIVED, FAITHFUL_RECORD, RELEASABLE_BY_IMPORT, isLost, matches } from '../hsm/flags.js';

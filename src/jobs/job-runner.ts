@@ -56,7 +56,7 @@ export interface ExportJobSummary {
   failures: Array<{ path: string; error: string }>;
 }
 
-/** The importer's statistics (SPEC §3 names), with the job's state and times. */
+/** The importer's statistics (docs/SEMANTICS.md §3 names), with the job's state and times. */
 export type ImportJobStats = Omit<ImportStats, 'state' | 'error'> & { state: JobState };
 
 export interface ImportJobSummary {

@@ -1,4 +1,4 @@
-// The blob encoding of a POSIX tree (SPEC §1): blob metadata → inode attributes on import, inode → metadata on
+// The blob encoding of a POSIX tree (docs/SEMANTICS.md §1): blob metadata → inode attributes on import, inode → metadata on
 // export, and which blob names map to a path. Pure functions, no I/O.
 import type { BlobInfo } from '../blob/blob-store.js';
 import type { Inode, InodeKind } from './types.js';
@@ -274,7 +274,7 @@ export function checkBlobName(name: string, prefix = ''): BlobNameCheck {
   return { ok: true, components, isDirMarker };
 }
 
-/** The metadata export writes for an inode (lower-case keys; SPEC §1 "Export writes"). */
+/** The metadata export writes for an inode (lower-case keys; docs/SEMANTICS.md §1 "Export writes"). */
 export function exportMetadata(inode: Pick<Inode, 'kind' | 'uid' | 'gid' | 'mode' | 'mtimeMs'>): Record<string, string> {
   const md: Record<string, string> = {
     owner: String(inode.uid),

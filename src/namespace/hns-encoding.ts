@@ -1,4 +1,4 @@
-// The blob encoding on a hierarchical-namespace account (SPEC §1, HNS): POSIX attributes from the service's
+// The blob encoding on a hierarchical-namespace account (docs/SEMANTICS.md §1, HNS): POSIX attributes from the service's
 // Owner/Group/Permissions/Acl/ResourceType instead of metadata, and POSIX ACL text for system.posix_acl_access.
 // Pure functions, no I/O.
 //

@@ -1,4 +1,4 @@
-// What a re-import compares: the local entry at a blob's path against what the blob encodes (SPEC §3: a conflict
+// What a re-import compares: the local entry at a blob's path against what the blob encodes (docs/SEMANTICS.md §3: a conflict
 // is the same path with a different type, data or metadata). The import walker (importer.ts) asks an ImportDecider
 // what to do with each blob; src/jobs/decide-import.ts implements the AMLFS conflict modes on top of
 // compareEntries, and keepLocal here is the policy of the first import (leave every existing local path alone).
@@ -74,7 +74,7 @@ export interface EntryComparison {
   data: string;
   /** Attribute differences, one phrase each. */
   attributes: string[];
-  /** A non-empty local directory hides a file or symlink blob of the same name (SPEC §1). */
+  /** A non-empty local directory hides a file or symlink blob of the same name (docs/SEMANTICS.md §1). */
   hiddenByDirectory: boolean;
   /** All of the above in one phrase ('' when same). */
   reason: string;

@@ -1,4 +1,4 @@
-// importNamespace: walks a container listing page by page and records every blob as an inode (SPEC §1, §3).
+// importNamespace: walks a container listing page by page and records every blob as an inode (docs/SEMANTICS.md §1, §3).
 //
 // - One listing walk, no per-blob HEAD: the listing carries size, etag, Last-Modified and metadata. The only extra
 //   requests are one ranged GET per symlink (its target is the blob's content), run with bounded parallelism
@@ -10,7 +10,7 @@
 // - Directories: a stub (hdi_isfolder=true) carries attributes; any other prefix before a `/` is an implicit
 //   directory with the defaults (--dir-mode, 0755; uid/gid 0, time of the import). A stub seen after its implicit directory
 //   was created by this import updates its attributes.
-// - Collisions (SPEC §1), each counted in totalConflicts with a log line: unmappable names are skipped; a name
+// - Collisions (docs/SEMANTICS.md §1), each counted in totalConflicts with a log line: unmappable names are skipped; a name
 //   ending in `/` only makes its directory exist; a file blob `a` beside blobs under `a/` loses to the directory
 //   whatever the listing order (a clean imported file record for `a` is removed when the directory is needed).
 // - Re-import: a path that already holds the same thing (type, blob name, etag, size, attributes) counts as
@@ -762,7 +762,7 @@ class Importer {
   }
 
   /**
-   * A local file or symlink at `path` gives way to a directory (SPEC §1: the directory wins) when it is an
+   * A local file or symlink at `path` gives way to a directory (docs/SEMANTICS.md §1: the directory wins) when it is an
    * unmodified record of blob `path` that nothing is using.
    */
   private replaceableByDir(inode: Inode, path: string): boolean {

@@ -63,7 +63,7 @@ export function lemurTime(d: Date): string {
 }
 
 /**
- * The metadata export must write for a local path (SPEC §1 "Export writes"), derived from its lstat: owner and
+ * The metadata export must write for a local path (docs/SEMANTICS.md §1 "Export writes"), derived from its lstat: owner and
  * group in decimal, permissions `%04o` with the sticky bit kept and setuid/setgid dropped, lemur modtime, and the
  * kind marker. `blobhsm_version` (our stamp) is left out: compare with `withoutStamp()`.
  */
