@@ -165,6 +165,23 @@ export async function runBlobhsm(ctx: WorkloadContext): Promise<Results> {
   }).catch((err) => log(`  data mount failed: ${(err as Error).message}`));
   dropCache(ctx, 'data-1');
 
+  // The same cold read with the Content-MD5 check off (issue 16): the cost of verifying, same run.
+  await dropCaches();
+  await step(results, 'seq-cold-no-md5', log, () =>
+    withMount(
+      ctx,
+      CONTAINERS.data,
+      'data',
+      'data-nomd5',
+      async (m) => {
+        const c = await counted(ctx, m, () => seqRead(large(m), 600_000));
+        return { value: c.value.MiBps, unit: 'MiB/s', requests: c.requests, bytesFetched: c.bytesFetched, detail: { bytes: c.value.bytes } };
+      },
+      ['--no-verify-md5'],
+    ),
+  );
+  dropCache(ctx, 'data-nomd5');
+
   await dropCaches();
   await step(results, 'ttfb', log, () =>
     withMount(ctx, CONTAINERS.data, 'data', 'data-2', async (m) => {

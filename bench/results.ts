@@ -26,6 +26,7 @@ export const WORKLOADS = [
   'lsl-warm',
   'stat',
   'seq-cold',
+  'seq-cold-no-md5',
   'ttfb',
   'warm-page',
   'warm-dropped',

@@ -139,6 +139,11 @@ export function buildRows(p: Profile, refs: References, bh: Results, rc: RcloneO
       `fetched ${mib(m.bytesFetched)} in ${m.requests?.read ?? '?'} reads; first 1 MiB after ${Number(m.detail?.firstMiBMs).toFixed(0)} ms`,
       ...(sdk ? [`SDK download by range size × in flight: ${Object.entries(sdk.downloadByPlan).map(([k, v]) => `${k}: ${v.toFixed(0)}`).join(', ')} MiB/s`] : []),
     ]);
+  const noMd5 = bh['seq-cold-no-md5'];
+  const seqCold = bh['seq-cold'];
+  add('seq-cold-no-md5', `cold sequential read, ${mib(p.largeBytes)}, --no-verify-md5`, 'verifying costs ≤5 %: the row above ≥0.95× this',
+    isMeasurement(seqCold) ? { ...fig(seqCold.value, 'MiB/s'), label: 'the row above (Content-MD5 checked)' } : null,
+    (m) => [{ ok: isMeasurement(seqCold) && seqCold.value >= 0.95 * m.value, short: `with the check ${isMeasurement(seqCold) ? ((seqCold.value / m.value) * 100).toFixed(0) : '?'} % of this` }]);
   add('ttfb', 'cold time to first byte (4 KiB read)', '≤1.5× one small ranged GET',
     sdk && { ...fig(sdk.rangedGet4kMs, 'ms'), label: 'SDK 4 KiB ranged GET (median)' },
     (_m, r) => [atMost(r, 1.5)],

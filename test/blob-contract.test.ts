@@ -15,6 +15,7 @@ import { MemoryBlobStore } from '../src/blob/memory-store.js';
 import { findFreePort } from '../src/emulator/emulator.js';
 import { BlobError, describeError } from '../src/errors.js';
 import { EMULATOR_ACCOUNT, EMULATOR_KEY, startAzurite, uniqueContainerName, withContainer } from './helpers/azurite.js';
+import { startFaultProxy } from './helpers/fault-proxy.js';
 import { startHnsFake } from './helpers/hns-fake.js';
 
 type ContractStore = BlobStore & { setTier(name: string, tier: 'Hot' | 'Archive'): Promise<void> };
@@ -565,6 +566,19 @@ t.test('azure: secrets never appear in errors', async (t) => {
   });
   const err = await rejectsKind(t, bad.head('x'), 'Unauthorized', 'wrong key');
   t.notOk(describeError(err).includes(wrong));
+});
+
+t.test('azure: a block corrupted on its way to the service is refused (Md5Mismatch) and sent again', async (t) => {
+  const proxy = await startFaultProxy(azurite.port, azurite.connectionString);
+  t.teardown(() => proxy.close());
+  const store = await withContainer(t, { connectionString: proxy.connectionString }, { retryBaseMs: 10 });
+  const data = randomBytes(3000);
+  const flipped = proxy.inject({ op: 'stageBlock', fault: { kind: 'flipRequest', at: 100 }, times: 1 });
+  const r = await store.upload('flip.bin', { data }, { metadata: {}, blockSize: 1024 });
+  t.equal(flipped.applied, 1, 'one block was corrupted in flight');
+  t.equal(r.contentMd5, md5Of(data));
+  t.ok((await readAll(await store.readRange('flip.bin', 0, undefined))).equals(data), 'the blob holds the bytes sent, not the flipped ones');
+  t.equal(store.requestCounts().stageBlock, 4, 'the refused block was staged again');
 });
 
 t.test('azure: a persistent emulator keeps blobs across restarts', async (t) => {

@@ -25,7 +25,7 @@ import type { PipelineRequest, PipelineResponse } from '@azure/core-rest-pipelin
 import { BlobError, UsageError } from '../errors.js';
 import { headerPermissions, listPermissionsPolicy, parseListingPermissions, type UrlPolicy } from './hns-listing.js';
 import { DfsPaths } from './hns-paths.js';
-import { hashingBlocks, md5FromService, md5Of, md5ToService } from './content-md5.js';
+import { hashingBlocks, md5Bytes, md5FromService, md5Of, md5ToService } from './content-md5.js';
 import {
   checkSourceSize,
   type HierarchicalPaths,
@@ -412,6 +412,11 @@ export function toBlobError(err: unknown, op: string, target: string, secrets: r
   }
   if (status === 429 || status === 503) return { error: mk('Throttled'), notSent: false };
   if (status === 408 || status === 500 || status === 502 || status === 504) return { error: mk('Transient'), notSent: false };
+  // A body that arrived different from what was sent (its transactional Content-MD5 did not match): send it again.
+  // Azure says Md5Mismatch; Azurite InvalidOperation "Provided contentMD5 doesn't match."
+  if (status === 400 && (code === 'Md5Mismatch' || /contentMD5 doesn't match/i.test(firstLine))) {
+    return { error: mk('Transient'), notSent: false };
+  }
   return { error: mk('Invalid'), notSent: false };
 }
 
@@ -894,11 +899,14 @@ export class AzureBlobStore implements BlobStore {
         const { index, data } = next.value;
         const id = fixedWidthBlockId(uploadId, index);
         ids[index] = id;
+        const blockMd5 = md5Bytes(data);
         try {
           await this.call(
             'stageBlock',
             name,
-            (abortSignal) => blob.stageBlock(id, data, data.length, { abortSignal }),
+            // The block's own MD5 travels with it: the service refuses a block whose bytes changed on the way
+            // (Md5Mismatch, retried), so the committed Content-MD5 always describes the bytes it stores.
+            (abortSignal) => blob.stageBlock(id, data, data.length, { abortSignal, transactionalContentMD5: blockMd5 }),
             { signal: internal.signal, retry: 'idempotent' },
           );
         } catch (err) {

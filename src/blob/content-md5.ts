@@ -20,7 +20,12 @@ export function md5ToService(md5: string): Uint8Array {
 }
 
 export function md5Of(data: Uint8Array): string {
-  return formatMd5(createHash('md5').update(data).digest());
+  return formatMd5(md5Bytes(data));
+}
+
+/** The 16 MD5 bytes of data (a block's transactional Content-MD5). */
+export function md5Bytes(data: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash('md5').update(data).digest());
 }
 
 /**

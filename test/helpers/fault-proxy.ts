@@ -1,6 +1,7 @@
 // A loopback HTTP proxy in front of Azurite that injects faults into chosen blob requests: an error status (503
 // ServerBusy, 500), a connection reset before the answer, a hang (no answer until the client gives up or the
-// fault is cleared), a response body cut off after N bytes, a slow body, and one flipped byte in a body. SharedKey
+// fault is cleared), a response body cut off after N bytes, a slow body, and one flipped byte in a response or a
+// request body. SharedKey
 // signs the path, not host:port, so signed requests pass unchanged. Rules are matched in order; each applies to
 // its first `times` matching requests (default: all of them until cleared), or to every `every`-th one.
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -13,7 +14,9 @@ export type Fault =
   | { kind: 'hang' }
   | { kind: 'truncate'; after: number }
   | { kind: 'slow'; bytesPerSecond: number }
-  | { kind: 'flip'; at: number };
+  | { kind: 'flip'; at: number }
+  /** One byte of the request body flipped on its way to Azurite (an upload corrupted in flight). */
+  | { kind: 'flipRequest'; at: number };
 
 export interface FaultRule {
   /** 'read', 'head', 'list', 'stageBlock', 'commitBlockList', 'upload' (Put Blob), ...; any when absent. */
@@ -98,7 +101,7 @@ export async function startFaultProxy(port: number, azuriteConnectionString: str
     }
     const upstream = request({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers }, (up) => {
       res.writeHead(up.statusCode ?? 502, up.headers);
-      if (!fault) {
+      if (!fault || fault.kind === 'flipRequest') {
         up.pipe(res);
         return;
       }
@@ -128,7 +131,21 @@ export async function startFaultProxy(port: number, azuriteConnectionString: str
       up.on('end', () => res.end());
     });
     upstream.on('error', () => res.destroy());
-    req.pipe(upstream);
+    if (fault?.kind !== 'flipRequest') {
+      req.pipe(upstream);
+      return;
+    }
+    let sent = 0;
+    req.on('data', (chunk: Buffer) => {
+      let out = chunk;
+      if (fault.at >= sent && fault.at < sent + chunk.length) {
+        out = Buffer.from(chunk);
+        out[fault.at - sent] = out[fault.at - sent]! ^ 0x01;
+      }
+      sent += chunk.length;
+      upstream.write(out);
+    });
+    req.on('end', () => upstream.end());
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const proxyPort = (server.address() as AddressInfo).port;
