@@ -29,7 +29,7 @@ interface Integrity {
   mismatches: number;
 }
 async function integrity(m: MountFixture): Promise<Integrity> {
-  const r = await m.cli(['status', m.mountpoint]);
+  const r = await m.cli(['status', '--json', m.mountpoint]);
   return (JSON.parse(r.stdout) as { integrity: Integrity }).integrity;
 }
 
@@ -81,7 +81,7 @@ t.test('a byte flipped in flight: caught, refetched once; always flipped: EIO, s
   t.match(await integrity(m), { verified: 1, mismatches: 3 });
   const log = await m.sh('cat "$BLOBHSM_STATE_DIR"/logs/*.log');
   t.match(log.stdout, new RegExp(`blob always\\.bin has Content-MD5 ${md5(always).replace(/[+/]/g, '\\$&')} but the bytes hash to \\S+ again after a refetch`), 'the log names blob, expected and actual digest');
-  const cacheBytes = JSON.parse((await m.cli(['status', m.mountpoint])).stdout).cacheBytes as number;
+  const cacheBytes = JSON.parse((await m.cli(['status', '--json', m.mountpoint])).stdout).cacheBytes as number;
   t.ok(cacheBytes < 3 * MiB + 64 * 1024, `the bad copy's space was given back (cache holds ${cacheBytes} bytes)`);
   proxy.clear();
   t.equal(md5(await readFile(join(m.mountpoint, 'always.bin'))), md5(always), 'once the fault ends the file reads right');

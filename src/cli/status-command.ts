@@ -17,6 +17,7 @@ interface DaemonStatus {
   requests: Record<string, number>;
   io: { readOps: number; readBytes: number; writeOps: number; writeBytes: number };
   hsm: { running: number; waiting: number; concurrency: number };
+  integrity?: { verifyMd5: boolean; verified: number; unverified: number; mismatches: number };
 }
 
 function bytes(n: number): string {
@@ -41,6 +42,9 @@ export function formatStatus(s: DaemonStatus): string {
     ['open files', String(s.openFiles ?? 0)],
     ['HSM actions', `${s.hsm.running} running, ${s.hsm.waiting} waiting (at most ${s.hsm.concurrency} at once)`],
     ['FUSE I/O', `${s.io.readOps} reads (${bytes(s.io.readBytes)}), ${s.io.writeOps} writes (${bytes(s.io.writeBytes)})`],
+    ...(s.integrity
+      ? [['Content-MD5', `${s.integrity.verifyMd5 ? 'checked' : 'not checked (--no-verify-md5)'}: ${s.integrity.verified} files verified, ${s.integrity.unverified} unverified, ${s.integrity.mismatches} mismatches`] as [string, string]]
+      : []),
     ['blob requests', requests.length ? requests.map(([op, n]) => `${op} ${n}`).join(', ') : 'none'],
   ];
   const width = Math.max(...lines.map(([k]) => k.length));
