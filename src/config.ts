@@ -16,6 +16,8 @@ export interface StorageConfig {
 }
 
 export interface MountConfig {
+  /** --metrics: where /metrics and /healthz are served. */
+  metrics?: MetricsListen;
   mountpoint: string;
   storage: StorageConfig;
   /** Blob name prefix mapped to the mount root ('' or ending in '/'). */
@@ -154,4 +156,17 @@ export function checkContainerName(name: string): string {
     );
   }
   return name;
+}
+
+export interface MetricsListen {
+  host: string;
+  port: number;
+}
+
+/** Parses `HOST:PORT` (`[::1]:9100`, `127.0.0.1:0` for any free port). */
+export function parseListen(text: string): MetricsListen {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new UsageError(`invalid --metrics '${text}': HOST:PORT, e.g. 127.0.0.1:9464`);
+  return { host: (m[1] ?? m[2])!, port };
 }

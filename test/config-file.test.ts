@@ -38,6 +38,8 @@ file_cache:
 libfuse:
   options: [noatime, max_read=65536]
   debug: false
+metrics:
+  listen: 127.0.0.1:9464
 auto_export:
   enabled: true
   min-age-sec: 10
@@ -58,6 +60,7 @@ auto_export:
     cacheSize: '2048M',
     o: ['noatime', 'max_read=65536'],
     debug: false,
+    metrics: '127.0.0.1:9464',
     autoExport: true,
     autoExportMinAge: '10',
     autoExportInterval: '5',
@@ -68,6 +71,7 @@ auto_export:
   t.equal(config.requestTimeoutSeconds, 45);
   t.same(config.fuseOptions, ['noatime', 'max_read=65536']);
   t.same(config.autoExport, { enabled: true, minAgeSeconds: 10, intervalSeconds: 5 });
+  t.same(config.metrics, { host: '127.0.0.1', port: 9464 });
   t.same(config.storage, { container: 'data', account: 'myaccount', accountKey: 'c2VjcmV0', blobEndpoint: 'http://127.0.0.1:10000/myaccount' });
   t.same(loadConfigFile(file('libfuse:\n  options: "ro, noatime"\n')), { o: ['ro', 'noatime'] });
   t.same(loadConfigFile(file('# nothing yet\n')), {});
@@ -90,6 +94,7 @@ t.test('bad keys and values name the file, the line and the key', async (t) => {
     ['azstorage:\n  sas-file: missing\n', /:2: 'azstorage\.sas-file': cannot read .*missing/],
     ['azstorage:\n  container: a\n  container: b\n', /not valid YAML \(Map keys must be unique/],
     ['- a\n- b\n', /must be a mapping of sections/],
+    ['metrics:\n  listen: 9464\n', /:2: 'metrics\.listen': invalid --metrics '9464': HOST:PORT/],
     ['libfuse:\n  options: [1, {a: b}]\n', /'libfuse\.options' must be a list of option strings/],
   ];
   for (const [text, message] of cases) {

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node, type Pair } from 'yaml';
 import { UsageError, describeError } from '../errors.js';
-import { checkContainerName, normalisePrefix, parseSize } from '../config.js';
+import { checkContainerName, normalisePrefix, parseListen, parseSize } from '../config.js';
 import { parseSeconds } from '../jobs/auto-export.js';
 import type { MountFlags } from './mount-command.js';
 
@@ -49,6 +49,9 @@ export const CONFIG_KEYS: Record<string, Record<string, KeySpec>> = {
   libfuse: {
     options: { flag: 'o', kind: 'list', help: 'extra FUSE mount options, a list or comma separated (-o)' },
     debug: { flag: 'debug', kind: 'boolean', help: 'FUSE debug output (--debug)' },
+  },
+  metrics: {
+    listen: { flag: 'metrics', kind: 'string', help: 'HOST:PORT for /metrics and /healthz (--metrics)', convert: (v) => (parseListen(v), v) },
   },
   auto_export: {
     enabled: { flag: 'autoExport', kind: 'boolean', help: 'archive new and modified files continuously (--auto-export)' },

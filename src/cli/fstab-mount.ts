@@ -20,6 +20,7 @@ const VALUE_OPTIONS: Record<string, keyof MountFlags> = {
   timeout: 'timeout',
   auto_export_min_age: 'autoExportMinAge',
   auto_export_interval: 'autoExportInterval',
+  metrics: 'metrics',
   namespace: 'namespace',
   id_map: 'idMap',
 };

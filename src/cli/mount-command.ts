@@ -12,6 +12,7 @@ import {
   defaultCacheDir,
   defaultModesFrom,
   normalisePrefix,
+  parseListen,
   parseSize,
   stateHome,
   type MountConfig,
@@ -35,6 +36,7 @@ import { EXIT_FAILURE } from './io.js';
 
 export interface MountFlags extends StorageFlags {
   configFile?: string;
+  metrics?: string;
   prefix?: string;
   cacheDir?: string;
   cacheSize?: string;
@@ -69,7 +71,8 @@ export function mountCommandSpec(): Command {
   const command = new Command('mount')
     .description('mount a blob container as an HSM namespace')
     .argument('<mountpoint>', 'an existing empty directory')
-    .option('--config-file <file>', 'YAML config file (blobfuse2 layout; flags and environment override it)');
+    .option('--config-file <file>', 'YAML config file (blobfuse2 layout; flags and environment override it)')
+    .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (and /healthz)');
   return addStorageOptions(command, 'blob name prefix to mount as the root')
     .option('--cache-dir <dir>', 'local cache and metadata directory')
     .option('--cache-size <size>', 'cache bound: bytes or NNG/NNM (least recently used clean files are released)')
@@ -162,6 +165,7 @@ export function buildMountConfig(mountpoint: string, flags: MountFlags, env: Nod
     defaultModes: defaultModesFrom(flags),
     ...(flags.emulator ? { emulator: { dataDir: join(dataHome(env), 'emulator'), demo: Boolean(flags.demo) } } : {}),
     requestTimeoutSeconds: timeout,
+    ...(flags.metrics !== undefined ? { metrics: parseListen(flags.metrics) } : {}),
     debug: Boolean(flags.debug) || fuse.debug,
     verifyMd5: flags.verifyMd5 ?? true,
     autoExport,

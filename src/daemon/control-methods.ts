@@ -70,6 +70,28 @@ async function followJob<S>(job: { summary(): S; done: Promise<unknown> }, wait:
   return job.summary();
 }
 
+/** What `blobhsm status` answers (and /metrics reads). */
+export function daemonStatus(p: DaemonParts) {
+  const { meta, coordinator } = p;
+  return {
+    mountpoint: p.config.mountpoint,
+    container: p.config.storage.container,
+    prefix: p.config.prefix,
+    description: p.store.description,
+    namespace: JSON.parse(meta.getSetting('namespace') ?? '{"kind":"flat","how":"detected"}') as unknown,
+    pid: process.pid,
+    cacheDir: p.config.cacheDir,
+    cacheBytes: p.cache.bytesUsed(),
+    openFiles: p.vfs.openFileCount(),
+    inodes: meta.countInodes(),
+    requests: p.store.requestCounts(),
+    io: p.vfs.ioStats(),
+    hsm: coordinator.stats(),
+    integrity: { verifyMd5: p.config.verifyMd5 ?? true, ...p.hydrator.verification },
+    metrics: p.metricsUrl ?? null,
+  };
+}
+
 export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
   const { meta, coordinator } = p;
 
@@ -114,22 +136,7 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
   });
 
   return {
-    status: async () => ({
-      mountpoint: p.config.mountpoint,
-      container: p.config.storage.container,
-      prefix: p.config.prefix,
-      description: p.store.description,
-      namespace: JSON.parse(meta.getSetting('namespace') ?? '{"kind":"flat","how":"detected"}') as unknown,
-      pid: process.pid,
-      cacheDir: p.config.cacheDir,
-      cacheBytes: p.cache.bytesUsed(),
-      openFiles: p.vfs.openFileCount(),
-      inodes: meta.countInodes(),
-      requests: p.store.requestCounts(),
-      io: p.vfs.ioStats(),
-      hsm: coordinator.stats(),
-      integrity: { verifyMd5: p.config.verifyMd5 ?? true, ...p.hydrator.verification },
-    }),
+    status: async () => daemonStatus(p),
 
     unmount: async (params) => p.unmount(params.lazy === true),
 

@@ -21,7 +21,10 @@ import type { Vfs } from '../vfs/vfs.js';
 import { mountFuse, type FuseHandle } from '../fuse/fuse-adapter.js';
 import { ControlServer } from '../control/server.js';
 import { MountRegistry, isAlive } from '../control/registry.js';
-import { controlMethods } from './control-methods.js';
+import { controlMethods, daemonStatus } from './control-methods.js';
+import { DaemonMetrics, serveMetrics } from './metrics.js';
+import { meterStore } from '../blob/metered-store.js';
+import { instrumentVfs } from '../vfs/instrumented-vfs.js';
 import { buildStack } from './build-stack.js';
 import { checkMountpoint, tuneReadAhead } from './mount-checks.js';
 import { strerror } from '../hsm/format.js';
@@ -58,6 +61,8 @@ export interface DaemonParts {
    * until they are closed) and the daemon stops. Resolves with the number of files still open.
    */
   unmount: (lazy: boolean) => Promise<{ openFiles: number }>;
+  /** Where --metrics serves /metrics. */
+  metricsUrl?: string;
 }
 
 /** Holds the cache directory for one daemon; a second daemon on the same directory is refused. */
@@ -186,7 +191,16 @@ async function startParts(
     storage.connectionString = emulator.connectionString;
     log(`embedded Azurite emulator on port ${emulator.port} (data in ${config.emulator.dataDir})`);
   }
-  const store = createAzureStore({
+  // --metrics: served from the start (a port that cannot be had fails the mount before any import).
+  const metrics = config.metrics ? new DaemonMetrics() : undefined;
+  let metricsUrl: string | undefined;
+  if (metrics && config.metrics) {
+    const server = await serveMetrics(config.metrics, metrics, () => ({ mountpoint: config.mountpoint, pid: process.pid }));
+    cleanups.push(() => server.close());
+    metricsUrl = server.url;
+    log(`metrics on ${server.url}`);
+  }
+  const azureStore = createAzureStore({
     ...storage,
     timeoutMs: config.requestTimeoutSeconds * 1000,
     onRetry: (r) => {
@@ -195,6 +209,7 @@ async function startParts(
       notice(line);
     },
   });
+  const store = metrics ? meterStore(azureStore, metrics) : azureStore;
   const where = `container '${storage.container}' at ${store.description}`;
   let exists: boolean;
   try {
@@ -304,7 +319,7 @@ async function startParts(
   });
   cleanups.push(() => autoImport.close());
 
-  const fuse: FuseHandle = await mountFuse(config.mountpoint, vfs, {
+  const fuse: FuseHandle = await mountFuse(config.mountpoint, metrics ? instrumentVfs(vfs, metrics) : vfs, {
     readOnly: config.readOnly,
     allowOther: config.allowOther,
     extraOptions: config.fuseOptions,
@@ -337,7 +352,24 @@ async function startParts(
 
   const registry = new MountRegistry(stateHome());
   const socket = registry.socketPathFor(config.mountpoint);
-  const parts: DaemonParts = { config, store, meta, cache, coordinator, hydrator, changelog, vfs, jobs, autoExport, autoImport, log, requestStop: () => stopRequested(), unmount };
+  const parts: DaemonParts = {
+    config,
+    store,
+    meta,
+    cache,
+    coordinator,
+    hydrator,
+    changelog,
+    vfs,
+    jobs,
+    autoExport,
+    autoImport,
+    log,
+    requestStop: () => stopRequested(),
+    unmount,
+    ...(metricsUrl ? { metricsUrl } : {}),
+  };
+  metrics?.setSource(() => ({ status: daemonStatus(parts), filesByFlags: meta.countFilesByHsmFlags(), jobs: jobs.list(), autoExport: autoExport.metrics() }));
   const control = new ControlServer(controlMethods(parts));
   await control.listen(socket);
   cleanups.push(() => control.close());

@@ -259,6 +259,7 @@ export class SqliteMetaStore implements MetaStore {
       ),
       evictionCandidates: p(`SELECT ${INODE_SELECT} FROM inodes i WHERE ${EVICTABLE_WHERE} ORDER BY i.last_access_ms LIMIT ?`),
       countInodes: p('SELECT count(*) FROM inodes').pluck(),
+      countFilesByHsmFlags: p("SELECT hsm_flags, count(*) FROM inodes WHERE kind = 'file' GROUP BY hsm_flags").raw(),
       ranges: p('SELECT start_off, end_off FROM ranges WHERE ino = ? AND generation = ? ORDER BY start_off').raw(),
       overlapping: p(
         'SELECT start_off, end_off FROM ranges WHERE ino = ? AND generation = ? AND start_off <= ? AND end_off >= ?',
@@ -373,6 +374,10 @@ export class SqliteMetaStore implements MetaStore {
 
   countInodes(): number {
     return this.s.countInodes.get() as number;
+  }
+
+  countFilesByHsmFlags(): Map<number, number> {
+    return new Map(this.s.countFilesByHsmFlags.all() as Array<[number, number]>);
   }
 
   filesMatching(predicate: FlagPredicate): Inode[] {

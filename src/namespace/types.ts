@@ -168,6 +168,8 @@ export interface MetaStore extends RangeStore {
   /** Resident (not released) clean archived files, least recently accessed first. */
   evictionCandidates(limit: number): Inode[];
   countInodes(): number;
+  /** Regular files by their exact HSM flags (flags → count), for metrics. */
+  countFilesByHsmFlags(): Map<number, number>;
   /** Small persistent key/value settings (import done, mount options, ...). */
   /**
    * The etag last seen for a blob name that no inode records as its own blob (a name whose file was unlinked,
