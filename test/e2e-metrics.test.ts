@@ -25,8 +25,9 @@ t.test('/metrics names every series while a restore runs; /healthz answers', asy
     ],
     ['--metrics', '127.0.0.1:0'],
   );
-  const status = JSON.parse((await m.cli(['status', m.mountpoint])).stdout) as { metrics: string };
+  const status = JSON.parse((await m.cli(['status', '--json', m.mountpoint])).stdout) as { metrics: string };
   t.match(status.metrics, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/, 'status says where metrics are served');
+  t.match((await m.cli(['status', m.mountpoint])).stdout, `metrics:       ${status.metrics}\n`);
   const scrape = async (path = '/metrics') => {
     const r = await fetch(new URL(path, status.metrics));
     return { status: r.status, type: r.headers.get('content-type'), text: await r.text() };

@@ -18,6 +18,8 @@ interface DaemonStatus {
   io: { readOps: number; readBytes: number; writeOps: number; writeBytes: number };
   hsm: { running: number; waiting: number; concurrency: number };
   integrity?: { verifyMd5: boolean; verified: number; unverified: number; mismatches: number };
+  /** The --metrics URL, null without --metrics. */
+  metrics?: string | null;
 }
 
 function bytes(n: number): string {
@@ -46,6 +48,7 @@ export function formatStatus(s: DaemonStatus): string {
       ? [['Content-MD5', `${s.integrity.verifyMd5 ? 'checked' : 'not checked (--no-verify-md5)'}: ${s.integrity.verified} files verified, ${s.integrity.unverified} unverified, ${s.integrity.mismatches} mismatches`] as [string, string]]
       : []),
     ['blob requests', requests.length ? requests.map(([op, n]) => `${op} ${n}`).join(', ') : 'none'],
+    ...(s.metrics ? [['metrics', s.metrics] as [string, string]] : []),
   ];
   const width = Math.max(...lines.map(([k]) => k.length));
   return lines.map(([k, v]) => `${(k + ':').padEnd(width + 1)} ${v}`).join('\n') + '\n';
