@@ -419,6 +419,8 @@ export class Coordinator {
   setFlags(ino: number, set: number, clear: number, privileged: boolean, archiveId?: number): Inode {
     const inode = this.get(ino);
     const next = flags.setFlags(inode.hsmFlags, set, clear, { privileged });
+    // The next content change records itself again (DIRTY after hsm_clear --dirty, a new data version).
+    this.changeSettled(ino);
     const updated = this.o.meta.update(ino, { hsmFlags: next, archiveId: flags.archiveIdAfterSet(next, inode.archiveId, archiveId) });
     this.o.changelog.hsm('STATE', ino, 0, flags.isDirty(next));
     return updated;

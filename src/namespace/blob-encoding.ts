@@ -3,7 +3,7 @@
 import type { BlobInfo } from '../blob/blob-store.js';
 import type { Inode, InodeKind } from './types.js';
 
-/** Modes of entries whose blob carries no (valid) permissions: `--file-mode`, `--dir-mode` (SPEC §1: files 0644,
+/** Modes of entries whose blob carries no (valid) permissions: `--file-mode`, `--dir-mode` (docs/SEMANTICS.md §1: files 0644,
  * directories 0755, symlinks 0777; never world-writable by default, so a shared mount's directories are not). */
 export interface DefaultModes {
   file: number;
