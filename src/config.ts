@@ -116,7 +116,7 @@ export function parseMode(text: string, flag: string): number {
   return parseInt(text, 8);
 }
 
-/** The modes of entries without permissions in their blob: the flags (else SPEC §1's defaults), less the umask. */
+/** The modes of entries without permissions in their blob: the flags (else the defaults of docs/SEMANTICS.md §1), less the umask. */
 export function defaultModesFrom(o: { fileMode?: string; dirMode?: string; umask?: string }): DefaultModes {
   const umask = o.umask === undefined ? 0 : parseUmask(o.umask);
   const file = o.fileMode === undefined ? DEFAULT_MODES.file : parseMode(o.fileMode, '--file-mode');

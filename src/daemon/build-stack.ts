@@ -31,6 +31,8 @@ export interface StackOptions {
   /** Parallel HSM actions (the Coordinator's default when absent). */
   concurrency?: number;
   hydrator?: HydratorTuning;
+  /** The clock of access times (eviction's LRU order); tests inject one. */
+  now?: () => number;
   /** uid/gid of new files (the Vfs default when absent). */
   owner?: { uid: number; gid: number };
   /** HNS mounts: serve system.posix_acl_access from the imported ACLs. */
@@ -70,6 +72,7 @@ export async function buildStack(o: StackOptions): Promise<Stack> {
     blobPrefix: o.blobPrefix,
     cacheSizeLimit: o.cacheSizeLimit,
     namespaceId: o.namespaceId,
+    ...(o.now ? { now: o.now } : {}),
     log,
     ...(store.hierarchicalPaths() ? { hns: new HnsExport(store.hierarchicalPaths()!, o.idMap ?? new IdMap(), meta, log) } : {}),
     ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),

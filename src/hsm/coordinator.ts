@@ -48,6 +48,8 @@ export interface CoordinatorOptions {
   log: (line: string) => void;
   /** On a hierarchical-namespace account: real directories and access control instead of stubs and metadata. */
   hns?: HnsExport;
+  /** The clock of access times (default Date.now). */
+  now?: () => number;
 }
 
 export interface ArchiveOutcome {
@@ -88,9 +90,12 @@ export class Coordinator {
   /** Directory stub uploads in flight, by blob name. */
   private readonly stubUploads = new Map<string, Promise<void>>();
   private evicting = false;
+  /** The clock of access times (LRU order); tests inject one. */
+  private readonly now: () => number;
 
   constructor(options: CoordinatorOptions) {
     this.o = options;
+    this.now = options.now ?? Date.now;
     this.scheduler = new ActionScheduler(options.concurrency ?? 8);
   }
 
@@ -128,7 +133,7 @@ export class Coordinator {
   // ---- called by the VFS ---------------------------------------------------------------------------------
 
   touch(ino: number): void {
-    this.accessed.set(ino, Date.now());
+    this.accessed.set(ino, this.now());
   }
 
   /** Persists access times gathered since the last call (LRU order for eviction). */
@@ -294,7 +299,7 @@ export class Coordinator {
   onRestored(ino: number): void {
     const inode = this.o.meta.get(ino);
     if (!inode || !flags.isReleased(inode.hsmFlags)) return;
-    this.o.meta.update(ino, { hsmFlags: flags.onRestoreSucceeded(inode.hsmFlags), lastAccessMs: Date.now() });
+    this.o.meta.update(ino, { hsmFlags: flags.onRestoreSucceeded(inode.hsmFlags), lastAccessMs: this.now() });
     this.o.changelog.hsm('RESTORE', ino, 0, false);
     void this.evictIfNeeded();
   }

@@ -27,6 +27,8 @@ export interface TestStackOptions {
   concurrency?: number;
   hydrator?: HydratorTuning;
   namespaceId?: string;
+  /** The coordinator's clock of access times (eviction order). */
+  now?: () => number;
   /** uid/gid of new files (default 1000:1000). */
   owner?: { uid: number; gid: number };
 }
@@ -73,6 +75,7 @@ export async function makeStack(options: TestStackOptions = {}): Promise<TestSta
     cacheSizeLimit: options.cacheSizeLimit ?? 0,
     readOnly: options.readOnly ?? false,
     namespaceId: options.namespaceId ?? 'test-ns',
+    ...(options.now ? { now: options.now } : {}),
     log,
     owner: options.owner ?? { uid: 1000, gid: 1000 },
     hydrator: { backgroundHoldMs: 0, ...options.hydrator } as HydratorTuning,
