@@ -46,7 +46,7 @@ async function ensureRclone(log: (line: string) => void): Promise<{ version?: st
   return v2.code === 0 ? { version: v2.stdout.split('\n')[0]!.trim() } : { reason: 'rclone installed but `rclone version` fails' };
 }
 
-function containerSasUrl(blobEndpoint: string, container: string): string {
+export function containerSasUrl(blobEndpoint: string, container: string): string {
   const cred = new StorageSharedKeyCredential(EMULATOR_ACCOUNT, EMULATOR_KEY);
   const sas = generateBlobSASQueryParameters(
     { containerName: container, permissions: ContainerSASPermissions.parse('racwdl'), expiresOn: new Date(Date.now() + 6 * 3600_000) },

@@ -352,7 +352,8 @@ export class Ingester {
   private streamBlocks(fh: FileHandle, st: BigIntStats, path: string): UploadSource {
     const size = Number(st.size);
     let offset = 0;
-    const chunk = Math.min(this.o.blockSize, 4 * 1024 * 1024);
+    // Whole blocks: the store stages each chunk as it is, without copying it into a block buffer.
+    const chunk = this.o.blockSize;
     const stream = new Readable({
       highWaterMark: chunk,
       read: () => {

@@ -1,0 +1,202 @@
+// `npm run bench:ingest [-- --files N] [--large-mib N] [--no-rclone]`: bulk loading, on one Azurite started here
+// (in memory, own loopback port), each figure held against a reference from the same run:
+// - `blobhsm ingest` of the small-file set (files/s) vs single-PUT SDK uploads of the same files at the same
+//   concurrency, and vs `rclone copy` (same transfers);
+// - `blobhsm ingest` of one large file (MiB/s) vs the SDK's parallel block upload (8 MiB blocks, 8 in flight);
+// - 8 parallel writers (dd conv=fsync of different files) into a mount vs one writer, and vs the same into the
+//   cache disk;
+// - `rsync -a` of the small-file set into a mount vs into a local directory, and a second `rsync -a` (files sent).
+// Prints the rows as the main bench does and writes them as JSON under bench/results/.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startEmulator } from '../src/emulator/emulator.js';
+import { exportMetadata } from '../src/namespace/blob-encoding.js';
+import { MiB } from './profile.js';
+import { cleanupAll, installSignalHandlers, onCleanup } from './cleanup.js';
+import { run, runOk } from './proc.js';
+import { blobhsmCli, mountBlobhsm, requestDelta, type BlobhsmEnv } from './blobhsm-mount.js';
+import { container, pool, serviceClient, BLOCK_SIZE, UPLOAD_CONCURRENCY } from './sdk.js';
+import { containerSasUrl } from './rclone.js';
+import { defaultResultsPath, table, writeJson } from './report.js';
+import { REPO, snapshotProduct } from './product.js';
+import type { Row, Verdict } from './targets.js';
+import type { Unit } from './results.js';
+
+const SMALL_BYTES = 10 * 1024;
+const INGEST_CONCURRENCY = 16;
+const WRITERS = 8;
+
+function parse(argv: string[]): { files: number; largeMiB: number; rclone: boolean } {
+  const o = { files: 2000, largeMiB: 512, rclone: true };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--files') o.files = Number(argv[++i]);
+    else if (a === '--large-mib') o.largeMiB = Number(argv[++i]);
+    else if (a === '--no-rclone') o.rclone = false;
+    else throw new Error(`unknown argument '${a}': --files N, --large-mib N, --no-rclone`);
+  }
+  if (!(o.files > 0 && o.largeMiB > 0)) throw new Error('--files and --large-mib need positive numbers');
+  return o;
+}
+
+function row(id: string, workload: string, value: number, unit: Unit, reference: { value: number; label: string } | null, target: string, verdict: (ratio: number | null) => Verdict, extra: Partial<Row> = {}): Row {
+  const ratio = reference && reference.value > 0 ? value / reference.value : null;
+  return {
+    id: id as Row['id'],
+    workload,
+    blobhsm: { value, unit },
+    reference: reference ? { ...reference, unit } : null,
+    ratio,
+    rclone: null,
+    target,
+    verdict: verdict(ratio),
+    notes: [],
+    ...extra,
+  };
+}
+const atLeast = (k: number) => (r: number | null): Verdict => (r !== null && r >= k ? 'meets' : 'short');
+const atMost = (k: number) => (r: number | null): Verdict => (r !== null && r <= k ? 'meets' : 'short');
+
+async function main(): Promise<number> {
+  const o = parse(process.argv.slice(2));
+  const started = new Date();
+  const t0 = performance.now();
+  const log = (line: string) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
+  installSignalHandlers(log);
+  const baseDir = mkdtempSync(join(tmpdir(), 'blobhsm-bench-ingest-'));
+  onCleanup('work directory', () => {
+    rmSync(join(baseDir, 'product', 'node_modules'), { force: true });
+    rmSync(baseDir, { recursive: true, force: true });
+  });
+  snapshotProduct(join(baseDir, 'product'));
+  const emu = await startEmulator({ dataDir: join(baseDir, 'azurite'), inMemory: true });
+  onCleanup('Azurite', () => emu.stop(5000));
+  const env: BlobhsmEnv = { baseDir, connectionString: emu.connectionString };
+  const loadStart = loadavg()[0]!;
+  log(`Azurite on ${emu.blobEndpoint}; ${o.files} small files of ${SMALL_BYTES} bytes, large file ${o.largeMiB} MiB; load ${loadStart.toFixed(1)}`);
+
+  // The source trees.
+  const small = join(baseDir, 'src-small');
+  mkdirSync(small);
+  for (let i = 0; i < o.files; i++) writeFileSync(join(small, `f${String(i).padStart(6, '0')}`), Buffer.alloc(SMALL_BYTES, i & 0xff));
+  const largeDir = join(baseDir, 'src-large');
+  mkdirSync(largeDir);
+  await runOk('dd', ['if=/dev/urandom', `of=${join(largeDir, 'large.bin')}`, 'bs=1M', `count=${o.largeMiB}`, 'status=none'], { timeoutMs: 300_000 });
+  const service = serviceClient(emu.connectionString);
+  const fresh = async (name: string) => {
+    await service.getContainerClient(name).create();
+    return name;
+  };
+  const rows: Row[] = [];
+
+  // ---- ingest of the small-file set vs SDK single PUTs at the same concurrency, vs rclone copy ----
+  log('SDK: single-PUT uploads of the small files...');
+  const sdkSmall = container(emu.connectionString, await fresh('sdk-small'));
+  const names = Array.from({ length: o.files }, (_, i) => `f${String(i).padStart(6, '0')}`);
+  let t = performance.now();
+  await pool(o.files, INGEST_CONCURRENCY, async (i) => {
+    const data = readFileSync(join(small, names[i]!));
+    await sdkSmall.getBlockBlobClient(names[i]!).upload(data, data.length, { metadata: exportMetadata({ kind: 'file', uid: 0, gid: 0, mode: 0o644, mtimeMs: Date.now() }) });
+  });
+  const sdkSmallRate = o.files / ((performance.now() - t) / 1000);
+  log(`  ${sdkSmallRate.toFixed(0)} files/s`);
+
+  log('blobhsm ingest of the small files...');
+  await fresh('ingest-small');
+  const ing = await blobhsmCli(env, ['ingest', `${small}/`, '--container', 'ingest-small', '--concurrency', String(INGEST_CONCURRENCY), '--json'], 600_000);
+  if (ing.code !== 0) throw new Error(`ingest failed (${ing.code}): ${ing.stderr}`);
+  const ingSummary = JSON.parse(ing.stdout) as { elapsedMs: number; requests: Record<string, number> };
+  const ingRate = o.files / (ing.ms / 1000);
+  log(`  ${ingRate.toFixed(0)} files/s (wall; ${(o.files / (ingSummary.elapsedMs / 1000)).toFixed(0)} files/s inside the run)`);
+  const smallRow = row('ingest-small', `ingest of ${o.files} small files (c=${INGEST_CONCURRENCY})`, ingRate, 'files/s', { value: sdkSmallRate, label: `SDK single PUTs, c=${INGEST_CONCURRENCY}` }, '≥0.9× SDK at equal concurrency; faster than rclone copy', atLeast(0.9), { requests: ingSummary.requests });
+  smallRow.notes.push(`wall time of the CLI process (node start included); inside the run ${(o.files / (ingSummary.elapsedMs / 1000)).toFixed(0)} files/s`);
+  if (o.rclone && (await run('rclone', ['version'], { timeoutMs: 30_000 })).code === 0) {
+    await fresh('rclone-small');
+    const conf = join(baseDir, 'rclone.conf');
+    writeFileSync(conf, `[az]\ntype = azureblob\nsas_url = ${containerSasUrl(emu.blobEndpoint, 'rclone-small')}\n`);
+    const rc = await run('rclone', ['--config', conf, 'copy', small, 'az:rclone-small', '--transfers', String(INGEST_CONCURRENCY), '--checkers', String(INGEST_CONCURRENCY)], { timeoutMs: 600_000 });
+    if (rc.code === 0) {
+      smallRow.rclone = { value: o.files / (rc.ms / 1000), unit: 'files/s' };
+      if (smallRow.verdict === 'meets' && smallRow.rclone.value > ingRate) smallRow.verdict = 'short';
+    } else smallRow.rclone = { error: `rclone copy exit ${rc.code}: ${rc.stderr.trim().split('\n').pop()}` };
+  } else smallRow.notes.push('rclone not measured');
+  rows.push(smallRow);
+
+  // ---- ingest of the large file vs the SDK's parallel upload ----
+  log('SDK: parallel block upload of the large file...');
+  const largeData = readFileSync(join(largeDir, 'large.bin'));
+  const sdkLarge = container(emu.connectionString, await fresh('sdk-large'));
+  t = performance.now();
+  await sdkLarge.getBlockBlobClient('large.bin').uploadData(largeData, { blockSize: BLOCK_SIZE, concurrency: UPLOAD_CONCURRENCY });
+  const sdkLargeRate = o.largeMiB / ((performance.now() - t) / 1000);
+  log(`  ${sdkLargeRate.toFixed(0)} MiB/s`);
+  log('blobhsm ingest of the large file...');
+  await fresh('ingest-large');
+  const ingL = await blobhsmCli(env, ['ingest', join(largeDir, 'large.bin'), '--container', 'ingest-large', '--json'], 600_000);
+  if (ingL.code !== 0) throw new Error(`ingest failed (${ingL.code}): ${ingL.stderr}`);
+  const ingLSummary = JSON.parse(ingL.stdout) as { requests: Record<string, number> };
+  rows.push(row('ingest-large', `ingest of a ${o.largeMiB} MiB file`, o.largeMiB / (ingL.ms / 1000), 'MiB/s', { value: sdkLargeRate, label: 'SDK upload, 8 MiB blocks, c=8' }, '≥0.9× SDK parallel upload', atLeast(0.9), { requests: ingLSummary.requests }));
+
+  // ---- parallel writers into a mount vs one, vs the cache disk ----
+  const each = Math.max(1, Math.floor(o.largeMiB / WRITERS));
+  const ddAll = async (dir: string, count: number, mib: number) => {
+    const script = Array.from({ length: count }, (_, i) => `dd if=${join(largeDir, 'large.bin')} of=${dir}/w${i} bs=1M count=${mib} conv=fsync status=none &`).join(' ') + ' wait';
+    const r = await runOk('sh', ['-c', script], { timeoutMs: 600_000 });
+    return (count * mib) / (r.ms / 1000);
+  };
+  const diskDir = join(baseDir, 'disk-writers');
+  mkdirSync(diskDir);
+  log('cache disk: 1 and 8 writers...');
+  const disk1 = await ddAll(diskDir, 1, each * WRITERS);
+  rmSync(diskDir, { recursive: true });
+  mkdirSync(diskDir);
+  const disk8 = await ddAll(diskDir, WRITERS, each);
+  rmSync(diskDir, { recursive: true });
+  await fresh('writers');
+  const m = await mountBlobhsm(env, 'writers', 'writers', 'writers');
+  try {
+    log('mount: 1 and 8 writers...');
+    mkdirSync(join(m.mountpoint, 'one'));
+    mkdirSync(join(m.mountpoint, 'eight'));
+    const mnt1 = await ddAll(join(m.mountpoint, 'one'), 1, each * WRITERS);
+    const mnt8 = await ddAll(join(m.mountpoint, 'eight'), WRITERS, each);
+    const r8 = row('writers-8', `${WRITERS} parallel writers into the mount (${each} MiB each, conv=fsync)`, mnt8, 'MiB/s', { value: disk8, label: `${WRITERS} writers into the cache disk` }, '≥0.8× the disk', atLeast(0.8));
+    r8.notes.push(`one writer into the mount: ${mnt1.toFixed(0)} MiB/s (${(mnt8 / mnt1).toFixed(2)}× for 8); into the disk: ${disk1.toFixed(0)} MiB/s`);
+    rows.push(r8);
+    rows.push(row('writers-1', `1 writer into the mount (${each * WRITERS} MiB, conv=fsync)`, mnt1, 'MiB/s', { value: disk1, label: '1 writer into the cache disk' }, '(reference of the row above)', () => 'n/a'));
+
+    // ---- rsync -a of the small-file set: mount vs local directory; a second rsync sends nothing ----
+    log('rsync -a into a local directory and into the mount...');
+    const local = join(baseDir, 'rsync-local');
+    const rl = await runOk('rsync', ['-a', `${small}/`, `${local}/`], { timeoutMs: 600_000 });
+    const r0 = await m.requests();
+    const rm = await runOk('rsync', ['-a', `${small}/`, `${join(m.mountpoint, 'rsync')}/`], { timeoutMs: 900_000 });
+    const again = await runOk('rsync', ['-a', '--stats', `${small}/`, `${join(m.mountpoint, 'rsync')}/`], { timeoutMs: 900_000 });
+    const sent = Number(/Number of regular files transferred: ([\d,]+)/.exec(again.stdout)?.[1]?.replace(/,/g, '') ?? NaN);
+    const rrow = row('rsync', `rsync -a of ${o.files} small files into the mount`, rm.ms, 'ms', { value: rl.ms, label: 'rsync -a into a local directory' }, '≤3× local', atMost(3), { requests: requestDelta(r0, await m.requests()) });
+    rows.push(rrow);
+    const second = row('rsync-again', 'second rsync -a (files sent again)', again.ms, 'ms', null, '0 files sent', () => (sent === 0 ? 'meets' : 'short'));
+    second.notes.push(`${sent} files sent again (${again.ms.toFixed(0)} ms); binding: fuse-native (libfuse 2), whose utimens passes the atime as both times`);
+    rows.push(second);
+  } finally {
+    await m.unmount();
+  }
+
+  const header = `blobhsm ingest bench, ${started.toISOString()}, ${((performance.now() - t0) / 1000).toFixed(0)} s; ${cpus().length} CPUs, Node ${process.version}; load average ${loadStart.toFixed(1)} at start, ${loadavg()[0]!.toFixed(1)} at the end`;
+  process.stdout.write(`\n${header}\n\n${table(rows, o.rclone ? 'rclone copy (same transfers)' : 'skipped')}\n`);
+  const out = defaultResultsPath(REPO, 'ingest', started);
+  writeJson(out, { startedAt: started.toISOString(), options: o, rows });
+  process.stdout.write(`\nJSON: ${out}\n`);
+  return 0;
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (err) {
+  process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+} finally {
+  await cleanupAll();
+}
+process.exit(code);
