@@ -13,7 +13,7 @@ import { readSecretFlags } from './secret-args.js';
 import { IngestJournal } from '../ingest/journal.js';
 import { Ingester, type IngestLogRecord, type IngestSummary } from '../ingest/ingester.js';
 import { addStorageOptions, storageConfigFromFlags, type StorageFlags } from './storage-options.js';
-import { TransferProgressBar } from './progress-bar.js';
+import { formatRate, startProgress, type Progress } from './progress.js';
 import { EXIT_USAGE } from './exit-status.js';
 import { EXIT_FAILURE, type CliIo } from './io.js';
 
@@ -121,7 +121,7 @@ export async function runIngest(sources: string[], flags: IngestFlags, io: CliIo
   let logPath: string;
   const abort = new AbortController();
   let log: ReturnType<typeof lazyLog>;
-  let bar: TransferProgressBar | undefined;
+  let bar: Progress | undefined;
   try {
     const storage = storageConfigFromFlags(flags, io.env);
     const prefix = normalisePrefix(flags.prefix);
@@ -144,7 +144,8 @@ export async function runIngest(sources: string[], flags: IngestFlags, io: CliIo
     logPath = resolve(flags.log ?? journalPath.replace(/\.sqlite$/, '') + `-${new Date().toISOString().replace(/[-:.]/g, '')}.jsonl`);
     journal = IngestJournal.open(journalPath, destination, { create: !flags.dryRun });
     log = lazyLog(logPath);
-    bar = flags.progress === false || flags.json ? undefined : new TransferProgressBar(io.stderr as NodeJS.WritableStream & { isTTY?: boolean });
+    bar = await startProgress(io.stderr, { label: 'ingest', unit: 'bytes', json: Boolean(flags.json) || flags.progress === false });
+    const startedMs = Date.now();
     ingester = new Ingester({
       store,
       journal,
@@ -161,7 +162,12 @@ export async function runIngest(sources: string[], flags: IngestFlags, io: CliIo
       onProgress: (p) => {
         const s = p.stats;
         const done = s.files + s.directories + s.symlinks + s.alreadyIngested + s.skipped + s.preexistingDirectories + s.conflicts + s.errors;
-        bar?.update({ files: done, bytes: p.bytesSent, ...(p.total ? { total: { files: p.total.entries, bytes: p.total.bytes } } : {}) });
+        const entries = p.total ? `${done}/${p.total.entries}` : `${done}`;
+        bar?.update({
+          value: p.bytesSent,
+          ...(p.total ? { total: p.total.bytes } : {}),
+          detail: `${entries} entries, ${formatRate('files', done, Date.now() - startedMs)}`,
+        });
       },
     });
   } catch (err) {
@@ -182,7 +188,7 @@ export async function runIngest(sources: string[], flags: IngestFlags, io: CliIo
     io.stderr.write(`blobhsm ingest: ${describeError(err)}\n`);
     return err instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
   } finally {
-    bar?.stop();
+    await bar?.stop();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     journal.close();
