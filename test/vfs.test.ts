@@ -71,7 +71,7 @@ t.test('getattr, readdir, readlink and xattrs of an imported tree', async (t) =>
   t.match(dir, { mode: 0o040750, uid: 1234, gid: 55, mtime: MT_MS, atime: MT_MS, ctime: MT_MS });
   const file = await s.vfs.getattr('/dir/file.bin');
   t.match(file, { mode: 0o100600, uid: 42, gid: 43, size: BIG.length, blocks: 1, mtime: MT_MS });
-  t.equal((await s.vfs.getattr('/implicit')).mode, 0o040777, 'an implicit directory gets 0777');
+  t.equal((await s.vfs.getattr('/implicit')).mode, 0o040755, 'an implicit directory gets 0755 (the default, never world-writable)');
 
   const link = await s.vfs.getattr('/link');
   t.match(link, { mode: 0o120777, size: 7 });
