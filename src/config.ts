@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { UsageError } from './errors.js';
 import type { AutoImportConfig } from './jobs/auto-import.js';
 import { DEFAULT_MODES, type DefaultModes } from './namespace/blob-encoding.js';
+import type { FuseBindingChoice } from './fuse/bindings.js';
 
 export interface StorageConfig {
   container: string;
@@ -36,6 +37,8 @@ export interface MountConfig {
   identity: CacheIdentity;
   /** Modes of entries whose blob carries no permissions (`--file-mode`, `--dir-mode`, `--umask`). */
   defaultModes: DefaultModes;
+  /** FUSE binding: the libfuse3 addon, fuse-native (libfuse 2), or auto (the addon when built). */
+  fuse?: FuseBindingChoice;
   /** Set when the embedded emulator serves the container. */
   emulator?: { dataDir: string; demo: boolean };
   /** Seconds for each blob service call before it counts as a timeout. */

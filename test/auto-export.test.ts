@@ -33,7 +33,7 @@ async function fixture(
   const ae = new AutoExporter({
     meta: s.meta,
     coordinator: s.coordinator,
-    hasWriter: (ino) => s.vfs.hasWriter(ino),
+    hasWriter: (ino) => s.inodes.hasWriter(ino),
     jobs,
     log,
     config,

@@ -208,7 +208,8 @@ t.test('the editor pattern, unlinked open files, rename over an open file, unlin
   await sh('rm again.txt && echo a2 > again.txt');
 
   // create → write → unlink → (export runs) → write → close, from a process holding the descriptor; and a rename
-  // over a file another process has open (libfuse hides both as .fuse_hidden*).
+  // over a file another process has open (both live on without a name until closed; fuse-native's libfuse 2 hides
+  // them as .fuse_hidden* instead: test/e2e-fuse2.test.ts).
   const py = [
     'import os, subprocess, sys',
     'fd = os.open("tmpfile", os.O_CREAT | os.O_WRONLY, 0o644)',
@@ -228,7 +229,7 @@ t.test('the editor pattern, unlinked open files, rename over an open file, unlin
     'os.close(rd)',
   ].join('\n');
   const out = (await sh(`python3 -c '${py}'`)).split('\n');
-  t.equal(out[0], '2', 'two .fuse_hidden files while the descriptors are open');
+  t.equal(out[0], '0', 'no .fuse_hidden names while the descriptors are open');
   t.equal(out[1], '0', 'export while they exist succeeds');
   const job = JSON.parse(out[2]!) as { stats: { filesDiscovered: number }; conflictPaths: string[] };
   t.equal(job.stats.filesDiscovered, 3, 'doc.txt, again.txt, opened.txt: never the hidden files');
@@ -351,20 +352,32 @@ t.test('a full cache filesystem is ENOSPC for the writer, and the mount stays us
   await m.unmount();
 });
 
-t.test('utimens: what touch and utimensat produce through fuse-native and libfuse 2 (pins two known limits)', async (t) => {
+t.test('utimens: touch -m/-a (UTIME_OMIT), utimensat with both times and nanoseconds, UTIME_NOW; cp -p reaches the exported modtime', async (t) => {
   const m = await mountContainer(t, azurite, []);
-  const times = async () => {
-    const r = await m.sh('stat -c "%X %Y" "$MNT/f"');
-    return r.stdout.trim();
-  };
+  const times = async (name = 'f') => (await m.sh(`stat -c "%.9X %.9Y" "$MNT/${name}"`)).stdout.trim();
   await m.sh('echo x > "$MNT/f"');
   await m.sh('TZ=UTC touch -d "2001-02-03 04:05:06" "$MNT/f"');
-  t.equal(await times(), '981173106 981173106', 'touch -d sets both times (the same value): right');
+  t.equal(await times(), '981173106.000000000 981173106.000000000', 'touch -d sets both times');
   await m.sh('TZ=UTC touch -m -d "2011-01-01 00:00:00" "$MNT/f"');
-  t.equal(await times(), '981173106 981173106', 'touch -m is ignored: libfuse 2 calls utimens only with both times');
-  await m.sh(`python3 -c 'import os; os.utime(os.environ["MNT"] + "/f", (1000000000, 1200000000))'`);
-  t.equal(await times(), '1000000000 1000000000', 'utimensat(a, m) sets mtime = a: fuse-native passes atime twice');
+  t.equal(await times(), '981173106.000000000 1293840000.000000000', 'touch -m sets the mtime only (atime UTIME_OMIT)');
+  await m.sh('TZ=UTC touch -a -d "2012-01-01 00:00:00" "$MNT/f"');
+  t.equal(await times(), '1325376000.000000000 1293840000.000000000', 'touch -a sets the atime only');
+  await m.sh(`python3 -c 'import os; os.utime(os.environ["MNT"] + "/f", ns=(1000000000123456789, 1200000000987654321))'`);
+  const [a, mt] = (await times()).split(' ').map(Number);
+  // Times are kept as a double of milliseconds: nanoseconds survive to a fraction of a microsecond.
+  t.ok(Math.abs(a! - 1000000000.123456789) < 1e-6 && Math.abs(mt! - 1200000000.987654321) < 1e-6, `utimensat(a, m) with nanoseconds: ${a} ${mt}`);
+  const before = Date.now() / 1000 - 5;
+  await m.sh('touch "$MNT/f"');
+  const [na, nm] = (await times()).split(' ').map(Number);
+  t.ok(na! > before && nm! > before, 'touch (UTIME_NOW) sets both to now');
   t.same(await states(m, ['f']), { f: S.NEW }, 'utimens never dirties');
+  // cp -p / rsync -t / tar keep the source's mtime: it reaches the blob's modtime.
+  const src = join(mkdtempSync(join(tmpdir(), 'blobhsm-cp-')), 'src');
+  await m.sh(`echo data > "${src}" && TZ=UTC touch -a -d "2019-09-09 09:09:09" "${src}" && TZ=UTC touch -m -d "2018-08-08 08:08:08" "${src}" && cp -p "${src}" "$MNT/copied"`);
+  t.equal((await times('copied')).split(' ')[1], '1533715688.000000000', 'cp -p keeps the source mtime (not its atime)');
+  t.equal((await exportJson(m)).code, 0);
+  t.equal((await readBlob(m.store, 'copied'))!.info.metadata.modtime, '2018-08-08 08:08:08 +0000', 'the exported modtime is the source mtime');
+  rmSync(join(src, '..'), { recursive: true, force: true });
 });
 
 t.test('a directory renamed away and re-created: its old blobs are reused or protected', async (t) => {

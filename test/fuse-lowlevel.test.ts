@@ -5,7 +5,7 @@
 // unmount ends the session loop. Also SO_PEERCRED through the addon.
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -61,6 +61,7 @@ t.test('a mount served through the libfuse3 binding', async (t) => {
   t.match(line, / - fuse\.blobhsm blobhsm /, 'fstype fuse.blobhsm, source blobhsm');
   t.match(line, /max_read=1048576/, 'max_read in the mount options');
 
+  t.same(readdirSync(mnt), ['data'], 'READDIRPLUS lists the tree (and an empty last page ends it)');
   const asNobody = spawnSync('runuser', ['-u', 'nobody', '--', 'stat', join(mnt, 'missing-for-nobody')], { encoding: 'utf8' });
   t.match(asNobody.stderr, /No such file/, 'a missing name answers ENOENT');
   await settled();

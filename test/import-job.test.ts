@@ -35,7 +35,7 @@ async function fixture(t: { teardown(fn: () => void | Promise<void>): void }, bl
   const s = await makeStack({ blobs });
   const logDir = mkdtempSync(join(tmpdir(), 'blobhsm-jobs-'));
   const jobs = new JobRunner({ meta: s.meta, store: s.store, coordinator: s.coordinator, log: s.logs.push.bind(s.logs), prefix: '', mountRoot: '/mnt', logDir });
-  s.vfs.setRootMarkers(() => jobs.markers());
+  s.inodes.setRootMarkers(() => jobs.markers());
   t.teardown(async () => {
     await jobs.cancelAll();
     await s.cleanup();

@@ -600,7 +600,7 @@ t.test('R3: create holds its file open before its first await: an import job mea
 
 t.test('readdirPage: the listing in pages equals readdir, the import marker on the last page', async (t) => {
   const s = await stack(t);
-  s.vfs.setRootMarkers(() => ['IMPORT_InProgress.x']);
+  s.inodes.setRootMarkers(() => ['IMPORT_InProgress.x']);
   const whole = await s.vfs.readdir('/');
   const paged: string[] = [];
   const pages: number[] = [];

@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, fchmodSync, fstatSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { UsageError, describeError } from '../errors.js';
 import {
   cacheHome,
@@ -25,6 +25,7 @@ import { checkMountpoint } from '../daemon/mount-checks.js';
 import { AUTO_IMPORT_DEFAULTS, checkAutoImportConfig, type AutoImportConfig } from '../jobs/auto-import.js';
 import { EMULATOR_ACCOUNT } from '../emulator/emulator.js';
 import { readSecretFlags } from './secret-args.js';
+import { FUSE_BINDINGS, type FuseBindingChoice } from '../fuse/bindings.js';
 import type { CliIo } from './io.js';
 import { layerConfigFile, loadConfigFile } from './config-file.js';
 import { addStorageOptions, storageConfigFromFlags, type StorageFlags } from './storage-options.js';
@@ -51,6 +52,7 @@ export interface MountFlags extends StorageFlags {
   demo?: boolean;
   timeout?: string;
   debug?: boolean;
+  fuse?: string;
   autoExport?: boolean;
   autoExportMinAge?: string;
   autoExportInterval?: string;
@@ -90,6 +92,7 @@ export function mountCommandSpec(): Command {
     .option('--verify-md5', "check each restored file against its blob's Content-MD5 (the default)")
     .option('--no-verify-md5', 'restore without checking the Content-MD5')
     .option('--export-concurrency <n>', 'files uploaded at once by export jobs and hsm_archive (default 8; auto-export uses half)')
+    .addOption(new Option('--fuse <binding>', 'FUSE binding: fuse3 (the libfuse3 addon), fuse2 (fuse-native), auto (fuse3 when built)').choices([...FUSE_BINDINGS]).default('auto'))
     .option('--auto-export', 'archive new and modified files continuously (see `blobhsm auto-export`)')
     .option('--auto-export-min-age <seconds>', `auto-export files unchanged for this long (default ${AUTO_EXPORT_DEFAULTS.minAgeSeconds})`)
     .option('--auto-export-interval <seconds>', `seconds between auto-export iterations (default ${AUTO_EXPORT_DEFAULTS.intervalSeconds})`)
@@ -159,6 +162,7 @@ export function buildMountConfig(mountpoint: string, flags: MountFlags, env: Nod
     cacheSize: flags.cacheSize ? parseSize(flags.cacheSize) : 0,
     readOnly: Boolean(flags.readOnly) || fuse.readOnly,
     fuseOptions: fuse.passed,
+    fuse: (flags.fuse ?? 'auto') as FuseBindingChoice,
     allowOther: Boolean(flags.allowOther) || fuse.allowOther,
     nonempty: fuse.nonempty,
     identity,

@@ -8,8 +8,9 @@ import { Coordinator } from '../hsm/coordinator.js';
 import { Hydrator, type HydratorOptions } from '../hsm/hydrator.js';
 import { HnsExport } from '../hsm/hns-export.js';
 import { IdMap } from '../namespace/id-map.js';
-import type { MetaStore } from '../namespace/types.js';
+import type { KernelCache, MetaStore } from '../namespace/types.js';
 import { Vfs } from '../vfs/vfs.js';
+import { PathVfs } from '../vfs/path-vfs.js';
 import { reconcileCache } from './reconcile.js';
 
 /** Hydrator settings a caller may tune (the wiring ones are set here). */
@@ -33,7 +34,9 @@ export interface StackOptions {
   hydrator?: HydratorTuning;
   /** The clock of access times (eviction's LRU order); tests inject one. */
   now?: () => number;
-  /** uid/gid of new files (the Vfs default when absent). */
+  /** The mount's kernel caches (told about releases and evictions). */
+  kernel?: KernelCache;
+  /** uid/gid of new files made through paths (`paths`; the daemon's own when absent). */
   owner?: { uid: number; gid: number };
   /** HNS mounts: serve system.posix_acl_access from the imported ACLs. */
   posixAcls?: boolean;
@@ -47,6 +50,8 @@ export interface Stack {
   hydrator: Hydrator;
   coordinator: Coordinator;
   vfs: Vfs;
+  /** The Vfs through paths (the fuse-native binding, tests). */
+  paths: PathVfs;
 }
 
 export async function buildStack(o: StackOptions): Promise<Stack> {
@@ -75,10 +80,11 @@ export async function buildStack(o: StackOptions): Promise<Stack> {
     ...(o.now ? { now: o.now } : {}),
     log,
     ...(store.hierarchicalPaths() ? { hns: new HnsExport(store.hierarchicalPaths()!, o.idMap ?? new IdMap(), meta, log) } : {}),
+    ...(o.kernel ? { kernel: o.kernel } : {}),
     ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
   });
   const report = await reconcileCache(meta, cache, cacheFiles);
   for (const line of report) log(line);
-  const vfs = new Vfs({ meta, cache, coordinator, changelog, readOnly: o.readOnly, log, ...(o.owner ? { owner: o.owner } : {}), posixAcls: o.posixAcls ?? false });
-  return { cache, changelog, hydrator, coordinator, vfs };
+  const vfs = new Vfs({ meta, cache, coordinator, changelog, readOnly: o.readOnly, log, posixAcls: o.posixAcls ?? false });
+  return { cache, changelog, hydrator, coordinator, vfs, paths: new PathVfs(vfs, o.owner) };
 }

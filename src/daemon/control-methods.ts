@@ -262,7 +262,7 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
       const blocksOf = (bytes: number) => Math.ceil(bytes / bsize);
       const metaPath = metaStorePath(p.config.cacheDir);
       const metaBlocks = blocksOf(bytesOf([metaPath, `${metaPath}-wal`, `${metaPath}-shm`]));
-      const fs = await p.vfs.statfs('/');
+      const fs = await p.vfs.statfs();
       const limit = p.config.cacheSize > 0 ? Math.floor(p.config.cacheSize / bsize) : disk.blocks;
       const cacheBlocks = blocksOf(p.cache.bytesUsed());
       return {

@@ -18,7 +18,9 @@ import type { Coordinator } from '../hsm/coordinator.js';
 import type { Hydrator } from '../hsm/hydrator.js';
 import type { Changelog } from '../hsm/changelog.js';
 import type { Vfs } from '../vfs/vfs.js';
-import { mountFuse, type FuseHandle } from '../fuse/fuse-adapter.js';
+import type { FuseHandle } from '../fuse/fuse-adapter.js';
+import { mountBinding } from '../fuse/mount-binding.js';
+import { NO_KERNEL_CACHE, type KernelCache } from '../namespace/types.js';
 import { ControlServer } from '../control/server.js';
 import { MountRegistry, isAlive } from '../control/registry.js';
 import { controlMethods, daemonStatus } from './control-methods.js';
@@ -254,7 +256,15 @@ async function startParts(
     log(importSummary(stats));
   }
 
+  // The kernel's caches, known once mounted: the coordinator and import jobs tell it what they change.
+  let kernel: KernelCache = NO_KERNEL_CACHE;
+  const kernelCache: KernelCache = {
+    inodeChanged: (ino) => kernel.inodeChanged(ino),
+    entryChanged: (parent, name) => kernel.entryChanged(parent, name),
+    dropInode: (ino) => kernel.dropInode(ino),
+  };
   const { cache, changelog, hydrator, coordinator, vfs } = await buildStack({
+    kernel: kernelCache,
     store,
     meta,
     cacheDir: config.cacheDir,
@@ -291,6 +301,7 @@ async function startParts(
     idMap,
     ...(config.exportConcurrency !== undefined ? { concurrency: config.exportConcurrency } : {}),
     defaultModes: config.defaultModes,
+    kernel: kernelCache,
   });
   vfs.setRootMarkers(() => jobs.markers());
   cleanups.push(() => jobs.cancelAll());
@@ -319,7 +330,7 @@ async function startParts(
   });
   cleanups.push(() => autoImport.close());
 
-  const fuse: FuseHandle = await mountFuse(config.mountpoint, metrics ? instrumentVfs(vfs, metrics) : vfs, {
+  const mounted = await mountBinding(config.mountpoint, metrics ? instrumentVfs(vfs, metrics) : vfs, config.fuse ?? 'auto', {
     readOnly: config.readOnly,
     allowOther: config.allowOther,
     extraOptions: config.fuseOptions,
@@ -327,7 +338,12 @@ async function startParts(
     ...(config.attrTimeoutSeconds !== undefined ? { attrTimeoutSeconds: config.attrTimeoutSeconds } : {}),
     log,
   });
-  cleanups.push(() => unmountWithRetry(fuse, log));
+  const fuse: FuseHandle = mounted.handle;
+  kernel = mounted.kernel;
+  cleanups.push(() => {
+    kernel = NO_KERNEL_CACHE;
+    return unmountWithRetry(fuse, log);
+  });
   const unmount = async (lazy: boolean): Promise<{ openFiles: number }> => {
     const openFiles = vfs.openFileCount();
     if (openFiles > 0 && !lazy) {
@@ -384,7 +400,7 @@ async function startParts(
     startedAt: new Date().toISOString(),
   });
   cleanups.push(() => registry.unregister(config.mountpoint));
-  log(`mounted ${where} on ${config.mountpoint} (cache ${config.cacheDir})`);
+  log(`mounted ${where} on ${config.mountpoint} with ${mounted.binding} (cache ${config.cacheDir})`);
 
   let stopping: Promise<void> | undefined;
   const stop = () => (stopping ??= (async () => {

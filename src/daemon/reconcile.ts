@@ -2,8 +2,8 @@
 // becomes RELEASED if it was clean and archived, and keeps its flags otherwise (reported loudly: its local changes are gone,
 // its archive copy is not, so it is not LOST); a file written before a crash gets the
 // size of its cache file; an empty file whose cache file was never created (a crash inside create) gets one;
-// libfuse's `.fuse_hidden*` stand-ins for files unlinked while open are removed (nothing has them open after a
-// restart), but a file imported from a blob of such a name is kept and reported; cache files no inode owns are deleted.
+// libfuse's `.fuse_hidden*` stand-ins for files unlinked while open, and the nlink-0 records the libfuse3 binding
+// keeps for them, are removed (nothing has them open after a restart); cache files no inode owns are deleted.
 import type { CacheFile, DataCache } from '../cache/data-cache.js';
 import { RESIDENT, isReleased, onCacheDataMissing } from '../hsm/flags.js';
 import type { MetaStore } from '../namespace/types.js';
@@ -22,6 +22,12 @@ export async function reconcileCache(meta: MetaStore, cache: DataCache, files: C
     // Its blob stays, as after any unlink: remember the etag for a file created under that name later.
     if (left.nlink === 0 && left.blobName && left.etag && meta.blobEtag(left.blobName) === undefined) meta.setBlobEtag(left.blobName, left.etag);
     report.push(`removed ${meta.pathOf(parentIno) ?? `directory ${parentIno}`}/${name}: a file unlinked while still open before the restart`);
+  }
+  for (const orphan of meta.orphans()) {
+    // Unlinked while open (libfuse3 binding): nothing has it open after a restart. Its cache file goes below.
+    meta.deleteInode(orphan.ino);
+    if (orphan.blobName && orphan.etag && meta.blobEtag(orphan.blobName) === undefined) meta.setBlobEtag(orphan.blobName, orphan.etag);
+    report.push(`removed inode ${orphan.ino}: a file unlinked while still open before the restart`);
   }
   const byIno = new Map(files.map((f) => [f.ino, f] as const));
   const resident = meta.filesMatching(RESIDENT);

@@ -1,11 +1,12 @@
-// The FUSE adapter: the only importer of fuse-native. One line per op (call the Vfs, map the error through
-// errnoOf), plus the mount options. Nothing else in blobhsm knows FUSE exists.
+// The fuse-native adapter (libfuse 2, the fallback binding): the only importer of fuse-native. One line per op (call
+// the Vfs through its path view, map the error through errnoOf), plus the mount options.
 import { execFile } from 'node:child_process';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { errnoOf, describeError, FsError } from '../errors.js';
 import { isBlobhsmMount, mountAt } from '../daemon/mount-checks.js';
 import type { Vfs } from '../vfs/vfs.js';
+import { PathVfs } from '../vfs/path-vfs.js';
 
 const require = createRequire(import.meta.url);
 
@@ -83,8 +84,12 @@ export function fuseOptions(o: FuseMountOptions): Record<string, unknown> {
   };
 }
 
+/** The mount flags the libfuse3 binding passes as -o, mirroring fuseOptions: default_permissions always, allow_other when asked, ro, the user's own. */
+export function fuseMountFlags(o: FuseMountOptions): string[] {
+  return ['default_permissions', ...(o.allowOther ? ['allow_other'] : []), ...(o.readOnly ? ['ro'] : []), ...(o.extraOptions ?? [])];
+}
 
-export function buildOps(vfs: Vfs, log: (line: string) => void): Record<string, (...args: never[]) => void> {
+export function buildOps(vfs: PathVfs, log: (line: string) => void): Record<string, (...args: never[]) => void> {
   const fail = (op: string, cb: Cb, err: unknown) => {
     const errno = errnoOf(err);
     if (!(err instanceof FsError) || err.code === 'EIO') log(`${op}: ${describeError(err)}`);
@@ -156,7 +161,7 @@ function fusermount(args: string[], mountpoint: string): Promise<void> {
 export async function mountFuse(mountpoint: string, vfs: Vfs, o: FuseMountOptions): Promise<FuseHandle> {
   const Fuse = require('fuse-native') as new (mnt: string, ops: unknown, opts: unknown) => FuseInstance;
   const log = o.log ?? (() => undefined);
-  const fuse = new Fuse(mountpoint, buildOps(vfs, log), fuseOptions(o));
+  const fuse = new Fuse(mountpoint, buildOps(new PathVfs(vfs), log), fuseOptions(o));
   try {
     await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));
   } catch (err) {

@@ -244,7 +244,7 @@ export class LowLevelSession {
   ) {
     this.native = native;
     let exit!: () => void;
-    this.exited = new Promise<void>((r) => (exit = r));
+    this.exited = new Promise<void>((r) => (exit = r)).then(() => void (this.closed = true));
     const tuning = new Float64Array([options.maxRead, options.maxWrite, options.maxBackground, options.congestionThreshold, options.writebackCache ? 1 : 0]);
     const args = ['-o', [...options.mountOptions, `max_read=${options.maxRead}`].join(','), ...(options.debug ? ['-d'] : [])];
     this.session = native.mount(mountpoint, args, tuning, (op, req, n, name, name2, data) => {
@@ -290,11 +290,15 @@ export class LowLevelSession {
     return this.exited;
   }
 
-  /** Unmounts with fusermount3 -u (refuses while busy, like umount), then frees the session once answered. */
-  async unmount(): Promise<void> {
+  /**
+   * Unmounts with fusermount3 -u (refuses while busy, like umount) or, lazy, -uz (detaches at once; the session
+   * ends when the last user lets go), then frees the session once every request was answered.
+   */
+  async unmount(lazy = false): Promise<void> {
     if (!this.closed) {
+      const args = [lazy ? '-uz' : '-u', this.mountpoint];
       await new Promise<void>((resolve, reject) =>
-        execFile('fusermount3', ['-u', this.mountpoint], (err, _out, stderr) => (err ? reject(new Error(`fusermount3 -u ${this.mountpoint}: ${String(stderr).trim() || err.message}`, { cause: err })) : resolve())),
+        execFile('fusermount3', args, (err, _out, stderr) => (err ? reject(new Error(`fusermount3 ${args.join(' ')}: ${String(stderr).trim() || err.message}`, { cause: err })) : resolve())),
       );
     }
     await this.exited;

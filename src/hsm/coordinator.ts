@@ -22,7 +22,7 @@ import { BlobError, ConflictError, FsError, NotRegularFileError, SourceChangedEr
 import type { BlobInfo, BlobStore } from '../blob/blob-store.js';
 import type { DataCache } from '../cache/data-cache.js';
 import type { Hydrator } from './hydrator.js';
-import type { Inode, MetaStore } from '../namespace/types.js';
+import type { Inode, KernelCache, MetaStore } from '../namespace/types.js';
 import * as flags from './flags.js';
 import { exportMetadata } from '../namespace/blob-encoding.js';
 import type { Changelog } from './changelog.js';
@@ -50,6 +50,8 @@ export interface CoordinatorOptions {
   hns?: HnsExport;
   /** The clock of access times (default Date.now). */
   now?: () => number;
+  /** The mount's kernel caches: a release drops the file's pages there, so the next read restores it. */
+  kernel?: KernelCache;
 }
 
 export interface ArchiveOutcome {
@@ -474,6 +476,8 @@ export class Coordinator {
     });
     this.o.meta.clearRanges(inode.ino);
     this.changeSettled(inode.ino);
+    // Released first, then the kernel's pages: a read in between finds the file released and restores it.
+    await this.o.kernel?.dropInode(inode.ino);
     await this.o.cache.drop(inode.ino, inode.generation);
     this.o.changelog.hsm('RELEASE', updated.ino, 0, false);
   }

@@ -15,7 +15,6 @@ import { FsError, UsageError, describeError } from '../errors.js';
 import { isHiddenPath, type Coordinator } from '../hsm/coordinator.js';
 import { emptyImportStats, importNamespace, type ImportStats } from '../namespace/importer.js';
 import type { DefaultModes } from '../namespace/blob-encoding.js';
-import type { Inode, MetaStore } from '../namespace/types.js';
 import type { IdMap } from '../namespace/id-map.js';
 import { exportDirectoryRenames } from './directory-rename.js';
 
@@ -23,6 +22,7 @@ import { exportDirectoryRenames } from './directory-rename.js';
 function underPrefixes(prefixes: string[]): (path: string) => boolean {
   return (path) => prefixes.some((p) => p === '/' || path === p || path.startsWith(p.replace(/\/+$/, '') + '/'));
 }
+import type { Inode, KernelCache, MetaStore } from '../namespace/types.js';
 import { CONFLICT_MODES, decideImport, isConflictMode, type ConflictMode } from './decide-import.js';
 
 export type JobState = 'InProgress' | 'Canceling' | 'Succeeded' | 'Failed' | 'Canceled';
@@ -103,6 +103,8 @@ export interface JobRunnerOptions {
   idMap?: IdMap;
   /** Modes of imported entries whose blob carries no permissions (the mount's --file-mode/--dir-mode). */
   defaultModes?: DefaultModes;
+  /** The mount's kernel caches: import jobs tell them which files and names changed. */
+  kernel?: KernelCache;
 }
 
 /** Validates AMLFS-style job prefixes: 1..100 absolute paths, none a prefix of another. */
@@ -330,6 +332,7 @@ export class JobRunner {
         decide: (local, remote) => decideImport(job.conflictMode, local, remote),
         isBusy: (ino) => coordinator.isBusy(ino),
         dropData: (ino, generation) => coordinator.dropData(ino, generation),
+        ...(this.o.kernel ? { kernel: this.o.kernel } : {}),
         log: (line) => logStream?.write(line + '\n'),
         onProgress: (s) => (job.progress = s),
       });

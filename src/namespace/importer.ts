@@ -44,9 +44,9 @@ import {
   type DefaultModes,
 } from './blob-encoding.js';
 import { CLEAN_ARCHIVED, isReleased, matches, onImport, onImportSymlink, onReimport } from '../hsm/flags.js';
-import { ROOT_INO, blankInode, type Inode, type InodePatch, type MetaStore, type NewInode } from './types.js';
 import { hnsBlobAttributes } from './hns-encoding.js';
 import { IdMap } from './id-map.js';
+import { ROOT_INO, blankInode, type Inode, type InodePatch, type KernelCache, type MetaStore, type NewInode } from './types.js';
 import { keepLocal, type ImportDecider, type ImportDecision, type LocalEntry, type RemoteEntry } from './import-entry.js';
 
 export const IMPORT_ARCHIVE_ID = 1;
@@ -130,6 +130,8 @@ export interface ImportOptions {
   decideDeletion?: DeletionDecider;
   /** Modes of entries whose blob carries no permissions, and of implicit directories (default DEFAULT_MODES). */
   defaultModes?: DefaultModes;
+  /** Told, after each page commits, which files and names it changed (the kernel caches them on a live mount). */
+  kernel?: KernelCache;
 }
 
 /** One unit the importer applies in one transaction. */
@@ -219,6 +221,9 @@ class Importer {
   private readonly decide: ImportDecider;
   /** Cache data to delete once the current page has committed: [ino, generation]. */
   private drops: Array<[number, number]> = [];
+  /** Files and names this page changed, told to the kernel once it commits. */
+  private changedInodes = new Set<number>();
+  private changedEntries: Array<[number, string]> = [];
   /** Set by a `fail` decision: the import stops after committing the page so far. */
   private failure: string | undefined;
   private readonly idMap: IdMap;
@@ -319,6 +324,13 @@ class Importer {
 
   /** Deletes the cache data of files the committed page released or removed. */
   private async dropCommitted(): Promise<void> {
+    const kernel = this.o.kernel;
+    if (kernel) {
+      for (const ino of this.changedInodes) kernel.inodeChanged(ino);
+      for (const [parent, name] of this.changedEntries) kernel.entryChanged(parent, name);
+    }
+    this.changedInodes.clear();
+    this.changedEntries = [];
     const drops = this.drops;
     this.drops = [];
     const drop = this.o.dropData;
@@ -456,6 +468,7 @@ class Importer {
 
   private create(parentIno: number, name: string, fields: NewInode): Inode {
     const inode = this.o.meta.create(parentIno, name, fields);
+    this.changedEntries.push([parentIno, name]);
     if (inode.ino < this.firstNewIno) this.firstNewIno = inode.ino;
     return inode;
   }
@@ -569,6 +582,7 @@ class Importer {
         };
         if (d.release && existing!.kind === 'file') this.releaseFile(existing!, patch, false);
         else this.o.meta.update(existing!.ino, patch);
+        this.changedInodes.add(existing!.ino);
         s.updatedAttributes++;
         return;
       }
@@ -588,6 +602,7 @@ class Importer {
         };
         if (d.release && existing!.kind === 'file') this.releaseFile(existing!, patch, true);
         else this.o.meta.update(existing!.ino, patch);
+        this.changedInodes.add(existing!.ino);
         s.replacedEntries++;
         this.countImported(kind);
         return;
@@ -623,6 +638,8 @@ class Importer {
   /** Unlinks a local entry (a directory only when empty); a file's data goes once the page commits. */
   private removeLocal(parentIno: number, leaf: string, inode: Inode, path: string): void {
     const left = this.o.meta.unlink(parentIno, leaf);
+    this.changedEntries.push([parentIno, leaf]);
+    this.changedInodes.add(inode.ino);
     if (inode.kind === 'file' && left.nlink === 0) this.drops.push([inode.ino, inode.generation]);
     if (inode.kind === 'dir') this.dirs.delete(path);
   }

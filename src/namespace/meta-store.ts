@@ -247,6 +247,8 @@ export class SqliteMetaStore implements MetaStore {
       moveDentry: p('UPDATE dentries SET parent = ?, name = ? WHERE parent = ? AND name = ?'),
       addNlink: p('UPDATE inodes SET nlink = nlink + ? WHERE ino = ?'),
       deleteInode: p('DELETE FROM inodes WHERE ino = ?'),
+      setDentryIno: p('UPDATE dentries SET ino = ? WHERE parent = ? AND name = ?'),
+      orphans: p(`SELECT ${INODE_SELECT} FROM inodes i WHERE i.nlink = 0 AND i.kind <> 'dir' ORDER BY i.ino`),
       isAncestorOf: p(
         // Is @ancestor an ancestor-or-self of @descendant (walking parents up to the root)?
         `WITH RECURSIVE up(ino) AS (SELECT @descendant UNION SELECT d.parent FROM dentries d JOIN up ON d.ino = up.ino
@@ -436,7 +438,7 @@ export class SqliteMetaStore implements MetaStore {
     });
   }
 
-  unlink(parentIno: number, name: string): Inode {
+  unlink(parentIno: number, name: string, options: { keepInode?: boolean } = {}): Inode {
     return this.atomic(() => {
       const inode = this.lookup(parentIno, name);
       if (!inode) throw new FsError('ENOENT', `'${name}' does not exist in directory ${parentIno}`);
@@ -444,11 +446,11 @@ export class SqliteMetaStore implements MetaStore {
         throw new FsError('ENOTEMPTY', `directory '${name}' is not empty`);
       }
       this.s.deleteDentry.run(parentIno, name);
-      return this.dropName(parentIno, inode);
+      return this.dropName(parentIno, inode, options.keepInode ?? false);
     });
   }
 
-  rename(oldParentIno: number, oldName: string, newParentIno: number, newName: string): Inode | undefined {
+  rename(oldParentIno: number, oldName: string, newParentIno: number, newName: string, options: { keepReplaced?: boolean } = {}): Inode | undefined {
     checkName(newName);
     return this.atomic(() => {
       const src = this.lookup(oldParentIno, oldName);
@@ -472,7 +474,7 @@ export class SqliteMetaStore implements MetaStore {
           throw new FsError('ENOTDIR', `cannot replace non-directory '${newName}' with a directory`);
         }
         this.s.deleteDentry.run(newParentIno, newName);
-        replaced = this.dropName(newParentIno, dst);
+        replaced = this.dropName(newParentIno, dst, options.keepReplaced ?? false);
       }
       this.s.moveDentry.run(newParentIno, newName, oldParentIno, oldName);
       if (src.kind === 'dir' && oldParentIno !== newParentIno) {
@@ -483,8 +485,46 @@ export class SqliteMetaStore implements MetaStore {
     });
   }
 
-  /** After a dentry of `inode` in `parentIno` was deleted: fix link counts, delete the inode at 0. */
-  private dropName(parentIno: number, inode: Inode): Inode {
+  exchange(parentA: number, nameA: string, parentB: number, nameB: string): void {
+    this.atomic(() => {
+      const a = this.lookup(parentA, nameA);
+      const b = this.lookup(parentB, nameB);
+      if (!a) throw new FsError('ENOENT', `'${nameA}' does not exist in directory ${parentA}`);
+      if (!b) throw new FsError('ENOENT', `'${nameB}' does not exist in directory ${parentB}`);
+      if (a.ino === b.ino) return;
+      for (const [dir, into] of [[a, parentB], [b, parentA]] as const) {
+        if (dir.kind === 'dir' && this.s.isAncestorOf.get({ ancestor: dir.ino, descendant: into }) !== undefined) {
+          throw new FsError('EINVAL', `cannot move directory ${dir.ino} into itself`);
+        }
+      }
+      this.s.setDentryIno.run(b.ino, parentA, nameA);
+      this.s.setDentryIno.run(a.ino, parentB, nameB);
+      if (parentA !== parentB) {
+        const dirs = (a.kind === 'dir' ? 1 : 0) - (b.kind === 'dir' ? 1 : 0);
+        if (dirs !== 0) {
+          this.s.addNlink.run(-dirs, parentA);
+          this.s.addNlink.run(dirs, parentB);
+        }
+      }
+    });
+  }
+
+  orphans(): Inode[] {
+    return this.s.orphans.all() as Inode[];
+  }
+
+  deleteInode(ino: number): void {
+    this.atomic(() => {
+      this.s.deleteInode.run(ino);
+      this.s.clearRanges.run(ino);
+    });
+  }
+
+  /**
+   * After a dentry of `inode` in `parentIno` was deleted: fix link counts, delete the inode at 0 (or, with `keep`,
+   * leave it with nlink 0 for its open handles and kernel references: deleteInode() ends it).
+   */
+  private dropName(parentIno: number, inode: Inode, keep: boolean): Inode {
     if (inode.kind === 'dir') {
       this.s.addNlink.run(-1, parentIno);
       this.s.deleteInode.run(inode.ino);
@@ -494,6 +534,10 @@ export class SqliteMetaStore implements MetaStore {
     }
     const nlink = inode.nlink - 1;
     if (nlink <= 0) {
+      if (keep) {
+        this.s.addNlink.run(-inode.nlink, inode.ino);
+        return { ...inode, nlink: 0 };
+      }
       this.s.deleteInode.run(inode.ino);
       this.s.clearRanges.run(inode.ino);
       this.s.deleteAccessAcl.run(inode.ino);
@@ -762,7 +806,8 @@ function toDirEntries(rows: (Inode & { name: string })[]): DirEntry[] {
   });
 }
 
-function checkName(name: string): void {
+/** A name a directory entry may have: EINVAL for '', '.', '..', '/' or NUL; ENAMETOOLONG past 255 bytes. */
+export function checkName(name: string): void {
   if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
     throw new FsError('EINVAL', `invalid file name '${name}'`);
   }

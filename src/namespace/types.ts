@@ -103,6 +103,25 @@ export interface RangeStore {
   clearRanges(ino: number): void;
 }
 
+/**
+ * The kernel's caches of the mount (the libfuse3 binding keeps pages and entries until told): whoever changes a
+ * file or a name behind the kernel's back (release, eviction, import jobs) says so here. fuse-native: no-op.
+ */
+export interface KernelCache {
+  /** A file's data or attributes changed: the kernel drops its pages and attributes (in the background). */
+  inodeChanged(ino: number): void;
+  /** A name appeared in, left or moved within a directory: the kernel drops its dentry (also a negative one). */
+  entryChanged(parent: number, name: string): void;
+  /** As inodeChanged, resolving once the kernel dropped the pages (a release waits for it). */
+  dropInode(ino: number): Promise<void>;
+}
+
+export const NO_KERNEL_CACHE: KernelCache = {
+  inodeChanged: () => undefined,
+  entryChanged: () => undefined,
+  dropInode: async () => undefined,
+};
+
 export interface ChangelogRecord {
   index: number;
   type: string;
@@ -142,10 +161,19 @@ export interface MetaStore extends RangeStore {
   create(parentIno: number, name: string, fields: NewInode): Inode;
   /** Adds a name for an existing inode (hard link). */
   link(ino: number, parentIno: number, name: string): Inode;
-  /** Removes a name; returns the inode with its remaining nlink (the record is deleted when it reaches 0). */
-  unlink(parentIno: number, name: string): Inode;
-  /** Moves a name, replacing an existing target name; returns the replaced inode if any. */
-  rename(oldParentIno: number, oldName: string, newParentIno: number, newName: string): Inode | undefined;
+  /**
+   * Removes a name; returns the inode with its remaining nlink. The record is deleted when that reaches 0, unless
+   * `keepInode` (a file still open or known to the kernel: deleteInode() ends it, a restart's reconcile otherwise).
+   */
+  unlink(parentIno: number, name: string, options?: { keepInode?: boolean }): Inode;
+  /** Moves a name, replacing an existing target name; returns the replaced inode if any (kept as by unlink). */
+  rename(oldParentIno: number, oldName: string, newParentIno: number, newName: string, options?: { keepReplaced?: boolean }): Inode | undefined;
+  /** Swaps what two names point to (renameat2 RENAME_EXCHANGE). */
+  exchange(parentA: number, nameA: string, parentB: number, nameB: string): void;
+  /** Files whose last name is gone but whose record was kept (nlink 0). */
+  orphans(): Inode[];
+  /** Deletes an inode record kept with nlink 0, and its ranges. */
+  deleteInode(ino: number): void;
   /**
    * Changes fields of an inode. Durable (fsync'ed before returning) by default when the patch changes HSM state
    * (hsmFlags, archiveId, archivedVersion, blobName, etag, generation); `durable` overrides that either way.

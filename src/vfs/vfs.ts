@@ -1,6 +1,8 @@
-// Filesystem semantics with FUSE op names: path based, async, throwing typed FsErrors. Knows nothing of FUSE.
-// Owns open handles and the in-memory size overlay of files being written; data goes through the DataCache,
-// HSM-driven state changes (restore, dirty marking) through the Coordinator.
+// Filesystem semantics with the FUSE low-level op names: inode based, async, throwing typed FsErrors. Knows nothing
+// of FUSE. Owns open handles, the kernel's references to inodes (lookup counts, dropped by forget: a file
+// unlinked while open or referenced lives on with nlink 0 until both are gone) and the in-memory size overlay of
+// files being written; data goes through the DataCache, HSM-driven state changes (restore, dirty marking) through
+// the Coordinator. PathVfs (path-vfs.ts) resolves paths onto this API for the fuse-native binding and tests.
 import { constants as fsConstants, statfs as statfsCb } from 'node:fs';
 import { promisify } from 'node:util';
 import { FsError, describeError, errnoCodeOf } from '../errors.js';
@@ -9,6 +11,7 @@ import type { Coordinator } from '../hsm/coordinator.js';
 import { flagsHex, isArchived, isReleased, stateWords } from '../hsm/flags.js';
 import type { Inode, MetaStore, NewInode } from '../namespace/types.js';
 import { ROOT_INO, blankInode } from '../namespace/types.js';
+import { checkName } from '../namespace/meta-store.js';
 import { posixAclXattr } from '../namespace/hns-encoding.js';
 import type { Changelog } from '../hsm/changelog.js';
 
@@ -67,12 +70,38 @@ export interface VfsOptions {
   coordinator: Coordinator;
   changelog: Changelog;
   readOnly: boolean;
-  /** uid/gid given to new files when the caller is unknown (fuse-native does not expose it). */
-  owner?: { uid: number; gid: number };
   /** Serve system.posix_acl_access from the stored ACLs (HNS mounts); otherwise it is answered without a lookup. */
   posixAcls?: boolean;
   /** The daemon's log (a full cache disk is logged once per open file). */
   log?: (line: string) => void;
+}
+
+/** Who asks: new files are theirs. */
+export interface Caller {
+  uid: number;
+  gid: number;
+}
+
+/** A time to set: ms since the epoch (fractions keep sub-ms precision), or the current time (UTIME_NOW). */
+export type TimeToSet = number | 'now';
+
+/** A setattr request: only the fields present change. */
+export interface AttrChanges {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+  atime?: TimeToSet;
+  mtime?: TimeToSet;
+}
+
+/** renameat2 flags. */
+export const RENAME_NOREPLACE = 1;
+export const RENAME_EXCHANGE = 2;
+
+export interface DirEntryStat {
+  name: string;
+  stat: Stat;
 }
 
 export const XATTR_NAMES = ['user.hsm.state', 'user.hsm.flags', 'user.hsm.archive_id', 'user.hsm.blob', 'user.hsm.etag', 'user.hsm.md5'];
@@ -86,7 +115,7 @@ const NAME_MAX = 255;
 const READDIR_PAGE = 1000;
 
 /** Inode numbers of virtual root entries (fuse-native passes st_ino as 32 bits; real ones never get this high). */
-const VIRTUAL_INO = 0xffff_ff00;
+export const VIRTUAL_INO = 0xffff_ff00;
 
 export class Vfs {
   private readonly meta: MetaStore;
@@ -94,13 +123,16 @@ export class Vfs {
   private readonly coordinator: Coordinator;
   private readonly changelog: Changelog;
   private readonly readOnly: boolean;
-  private readonly owner: { uid: number; gid: number };
   private readonly posixAcls: boolean;
   private readonly log: (line: string) => void;
   private readonly handles = new Map<number, Handle>();
   private nextHandle = 1;
+  /** The kernel's references to inodes (entries it was given minus forgets). */
+  private readonly kernelRefs = new Map<number, number>();
   /** Sizes of files being written, not yet persisted (persisted on flush, fsync and release). */
   private readonly pendingSize = new Map<number, number>();
+  /** Time of the last write of files being written, not yet persisted (a later utimens replaces it). */
+  private readonly pendingMtime = new Map<number, number>();
   /** Names of read-only empty files shown in the root without an inode (the import job's IMPORT_<state> marker). */
   private rootMarkers: () => string[] = () => [];
   /** READ and WRITE requests served and their bytes (`blobhsm status`: shows the kernel's request sizes). */
@@ -114,42 +146,64 @@ export class Vfs {
     this.readOnly = options.readOnly;
     this.posixAcls = options.posixAcls ?? false;
     this.log = options.log ?? (() => undefined);
-    this.owner = options.owner ?? { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
   }
 
   // ---- lookups -------------------------------------------------------------------------------------------
-
-  private resolve(path: string): Inode {
-    const inode = this.meta.resolve(path) ?? this.virtual(path);
-    if (!inode) {
-      // POSIX: a component longer than NAME_MAX is ENAMETOOLONG, whether or not the path exists (checked only on
-      // a miss: no stored name is that long).
-      if (path.split('/').some((c) => Buffer.byteLength(c) > NAME_MAX)) throw new FsError('ENAMETOOLONG', `a name in ${path} is longer than ${NAME_MAX} bytes`);
-      throw new FsError('ENOENT', `no such file or directory: ${path}`);
-    }
-    return inode;
-  }
 
   /** Shows these names in the root as read-only empty files (a real entry of the same name wins). */
   setRootMarkers(names: () => string[]): void {
     this.rootMarkers = names;
   }
 
-  private virtual(path: string): Inode | undefined {
-    const i = this.rootMarkers().indexOf(path.slice(1));
-    if (!path.startsWith('/') || i < 0) return undefined;
+  private virtualAt(i: number): Inode | undefined {
+    if (i < 0 || i >= this.rootMarkers().length) return undefined;
     const root = this.meta.get(ROOT_INO)!;
     return { ...root, ino: VIRTUAL_INO + i, kind: 'file', mode: 0o444, size: 0, nlink: 1, target: null, hsmFlags: 0, archiveId: 0, blobName: null, etag: null, contentMd5: null };
   }
 
-  private resolveParent(path: string): { parent: Inode; name: string } {
-    const cut = path.lastIndexOf('/');
-    const name = path.slice(cut + 1);
-    if (!name) throw new FsError('EINVAL', `bad path: ${path}`);
-    if (Buffer.byteLength(name) > NAME_MAX) throw new FsError('ENAMETOOLONG', `name too long: ${name}`);
-    const parent = this.resolve(path.slice(0, cut) || '/');
-    if (parent.kind !== 'dir') throw new FsError('ENOTDIR', `not a directory: ${path.slice(0, cut)}`);
-    return { parent, name };
+  /** The inode a name in a directory points to (a root marker included). */
+  private child(parent: number, name: string): Inode {
+    checkName(name);
+    const dir = this.inode(parent);
+    if (dir.kind !== 'dir') throw new FsError('ENOTDIR', `inode ${parent} is not a directory`);
+    const found = this.meta.lookup(parent, name) ?? (parent === ROOT_INO ? this.virtualAt(this.rootMarkers().indexOf(name)) : undefined);
+    if (!found) throw new FsError('ENOENT', `no such file or directory: ${name} in inode ${parent}`);
+    return found;
+  }
+
+  /** The directory inode a new name goes into. */
+  private directory(parent: number, name: string): Inode {
+    checkName(name);
+    const dir = this.inode(parent);
+    if (dir.kind !== 'dir') throw new FsError('ENOTDIR', `inode ${parent} is not a directory`);
+    return dir;
+  }
+
+  /** An inode by number (a root marker included), with the size of a file being written. */
+  private inode(ino: number): Inode {
+    const inode = ino >= VIRTUAL_INO ? this.virtualAt(ino - VIRTUAL_INO) : this.meta.get(ino);
+    if (!inode) throw new FsError('ENOENT', `inode ${ino} is gone`);
+    const size = this.pendingSize.get(ino);
+    return size === undefined ? inode : { ...inode, size };
+  }
+
+  /** The inode number at a path (PathVfs resolves paths with it). */
+  inodeAt(path: string): number {
+    const found = this.meta.resolve(path);
+    if (found) return found.ino;
+    if (path.lastIndexOf('/') === 0) {
+      const i = this.rootMarkers().indexOf(path.slice(1));
+      if (i >= 0) return VIRTUAL_INO + i;
+    }
+    // POSIX: a component longer than NAME_MAX is ENAMETOOLONG, whether or not the path exists (checked only on a
+    // miss: no stored name is that long).
+    if (path.split('/').some((c) => Buffer.byteLength(c) > NAME_MAX)) throw new FsError('ENAMETOOLONG', `a name in ${path} is longer than ${NAME_MAX} bytes`);
+    throw new FsError('ENOENT', `no such file or directory: ${path}`);
+  }
+
+  /** The inode a handle has open. */
+  inodeOfHandle(fh: number): number {
+    return this.handle(fh).ino;
   }
 
   private handle(fh: number): Handle {
@@ -160,14 +214,6 @@ export class Vfs {
 
   private writable(): void {
     if (this.readOnly) throw new FsError('EROFS', 'the mount is read-only');
-  }
-
-  /** The inode as stored, with the size of a file being written. */
-  private current(ino: number): Inode {
-    const inode = this.meta.get(ino);
-    if (!inode) throw new FsError('ENOENT', `inode ${ino} is gone`);
-    const size = this.pendingSize.get(ino);
-    return size === undefined ? inode : { ...inode, size };
   }
 
   statOf(inode: Inode): Stat {
@@ -185,33 +231,51 @@ export class Vfs {
       blocks,
       blksize: 4096,
       atime: inode.atimeMs,
-      mtime: inode.mtimeMs,
-      ctime: inode.ctimeMs,
+      mtime: this.pendingMtime.get(inode.ino) ?? inode.mtimeMs,
+      ctime: this.pendingMtime.get(inode.ino) ?? inode.ctimeMs,
     };
+  }
+
+  // ---- kernel references ---------------------------------------------------------------------------------
+
+  /** The kernel was given an entry for this inode (lookup, create, mkdir, link, readdirplus, ...). */
+  remember(ino: number): void {
+    this.kernelRefs.set(ino, (this.kernelRefs.get(ino) ?? 0) + 1);
+  }
+
+  /** The kernel dropped n references; an unlinked file nothing references any more ends. */
+  async forget(ino: number, n: number): Promise<void> {
+    const left = (this.kernelRefs.get(ino) ?? 0) - n;
+    if (left > 0) return void this.kernelRefs.set(ino, left);
+    this.kernelRefs.delete(ino);
+    await this.endIfUnused(ino);
+  }
+
+  /** Open or known to the kernel: an unlinked file is kept (nlink 0) while this holds. */
+  private inUse(ino: number): boolean {
+    return this.kernelRefs.has(ino) || this.isOpen(ino);
   }
 
   // ---- read side -----------------------------------------------------------------------------------------
 
-  async getattr(path: string): Promise<Stat> {
-    return this.statOf(this.resolve(path));
+  async lookup(parent: number, name: string): Promise<Stat> {
+    return this.statOf(this.child(parent, name));
   }
 
-  /**
-   * The whole directory, `.` and `..` first (fuse-native's readdir takes every name at once), read page by page.
-   */
-  async readdir(path: string): Promise<{ names: string[]; stats: Stat[] }> {
-    const names: string[] = [];
-    const stats: Stat[] = [];
+  async getattr(ino: number): Promise<Stat> {
+    return this.statOf(this.inode(ino));
+  }
+
+  /** The whole directory, `.` and `..` first, read page by page. */
+  async readdir(ino: number): Promise<DirEntryStat[]> {
+    const all: DirEntryStat[] = [];
     let after: string | undefined;
     do {
-      const page = await this.readdirPage(path, after, READDIR_PAGE);
-      for (const e of page.entries) {
-        names.push(e.name);
-        stats.push(e.stat);
-      }
+      const page = await this.readdirPage(ino, after, READDIR_PAGE);
+      all.push(...page.entries);
       after = page.next;
     } while (after !== undefined);
-    return { names, stats };
+    return all;
   }
 
   /**
@@ -221,34 +285,40 @@ export class Vfs {
    * `.` and `..` come first on the first page (beyond `limit`), the root's virtual marker files (IMPORT_<state>)
    * with its last page.
    */
-  async readdirPage(path: string, after: string | undefined, limit: number): Promise<{ entries: Array<{ name: string; stat: Stat }>; next: string | undefined }> {
-    const dir = this.resolve(path);
-    if (dir.kind !== 'dir') throw new FsError('ENOTDIR', `not a directory: ${path}`);
-    const rows = this.meta.readdirPage(dir.ino, after, limit);
+  async readdirPage(ino: number, after: string | undefined, limit: number): Promise<{ entries: DirEntryStat[]; next: string | undefined }> {
+    const dir = this.inode(ino);
+    if (dir.kind !== 'dir') throw new FsError('ENOTDIR', `inode ${ino} is not a directory`);
+    const rows = this.meta.readdirPage(ino, after, limit);
     const entries = rows.map((e) => ({ name: e.name, stat: this.statOf(e.inode) }));
     if (after === undefined) {
       // `.` and `..` first, as POSIX readdir lists them (the root is its own parent).
-      const trimmed = path.replace(/\/+$/, '');
-      const parent = dir.ino === ROOT_INO ? dir : this.resolve(trimmed.slice(0, Math.max(trimmed.lastIndexOf('/'), 0)) || '/');
+      const parent = ino === ROOT_INO ? dir : this.parentOf(ino);
       entries.unshift({ name: '.', stat: this.statOf(dir) }, { name: '..', stat: this.statOf(parent) });
     }
     if (rows.length === limit) return { entries, next: rows[rows.length - 1]!.name };
-    if (dir.ino === ROOT_INO) {
-      for (const name of this.rootMarkers()) {
-        const v = this.virtual('/' + name);
+    if (ino === ROOT_INO) {
+      this.rootMarkers().forEach((name, i) => {
+        const v = this.virtualAt(i);
         if (v && !this.meta.lookup(ROOT_INO, name)) entries.push({ name, stat: this.statOf(v) });
-      }
+      });
     }
     return { entries, next: undefined };
   }
 
-  async readlink(path: string): Promise<string> {
-    const inode = this.resolve(path);
-    if (inode.kind !== 'symlink' || inode.target === null) throw new FsError('EINVAL', `not a symlink: ${path}`);
+  private parentOf(dirIno: number): Inode {
+    const path = this.meta.pathOf(dirIno);
+    const parent = path === undefined ? undefined : this.meta.resolve(path.slice(0, path.lastIndexOf('/')) || '/');
+    if (!parent) throw new FsError('ENOENT', `directory ${dirIno} has no parent`);
+    return parent;
+  }
+
+  async readlink(ino: number): Promise<string> {
+    const inode = this.inode(ino);
+    if (inode.kind !== 'symlink' || inode.target === null) throw new FsError('EINVAL', `inode ${ino} is not a symlink`);
     return inode.target;
   }
 
-  async statfs(_path: string): Promise<StatFs> {
+  async statfs(): Promise<StatFs> {
     const disk = await statfsAsync(this.cache.dir);
     const files = this.meta.countInodes();
     return {
@@ -260,17 +330,17 @@ export class Vfs {
       files: files + 1_000_000,
       ffree: 1_000_000,
       favail: 1_000_000,
-      namemax: 255,
+      namemax: NAME_MAX,
     };
   }
 
-  async open(path: string, flags: number): Promise<number> {
-    const inode = this.resolve(path);
-    if (inode.kind === 'dir') throw new FsError('EISDIR', `is a directory: ${path}`);
+  async open(ino: number, flags: number): Promise<number> {
+    const inode = this.inode(ino);
+    if (inode.kind === 'dir') throw new FsError('EISDIR', `inode ${ino} is a directory`);
     const writable = (flags & O_ACCMODE) !== O_RDONLY;
     if (writable || flags & O_TRUNC) this.writable();
-    if (inode.ino >= VIRTUAL_INO && (writable || flags & O_TRUNC)) throw new FsError('EACCES', `${path} is read-only`);
-    const fh = this.addHandle(inode.ino, writable);
+    if (inode.ino >= VIRTUAL_INO && (writable || flags & O_TRUNC)) throw new FsError('EACCES', `inode ${ino} is read-only`);
+    const fh = this.openHandle(inode.ino, writable);
     if (flags & O_TRUNC && writable) {
       try {
         await this.truncateInode(inode.ino, 0);
@@ -283,11 +353,26 @@ export class Vfs {
     return fh;
   }
 
+  /** A new handle, counted in the file's state at once (before the caller's first await). */
+  private openHandle(ino: number, writable: boolean): number {
+    const fh = this.nextHandle++;
+    this.handles.set(fh, { ino, writable, wrote: false });
+    this.coordinator.opened(ino, writable);
+    return fh;
+  }
+
+  private dropHandle(fh: number): Handle {
+    const h = this.handle(fh);
+    this.handles.delete(fh);
+    this.coordinator.closed(h.ino, h.writable);
+    return h;
+  }
+
   /** Reads into buf; a released file is restored first, each read waiting only for its own range. */
   async read(fh: number, buf: Buffer, length: number, position: number): Promise<number> {
     const h = this.handle(fh);
     if (h.ino >= VIRTUAL_INO) return 0;
-    let inode = this.current(h.ino);
+    let inode = this.inode(h.ino);
     let n: number;
     for (;;) {
       while (isReleased(inode.hsmFlags) && position < inode.size) {
@@ -296,11 +381,11 @@ export class Vfs {
           await this.coordinator.ensureReadable(restoring, position, Math.min(length, restoring.size - position));
         } catch (err) {
           // A truncate changed the file under the restore (a new generation): read what it holds now.
-          inode = this.current(h.ino);
+          inode = this.inode(h.ino);
           if (inode.generation === restoring.generation) throw err;
           continue;
         }
-        inode = this.current(h.ino);
+        inode = this.inode(h.ino);
         if (inode.generation === restoring.generation) break;
       }
       if (position >= inode.size) return 0;
@@ -310,7 +395,7 @@ export class Vfs {
         break;
       } catch (err) {
         // Released (or truncated) meanwhile: its cache data of that generation is gone; read the file as it is now.
-        inode = this.current(h.ino);
+        inode = this.inode(h.ino);
         if (inode.generation === reading.generation) throw err;
       }
     }
@@ -319,16 +404,15 @@ export class Vfs {
     return n;
   }
 
-  async getxattr(path: string, name: string): Promise<Buffer | null> {
+  async getxattr(ino: number, name: string): Promise<Buffer | null> {
     // The kernel asks security.* and system.posix_acl_* of every entry `ls -l` lists: answer without a lookup.
     if (name === POSIX_ACL_ACCESS && this.posixAcls) {
-      const inode = this.resolve(path);
+      const inode = this.inode(ino);
       const acl = this.meta.accessAcl(inode.ino);
       return acl === null ? null : posixAclXattr(inode.mode, acl);
     }
     if (!XATTR_NAMES.includes(name)) return null;
-    const inode = this.resolve(path);
-    const value = this.xattrValue(inode, name);
+    const value = this.xattrValue(this.inode(ino), name);
     return value === null ? null : Buffer.from(value);
   }
 
@@ -351,36 +435,36 @@ export class Vfs {
     }
   }
 
-  async listxattr(path: string): Promise<string[]> {
-    const inode = this.resolve(path);
+  async listxattr(ino: number): Promise<string[]> {
+    const inode = this.inode(ino);
     const names = XATTR_NAMES.filter((n) => this.xattrValue(inode, n) !== null);
     return !this.posixAcls || this.meta.accessAcl(inode.ino) === null ? names : [...names, POSIX_ACL_ACCESS];
   }
 
   // ---- write side ----------------------------------------------------------------------------------------
 
-  async create(path: string, mode: number): Promise<number> {
+  async create(parent: number, name: string, mode: number, caller: Caller): Promise<{ fh: number; stat: Stat }> {
     this.writable();
-    const { parent, name } = this.resolveParent(path);
+    const dir = this.directory(parent, name);
     const now = Date.now();
-    const inode = this.meta.create(parent.ino, name, this.newInode('file', mode & 0o7777, now));
+    const inode = this.meta.create(parent, name, this.newInode('file', mode & 0o7777, now, caller, dir));
     // Open before the first await: an import job meanwhile sees a busy file and does not replace it.
-    const fh = this.addHandle(inode.ino, true);
-    this.touchDir(parent.ino, now);
-    this.changelog.record('CREAT', inode.ino, parent.ino, name);
+    const fh = this.openHandle(inode.ino, true);
+    this.touchDir(parent, now);
+    this.changelog.record('CREAT', inode.ino, parent, name);
     try {
       await this.cache.truncate(inode.ino, inode.generation, 0);
     } catch (err) {
       this.dropHandle(fh);
       throw err;
     }
-    return fh;
+    return { fh, stat: this.statOf(inode) };
   }
 
   async write(fh: number, buf: Buffer, length: number, position: number): Promise<number> {
     const h = this.handle(fh);
     if (!h.writable) throw new FsError('EBADF', 'file not open for writing');
-    let inode = this.current(h.ino);
+    let inode = this.inode(h.ino);
     if (isReleased(inode.hsmFlags)) inode = await this.coordinator.ensureResident(inode);
     inode = this.coordinator.beforeContentChange(inode.ino);
     let written: number;
@@ -398,6 +482,7 @@ export class Vfs {
     this.io.writeOps++;
     this.io.writeBytes += written;
     h.wrote = true;
+    this.pendingMtime.set(inode.ino, Date.now());
     const size = this.pendingSize.get(inode.ino) ?? inode.size;
     if (position + written > size) this.pendingSize.set(inode.ino, position + written);
     else if (!this.pendingSize.has(inode.ino)) this.pendingSize.set(inode.ino, size);
@@ -405,7 +490,7 @@ export class Vfs {
   }
 
   private async truncateInode(ino: number, size: number): Promise<void> {
-    let inode = this.current(ino);
+    let inode = this.inode(ino);
     if (inode.kind !== 'file') throw new FsError('EISDIR', 'not a regular file');
     if (isReleased(inode.hsmFlags)) {
       inode = size === 0 ? await this.coordinator.discardReleased(ino) : await this.coordinator.ensureResident(inode);
@@ -422,30 +507,43 @@ export class Vfs {
     this.changelog.record('TRUNC', ino, 0, '');
   }
 
-  async truncate(path: string, size: number): Promise<void> {
+  /**
+   * chmod, chown, truncate and utimensat in one request (as the kernel sends them). A size change without a
+   * handle holds the file open while it runs, as the kernel does for ftruncate: a released file restored first
+   * must not be evicted (released again) before the truncate changes it, nor released by a request meanwhile.
+   */
+  async setattr(ino: number, changes: AttrChanges, fh?: number): Promise<Stat> {
     this.writable();
-    const ino = this.resolve(path).ino;
-    // Held open while it runs, as by the kernel for ftruncate: a released file restored first must not be evicted
-    // (released again) before the truncate changes it, nor released by a request meanwhile.
-    const fh = this.addHandle(ino, true);
-    try {
-      await this.truncateInode(ino, size);
-    } finally {
-      this.dropHandle(fh);
+    if (ino >= VIRTUAL_INO) throw new FsError('EACCES', `inode ${ino} is read-only`);
+    this.inode(ino);
+    if (changes.size !== undefined) {
+      const held = fh === undefined ? this.openHandle(ino, true) : undefined;
+      try {
+        await this.truncateInode(fh === undefined ? ino : this.handle(fh).ino, changes.size);
+      } finally {
+        if (held !== undefined) this.dropHandle(held);
+      }
     }
+    const now = Date.now();
+    const at = (t: TimeToSet | undefined) => (t === 'now' ? now : t);
+    const patch = { mode: changes.mode === undefined ? undefined : changes.mode & 0o7777, uid: changes.uid, gid: changes.gid, atimeMs: at(changes.atime), mtimeMs: at(changes.mtime) };
+    if (changes.mtime !== undefined) this.pendingMtime.delete(ino); // cp -p sets the mtime after its last write
+    if (Object.values(patch).some((v) => v !== undefined)) {
+      this.meta.update(ino, { ...patch, ctimeMs: now });
+      if (changes.mode !== undefined || changes.uid !== undefined || changes.gid !== undefined) this.changelog.record('SATTR', ino, 0, '');
+      if (changes.atime !== undefined || changes.mtime !== undefined) this.changelog.record('MTIME', ino, 0, '');
+    }
+    return this.statOf(this.inode(ino));
   }
 
-  async ftruncate(fh: number, size: number): Promise<void> {
-    this.writable();
-    await this.truncateInode(this.handle(fh).ino, size);
-  }
-
-  /** Persists the size and mtime of a written file. */
+  /** Persists the size and the time of the last write of a written file. */
   private persistWrites(h: Handle): void {
     if (!h.wrote) return;
     const size = this.pendingSize.get(h.ino);
-    const now = Date.now();
-    if (this.meta.get(h.ino)) this.meta.update(h.ino, { ...(size === undefined ? {} : { size }), mtimeMs: now, ctimeMs: now });
+    const mtime = this.pendingMtime.get(h.ino);
+    this.pendingMtime.delete(h.ino);
+    const times = mtime === undefined ? {} : { mtimeMs: mtime, ctimeMs: mtime };
+    if (this.meta.get(h.ino)) this.meta.update(h.ino, { ...(size === undefined ? {} : { size }), ...times });
   }
 
   async flush(fh: number): Promise<void> {
@@ -466,16 +564,20 @@ export class Vfs {
       this.changelog.record('CLOSE', h.ino, 0, '');
       this.coordinator.afterClose(h.ino);
     }
-    if (!this.coordinator.isOpen(h.ino)) this.pendingSize.delete(h.ino);
+    if (!this.isOpen(h.ino)) {
+      this.pendingSize.delete(h.ino);
+      this.pendingMtime.delete(h.ino);
+      await this.endIfUnused(h.ino);
+    }
+  }
+
+  ioStats(): IoStats {
+    return { ...this.io };
   }
 
   /** Open file handles (what makes an unmount busy). */
   openFileCount(): number {
     return this.handles.size;
-  }
-
-  ioStats(): IoStats {
-    return { ...this.io };
   }
 
   /** True while any handle has the file open for writing (release refuses then). */
@@ -487,151 +589,144 @@ export class Vfs {
     return this.coordinator.isOpen(ino);
   }
 
-  /** A new handle, counted in the file's state at once (before the caller's first await). */
-  private addHandle(ino: number, writable: boolean): number {
-    const fh = this.nextHandle++;
-    this.handles.set(fh, { ino, writable, wrote: false });
-    this.coordinator.opened(ino, writable);
-    return fh;
-  }
-
-  private dropHandle(fh: number): Handle {
-    const h = this.handle(fh);
-    this.handles.delete(fh);
-    this.coordinator.closed(h.ino, h.writable);
-    return h;
-  }
-
-  async mkdir(path: string, mode: number): Promise<void> {
+  async mkdir(parent: number, name: string, mode: number, caller: Caller): Promise<Stat> {
     this.writable();
-    const { parent, name } = this.resolveParent(path);
+    const dir = this.directory(parent, name);
     const now = Date.now();
-    const inode = this.meta.create(parent.ino, name, this.newInode('dir', mode & 0o7777, now));
-    this.touchDir(parent.ino, now);
-    this.changelog.record('MKDIR', inode.ino, parent.ino, name);
+    const inode = this.meta.create(parent, name, this.newInode('dir', mode & 0o7777, now, caller, dir));
+    this.touchDir(parent, now);
+    this.changelog.record('MKDIR', inode.ino, parent, name);
+    return this.statOf(inode);
   }
 
-  async symlink(target: string, path: string): Promise<void> {
+  async symlink(parent: number, name: string, target: string, caller: Caller): Promise<Stat> {
     this.writable();
-    const { parent, name } = this.resolveParent(path);
+    const dir = this.directory(parent, name);
     const now = Date.now();
-    const inode = this.meta.create(parent.ino, name, {
-      ...this.newInode('symlink', 0o777, now),
+    const inode = this.meta.create(parent, name, {
+      ...this.newInode('symlink', 0o777, now, caller, dir),
       target,
       size: Buffer.byteLength(target),
     });
-    this.touchDir(parent.ino, now);
-    this.changelog.record('SLINK', inode.ino, parent.ino, name);
+    this.touchDir(parent, now);
+    this.changelog.record('SLINK', inode.ino, parent, name);
+    return this.statOf(inode);
   }
 
-  async link(existingPath: string, newPath: string): Promise<void> {
+  async link(ino: number, newParent: number, newName: string): Promise<Stat> {
     this.writable();
-    const inode = this.resolve(existingPath);
+    const inode = this.inode(ino);
     if (inode.kind === 'dir') throw new FsError('EPERM', 'hard links to directories are not allowed');
-    const { parent, name } = this.resolveParent(newPath);
-    this.meta.link(inode.ino, parent.ino, name);
-    this.meta.update(inode.ino, { ctimeMs: Date.now() });
-    this.touchDir(parent.ino, Date.now());
-    this.changelog.record('HLINK', inode.ino, parent.ino, name);
+    if (inode.nlink === 0) throw new FsError('ENOENT', `inode ${ino} was unlinked`);
+    this.directory(newParent, newName);
+    this.meta.link(ino, newParent, newName);
+    const now = Date.now();
+    const linked = this.meta.update(ino, { ctimeMs: now });
+    this.touchDir(newParent, now);
+    this.changelog.record('HLINK', ino, newParent, newName);
+    return this.statOf(linked);
   }
 
-  async unlink(path: string): Promise<void> {
+  async unlink(parent: number, name: string): Promise<void> {
     this.writable();
-    const { parent, name } = this.resolveParent(path);
-    const inode = this.meta.lookup(parent.ino, name);
-    if (!inode) throw new FsError('ENOENT', `no such file: ${path}`);
-    if (inode.kind === 'dir') throw new FsError('EISDIR', `is a directory: ${path}`);
-    const left = this.meta.unlink(parent.ino, name);
+    const inode = this.child(parent, name);
+    if (inode.kind === 'dir') throw new FsError('EISDIR', `${name} is a directory`);
+    const left = this.meta.unlink(parent, name, { keepInode: this.inUse(inode.ino) });
     const now = Date.now();
     // POSIX: unlink marks the file's ctime (its link count changed) and the directory's mtime and ctime.
-    if (left.nlink > 0) this.meta.update(inode.ino, { ctimeMs: now });
-    this.touchDir(parent.ino, now);
-    this.changelog.record('UNLNK', inode.ino, parent.ino, name, {
+    if (left.nlink > 0 || this.inUse(inode.ino)) this.meta.update(inode.ino, { ctimeMs: now });
+    this.touchDir(parent, now);
+    this.changelog.record('UNLNK', inode.ino, parent, name, {
       lastLink: left.nlink === 0 ? 1 : 0,
       hadArchive: isArchived(inode.hsmFlags) ? 1 : 0,
     });
-    if (left.nlink === 0) await this.forget(left);
+    if (left.nlink === 0) await this.lastNameGone(left);
   }
 
-  async rmdir(path: string): Promise<void> {
+  async rmdir(parent: number, name: string): Promise<void> {
     this.writable();
-    const { parent, name } = this.resolveParent(path);
-    const inode = this.meta.lookup(parent.ino, name);
-    if (!inode) throw new FsError('ENOENT', `no such directory: ${path}`);
-    if (inode.kind !== 'dir') throw new FsError('ENOTDIR', `not a directory: ${path}`);
-    if (this.meta.hasEntries(inode.ino)) throw new FsError('ENOTEMPTY', `directory not empty: ${path}`);
-    this.meta.unlink(parent.ino, name);
-    this.touchDir(parent.ino, Date.now());
-    this.changelog.record('RMDIR', inode.ino, parent.ino, name);
+    const inode = this.child(parent, name);
+    if (inode.kind !== 'dir') throw new FsError('ENOTDIR', `${name} is not a directory`);
+    if (this.meta.hasEntries(inode.ino)) throw new FsError('ENOTEMPTY', `directory not empty: ${name}`);
+    this.meta.unlink(parent, name);
+    this.touchDir(parent, Date.now());
+    this.changelog.record('RMDIR', inode.ino, parent, name);
   }
 
-  async rename(from: string, to: string): Promise<void> {
+  async rename(parent: number, name: string, newParent: number, newName: string, flags = 0): Promise<void> {
     this.writable();
-    const src = this.resolveParent(from);
-    const dst = this.resolveParent(to);
-    const moving = this.meta.lookup(src.parent.ino, src.name);
-    if (!moving) throw new FsError('ENOENT', `no such file or directory: ${from}`);
-    if (moving.kind === 'dir' && (to + '/').startsWith(from + '/') && to !== from) {
-      throw new FsError('EINVAL', `cannot move a directory into itself: ${from} → ${to}`);
+    const moving = this.child(parent, name);
+    this.directory(newParent, newName);
+    if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) || (flags & RENAME_NOREPLACE && flags & RENAME_EXCHANGE)) {
+      throw new FsError('EINVAL', `unsupported rename flags 0x${flags.toString(16)}`);
     }
-    const replaced = this.meta.rename(src.parent.ino, src.name, dst.parent.ino, dst.name);
+    const target = this.meta.lookup(newParent, newName);
     const now = Date.now();
+    if (flags & RENAME_EXCHANGE) {
+      if (!target) throw new FsError('ENOENT', `no such file or directory: ${newName}`);
+      this.meta.exchange(parent, name, newParent, newName);
+      for (const ino of [moving.ino, target.ino]) this.meta.update(ino, { ctimeMs: now });
+      this.touchDirs(parent, newParent, now);
+      this.changelog.record('RENME', moving.ino, newParent, newName, { sourceParent: parent, sourceName: name, targetIno: target.ino });
+      this.changelog.record('RENME', target.ino, parent, name, { sourceParent: newParent, sourceName: newName, targetIno: moving.ino });
+      return;
+    }
+    if (flags & RENAME_NOREPLACE && target) throw new FsError('EEXIST', `${newName} exists`);
+    const replaced = this.meta.rename(parent, name, newParent, newName, { keepReplaced: target !== undefined && this.inUse(target.ino) });
     this.meta.update(moving.ino, { ctimeMs: now });
-    // A replaced file that keeps other names lost one link: its ctime changes too.
-    if (replaced && replaced.nlink > 0 && replaced.ino !== moving.ino) this.meta.update(replaced.ino, { ctimeMs: now });
-    this.touchDir(src.parent.ino, now);
-    if (dst.parent.ino !== src.parent.ino) this.touchDir(dst.parent.ino, now);
-    this.changelog.record('RENME', moving.ino, dst.parent.ino, dst.name, {
-      sourceParent: src.parent.ino,
-      sourceName: src.name,
+    // A replaced file that keeps other names (or is still open) lost one link: its ctime changes too.
+    if (replaced && replaced.ino !== moving.ino && (replaced.nlink > 0 || this.inUse(replaced.ino))) this.meta.update(replaced.ino, { ctimeMs: now });
+    this.touchDirs(parent, newParent, now);
+    this.changelog.record('RENME', moving.ino, newParent, newName, {
+      sourceParent: parent,
+      sourceName: name,
       targetIno: replaced?.ino ?? 0,
     });
-    if (replaced && replaced.nlink === 0) await this.forget(replaced);
+    if (replaced && replaced.nlink === 0) await this.lastNameGone(replaced);
   }
 
-  async chmod(path: string, mode: number): Promise<void> {
-    this.writable();
-    const inode = this.resolve(path);
-    this.meta.update(inode.ino, { mode: mode & 0o7777, ctimeMs: Date.now() });
-    this.changelog.record('SATTR', inode.ino, 0, '');
-  }
-
-  async chown(path: string, uid: number, gid: number): Promise<void> {
-    this.writable();
-    const inode = this.resolve(path);
-    // (uid_t)-1 / (gid_t)-1 mean "leave unchanged".
-    const patch = { ctimeMs: Date.now(), ...(uid !== 0xffffffff && uid !== -1 ? { uid } : {}), ...(gid !== 0xffffffff && gid !== -1 ? { gid } : {}) };
-    this.meta.update(inode.ino, patch);
-    this.changelog.record('SATTR', inode.ino, 0, '');
-  }
-
-  async utimens(path: string, atimeMs: number, mtimeMs: number): Promise<void> {
-    this.writable();
-    const inode = this.resolve(path);
-    this.meta.update(inode.ino, { atimeMs, mtimeMs, ctimeMs: Date.now() });
-    this.changelog.record('MTIME', inode.ino, 0, '');
-  }
-
-  async setxattr(_path: string, name: string): Promise<void> {
+  async setxattr(_ino: number, name: string): Promise<void> {
     throw new FsError('ENOTSUP', `extended attribute ${name} cannot be set: use blobhsm hsm_set`);
   }
 
   // ---- helpers -------------------------------------------------------------------------------------------
 
-  private newInode(kind: NewInode['kind'], mode: number, now: number): NewInode {
+  /** A new record owned by the caller; in a set-group-ID directory the group is the directory's (and a new directory keeps the bit). */
+  private newInode(kind: NewInode['kind'], mode: number, now: number, caller: Caller, dir: Inode): NewInode {
+    const sgid = (dir.mode & 0o2000) !== 0;
+    const gid = sgid ? dir.gid : caller.gid;
+    const bits = sgid && kind === 'dir' ? mode | 0o2000 : mode;
     // Version and generation 1: the first content and cache file of a file created here.
-    return { ...blankInode(kind, mode, this.owner.uid, this.owner.gid, now), dataVersion: 1, generation: 1 };
+    return { ...blankInode(kind, bits, caller.uid, gid, now), dataVersion: 1, generation: 1 };
   }
-
 
   private touchDir(ino: number, now: number): void {
     if (ino === ROOT_INO || this.meta.get(ino)) this.meta.update(ino, { mtimeMs: now, ctimeMs: now });
   }
 
-  /** Drops the cache data of an inode whose last name is gone. */
-  private async forget(inode: Inode): Promise<void> {
-    this.pendingSize.delete(inode.ino);
+  private touchDirs(a: number, b: number, now: number): void {
+    this.touchDir(a, now);
+    if (b !== a) this.touchDir(b, now);
+  }
+
+  /** The last name of an inode is gone: its blob etag is remembered; its data goes once nothing uses it. */
+  private async lastNameGone(inode: Inode): Promise<void> {
     this.coordinator.onDropped(inode);
+    if (!this.inUse(inode.ino)) await this.dropData(inode);
+  }
+
+  /** Ends an unlinked file kept for its handles and kernel references once neither is left. */
+  private async endIfUnused(ino: number): Promise<void> {
+    if (this.inUse(ino)) return;
+    const inode = this.meta.get(ino);
+    if (!inode || inode.nlink > 0 || inode.kind === 'dir') return;
+    this.meta.deleteInode(ino);
+    await this.dropData(inode);
+  }
+
+  private async dropData(inode: Inode): Promise<void> {
+    this.pendingSize.delete(inode.ino);
+    this.pendingMtime.delete(inode.ino);
     if (inode.kind === 'file') await this.cache.drop(inode.ino, inode.generation);
   }
 }

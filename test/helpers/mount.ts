@@ -73,7 +73,8 @@ export function breakMount(mountpoint: string): void {
 
 /**
  * Seeds a fresh container with `blobs`, mounts it with `blobhsm mount` (background daemon) and registers the
- * teardown. `args` are extra mount flags.
+ * teardown. `args` are extra mount flags (`--fuse fuse2` for the fuse-native binding), `extraEnv` extra variables
+ * for every command of the fixture.
  */
 export async function mountContainer(
   t: TeardownHost,
@@ -82,6 +83,7 @@ export async function mountContainer(
   args: string[] = [],
   /** Runs after seeding, before the mount (e.g. to set an HNS fake's path attributes). */
   beforeMount?: (store: AzureBlobStore) => Promise<void> | void,
+  extraEnv: NodeJS.ProcessEnv = {},
 ): Promise<MountFixture> {
   const store = await withContainer(t, azurite);
   await seed(store, blobs);
@@ -99,6 +101,7 @@ export async function mountContainer(
     XDG_CACHE_HOME: join(base, 'xdg-cache'),
     XDG_DATA_HOME: join(base, 'xdg-data'),
     AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString,
+    ...extraEnv,
   };
   const container = store.container;
   const cli = (a: string[], o: { input?: string } = {}) => run(process.execPath, [BIN, ...a], env, o.input);

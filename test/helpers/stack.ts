@@ -11,6 +11,8 @@ import { openMetaStore } from '../../src/namespace/meta-store.js';
 import type { SqliteMetaStore } from '../../src/namespace/meta-store.js';
 import { importNamespace, type ImportStats } from '../../src/namespace/importer.js';
 import type { Inode } from '../../src/namespace/types.js';
+import type { PathVfs } from '../../src/vfs/path-vfs.js';
+import type { Vfs } from '../../src/vfs/vfs.js';
 
 /** A seeded blob: its content, and metadata (a string content with no metadata is a plain file). */
 export type SeedBlob = string | Buffer | { data?: string | Buffer; metadata?: Record<string, string> };
@@ -33,7 +35,10 @@ export interface TestStackOptions {
   owner?: { uid: number; gid: number };
 }
 
-export interface TestStack extends Stack {
+/** The stack with `vfs` as its path view (tests name files by path); `inodes` is the inode Vfs itself. */
+export interface TestStack extends Omit<Stack, 'vfs' | 'paths'> {
+  vfs: PathVfs;
+  inodes: Vfs;
   store: MemoryBlobStore;
   meta: SqliteMetaStore;
   dir: string;
@@ -81,7 +86,7 @@ export async function makeStack(options: TestStackOptions = {}): Promise<TestSta
     hydrator: { backgroundHoldMs: 0, ...options.hydrator } as HydratorTuning,
     ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
   });
-  const { vfs, coordinator, hydrator, cache } = parts;
+  const { paths: vfs, coordinator, hydrator, cache } = parts;
   // Eviction passes start in the background (after a close or a restore): track them so settle() can wait.
   const evictions = new Set<Promise<void>>();
   const evict = coordinator.evictIfNeeded.bind(coordinator);
@@ -152,5 +157,6 @@ export async function makeStack(options: TestStackOptions = {}): Promise<TestSta
     meta.close();
     rmSync(dir, { recursive: true, force: true });
   };
-  return { ...parts, store, meta, dir, importStats, logs, inode, readFile, writeFile, createFile, settle, cleanup };
+  const { vfs: inodes, paths: _paths, ...rest } = parts;
+  return { ...rest, vfs, inodes, store, meta, dir, importStats, logs, inode, readFile, writeFile, createFile, settle, cleanup };
 }

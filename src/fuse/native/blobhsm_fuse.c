@@ -601,7 +601,10 @@ static void fill_stat(struct stat *st, const double *a) {
   st->st_ctim.tv_nsec = (long)a[14];
 }
 
+// The doubles of a Float64Array of at least `min` elements; NULL (with a JS exception) otherwise. An empty array
+// may have no storage at all: it reads as a valid zero-length array.
 static const double *attr_arg(napi_env env, napi_value v, size_t min) {
+  static const double none[1] = {0};
   double *a = NULL;
   size_t len = 0;
   napi_typedarray_type type;
@@ -610,7 +613,7 @@ static const double *attr_arg(napi_env env, napi_value v, size_t min) {
     napi_throw_type_error(env, NULL, "expected a Float64Array of attributes");
     return NULL;
   }
-  return a;
+  return a ? a : none;
 }
 
 // replyErr(req, errno)

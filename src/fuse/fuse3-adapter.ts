@@ -1,0 +1,138 @@
+// The libfuse3 adapter (the default binding, src/fuse/lowlevel.ts): the Vfs's inode ops as a LowLevelHandler, one
+// line per op (call the Vfs, convert its Stat to the kernel's Attr, map the error through errnoOf), plus the mount
+// options, the kernel's references (every entry it is given is remembered by the Vfs until forget) and the
+// kernel-cache notifications other layers send when a file or a name changes behind the kernel's back.
+import { constants as fsConstants } from 'node:fs';
+import { errnoOf, describeError, FsError } from '../errors.js';
+import type { KernelCache } from '../namespace/types.js';
+import type { AttrChanges as VfsAttrChanges, Stat, TimeToSet, Vfs } from '../vfs/vfs.js';
+import type { FuseHandle, FuseMountOptions } from './fuse-adapter.js';
+import { fuseMountFlags } from './fuse-adapter.js';
+import { LowLevelSession, type Attr, type DirEntryPlus, type LowLevelHandler, type LowLevelOptions, type TimeSpec } from './lowlevel.js';
+
+const MiB = 1 << 20;
+const { S_IFMT, S_IFREG } = fsConstants;
+
+function timeOf(ms: number): TimeSpec {
+  const sec = Math.floor(ms / 1000);
+  return { sec, nsec: Math.min(999_999_999, Math.round((ms - sec * 1000) * 1e6)) };
+}
+
+function msOf(t: TimeSpec | 'now' | undefined): TimeToSet | undefined {
+  return t === undefined || t === 'now' ? t : t.sec * 1000 + t.nsec / 1e6;
+}
+
+export function attrOf(s: Stat): Attr {
+  return { ...s, rdev: 0, atime: timeOf(s.atime), mtime: timeOf(s.mtime), ctime: timeOf(s.ctime) };
+}
+
+/** The Vfs as the binding calls it. Directory listings are taken at opendir, so readdir offsets stay stable. */
+export function buildHandler(vfs: Vfs, log: (line: string) => void): LowLevelHandler {
+  const listings = new Map<number, DirEntryPlus[]>();
+  let nextDir = 1;
+  const entry = (s: Stat): Attr => {
+    vfs.remember(s.ino);
+    return attrOf(s);
+  };
+  return {
+    errnoOf,
+    onError: (op, err) => {
+      if (!(err instanceof FsError) || err.code === 'EIO') log(`${op}: ${describeError(err)}`);
+    },
+    lookup: async (_c, parent, name) => {
+      try {
+        return entry(await vfs.lookup(parent, name));
+      } catch (err) {
+        if (err instanceof FsError && err.code === 'ENOENT') return null;
+        throw err;
+      }
+    },
+    forget: (ino, n) => void vfs.forget(ino, n).catch((err: unknown) => log(`forget: ${describeError(err)}`)),
+    lookedUp: (ino) => vfs.remember(ino),
+    getattr: async (_c, ino) => attrOf(await vfs.getattr(ino)),
+    setattr: async (_c, ino, ch, fh) => {
+      const changes: VfsAttrChanges = { mode: ch.mode, uid: ch.uid, gid: ch.gid, size: ch.size, atime: msOf(ch.atime), mtime: msOf(ch.mtime) };
+      return attrOf(await vfs.setattr(ino, changes, fh));
+    },
+    readlink: (_c, ino) => vfs.readlink(ino),
+    mknod: async (c, parent, name, mode) => {
+      if ((mode & S_IFMT) !== S_IFREG) throw new FsError('ENOTSUP', `mknod of file type 0${(mode & S_IFMT).toString(8)}: only regular files`);
+      const { fh, stat } = await vfs.create(parent, name, mode, c);
+      await vfs.release(fh);
+      return entry(stat);
+    },
+    mkdir: async (c, parent, name, mode) => entry(await vfs.mkdir(parent, name, mode, c)),
+    unlink: (_c, parent, name) => vfs.unlink(parent, name),
+    rmdir: (_c, parent, name) => vfs.rmdir(parent, name),
+    symlink: async (c, parent, name, target) => entry(await vfs.symlink(parent, name, target, c)),
+    rename: (_c, parent, name, newParent, newName, flags) => vfs.rename(parent, name, newParent, newName, flags),
+    link: async (_c, ino, newParent, newName) => entry(await vfs.link(ino, newParent, newName)),
+    // Pages stay across opens: whatever changes a file behind the kernel's back invalidates them (KernelCache).
+    open: async (_c, ino, flags) => ({ fh: await vfs.open(ino, flags), keepCache: true }),
+    create: async (c, parent, name, mode) => {
+      const { fh, stat } = await vfs.create(parent, name, mode, c);
+      return { attr: entry(stat), opened: { fh, keepCache: true } };
+    },
+    read: async (_ino, fh, size, offset) => {
+      const data = Buffer.allocUnsafe(size);
+      return { data, length: await vfs.read(fh, data, size, offset) };
+    },
+    write: (_ino, fh, data, offset) => vfs.write(fh, data, data.length, offset),
+    flush: (_ino, fh) => vfs.flush(fh),
+    release: (_ino, fh) => vfs.release(fh),
+    fsync: (_ino, fh) => vfs.fsync(fh),
+    opendir: async (_c, ino) => {
+      const fh = nextDir++;
+      listings.set(fh, (await vfs.readdir(ino)).map((e) => ({ name: e.name, attr: attrOf(e.stat) })));
+      return fh;
+    },
+    readdir: async (_ino, fh, offset) => (listings.get(fh) ?? []).slice(offset),
+    releasedir: async (_ino, fh) => void listings.delete(fh),
+    statfs: () => vfs.statfs(),
+    getxattr: (_c, ino, name) => vfs.getxattr(ino, name),
+    listxattr: (_c, ino) => vfs.listxattr(ino),
+    setxattr: (_c, ino, name) => vfs.setxattr(ino, name),
+    removexattr: (_c, ino, name) => vfs.setxattr(ino, name),
+  };
+}
+
+/**
+ * Session tuning. 1 MiB READ/WRITE (libfuse3 wants max_read in -o and at INIT alike; lowlevel.ts does both);
+ * max_background 64 lets read-ahead and parallel readers keep more requests in flight than the default 12.
+ * No writeback cache: write() would return before blobhsm sees the data, and the DIRTY-before-the-first-byte rule
+ * (SPEC §2) would have to move to open; see the README for the measurement.
+ */
+export function lowLevelOptions(o: FuseMountOptions): LowLevelOptions {
+  const timeout = o.attrTimeoutSeconds ?? 60;
+  return {
+    mountOptions: ['fsname=blobhsm', 'subtype=blobhsm', ...fuseMountFlags(o)],
+    maxRead: MiB,
+    maxWrite: MiB,
+    maxBackground: 64,
+    congestionThreshold: 48,
+    writebackCache: false,
+    entryTimeout: timeout,
+    attrTimeout: timeout,
+    ...(o.debug ? { debug: true } : {}),
+  };
+}
+
+/** Mounts the Vfs through libfuse3; resolves once INIT was answered. `kernel` tells the kernel what changed. */
+export async function mountFuse3(mountpoint: string, vfs: Vfs, o: FuseMountOptions): Promise<FuseHandle & { kernel: KernelCache }> {
+  const log = o.log ?? (() => undefined);
+  const { session, negotiated } = await LowLevelSession.mount(mountpoint, buildHandler(vfs, log), lowLevelOptions(o));
+  log(`libfuse3 binding: max_read ${negotiated.maxRead}, max_write ${negotiated.maxWrite}, max_background ${negotiated.maxBackground}, protocol 7.${negotiated.protoMinor}`);
+  const quietly = (what: string) => (result: number) => {
+    // -ENOENT: the kernel had nothing cached for it.
+    if (result < 0 && result !== -2) log(`${what}: notification answered ${result}`);
+  };
+  return {
+    unmount: (mode = 'lazy') => session.unmount(mode === 'lazy'),
+    ended: () => session.ended,
+    kernel: {
+      inodeChanged: (ino) => void session.invalidateInode(ino).then(quietly(`invalidate inode ${ino}`)),
+      entryChanged: (parent, name) => void session.invalidateEntry(parent, name).then(quietly(`invalidate entry ${parent}/${name}`)),
+      dropInode: (ino) => session.invalidateInode(ino).then(() => undefined),
+    },
+  };
+}
