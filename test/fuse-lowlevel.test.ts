@@ -79,10 +79,17 @@ t.test('a mount served through the libfuse3 binding', async (t) => {
   t.ok(readFileSync(join(mnt, 'data')).equals(pattern(0, SIZE)), 'buffered read returns the data');
   await settled();
   t.ok(reads() > before, 'the first buffered read reaches the filesystem');
+  // Another process on the machine may drop every page cache (drop_caches) at any time: of three more opens, one
+  // served wholly from the page cache proves keep_cache (without it each open drops the pages).
+  let fromCache = false;
+  for (let i = 0; i < 3 && !fromCache; i++) {
+    const before = reads();
+    t.ok(readFileSync(join(mnt, 'data')).equals(pattern(0, SIZE)), 'a later buffered read returns the data');
+    await settled();
+    fromCache = reads() === before;
+  }
+  t.ok(fromCache, 'a later open reads from the page cache (keep_cache)');
   const cached = reads();
-  t.ok(readFileSync(join(mnt, 'data')).equals(pattern(0, SIZE)), 'second buffered read returns the data');
-  await settled();
-  t.equal(reads(), cached, 'the second open reads from the page cache (keep_cache)');
   child.stdin.write('inval 2\n');
   t.equal((await next((e) => e.op === 'invalidated')).result, 0, 'notify_inval_inode answered 0');
   readFileSync(join(mnt, 'data'));
