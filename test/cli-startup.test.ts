@@ -38,9 +38,10 @@ function loadedBy(args: string[], input?: string): { code: number | null; stderr
 
 /**
  * What the lean path must never load: any package, and the layers behind the daemon (mount-checks.js, a reader
- * of /proc/self/mountinfo with no imports of its own, is allowed: the registry uses it to tell a dead mount).
+ * of /proc/self/mountinfo with no imports of its own, is allowed: the registry uses it to tell a dead mount; so is
+ * namespace/blob-encoding.js, pure functions that config.js takes the default modes from).
  */
-const FORBIDDEN = /^package |^dist\/src\/(blob|cache|emulator|fuse|jobs|vfs)\/|^dist\/src\/daemon\/(?!mount-checks\.js)|^dist\/src\/namespace\/(?!types\.js)|^dist\/src\/hsm\/(coordinator|hydrator|changelog)|^dist\/src\/cli\/(main|mount-command)\.js/;
+const FORBIDDEN = /^package |^dist\/src\/(blob|cache|emulator|fuse|jobs|vfs)\/|^dist\/src\/daemon\/(?!mount-checks\.js)|^dist\/src\/namespace\/(?!types\.js|blob-encoding\.js)|^dist\/src\/hsm\/(coordinator|hydrator|changelog)|^dist\/src\/cli\/(main|mount-command)\.js/;
 
 t.test('the lfs commands load no package and none of the daemon layers', async (t) => {
   const commands: { args: string[]; input?: string }[] = [
