@@ -20,6 +20,8 @@ export interface CountingProxy {
   committed(): string[];
   /** From now on, hold every request once `count` more blobs are committed; resolves when that happens. */
   holdAfterCommits(count: number): Promise<void>;
+  /** Resolves once every forwarded request has its status (a killed client's last commits included). */
+  idle(): Promise<void>;
   /** Clears the records and releases the hold for requests that come from now on. */
   reset(): void;
   close(): Promise<void>;
@@ -48,6 +50,14 @@ export async function startCountingProxy(port: number, azuriteConnectionString: 
   let hold: { remaining: number; reached: () => void } | undefined;
   let holding = false;
   const held = new Set<IncomingMessage>();
+  let inFlight = 0;
+  let idleWaiters: Array<() => void> = [];
+  const settle = () => {
+    if (--inFlight > 0) return;
+    const waiters = idleWaiters;
+    idleWaiters = [];
+    for (const w of waiters) w();
+  };
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://proxy');
     const parts = url.pathname.split('/').slice(3); // '', account, container, blob...
@@ -58,6 +68,7 @@ export async function startCountingProxy(port: number, azuriteConnectionString: 
       return; // never forwarded: the client waits until it gives up or dies
     }
     requests.push(record);
+    inFlight++;
     const upstream = request(
       { host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers },
       (up) => {
@@ -72,9 +83,13 @@ export async function startCountingProxy(port: number, azuriteConnectionString: 
         }
         res.writeHead(up.statusCode ?? 502, up.headers);
         up.pipe(res);
+        settle(); // the status is known: that is all a record needs
       },
     );
-    upstream.on('error', () => res.destroy());
+    upstream.on('error', () => {
+      settle();
+      res.destroy();
+    });
     req.pipe(upstream);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -86,6 +101,7 @@ export async function startCountingProxy(port: number, azuriteConnectionString: 
       return requests;
     },
     committed: () => requests.filter((r) => (r.op === 'upload' || r.op === 'commitBlockList') && r.status === 201).map((r) => r.blob),
+    idle: () => (inFlight === 0 ? Promise.resolve() : new Promise<void>((r) => idleWaiters.push(r))),
     holdAfterCommits: (count) => new Promise<void>((reached) => (hold = { remaining: count, reached })),
     reset: () => {
       requests = [];
