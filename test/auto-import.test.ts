@@ -126,6 +126,21 @@ t.test('listing mode: our own export is not re-imported, and a blob exported aft
   t.equal(a.metrics().blobSync.totalBlobsImported, 0);
 });
 
+t.test('OverwriteIfDirty: a locally modified file whose blob did not change is left for its export', async (t) => {
+  const s = await makeStack({ blobs: { 'a.txt': 'a', 'b.txt': 'b' } });
+  t.teardown(() => s.cleanup());
+  const a = importer(s, {});
+  t.teardown(() => a.close());
+  await enabled(a, { conflictMode: 'OverwriteIfDirty' });
+  await s.writeFile('/a.txt', 'local');
+  await s.writeFile('/b.txt', 'local');
+  s.store.putDirect('b.txt', 'remote change');
+  await a.runOnce();
+  t.equal((await s.readFile('/a.txt')).toString(), 'local', 'unchanged blob: the local change stays');
+  t.ok(s.inode('/a.txt').hsmFlags & DIRTY, 'still dirty (export will upload it)');
+  t.equal((await s.readFile('/b.txt')).toString(), 'remote change', 'changed blob: OverwriteIfDirty replaces the dirty file');
+});
+
 t.test('Skip: a changed blob is a conflict passed over; Fail stops auto-import', async (t) => {
   const s = await makeStack({ blobs: { 'a.txt': 'a' } });
   t.teardown(() => s.cleanup());

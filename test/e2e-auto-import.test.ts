@@ -162,3 +162,36 @@ t.test('change-feed mode: events apply; a kill -9 resumes from the cursor withou
   t.equal(resumed.blobSync.deletions, 1, 'and the new deletion');
   t.equal(await content(mnt('one.txt')), 'one\n');
 });
+
+t.test('two mounts of one container converge both ways (auto-import and auto-export on both)', async (t) => {
+  const args = [
+    '--auto-import', '--auto-import-source', 'listing', '--auto-import-interval', '1', '--enable-deletions', '--conflict-mode', 'OverwriteIfDirty',
+    '--auto-export', '--auto-export-min-age', '0', '--auto-export-interval', '1', '--attr-timeout', '1',
+  ];
+  const a = await mountContainer(t, azurite, [{ name: 'shared.txt', data: 'from the container\n' }], args);
+  const b = await mountContainer(t, azurite, [], args, undefined, {}, a.store);
+  const inA = (p: string) => join(a.mountpoint, p);
+  const inB = (p: string) => join(b.mountpoint, p);
+  await until('both in Blob Sync', async () => (await metrics(a)).state === 'BlobSync' && (await metrics(b)).state === 'BlobSync');
+
+  await writeFile(inA('from-a.txt'), 'written in A\n');
+  await until('A exported it', async () => /exists archived/.test((await a.cli(['hsm_state', inA('from-a.txt')])).stdout));
+  await until('B sees it', async () => (await content(inB('from-a.txt'))) === 'written in A\n');
+  t.match((await b.cli(['hsm_state', inB('from-a.txt')])).stdout, /\(0x00000009\) exists archived/, 'B imported it archived and clean (restored by the read)');
+
+  await writeFile(inB('from-a.txt'), 'changed in B\n');
+  await until('B exported its change', async () => /\(0x00000009\) exists archived/.test((await b.cli(['hsm_state', inB('from-a.txt')])).stdout));
+  await until('A sees B\'s change', async () => (await content(inA('from-a.txt'))) === 'changed in B\n');
+
+  // Nothing was exported twice, nor re-imported as foreign by the mount that wrote it.
+  const exportsA = async () => (await a.cli(['auto-export', a.mountpoint, '--json'])).stdout;
+  const ea = JSON.parse(await exportsA()) as { totalFilesExported: number };
+  const eb = JSON.parse((await b.cli(['auto-export', b.mountpoint, '--json'])).stdout) as { totalFilesExported: number };
+  t.equal(ea.totalFilesExported, 1, 'A exported its file once');
+  t.equal(eb.totalFilesExported, 1, 'B exported its change once');
+  const passes = (await metrics(a)).passesCompleted;
+  await until('A ran two more passes', async () => (await metrics(a)).passesCompleted >= passes + 2);
+  t.equal((JSON.parse(await exportsA()) as { totalFilesExported: number }).totalFilesExported, 1, 'still once: B\'s version was not re-exported by A');
+  t.match((await a.cli(['hsm_state', inA('from-a.txt')])).stdout, /\(0x0000000[9d]\)/, 'clean in A');
+  t.equal((await metrics(b)).blobSync.totalConflicts, 0, 'no conflicts in B');
+});

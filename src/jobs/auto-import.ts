@@ -16,8 +16,9 @@
 // one modified locally only under OverwriteIfDirty; open or busy files and non-empty directories never (retried
 // on the next pass). Each deletion, conflict and error is one JSON line in the auto-import log.
 //
-// Our own exports are never re-imported as remote changes: an export records the etag it committed, and a blob
-// whose etag and attributes equal the local record is preexisting. Manual hsm_* requests stay allowed: a busy file
+// Only changes apply (decideAutoImport): a blob whose etag is the one the local entry recorded is left alone, so a
+// locally modified file waits for its export instead of being replaced, and our own exports (the export records
+// the etag it committed) are never re-imported as remote changes. Manual hsm_* requests stay allowed: a busy file
 // (open, HSM action running) is skipped by the importer and handled by a later pass. A pass is skipped (logged)
 // while a manual import or export job runs.
 //
@@ -31,7 +32,7 @@ import { BlobError, UsageError, describeError } from '../errors.js';
 import { importNamespace, type ImportPage, type ImportStats } from '../namespace/importer.js';
 import { normalizePrefix } from '../namespace/blob-encoding.js';
 import type { MetaStore } from '../namespace/types.js';
-import { CONFLICT_MODES, decideDeletion, decideImport, isConflictMode, type ConflictMode } from './decide-import.js';
+import { CONFLICT_MODES, decideAutoImport, decideDeletion, isConflictMode, type ConflictMode } from './decide-import.js';
 import { checkJobPrefixes } from './job-runner.js';
 
 export type AutoImportSource = 'change-feed' | 'listing';
@@ -592,7 +593,7 @@ export class AutoImporter {
       source,
       signal,
       maximumErrors: -1,
-      decide: (local, remote) => decideImport(mode, local, remote),
+      decide: (local, remote) => decideAutoImport(mode, local, remote),
       decideDeletion: (local, blobName) => {
         const d = decideDeletion(mode, local);
         if (!d.delete && local.busy) this.keptBusy.add(blobName);

@@ -75,6 +75,19 @@ export function decideImport(mode: ConflictMode, local: LocalEntry | undefined, 
 }
 
 /**
+ * Auto-import applies *changes*: a blob whose etag is the one the local entry recorded (at its import, or at the
+ * export that wrote it) has not changed since, whatever happened locally (a dirty file waits for its export), so
+ * it is left alone; anything else is decided as by an import job. Without this, a listing pass under
+ * OverwriteIfDirty would replace every locally modified file whose blob still exists.
+ */
+export function decideAutoImport(mode: ConflictMode, local: LocalEntry | undefined, remote: RemoteEntry): ImportDecision {
+  if (local && remote.blobName !== undefined && local.kind === remote.kind && local.blobName === remote.blobName && local.etag === remote.etag) {
+    return decision('none');
+  }
+  return decideImport(mode, local, remote);
+}
+
+/**
  * Auto-import with deletions enabled (AMLFS enableDeletions): what happens to the local entry of a blob deleted
  * remotely. An unmodified file or symlink is deleted under every mode; one modified locally (dirty, or never
  * archived since) only under OverwriteIfDirty/OverwriteAlways (Skip and Fail keep it); an open or busy file and a

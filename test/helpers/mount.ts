@@ -84,8 +84,10 @@ export async function mountContainer(
   /** Runs after seeding, before the mount (e.g. to set an HNS fake's path attributes). */
   beforeMount?: (store: AzureBlobStore) => Promise<void> | void,
   extraEnv: NodeJS.ProcessEnv = {},
+  /** Mount this existing container (another fixture's `store`) instead of a fresh one: a second mount of it. */
+  existing?: AzureBlobStore,
 ): Promise<MountFixture> {
-  const store = await withContainer(t, azurite);
+  const store = existing ?? (await withContainer(t, azurite));
   await seed(store, blobs);
   await beforeMount?.(store);
   const base = mkdtempSync(join(tmpdir(), 'blobhsm-e2e-'));
