@@ -58,6 +58,8 @@ export interface MountConfig {
   autoImport?: AutoImportConfig;
   /** Seconds the kernel caches attributes, entries and negative lookups (default 60). */
   attrTimeoutSeconds?: number;
+  /** `--logging-container NAME`: import jobs and auto-import phases append their logs there too. */
+  loggingContainer?: string;
 }
 
 /** The metadata store (SQLite) of a mount, in its cache directory. */

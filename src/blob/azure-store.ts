@@ -1024,6 +1024,19 @@ export class AzureBlobStore implements BlobStore {
     });
   }
 
+  async append(name: string, data: Buffer, options: { signal?: AbortSignal } = {}): Promise<void> {
+    const blob = this.client.getAppendBlobClient(name);
+    await this.call('createAppendBlob', name, (abortSignal) => blob.createIfNotExists({ abortSignal }), {
+      signal: options.signal,
+      retry: 'idempotent',
+    });
+    // Not idempotent: a retry after a lost answer could append the lines twice.
+    await this.call('appendBlock', name, (abortSignal) => blob.appendBlock(data, data.length, { abortSignal }), {
+      signal: options.signal,
+      retry: 'unsafe',
+    });
+  }
+
   async createContainer(options: { signal?: AbortSignal } = {}): Promise<boolean> {
     const r = await this.call(
       'createContainer',

@@ -117,6 +117,8 @@ export interface BlobStore {
    * they were read): readers never see a partial blob.
    */
   upload(name: string, source: UploadSource, options: UploadOptions): Promise<UploadResult>;
+  /** Appends to an append blob, created when missing (job logs in a logging container). Not retried once sent. */
+  append(name: string, data: Buffer, options?: { signal?: AbortSignal }): Promise<void>;
   setMetadata(name: string, metadata: Record<string, string>, options?: { ifMatch?: string }): Promise<WriteResult>;
   delete(name: string, options?: { ifMatch?: string }): Promise<void>;
   containerExists(): Promise<boolean>;

@@ -35,6 +35,7 @@ export type MemoryOp =
   | 'containerExists'
   | 'createContainer'
   | 'setTier'
+  | 'append'
   | 'getAccountInfo';
 
 export type BlobTier = 'Hot' | 'Cool' | 'Cold' | 'Archive';
@@ -365,6 +366,20 @@ export class MemoryBlobStore implements BlobStore {
   async containerExists(options: { signal?: AbortSignal } = {}): Promise<boolean> {
     await this.begin('containerExists', '', options.signal);
     return this.exists;
+  }
+
+  async append(name: string, data: Buffer, options: { signal?: AbortSignal } = {}): Promise<void> {
+    await this.begin('append', name, options.signal);
+    this.requireContainer('append');
+    const blob = this.blobs.get(name);
+    if (blob) {
+      blob.data = Buffer.concat([blob.data, data]);
+      blob.etag = this.nextEtag();
+      blob.lastModified = this.now();
+      delete blob.contentMd5;
+    } else {
+      this.putDirect(name, Buffer.from(data));
+    }
   }
 
   async createContainer(options: { signal?: AbortSignal } = {}): Promise<boolean> {

@@ -49,6 +49,7 @@ export const CONFIG_KEYS: Record<string, Record<string, KeySpec>> = {
   libfuse: {
     options: { flag: 'o', kind: 'list', help: 'extra FUSE mount options, a list or comma separated (-o)' },
     debug: { flag: 'debug', kind: 'boolean', help: 'FUSE debug output (--debug)' },
+    'attribute-expiration-sec': { flag: 'attrTimeout', kind: 'number', help: 'kernel attribute/entry cache in seconds (--attr-timeout)', convert: (v) => String(parseSeconds(v, 'attribute-expiration-sec')) },
   },
   metrics: {
     listen: { flag: 'metrics', kind: 'string', help: 'HOST:PORT for /metrics and /healthz (--metrics)', convert: (v) => (parseListen(v), v) },
@@ -57,6 +58,15 @@ export const CONFIG_KEYS: Record<string, Record<string, KeySpec>> = {
     enabled: { flag: 'autoExport', kind: 'boolean', help: 'archive new and modified files continuously (--auto-export)' },
     'min-age-sec': { flag: 'autoExportMinAge', kind: 'number', help: '--auto-export-min-age', convert: (v) => String(parseSeconds(v, 'min-age-sec')) },
     'interval-sec': { flag: 'autoExportInterval', kind: 'number', help: '--auto-export-interval', convert: (v) => String(parseSeconds(v, 'interval-sec')) },
+  },
+  auto_import: {
+    enabled: { flag: 'autoImport', kind: 'boolean', help: 'follow the container continuously (--auto-import)' },
+    'interval-sec': { flag: 'autoImportInterval', kind: 'number', help: '--auto-import-interval', convert: (v) => String(parseSeconds(v, 'interval-sec')) },
+    prefixes: { flag: 'autoImportPrefix', kind: 'list', help: 'blob paths to follow (--auto-import-prefix)' },
+    source: { flag: 'autoImportSource', kind: 'string', help: 'auto, change-feed or listing (--auto-import-source)' },
+    'enable-deletions': { flag: 'enableDeletions', kind: 'boolean', help: 'apply blob deletions (--enable-deletions)' },
+    'conflict-mode': { flag: 'conflictMode', kind: 'string', help: 'Skip, OverwriteIfDirty, OverwriteAlways or Fail (--conflict-mode)' },
+    'logging-container': { flag: 'loggingContainer', kind: 'string', help: 'container receiving job logs (--logging-container)', convert: checkContainerName },
   },
 };
 

@@ -7,6 +7,7 @@ import { Command, Option } from 'commander';
 import { UsageError, describeError } from '../errors.js';
 import {
   cacheHome,
+  checkContainerName,
   cacheIdentity,
   dataHome,
   defaultCacheDir,
@@ -67,6 +68,7 @@ export interface MountFlags extends StorageFlags {
   enableDeletions?: boolean;
   conflictMode?: string;
   attrTimeout?: string;
+  loggingContainer?: string;
 }
 
 export function mountCommandSpec(): Command {
@@ -104,6 +106,7 @@ export function mountCommandSpec(): Command {
     .option('--auto-import-source <source>', 'auto (default: the change feed when the account has one), change-feed or listing')
     .option('--enable-deletions', 'auto-import applies blob deletions (AMLFS enableDeletions)')
     .option('--conflict-mode <mode>', 'auto-import conflict mode: Skip (default), OverwriteIfDirty, OverwriteAlways or Fail')
+    .option('--logging-container <name>', 'container in the same account that receives each import job\'s and auto-import phase\'s log')
     .option('--attr-timeout <seconds>', 'seconds the kernel caches attributes, names and missing names (default 60)');
 }
 
@@ -178,6 +181,7 @@ export function buildMountConfig(mountpoint: string, flags: MountFlags, env: Nod
     ...(flags.idMap ? { idMapFile: resolve(flags.idMap) } : {}),
     autoImport,
     ...(attrTimeoutSeconds !== undefined ? { attrTimeoutSeconds } : {}),
+    ...(flags.loggingContainer !== undefined ? { loggingContainer: checkContainerName(flags.loggingContainer) } : {}),
   };
 }
 

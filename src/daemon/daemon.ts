@@ -290,6 +290,17 @@ async function startParts(
 
   let stopRequested: () => void = () => undefined;
   const stopSignal = new Promise<void>((resolve) => (stopRequested = resolve));
+  let loggingContainer: { store: BlobStore; folder: string } | undefined;
+  if (config.loggingContainer) {
+    const logStore = createAzureStore({ ...storage, container: config.loggingContainer, timeoutMs: config.requestTimeoutSeconds * 1000 });
+    try {
+      await logStore.createContainer();
+    } catch (err) {
+      throw explainStorageError(err, `logging container '${config.loggingContainer}' at ${logStore.description}`);
+    }
+    loggingContainer = { store: logStore, folder: storage.container };
+    log(`job logs also go to the logging container ${logStore.description}`);
+  }
   const jobs = new JobRunner({
     meta,
     store,
@@ -302,6 +313,7 @@ async function startParts(
     ...(config.exportConcurrency !== undefined ? { concurrency: config.exportConcurrency } : {}),
     defaultModes: config.defaultModes,
     kernel: kernelCache,
+    ...(loggingContainer ? { loggingContainer } : {}),
   });
   vfs.setRootMarkers(() => jobs.markers());
   cleanups.push(() => jobs.cancelAll());
@@ -326,6 +338,8 @@ async function startParts(
     jobs,
     log,
     logDir: join(config.cacheDir, 'jobs'),
+    ...(loggingContainer ? { loggingContainer } : {}),
+    importOptions: { idMap, defaultModes: config.defaultModes },
     ...(config.autoImport ? { config: config.autoImport } : {}),
   });
   cleanups.push(() => autoImport.close());

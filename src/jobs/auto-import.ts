@@ -24,16 +24,15 @@
 //
 // The phase, the source, the change-feed cursor and the listing pass number persist in the metadata store's
 // settings: a restarted daemon resumes Blob Sync where it stopped instead of running Full Sync again.
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
-import { join } from 'node:path';
 import type { BlobInfo, BlobStore } from '../blob/blob-store.js';
 import { ChangeFeedReader, ChangeFeedUnavailable, compareSequencers, type ChangeFeedCursor } from '../blob/change-feed.js';
 import { BlobError, UsageError, describeError } from '../errors.js';
-import { importNamespace, type ImportPage, type ImportStats } from '../namespace/importer.js';
+import { importNamespace, type ImportOptions, type ImportPage, type ImportStats } from '../namespace/importer.js';
 import { normalizePrefix } from '../namespace/blob-encoding.js';
 import type { MetaStore } from '../namespace/types.js';
 import { CONFLICT_MODES, decideAutoImport, decideDeletion, isConflictMode, type ConflictMode } from './decide-import.js';
 import { checkJobPrefixes } from './job-runner.js';
+import { JobLog } from './job-log.js';
 
 export type AutoImportSource = 'change-feed' | 'listing';
 export type AutoImportMode = ConflictMode;
@@ -120,7 +119,9 @@ export interface AutoImportMetrics {
   passesCompleted: number;
   passesSkipped: number;
   lastError: string | null;
+  /** The current phase's JSON-lines log: the local file, and its blob in the logging container when one is set. */
   logFile: string | null;
+  logBlob: string | null;
 }
 
 export interface AutoImporterOptions {
@@ -136,8 +137,12 @@ export interface AutoImporterOptions {
   /** The manual jobs: a pass is skipped while one is InProgress or Canceling. */
   jobs: { list(): Array<{ id: string; kind: string; state: string }> };
   log: (line: string) => void;
-  /** Directory of the JSON-lines log (`auto-import.jsonl`); none when absent. */
+  /** Directory of the phases' JSON-lines logs (`auto-import-<phase>-<start>.jsonl`); none when absent. */
   logDir?: string;
+  /** Passed to every import pass (HNS identities, default modes), as for import jobs. */
+  importOptions?: Pick<ImportOptions, 'idMap' | 'defaultModes'>;
+  /** The logging container (`--logging-container`): each phase's log is appended there too. */
+  loggingContainer?: { store: BlobStore; folder: string };
   config?: Partial<AutoImportConfig>;
   /** Called after a pass changed the namespace (the FUSE layer drops what the kernel cached). */
   onNamespaceChanged?: () => void;
@@ -232,8 +237,7 @@ export class AutoImporter {
   private passes = 0;
   private skipped = 0;
   private lastError: string | null = null;
-  private logStream: WriteStream | undefined;
-  private logFile: string | null = null;
+  private jobLog: { phase: 'FullSync' | 'BlobSync'; log: JobLog } | undefined;
   /** blob name → the newest sequencer applied (bounded; the HEAD per batch makes a forgotten repeat harmless). */
   private readonly sequencers = new Map<string, string>();
   private readonly pfx: string;
@@ -270,7 +274,8 @@ export class AutoImporter {
       passesCompleted: this.passes,
       passesSkipped: this.skipped,
       lastError: this.lastError,
-      logFile: this.logFile,
+      logFile: this.jobLog?.log.file ?? null,
+      logBlob: this.jobLog?.log.blob ?? null,
     };
   }
 
@@ -306,8 +311,8 @@ export class AutoImporter {
     this.config = { ...this.config, enabled: false };
     await this.halt();
     this.state = 'Disabled';
-    if (this.logStream) await new Promise<void>((resolve) => this.logStream!.end(resolve));
-    this.logStream = undefined;
+    await this.jobLog?.log.close();
+    this.jobLog = undefined;
   }
 
   /** Runs the next step now: Full Sync if not done, else one Blob Sync pass (tests). */
@@ -323,7 +328,6 @@ export class AutoImporter {
   private start(): void {
     this.abort = new AbortController();
     this.persisted = this.load();
-    this.openLog();
     this.o.log(
       `auto-import enabled: prefixes ${this.config.prefixes.join(' ')}, conflict mode ${this.config.conflictMode}, ` +
         `deletions ${this.config.enableDeletions ? 'enabled' : 'disabled'}, every ${this.config.intervalSeconds} s` +
@@ -363,6 +367,7 @@ export class AutoImporter {
       return;
     }
     const signal = this.abort.signal;
+    await this.useLog(this.persisted ? 'BlobSync' : 'FullSync');
     try {
       if (!this.persisted) await this.runFullSync(signal);
       else if (this.persisted.source === 'change-feed') await this.runFeedPass(this.persisted, signal);
@@ -587,6 +592,7 @@ export class AutoImporter {
   private importPass(source: AsyncIterable<ImportPage>, signal: AbortSignal): Promise<ImportStats> {
     const mode: ConflictMode = this.config.conflictMode;
     return importNamespace({
+      ...this.o.importOptions,
       store: this.o.store,
       meta: this.o.meta,
       prefix: this.o.prefix,
@@ -601,7 +607,7 @@ export class AutoImporter {
       },
       isBusy: this.o.isBusy,
       dropData: this.o.dropData,
-      log: (line) => this.logStream?.write(line + '\n'),
+      log: (line) => this.jobLog?.log.write(line),
     });
   }
 
@@ -660,19 +666,21 @@ export class AutoImporter {
     this.sequencers.clear();
   }
 
-  private openLog(): void {
-    if (this.logStream || !this.o.logDir) return;
-    try {
-      mkdirSync(this.o.logDir, { recursive: true, mode: 0o700 });
-      this.logFile = join(this.o.logDir, 'auto-import.jsonl');
-      this.logStream = createWriteStream(this.logFile, { flags: 'a', mode: 0o600 });
-      this.logStream.on('error', (err) => this.o.log(`auto-import: cannot write ${this.logFile}: ${describeError(err)}`));
-    } catch (err) {
-      this.o.log(`auto-import: cannot create its log in ${this.o.logDir}: ${describeError(err)}`);
-    }
+  /** One log per phase run: a Full Sync's, then the Blob Sync's (kept across passes until auto-import stops). */
+  private async useLog(phase: 'FullSync' | 'BlobSync'): Promise<void> {
+    if (this.jobLog?.phase === phase) return;
+    await this.jobLog?.log.close();
+    const start = this.now().toISOString().replace(/\.\d+Z$/, 'Z').replace(/[-:]/g, '');
+    const log = new JobLog({
+      ...(this.o.logDir ? { dir: this.o.logDir } : {}),
+      name: `auto-import-${phase}-${start}`,
+      ...(this.o.loggingContainer ? { container: this.o.loggingContainer } : {}),
+      log: this.o.log,
+    });
+    this.jobLog = { phase, log };
   }
 
   private logEvent(event: string, blob: string | undefined, reason: string): void {
-    this.logStream?.write(JSON.stringify({ time: this.now().toISOString(), event, ...(blob ? { blob } : {}), reason }) + '\n');
+    this.jobLog?.log.write(JSON.stringify({ time: this.now().toISOString(), event, ...(blob ? { blob } : {}), reason }));
   }
 }

@@ -7,8 +7,6 @@
 // mount root shows a read-only empty file `IMPORT_<state>.<start>` (markers(), served by the Vfs) while it runs
 // (InProgress, Canceling) and after it failed or was cancelled (Failed, Canceled), until the next import starts;
 // a successful import removes it.
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
-import { join } from 'node:path';
 import PQueue from 'p-queue';
 import type { BlobStore } from '../blob/blob-store.js';
 import { FsError, UsageError, describeError } from '../errors.js';
@@ -17,6 +15,7 @@ import { emptyImportStats, importNamespace, type ImportStats } from '../namespac
 import type { DefaultModes } from '../namespace/blob-encoding.js';
 import type { IdMap } from '../namespace/id-map.js';
 import { exportDirectoryRenames } from './directory-rename.js';
+import { JobLog } from './job-log.js';
 
 /** Whether a path ('/a/b') is under one of the job's prefixes ('/' takes everything). */
 function underPrefixes(prefixes: string[]): (path: string) => boolean {
@@ -71,6 +70,8 @@ export interface ImportJobSummary {
   stats: ImportJobStats;
   /** The job's JSON-lines log of conflicts, warnings and errors. */
   logFile?: string;
+  /** The job's log blob in the logging container, when one is set. */
+  logBlob?: string;
   /** Why the job failed. */
   error?: string;
 }
@@ -99,6 +100,8 @@ export interface JobRunnerOptions {
   concurrency?: number;
   /** Directory for the import jobs' JSON-lines logs (none when absent). */
   logDir?: string;
+  /** The logging container (`--logging-container`): each import job's log is appended there too. */
+  loggingContainer?: { store: BlobStore; folder: string };
   /** HNS owners/groups → uid/gid for import jobs. */
   idMap?: IdMap;
   /** Modes of imported entries whose blob carries no permissions (the mount's --file-mode/--dir-mode). */
@@ -200,6 +203,8 @@ class ImportJob extends Job {
   progress: ImportStats;
   error?: string;
   logFile?: string;
+  /** The job's log blob in the logging container, when one is set. */
+  logBlob?: string;
 
   constructor(
     prefixes: string[],
@@ -228,6 +233,7 @@ class ImportJob extends Job {
       ...this.times(),
       stats: { ...counts, state: this.state, ...this.times() },
       ...(this.logFile ? { logFile: this.logFile } : {}),
+      ...(this.logBlob ? { logBlob: this.logBlob } : {}),
       ...(this.error ? { error: this.error } : {}),
     };
   }
@@ -300,23 +306,11 @@ export class JobRunner {
 
   // ---- import ----------------------------------------------------------------------------------------------
 
-  private openLog(job: ImportJob): WriteStream | undefined {
-    if (!this.o.logDir) return undefined;
-    try {
-      mkdirSync(this.o.logDir, { recursive: true, mode: 0o700 });
-      job.logFile = join(this.o.logDir, `${job.id}.jsonl`);
-      const stream = createWriteStream(job.logFile, { flags: 'a', mode: 0o600 });
-      stream.on('error', (err) => this.o.log(`import ${job.id}: cannot write ${job.logFile}: ${describeError(err)}`));
-      return stream;
-    } catch (err) {
-      this.o.log(`import ${job.id}: cannot create its log in ${this.o.logDir}: ${describeError(err)}`);
-      return undefined;
-    }
-  }
-
   private async runImport(job: ImportJob): Promise<void> {
     const { coordinator } = this.o;
-    const logStream = this.openLog(job);
+    const jobLog = new JobLog({ ...(this.o.logDir ? { dir: this.o.logDir } : {}), name: job.id, ...(this.o.loggingContainer ? { container: this.o.loggingContainer } : {}), log: this.o.log });
+    job.logFile = jobLog.file;
+    job.logBlob = jobLog.blob;
     this.o.log(`import ${job.id} started: prefixes ${job.prefixes.join(' ')}, conflict mode ${job.conflictMode}, maximum errors ${job.maximumErrors}`);
     try {
       const stats = await importNamespace({
@@ -333,14 +327,14 @@ export class JobRunner {
         isBusy: (ino) => coordinator.isBusy(ino),
         dropData: (ino, generation) => coordinator.dropData(ino, generation),
         ...(this.o.kernel ? { kernel: this.o.kernel } : {}),
-        log: (line) => logStream?.write(line + '\n'),
+        log: (line) => jobLog.write(line),
         onProgress: (s) => (job.progress = s),
       });
       job.progress = stats;
       job.state = stats.state === 'Completed' ? 'Succeeded' : stats.state === 'Canceled' ? 'Canceled' : 'Failed';
       if (stats.error) job.error = stats.error;
     } finally {
-      if (logStream) await new Promise<void>((resolve) => logStream.end(resolve));
+      await jobLog.close();
     }
     const s = job.progress;
     this.o.log(
