@@ -12,7 +12,8 @@ import { openSync, closeSync } from 'node:fs';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AutoImportMetrics } from '../src/jobs/auto-import.js';
-import { startAzurite } from './helpers/azurite.js';
+import { createAzureStore } from '../src/blob/azure-store.js';
+import { startAzurite, uniqueContainerName } from './helpers/azurite.js';
 import { ChangeFeedWriter, type FeedEvent } from './helpers/change-feed-writer.js';
 import { breakMount, mountContainer, seed, type MountFixture } from './helpers/mount.js';
 
@@ -38,6 +39,7 @@ const content = (p: string) => readFile(p, 'utf8');
 const exists = (p: string) => stat(p).then(() => true, () => false);
 
 t.test('listing mode: creations, overwrites and deletions behind the mount', async (t) => {
+  const logs = uniqueContainerName('logs');
   const m = await mountContainer(
     t,
     azurite,
@@ -48,7 +50,7 @@ t.test('listing mode: creations, overwrites and deletions behind the mount', asy
       { name: 'open.txt', data: 'open\n' },
       { name: 'dir/inner.txt', data: 'inner\n' },
     ],
-    ['--auto-import', '--auto-import-source', 'listing', '--auto-import-interval', '1', '--enable-deletions', '--conflict-mode', 'OverwriteIfDirty', '--attr-timeout', '1'],
+    ['--auto-import', '--auto-import-source', 'listing', '--auto-import-interval', '1', '--enable-deletions', '--conflict-mode', 'OverwriteIfDirty', '--attr-timeout', '1', '--logging-container', logs],
   );
   const mnt = (p: string) => join(m.mountpoint, p);
   await until('Full Sync done', async () => (await metrics(m)).state === 'BlobSync');
@@ -91,6 +93,17 @@ t.test('listing mode: creations, overwrites and deletions behind the mount', asy
   t.ok(after.blobSync.importedFiles >= 2, 'imports counted');
   t.ok(after.lastTimeFullySynchronized, 'lastTimeFullySynchronized');
   t.equal(after.lastError, null);
+
+  // The Blob Sync log reached the logging container (appended as it runs): one JSON line per deletion.
+  const logStore = createAzureStore({ container: logs, connectionString: azurite.connectionString, env: {} });
+  t.teardown(() => logStore.deleteContainer().catch(() => undefined));
+  t.match(after.logBlob, new RegExp(`^${m.container}/auto-import-BlobSync-`));
+  await until('the logging container has the deletions', async () => {
+    const parts: Buffer[] = [];
+    for await (const p of await logStore.readRange(after.logBlob!, 0, undefined)) parts.push(p as Buffer);
+    const lines = Buffer.concat(parts).toString().trim().split('\n').map((l) => JSON.parse(l) as { event: string; blob?: string });
+    return lines.filter((l) => l.event === 'deletion').length >= 3;
+  });
 
   const bad = await m.cli(['auto-import', m.mountpoint, '--conflict-mode', 'Sometimes']);
   t.equal(bad.code, 4, 'a bad value is a usage error');
@@ -190,7 +203,9 @@ t.test('two mounts of one container converge both ways (auto-import and auto-exp
   t.equal(ea.totalFilesExported, 1, 'A exported its file once');
   t.equal(eb.totalFilesExported, 1, 'B exported its change once');
   const passes = (await metrics(a)).passesCompleted;
-  await until('A ran two more passes', async () => (await metrics(a)).passesCompleted >= passes + 2);
+  await until('A ran two more passes', async () => (await metrics(a)).passesCompleted >= passes + 2).catch(async (err) => {
+    throw new Error(`${(err as Error).message}; metrics ${JSON.stringify(await metrics(a))}`);
+  });
   t.equal((JSON.parse(await exportsA()) as { totalFilesExported: number }).totalFilesExported, 1, 'still once: B\'s version was not re-exported by A');
   t.match((await a.cli(['hsm_state', inA('from-a.txt')])).stdout, /\(0x0000000[9d]\)/, 'clean in A');
   t.equal((await metrics(b)).blobSync.totalConflicts, 0, 'no conflicts in B');

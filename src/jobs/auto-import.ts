@@ -279,19 +279,29 @@ export class AutoImporter {
     };
   }
 
-  /** Changes the configuration (validated first). Enabling starts Full Sync (or resumes Blob Sync); disabling stops. */
+  /**
+   * Changes the configuration (validated first; an empty change only reads the metrics). Enabling starts Full Sync;
+   * other prefixes or another source start it again; disabling stops the pass in flight; a new interval applies
+   * from the next pass, a new conflict mode or deletion setting from the next page.
+   */
   async configure(change: Partial<AutoImportConfig>): Promise<AutoImportMetrics> {
     const next = checkAutoImportConfig(this.config, change);
     const was = this.config;
-    if (was.enabled) await this.halt();
+    const setupChanged = next.source !== was.source || next.prefixes.join('\n') !== was.prefixes.join('\n');
+    if (was.enabled && (!next.enabled || setupChanged)) await this.halt();
     this.config = next;
-    if (next.enabled) {
-      const restart = !was.enabled || next.source !== was.source || next.prefixes.join('\n') !== was.prefixes.join('\n');
-      if (restart) this.forget(); // a new enablement, or other prefixes/source: Full Sync again
+    if (!next.enabled) {
+      if (was.enabled) {
+        this.state = 'Disabled';
+        this.o.log('auto-import disabled');
+      }
+    } else if (!was.enabled || setupChanged) {
+      this.forget(); // a new enablement, or other prefixes or source: Full Sync again
       this.start();
-    } else {
-      this.state = 'Disabled';
-      if (was.enabled) this.o.log('auto-import disabled');
+    } else if (next.intervalSeconds !== was.intervalSeconds && this.timer) {
+      this.timer.cancel();
+      this.timer = undefined;
+      this.schedule(next.intervalSeconds);
     }
     return this.metrics();
   }
