@@ -1,7 +1,7 @@
 // End to end: auto-import on real kernel FUSE mounts of a real Azurite, in both Blob Sync modes.
 // - Listing: blobs created, overwritten and deleted with the SDK behind the mount appear, change (new content on
-//   the next read of a hydrated file) and disappear; a name looked up before its blob existed is found (the kernel's
-//   negative entry lasts --attr-timeout); the deletion table case by case (unmodified, modified under
+//   the next read of a hydrated file) and disappear; a name looked up before its blob existed is found with the
+//   default 60 s kernel timeouts (the libfuse3 binding invalidates the kernel's entries); the deletion table case by case (unmodified, modified under
 //   OverwriteIfDirty and Skip, open).
 // - Change feed: Azurite never writes one, so the test writes `$blobchangefeed` itself (segment manifest, Avro
 //   chunk appended per change) next to the SDK's changes; creations, metadata changes and deletions apply; after a
@@ -50,7 +50,7 @@ t.test('listing mode: creations, overwrites and deletions behind the mount', asy
       { name: 'open.txt', data: 'open\n' },
       { name: 'dir/inner.txt', data: 'inner\n' },
     ],
-    ['--auto-import', '--auto-import-source', 'listing', '--auto-import-interval', '1', '--enable-deletions', '--conflict-mode', 'OverwriteIfDirty', '--attr-timeout', '1', '--logging-container', logs],
+    ['--auto-import', '--auto-import-source', 'listing', '--auto-import-interval', '1', '--enable-deletions', '--conflict-mode', 'OverwriteIfDirty', '--logging-container', logs],
   );
   const mnt = (p: string) => join(m.mountpoint, p);
   await until('Full Sync done', async () => (await metrics(m)).state === 'BlobSync');

@@ -339,7 +339,7 @@ async function startParts(
     log,
     logDir: join(config.cacheDir, 'jobs'),
     ...(loggingContainer ? { loggingContainer } : {}),
-    importOptions: { idMap, defaultModes: config.defaultModes },
+    importOptions: { idMap, defaultModes: config.defaultModes, kernel: kernelCache },
     ...(config.autoImport ? { config: config.autoImport } : {}),
   });
   cleanups.push(() => autoImport.close());

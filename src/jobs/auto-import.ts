@@ -139,8 +139,8 @@ export interface AutoImporterOptions {
   log: (line: string) => void;
   /** Directory of the phases' JSON-lines logs (`auto-import-<phase>-<start>.jsonl`); none when absent. */
   logDir?: string;
-  /** Passed to every import pass (HNS identities, default modes), as for import jobs. */
-  importOptions?: Pick<ImportOptions, 'idMap' | 'defaultModes'>;
+  /** Passed to every import pass (HNS identities, default modes, the kernel caches to invalidate), as for import jobs. */
+  importOptions?: Pick<ImportOptions, 'idMap' | 'defaultModes' | 'kernel'>;
   /** The logging container (`--logging-container`): each phase's log is appended there too. */
   loggingContainer?: { store: BlobStore; folder: string };
   config?: Partial<AutoImportConfig>;
