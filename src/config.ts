@@ -17,6 +17,9 @@ export interface StorageConfig {
 }
 
 export interface MountConfig {
+  /** --log-level (default info) and --log-file (default: stderr, the background daemon's log file). */
+  logLevel?: LogLevel;
+  logFile?: string;
   /** --metrics: where /metrics and /healthz are served. */
   metrics?: MetricsListen;
   mountpoint: string;
@@ -174,4 +177,15 @@ export function parseListen(text: string): MetricsListen {
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) throw new UsageError(`invalid --metrics '${text}': HOST:PORT, e.g. 127.0.0.1:9464`);
   return { host: (m[1] ?? m[2])!, port };
+}
+
+export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** --log-level: ours, or blobfuse2's names (log_err, log_warning, log_info, log_debug). */
+export function parseLogLevel(text: string): LogLevel {
+  const aliases: Record<string, LogLevel> = { log_err: 'error', log_crit: 'error', log_warning: 'warn', log_info: 'info', log_debug: 'debug', log_trace: 'debug' };
+  const level = (aliases[text] ?? text) as LogLevel;
+  if (!LOG_LEVELS.includes(level)) throw new UsageError(`invalid --log-level '${text}': one of ${LOG_LEVELS.join(', ')} (or blobfuse2's log_err, log_warning, log_info, log_debug)`);
+  return level;
 }

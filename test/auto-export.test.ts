@@ -28,7 +28,7 @@ async function fixture(
   now?: () => number,
 ): Promise<{ s: TestStack; jobs: JobRunner; ae: AutoExporter }> {
   const s = await makeStack({ blobs });
-  const log = s.logs.push.bind(s.logs);
+  const log = (line: string) => void s.logs.push(line);
   const jobs = new JobRunner({ meta: s.meta, store: s.store, coordinator: s.coordinator, log, prefix: '', mountRoot: '/mnt' });
   const ae = new AutoExporter({
     meta: s.meta,

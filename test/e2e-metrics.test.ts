@@ -2,6 +2,10 @@
 // the named series, and /healthz, while a restore runs. The restore is held running by stopping this test's own
 // Azurite (SIGSTOP) before it is asked for, so the scrape sees it in flight, then Azurite continues.
 import t from 'tap';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EMULATOR_KEY } from './helpers/azurite.js';
 import { startAzurite } from './helpers/azurite.js';
 import { mountContainer } from './helpers/mount.js';
 
@@ -14,7 +18,10 @@ function sample(text: string, series: string): number | undefined {
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
-t.test('/metrics names every series while a restore runs; /healthz answers', async (t) => {
+t.test('/metrics names every series while a restore runs; /healthz answers; --log-file has the events', async (t) => {
+  const logDir = mkdtempSync(join(tmpdir(), 'blobhsm-log-'));
+  t.teardown(() => rmSync(logDir, { recursive: true, force: true }));
+  const logFile = join(logDir, 'daemon.jsonl');
   const big = Buffer.alloc(24 * 1024 * 1024, 5);
   const m = await mountContainer(
     t,
@@ -23,7 +30,7 @@ t.test('/metrics names every series while a restore runs; /healthz answers', asy
       { name: 'data/big.bin', data: big },
       { name: 'small.txt', data: 'small\n' },
     ],
-    ['--metrics', '127.0.0.1:0'],
+    ['--metrics', '127.0.0.1:0', '--log-level', 'debug', '--log-file', logFile],
   );
   const status = JSON.parse((await m.cli(['status', '--json', m.mountpoint])).stdout) as { metrics: string };
   t.match(status.metrics, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/, 'status says where metrics are served');
@@ -100,4 +107,13 @@ t.test('/metrics names every series while a restore runs; /healthz answers', asy
   t.equal(sample(exported, 'blobhsm_blob_bytes_total{operation="upload"}'), 'new\n'.length);
   t.equal(sample(exported, 'blobhsm_jobs{kind="export",state="Succeeded"}'), 1);
   t.equal(sample(exported, 'blobhsm_job_stat{kind="export",stat="filesExported"}'), 1);
+
+  // The JSON-lines log: every record parses; the restore, the export job and its file are events with their path.
+  const logText = readFileSync(logFile, 'utf8');
+  t.notMatch(logText, EMULATOR_KEY, 'the account key of the connection string is never written');
+  const records = logText.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.ok(records.some((r) => /^mounted /.test(String(r.msg))), 'the mount');
+  t.match(records.find((r) => r.event === 'hsm_action' && r.action === 'RESTORE'), { path: '/data/big.bin', outcome: 'succeeded', origin: 'request' });
+  t.match(records.find((r) => r.event === 'export' && r.outcome === 'exported'), { path: '/new.txt', blob: 'new.txt', level: 20 });
+  t.match(records.find((r) => r.event === 'job' && r.state === 'Succeeded'), { kind: 'export', stats: { filesExported: 1 } });
 });

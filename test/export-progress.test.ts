@@ -13,7 +13,7 @@ t.test('bytesUploading counts staged blocks of the file in flight', async (t) =>
   const store = new MemoryBlobStore({ blockSize: block });
   const s = await makeStack({ store });
   const logDir = mkdtempSync(join(tmpdir(), 'blobhsm-export-progress-'));
-  const jobs = new JobRunner({ meta: s.meta, store: s.store, coordinator: s.coordinator, log: s.logs.push.bind(s.logs), prefix: '', mountRoot: '/mnt', logDir });
+  const jobs = new JobRunner({ meta: s.meta, store: s.store, coordinator: s.coordinator, log: (line: string) => s.logs.push(line), prefix: '', mountRoot: '/mnt', logDir });
   t.teardown(async () => {
     await jobs.cancelAll();
     await s.cleanup();

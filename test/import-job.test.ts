@@ -34,7 +34,7 @@ interface Fixture {
 async function fixture(t: { teardown(fn: () => void | Promise<void>): void }, blobs = BLOBS): Promise<Fixture> {
   const s = await makeStack({ blobs });
   const logDir = mkdtempSync(join(tmpdir(), 'blobhsm-jobs-'));
-  const jobs = new JobRunner({ meta: s.meta, store: s.store, coordinator: s.coordinator, log: s.logs.push.bind(s.logs), prefix: '', mountRoot: '/mnt', logDir });
+  const jobs = new JobRunner({ meta: s.meta, store: s.store, coordinator: s.coordinator, log: (line: string) => s.logs.push(line), prefix: '', mountRoot: '/mnt', logDir });
   s.inodes.setRootMarkers(() => jobs.markers());
   t.teardown(async () => {
     await jobs.cancelAll();

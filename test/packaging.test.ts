@@ -101,9 +101,9 @@ t.test("docker/compose.yaml's start command creates the container on a fresh Azu
     await exited;
     rmSync(base, { recursive: true, force: true });
   });
-  // The foreground daemon logs "mounted ..." once the mount answers.
+  // The foreground daemon logs a JSON record "mounted ..." once the mount answers.
   await new Promise<void>((done, fail) => {
-    child.stderr.on('data', () => stderr.includes(' mounted ') && done());
+    child.stderr.on('data', () => /"msg":"mounted /.test(stderr) && done());
     void exited.then((code) => fail(new Error(`the compose command exited (${code}): ${stderr}`)));
   });
   t.ok(isMounted(mnt), 'mounted');

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node, type Pair } from 'yaml';
 import { UsageError, describeError } from '../errors.js';
-import { checkContainerName, normalisePrefix, parseListen, parseSize } from '../config.js';
+import { checkContainerName, normalisePrefix, parseListen, parseLogLevel, parseSize } from '../config.js';
 import { parseSeconds } from '../jobs/auto-export.js';
 import type { MountFlags } from './mount-command.js';
 
@@ -50,6 +50,10 @@ export const CONFIG_KEYS: Record<string, Record<string, KeySpec>> = {
     options: { flag: 'o', kind: 'list', help: 'extra FUSE mount options, a list or comma separated (-o)' },
     debug: { flag: 'debug', kind: 'boolean', help: 'FUSE debug output (--debug)' },
     'attribute-expiration-sec': { flag: 'attrTimeout', kind: 'number', help: 'kernel attribute/entry cache in seconds (--attr-timeout)', convert: (v) => String(parseSeconds(v, 'attribute-expiration-sec')) },
+  },
+  logging: {
+    level: { flag: 'logLevel', kind: 'string', help: 'error, warn, info or debug (--log-level)', convert: (v) => parseLogLevel(v) },
+    'file-path': { flag: 'logFile', kind: 'path', help: 'the JSON-lines log file (--log-file)' },
   },
   metrics: {
     listen: { flag: 'metrics', kind: 'string', help: 'HOST:PORT for /metrics and /healthz (--metrics)', convert: (v) => (parseListen(v), v) },

@@ -21,6 +21,8 @@ const VALUE_OPTIONS: Record<string, keyof MountFlags> = {
   auto_export_min_age: 'autoExportMinAge',
   auto_export_interval: 'autoExportInterval',
   metrics: 'metrics',
+  log_level: 'logLevel',
+  log_file: 'logFile',
   namespace: 'namespace',
   id_map: 'idMap',
 };

@@ -14,6 +14,7 @@ import {
   defaultModesFrom,
   normalisePrefix,
   parseListen,
+  parseLogLevel,
   parseSize,
   stateHome,
   type MountConfig,
@@ -39,6 +40,8 @@ import { EXIT_FAILURE } from './io.js';
 export interface MountFlags extends StorageFlags {
   configFile?: string;
   metrics?: string;
+  logLevel?: string;
+  logFile?: string;
   prefix?: string;
   cacheDir?: string;
   cacheSize?: string;
@@ -76,7 +79,9 @@ export function mountCommandSpec(): Command {
     .description('mount a blob container as an HSM namespace')
     .argument('<mountpoint>', 'an existing empty directory')
     .option('--config-file <file>', 'YAML config file (blobfuse2 layout; flags and environment override it)')
-    .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (and /healthz)');
+    .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (and /healthz)')
+    .option('--log-level <level>', 'error, warn, info (default) or debug')
+    .option('--log-file <file>', 'write the JSON-lines log here (default: the log in ~/.local/state/blobhsm/logs/)');
   return addStorageOptions(command, 'blob name prefix to mount as the root')
     .option('--cache-dir <dir>', 'local cache and metadata directory')
     .option('--cache-size <size>', 'cache bound: bytes or NNG/NNM (least recently used clean files are released)')
@@ -173,6 +178,8 @@ export function buildMountConfig(mountpoint: string, flags: MountFlags, env: Nod
     ...(flags.emulator ? { emulator: { dataDir: join(dataHome(env), 'emulator'), demo: Boolean(flags.demo) } } : {}),
     requestTimeoutSeconds: timeout,
     ...(flags.metrics !== undefined ? { metrics: parseListen(flags.metrics) } : {}),
+    ...(flags.logLevel !== undefined ? { logLevel: parseLogLevel(flags.logLevel) } : {}),
+    ...(flags.logFile !== undefined ? { logFile: resolve(flags.logFile) } : {}),
     debug: Boolean(flags.debug) || fuse.debug,
     verifyMd5: flags.verifyMd5 ?? true,
     autoExport,
@@ -209,7 +216,13 @@ export async function runMount(mountpoint: string, cliFlags: MountFlags, io: Cli
 /** Serves the mount in this process; `started` runs once the daemon is up (or failed to start). */
 async function runForeground(config: MountConfig, io: CliIo, events: DaemonEvents = {}, started?: () => Promise<void>): Promise<number> {
   const { startDaemon } = await import('../daemon/daemon.js');
-  const log = (line: string) => io.stderr.write(`${new Date().toISOString()} ${line}\n`);
+  const { createDaemonLog } = await import('../daemon/logger.js');
+  const { storage } = config;
+  const { log } = createDaemonLog({
+    ...(config.logLevel ? { level: config.logLevel } : {}),
+    ...(config.logFile ? { file: config.logFile } : {}),
+    secrets: [storage.accountKey, storage.sasToken, storage.connectionString].filter((s): s is string => Boolean(s)),
+  });
   let daemon;
   try {
     daemon = await startDaemon(config, log, events);

@@ -1,6 +1,7 @@
 // Builds the filesystem stack below FUSE from a blob store and an opened metadata store: the data cache (scanned
 // and reconciled with the store), the changelog, the hydrator, the HSM coordinator and the VFS, wired together.
 // The daemon uses it before mounting; tests use it to exercise the semantics layer without a kernel mount.
+import type { Log } from '../log.js';
 import type { BlobStore } from '../blob/blob-store.js';
 import { DataCache } from '../cache/data-cache.js';
 import { Changelog } from '../hsm/changelog.js';
@@ -28,7 +29,7 @@ export interface StackOptions {
   readOnly: boolean;
   /** Identifies this namespace in the `blobhsm_version` stamp. */
   namespaceId: string;
-  log: (line: string) => void;
+  log: Log;
   /** Parallel HSM actions (the Coordinator's default when absent). */
   concurrency?: number;
   hydrator?: HydratorTuning;

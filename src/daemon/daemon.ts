@@ -1,5 +1,6 @@
 // Daemon wiring: the one place that builds every layer from a typed MountConfig, imports the namespace at the
 // first mount, reconciles the cache, mounts FUSE, serves the control socket, and shuts it all down cleanly.
+import type { Log } from '../log.js';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -55,7 +56,7 @@ export interface DaemonParts {
   jobs: JobRunner;
   autoExport: AutoExporter;
   autoImport: AutoImporter;
-  log: (line: string) => void;
+  log: Log;
   requestStop: () => void;
   /**
    * `blobhsm unmount`: refused with EBUSY while files are open (unless lazy) or while the kernel says the mount is
@@ -132,7 +133,7 @@ export interface DaemonEvents {
 }
 
 /** Starts serving `config`. */
-export async function startDaemon(config: MountConfig, log: (line: string) => void, events: DaemonEvents = {}): Promise<DaemonHandle> {
+export async function startDaemon(config: MountConfig, log: Log, events: DaemonEvents = {}): Promise<DaemonHandle> {
   // Everything the daemon creates (meta.db and its WAL, cache files, job logs, the socket) is the user's alone,
   // whatever the caller's umask or the mode of a cache directory the user made.
   process.umask(0o077);
@@ -175,7 +176,7 @@ export async function startDaemon(config: MountConfig, log: (line: string) => vo
 
 async function startParts(
   config: MountConfig,
-  log: (line: string) => void,
+  log: Log,
   cleanups: Array<() => Promise<void> | void>,
   runCleanups: () => Promise<void>,
   events: DaemonEvents,
@@ -426,7 +427,7 @@ async function startParts(
   return { stop, stopped };
 }
 
-async function unmountWithRetry(fuse: FuseHandle, log: (line: string) => void): Promise<void> {
+async function unmountWithRetry(fuse: FuseHandle, log: Log): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
       await fuse.unmount();

@@ -7,6 +7,7 @@ import { errnoOf, describeError, FsError } from '../errors.js';
 import { isBlobhsmMount, mountAt } from '../daemon/mount-checks.js';
 import type { Vfs } from '../vfs/vfs.js';
 import { PathVfs } from '../vfs/path-vfs.js';
+import type { Log } from '../log.js';
 
 const require = createRequire(import.meta.url);
 
@@ -89,10 +90,10 @@ export function fuseMountFlags(o: FuseMountOptions): string[] {
   return ['default_permissions', ...(o.allowOther ? ['allow_other'] : []), ...(o.readOnly ? ['ro'] : []), ...(o.extraOptions ?? [])];
 }
 
-export function buildOps(vfs: PathVfs, log: (line: string) => void): Record<string, (...args: never[]) => void> {
+export function buildOps(vfs: PathVfs, log: Log): Record<string, (...args: never[]) => void> {
   const fail = (op: string, cb: Cb, err: unknown) => {
     const errno = errnoOf(err);
-    if (!(err instanceof FsError) || err.code === 'EIO') log(`${op}: ${describeError(err)}`);
+    if (!(err instanceof FsError) || err.code === 'EIO') log(`${op}: ${describeError(err)}`, { event: 'fs_error', level: 'error', op, cause: describeError(err) });
     cb(-errno);
   };
   const run = <T>(op: string, cb: Cb, p: Promise<T>, ok: (value: T) => void) => {

@@ -18,7 +18,7 @@
 // hard-link name). A name some other file still owns (renamed away from it) is taken over only if that file is
 // resident: its archive copy is about to be overwritten, so it becomes DIRTY and is exported again under its new
 // name; a released owner makes it a conflict (its only copy is that blob).
-import { BlobError, ConflictError, FsError, NotRegularFileError, SourceChangedError, describeError, errnoOf } from '../errors.js';
+import { BlobError, ConflictError, FsError, NotRegularFileError, SourceChangedError, describeError, errnoCodeOf, errnoOf } from '../errors.js';
 import type { BlobInfo, BlobStore } from '../blob/blob-store.js';
 import type { DataCache } from '../cache/data-cache.js';
 import type { Hydrator } from './hydrator.js';
@@ -26,6 +26,7 @@ import type { Inode, KernelCache, MetaStore } from '../namespace/types.js';
 import * as flags from './flags.js';
 import { exportMetadata } from '../namespace/blob-encoding.js';
 import type { Changelog } from './changelog.js';
+import type { Log } from '../log.js';
 import { ActionScheduler, cancelledError, type ActionKind, type ActionOrigin, type ActionState, type ActionStats, type ScheduledAction } from './scheduler.js';
 import type { HnsExport } from './hns-export.js';
 
@@ -45,7 +46,7 @@ export interface CoordinatorOptions {
   concurrency?: number;
   /** Identifies this namespace in the `blobhsm_version` stamp. */
   namespaceId: string;
-  log: (line: string) => void;
+  log: Log;
   /** On a hierarchical-namespace account: real directories and access control instead of stubs and metadata. */
   hns?: HnsExport;
   /** The clock of access times (default Date.now). */
@@ -99,6 +100,23 @@ export class Coordinator {
     this.o = options;
     this.now = options.now ?? Date.now;
     this.scheduler = new ActionScheduler(options.concurrency ?? 8);
+    // Every HSM action in the log, with its file and, when it failed, the cause.
+    this.scheduler.onFinished = (a) => {
+      const path = this.o.meta.pathOf(a.ino) ?? `inode ${a.ino}`;
+      const outcome = a.error === undefined ? 'succeeded' : 'failed';
+      this.o.log(`${a.kind.toLowerCase()} of ${path} (${a.origin}) ${outcome} after ${a.ms} ms${a.error === undefined ? '' : `: ${describeError(a.error)}`}`, {
+        event: 'hsm_action',
+        level: a.error === undefined ? 'info' : errnoCodeOf(a.error) === 'ECANCELED' ? 'warn' : 'error',
+        action: a.kind,
+        origin: a.origin,
+        path,
+        ino: a.ino,
+        outcome,
+        ms: a.ms,
+        bytesMoved: a.bytesMoved,
+        ...(a.error === undefined ? {} : { cause: describeError(a.error) }),
+      });
+    };
   }
 
   stats(): ActionStats {

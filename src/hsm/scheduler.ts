@@ -76,7 +76,19 @@ export function cancelledError(reason = 'cancelled by hsm_cancel'): FsError {
   return new FsError('ECANCELED', reason);
 }
 
+/** One action that ran to its end (for the log): how long it ran, the bytes it moved, and its error if it failed. */
+export interface FinishedAction {
+  ino: number;
+  kind: ActionKind;
+  origin: ActionOrigin;
+  ms: number;
+  bytesMoved: number;
+  error?: unknown;
+}
+
 export class ActionScheduler {
+  /** Called when an action that ran (not one cancelled while waiting) finishes. */
+  onFinished: ((a: FinishedAction) => void) | undefined;
   private readonly files = new Map<number, FileState>();
   private readonly queue: PQueue;
   private running = 0;
@@ -143,8 +155,16 @@ export class ActionScheduler {
       action.status = 'running';
       this.running++;
       this.maxRunning = Math.max(this.maxRunning, this.running);
+      const started = Date.now();
+      const finished = (error?: unknown) =>
+        this.onFinished?.({ ino, kind, origin, ms: Date.now() - started, bytesMoved: action.bytesMoved, ...(error === undefined ? {} : { error }) });
       try {
-        return await run(action);
+        const result = await run(action);
+        finished();
+        return result;
+      } catch (err) {
+        finished(err);
+        throw err;
       } finally {
         this.running--;
       }

@@ -8,6 +8,7 @@
 // (InProgress, Canceling) and after it failed or was cancelled (Failed, Canceled), until the next import starts;
 // a successful import removes it.
 import PQueue from 'p-queue';
+import type { Log } from '../log.js';
 import type { BlobStore } from '../blob/blob-store.js';
 import { FsError, UsageError, describeError } from '../errors.js';
 import { isHiddenPath, type Coordinator } from '../hsm/coordinator.js';
@@ -93,7 +94,7 @@ export interface JobRunnerOptions {
   meta: MetaStore;
   store: BlobStore;
   coordinator: Coordinator;
-  log: (line: string) => void;
+  log: Log;
   prefix: string;
   mountRoot: string;
   /** Files archived in parallel (default 8). */
@@ -289,13 +290,26 @@ export class JobRunner {
     }
     this.running = job;
     if (job instanceof ImportJob) this.lastImport = job;
+    this.o.log(`${job.kind} ${job.id} started (prefixes ${job.prefixes.join(', ')})`, { event: 'job', job: job.id, kind: job.kind, state: 'InProgress', prefixes: job.prefixes });
+    let cause: string | undefined;
     job.done = run()
       .catch((err) => {
         job.state = 'Failed';
-        if (job instanceof ImportJob) job.error = describeError(err);
-        this.o.log(`${job.kind} ${job.id} failed: ${describeError(err)}`);
+        cause = describeError(err);
+        if (job instanceof ImportJob) job.error = cause;
+        this.o.log(`${job.kind} ${job.id} failed: ${cause}`, { event: 'job_error', level: 'error', job: job.id, kind: job.kind, cause });
       })
       .finally(() => {
+        const { stats } = job.summary();
+        this.o.log(`${job.kind} ${job.id} ${job.state}`, {
+          event: 'job',
+          level: job.state === 'Succeeded' || job.state === 'Canceled' ? 'info' : 'warn',
+          job: job.id,
+          kind: job.kind,
+          state: job.state,
+          stats,
+          ...(cause ? { cause } : {}),
+        });
         job.finishTime = new Date();
         this.running = undefined;
         this.history.push(job);
@@ -408,16 +422,32 @@ export class JobRunner {
           if (outcome.conflict) {
             job.stats.conflicts++;
             job.conflictPaths.push(outcome.path);
-            this.o.log(`export conflict: ${outcome.path}: blob ${outcome.blobName} was not overwritten; the file stays dirty`);
+            this.o.log(`export conflict: ${outcome.path}: blob ${outcome.blobName} was not overwritten; the file stays dirty`, {
+              event: 'export',
+              level: 'warn',
+              job: job.id,
+              path: outcome.path,
+              blob: outcome.blobName,
+              outcome: 'conflict',
+            });
           } else {
             job.stats.filesExported++;
             job.stats.bytesExported += outcome.bytes;
+            this.o.log(`exported ${outcome.path} to ${outcome.blobName} (${outcome.bytes} bytes)`, {
+              event: 'export',
+              level: 'debug',
+              job: job.id,
+              path: outcome.path,
+              blob: outcome.blobName,
+              bytes: outcome.bytes,
+              outcome: 'exported',
+            });
           }
         } catch (err) {
           if (job.abort.signal.aborted) return;
           job.stats.filesFailed++;
           job.failures.push({ path, error: describeError(err) });
-          this.o.log(`export failed: ${path}: ${describeError(err)}`);
+          this.o.log(`export failed: ${path}: ${describeError(err)}`, { event: 'export', level: 'error', job: job.id, path, outcome: 'failed', cause: describeError(err) });
         } finally {
           job.uploading.delete(inode.ino);
         }
