@@ -100,7 +100,7 @@ export function buildHandler(vfs: Vfs, log: (line: string) => void): LowLevelHan
  * Session tuning. 1 MiB READ/WRITE (libfuse3 wants max_read in -o and at INIT alike; lowlevel.ts does both);
  * max_background 64 lets read-ahead and parallel readers keep more requests in flight than the default 12.
  * No writeback cache: write() would return before blobhsm sees the data, and the DIRTY-before-the-first-byte rule
- * (SPEC §2) would have to move to open; see the README for the measurement.
+ * (docs/SEMANTICS.md §2) would have to move to open; not measured yet (README, "FUSE bindings").
  */
 export function lowLevelOptions(o: FuseMountOptions): LowLevelOptions {
   const timeout = o.attrTimeoutSeconds ?? 60;
