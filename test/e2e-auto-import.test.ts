@@ -13,6 +13,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AutoImportMetrics } from '../src/jobs/auto-import.js';
 import { createAzureStore } from '../src/blob/azure-store.js';
+import { isAlive } from '../src/control/registry.js';
 import { startAzurite, uniqueContainerName } from './helpers/azurite.js';
 import { ChangeFeedWriter, type FeedEvent } from './helpers/change-feed-writer.js';
 import { breakMount, mountContainer, seed, type MountFixture } from './helpers/mount.js';
@@ -154,14 +155,7 @@ t.test('change-feed mode: events apply; a kill -9 resumes from the cursor withou
   // kill -9, then changes while no daemon runs, then the remount.
   const pid = m.daemonPid()!;
   process.kill(pid, 'SIGKILL');
-  await until('the daemon is gone', async () => {
-    try {
-      process.kill(pid, 0);
-      return false;
-    } catch {
-      return true;
-    }
-  });
+  await until('the daemon is gone', async () => !isAlive(pid));
   breakMount(m.mountpoint);
   await feed.append(chunk, [await put('three.txt', 'three\n'), await del('two.txt')]);
   const again = await m.remount();

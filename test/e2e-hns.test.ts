@@ -114,7 +114,7 @@ t.test('a flat Azurite mount is unchanged', async (t) => {
   const m = await mountContainer(t, azurite, [{ name: 'd/f.txt', data: 'x', metadata: { owner: '77', group: '5', permissions: '0600' } }]);
   t.same((await status(m)).namespace, { kind: 'flat', how: 'detected' });
   t.equal(await statOf(m, 'd/f.txt'), '77 5 600 regular file');
-  t.equal(await statOf(m, 'd'), '0 0 777 directory', 'implicit directory defaults');
+  t.equal(await statOf(m, 'd'), '0 0 755 directory', 'implicit directory defaults (--dir-mode 0755)');
   const facl = await m.sh('getfattr -n system.posix_acl_access "$MNT/d/f.txt"');
   t.not(facl.code, 0, 'no ACL xattr on a flat mount');
 });
