@@ -23,7 +23,7 @@ import {
 import type { ActionState } from '../hsm/coordinator.js';
 import type { HsmRequestProgress, PathResult } from '../daemon/control-methods.js';
 import { hsmRequestUpdate, startProgress } from './progress.js';
-import { LfsUsageError, parseFilelist, parseLfsArgs, usageText, type LfsRequest } from './lfs-args.js';
+import { LfsUsageError, parseFilelist, parseLfsArgs, reportUsage, usageText, type LfsRequest } from './lfs-args.js';
 import { EXIT_USAGE, errnoNumber } from './exit-status.js';
 import { locate } from './daemon-call.js';
 import type { CliIo } from './io.js';
@@ -92,11 +92,7 @@ export async function runLfs(argv: string[], io: CliIo): Promise<number> {
   try {
     req = parseLfsArgs(argv);
   } catch (err) {
-    if (err instanceof LfsUsageError) {
-      if (err.detail) io.stderr.write(err.detail + '\n');
-      io.stdout.write(err.usage + '\n');
-      return EXIT_USAGE;
-    }
+    if (err instanceof LfsUsageError) return reportUsage(err, io);
     throw err;
   }
   const paths = [...req.files];

@@ -3,6 +3,7 @@
 // unique long prefixes, `--opt=value`, clustered short options), and the same usage texts. A usage problem
 // throws LfsUsageError: the caller prints `detail` (if any) on stderr, `usage` on stdout, and exits 4.
 import { UsageError } from '../errors.js';
+import { EXIT_USAGE } from './exit-status.js';
 import { maskOf, type HsmFlagName } from '../hsm/flags.js';
 
 export type LfsCommand =
@@ -54,14 +55,37 @@ export interface LfsRequest {
   json: boolean;
 }
 
-/** A usage error: `detail` goes to stderr (when set), then `usage` to stdout; exit status 4. */
+/**
+ * A usage error: `detail` goes to stderr (when set), then `usage` to stdout; exit status 4. With `requested`
+ * (`--help`, `-h`) the usage alone is printed and the exit status is 0.
+ */
 export class LfsUsageError extends UsageError {
   constructor(
     readonly usage: string,
     readonly detail?: string,
+    readonly requested = false,
   ) {
     super(detail ?? usage.split('\n')[0] ?? 'usage error');
   }
+}
+
+/** Prints a usage error (or requested help) as lfs does and returns the exit status. */
+export function reportUsage(err: LfsUsageError, out: { stdout: { write(s: string): unknown }; stderr: { write(s: string): unknown } }): number {
+  if (err.detail) out.stderr.write(err.detail + '\n');
+  out.stdout.write(err.usage + '\n');
+  return err.requested ? 0 : EXIT_USAGE;
+}
+
+/**
+ * lfs's `--list-commands` (libcfs Parser_list_commands with an 81-byte buffer and 4 columns): names padded to 20
+ * characters (a longer one cut to 19 and a space), four to a line, the last line as far as it goes.
+ */
+export function listCommandsText(names: readonly string[]): string {
+  const width = 20;
+  const cells = names.map((n) => (n.length < width ? n.padEnd(width) : n.slice(0, width - 1) + ' '));
+  const lines: string[] = [];
+  for (let i = 0; i < cells.length; i += 4) lines.push(cells.slice(i, i + 4).join(''));
+  return lines.map((l) => l + '\n').join('');
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -177,6 +201,8 @@ const REQUEST_OPTS: OptSpec[] = [
 const QUERY_OPTS: OptSpec[] = [
   { long: 'filelist', hasArg: true, key: 'filelist' },
   { long: 'json', hasArg: false, key: 'json' },
+  // Only the exact word (query operands are not parsed as options): a file named --help is `-- --help`.
+  { long: 'help', hasArg: false, key: 'help' },
 ];
 
 interface ParsedOpt {
@@ -334,7 +360,7 @@ export function parseLfsArgs(argv: readonly string[]): LfsRequest {
   for (const { spec, value, arg } of parsed.opts) {
     switch (spec.key) {
       case 'help':
-        return fail();
+        throw new LfsUsageError(usage, undefined, true);
       case 'json':
         req.json = true;
         break;

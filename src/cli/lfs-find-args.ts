@@ -189,7 +189,7 @@ export function parseFindArgs(args: readonly string[], nowSec: number): FindRequ
     const value = t.value ?? '';
     switch (t.option!.long) {
       case 'help':
-        return fail();
+        throw new LfsUsageError(usage, undefined, true);
       case 'print':
         break;
       case 'print0':
@@ -236,7 +236,7 @@ export function parseDfArgs(args: readonly string[]): DfRequest {
     if (t.operand !== undefined) {
       if (req.path !== undefined) throw new LfsUsageError(DF_USAGE, 'lfs df: one path at most');
       req.path = t.operand;
-    } else if (t.option!.long === 'help') throw new LfsUsageError(DF_USAGE);
+    } else if (t.option!.long === 'help') throw new LfsUsageError(DF_USAGE, undefined, true);
     else if (t.option!.long === 'inodes') req.inodes = true;
     else req.human = true;
   }

@@ -8,16 +8,14 @@ import type { DfResult } from '../daemon/control-methods.js';
 import { describeError, errnoCodeOf } from '../errors.js';
 import { formatDf, strerror } from '../hsm/format.js';
 import { errnoNumber, EXIT_USAGE } from './exit-status.js';
-import { LfsUsageError } from './lfs-args.js';
+import { LfsUsageError, reportUsage } from './lfs-args.js';
 import { parseDfArgs, parseFindArgs } from './lfs-find-args.js';
 import { locate } from './daemon-call.js';
 import type { CliIo } from './io.js';
 
 function usageFailure(err: unknown, io: CliIo): number {
   if (!(err instanceof LfsUsageError)) throw err;
-  if (err.detail) io.stderr.write(err.detail + '\n');
-  io.stdout.write(err.usage + '\n');
-  return EXIT_USAGE;
+  return reportUsage(err, io);
 }
 
 /** `lfs find DIR... [options]`: prints each match (newline or, with -print0, NUL terminated); exit as lfs does. */

@@ -24,6 +24,9 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
   const first = argv[0] ?? '';
   if (first === '__daemon') return runDaemonChild();
   hideSecretArgs(argv, io);
+  // `blobhsm help hsm_state` (and find, df): the lfs command's usage, as `hsm_state --help` prints it.
+  if (first === 'help' && argv[1] !== undefined && isLfsArgv(argv.slice(1))) return runLfsMain([...argv.slice(1), '--help'], io);
+  if (first === 'help' && (argv[1] === 'find' || argv[1] === 'df')) return runLfsMain(['lfs', argv[1], '--help'], io);
   // bin/blobhsm.js sends these to lfs-main.js without loading this module; main() keeps them for its callers.
   if (isLfsArgv(argv)) return runLfsMain(argv, io);
 
@@ -145,6 +148,12 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     .argument('<shell>', 'bash')
     .description('print a shell completion script: source <(blobhsm completion bash)')
     .action((shell: string) => void (status = runCompletion(shell, program, (text) => io.stdout.write(text))));
+
+  // Commands added with addCommand (mount, ingest) do not inherit these: without them `mount --help` or a missing
+  // argument would exit the process itself (and with status 1 instead of the usage status).
+  for (const c of program.commands) {
+    c.exitOverride().configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+  }
 
   try {
     // mount(8) through /sbin/mount.fuse: `blobhsm SOURCE MOUNTPOINT -o OPTIONS` (mount -t fuse.blobhsm, /etc/fstab).

@@ -11,7 +11,6 @@ import {
   cacheIdentity,
   dataHome,
   defaultCacheDir,
-  defaultModesFrom,
   normalisePrefix,
   parseListen,
   parseLogLevel,
@@ -28,6 +27,7 @@ import { AUTO_IMPORT_DEFAULTS, checkAutoImportConfig, type AutoImportConfig } fr
 import { EMULATOR_ACCOUNT } from '../emulator/emulator.js';
 import { readSecretFlags } from './secret-args.js';
 import { FUSE_BINDINGS, type FuseBindingChoice } from '../fuse/bindings.js';
+import { defaultModesFrom } from './mode-options.js';
 import type { CliIo } from './io.js';
 import { layerConfigFile, loadConfigFile } from './config-file.js';
 import { addStorageOptions, storageConfigFromFlags, type StorageFlags } from './storage-options.js';
