@@ -63,7 +63,7 @@ t.test('the import at the first mount draws a bar on a terminal; a remount draws
   const first = terminalIo(m.env);
   t.equal(await main(args, first), 0, first.err());
   t.teardown(() => main(['unmount', second], terminalIo(m.env)));
-  t.match(first.err(), /importing \| 25 blobs \| [\d.]+ blobs\/s \| 25 imported\n$/, first.err());
+  t.match(first.err(), /importing \| 25 blobs \| (?:[\d.]+|-) blobs\/s \| 25 imported\n$/, first.err());  // the rate is "-" when the whole import took under 1 ms
   t.match(first.out(), /^mounted /);
   t.equal(await main(['unmount', second], terminalIo(m.env)), 0);
   const again = terminalIo(m.env);
