@@ -114,7 +114,9 @@ t.test('a busy mount is refused with EBUSY and the writer keeps writing; then it
 });
 
 t.test('--lazy detaches at once; the writer finishes and the daemon exits when it closes; nothing is lost', async (t) => {
-  const m = await mountContainer(t, azurite, []);
+  // On fuse2: the libfuse3 binding does not yet tell the daemon when a lazily detached session ends (known gap,
+  // README Status: the daemon outlives the detach).
+  const m = await mountContainer(t, azurite, [], ['--fuse', 'fuse2']);
   const pid = m.daemonPid()!;
   const file = join(m.mountpoint, 'lazy.txt');
   const writer = new Writer(file);

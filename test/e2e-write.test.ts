@@ -147,7 +147,7 @@ t.test('writes, DIRTY rules and what export writes to blob', async (t) => {
   const link = (await readBlob(m.store, 'new/link'))!.info.metadata;
   t.equal(link.ftype, 'LNK');
   t.equal(link.permissions, '0777');
-  for (const stub of ['new', 'new/deep', 'new/deep/er', 'newdir']) await checkStub(t, m, stub);
+  for (const stub of ['new', 'new/deep', 'new/deep/er', 'newdir', 'empty']) await checkStub(t, m, stub);
   t.equal((await readBlob(m.store, 'new/deep'))!.info.metadata.permissions, '1755', 'sticky bit kept on a stub');
 
   // Untouched: the existing stub, metadata-only changes, renamed and unlinked files (AMLFS exports no deletions).
@@ -157,7 +157,8 @@ t.test('writes, DIRTY rules and what export writes to blob', async (t) => {
   t.same(
     await blobNames(m.store),
     [
-      'append.txt', 'dir', 'dir/hydrated.txt', 'dir/released.txt', 'gone.txt', 'meta-only.txt', 'new', 'new/deep',
+      // `empty` (a directory emptied by rmdir of its only child) is exported as its stub: empty directories are kept.
+      'append.txt', 'dir', 'dir/hydrated.txt', 'dir/released.txt', 'empty', 'gone.txt', 'meta-only.txt', 'new', 'new/deep',
       'new/deep/er', 'new/deep/er/file.txt', 'new/final', 'new/hard.txt', 'new/link', 'newdir', 'newdir/added.txt',
       'olddir/inner.txt', 'otrunc.txt', 'plain-open.txt', 'renamed-src.txt', 'trunc.txt',
     ],

@@ -85,9 +85,14 @@ export function fuseOptions(o: FuseMountOptions): Record<string, unknown> {
   };
 }
 
-/** The mount flags the libfuse3 binding passes as -o, mirroring fuseOptions: default_permissions always, allow_other when asked, ro, the user's own. */
+/**
+ * The mount flags the libfuse3 binding passes as -o, mirroring fuseOptions: default_permissions always, allow_other
+ * when asked, ro, the user's own, except `nonempty`: libfuse 3 has no such option (it always mounts over a non-empty
+ * directory); blobhsm's own mountpoint check (daemon/mount-checks.ts) already applied it.
+ */
 export function fuseMountFlags(o: FuseMountOptions): string[] {
-  return ['default_permissions', ...(o.allowOther ? ['allow_other'] : []), ...(o.readOnly ? ['ro'] : []), ...(o.extraOptions ?? [])];
+  const own = (o.extraOptions ?? []).filter((opt) => opt !== 'nonempty');
+  return ['default_permissions', ...(o.allowOther ? ['allow_other'] : []), ...(o.readOnly ? ['ro'] : []), ...own];
 }
 
 export function buildOps(vfs: PathVfs, log: Log): Record<string, (...args: never[]) => void> {
