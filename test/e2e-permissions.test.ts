@@ -135,7 +135,7 @@ t.test('a secret given as a flag is hidden from ps, with a warning; --foreground
   const mounted = new Promise<void>((done) =>
     child.stderr.on('data', (c: Buffer) => {
       stderr += c.toString();
-      if (/ mounted container /.test(stderr)) done();
+      if (/mounted container /.test(stderr)) done(); // a plain or a JSON log line (pino: "msg":"mounted ...")
     }),
   );
   const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
