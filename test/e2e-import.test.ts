@@ -92,7 +92,8 @@ t.test('changes behind the mount: Skip leaves local paths, OverwriteIfDirty appl
 });
 
 t.test('a slow import shows IMPORT_InProgress in the root, refuses a second job, and removes it on success', async (t) => {
-  const many = Array.from({ length: 400 }, (_, i) => ({ name: `bulk/f${String(i).padStart(3, '0')}`, data: `${i}` }));
+  // 1200 pages (one blob each): the walk must outlast three CLI start-ups (the readAhead import walks 400 in ~2 s).
+  const many = Array.from({ length: 1200 }, (_, i) => ({ name: `bulk/f${String(i).padStart(4, '0')}`, data: `${i}` }));
   for (let i = 0; i < many.length; i += 25) await Promise.all(many.slice(i, i + 25).map((b) => seed(m.store, [b])));
   const started = await m.cli(['import', m.mountpoint, '--no-wait', '--page-size', '1', '--json']);
   t.equal(started.code, 0, started.stderr);
@@ -127,8 +128,8 @@ t.test('a slow import shows IMPORT_InProgress in the root, refuses a second job,
     await new Promise((r) => setTimeout(r, 100));
   }
   t.equal(last?.state, 'Succeeded');
-  t.equal((last as ImportJobSummary).stats.importedFiles, 400);
-  t.comment(`400 blobs at one per listing page: ${Date.parse(last!.finishTime!) - Date.parse(last!.startTime)} ms`);
+  t.equal((last as ImportJobSummary).stats.importedFiles, 1200);
+  t.comment(`1200 blobs at one per listing page: ${Date.parse(last!.finishTime!) - Date.parse(last!.startTime)} ms`);
   t.notOk(readdirSync(m.mountpoint).some((n) => n.startsWith('IMPORT_')), 'the marker is gone after a success');
 });
 
