@@ -73,7 +73,8 @@ const SEGMENT_INDEX = 'idx/segments/';
 const HEADER_PROBE = 16 * 1024;
 const MAGIC = Buffer.from('Obj\x01', 'latin1');
 
-const HEADER_TYPE = avro.Type.forSchema({
+/** The Avro object container file's header and block records (the Avro 1.x spec), for readers and test writers. */
+export const AVRO_HEADER_TYPE = avro.Type.forSchema({
   type: 'record',
   name: 'org.apache.avro.file.Header',
   fields: [
@@ -82,7 +83,7 @@ const HEADER_TYPE = avro.Type.forSchema({
     { name: 'sync', type: { type: 'fixed', name: 'Sync', size: 16 } },
   ],
 });
-const BLOCK_TYPE = avro.Type.forSchema({
+export const AVRO_BLOCK_TYPE = avro.Type.forSchema({
   type: 'record',
   name: 'org.apache.avro.file.Block',
   fields: [
@@ -251,7 +252,7 @@ export class ChangeFeedReader {
     let pos = 0;
     let c: ShardCursor = { ...cursor, blockOffset: start };
     while (pos < body.length && out.length < maxEvents) {
-      const block = BLOCK_TYPE.decode(body, pos);
+      const block = AVRO_BLOCK_TYPE.decode(body, pos);
       if (block.offset < 0) break; // a block still being appended: read it on a later poll
       const value = block.value as { count: number; data: Buffer; sync: Buffer };
       if (!value.sync.equals(header.sync)) throw new Error(`${chunk}: Avro sync marker mismatch at byte ${start + pos}`);
@@ -281,7 +282,7 @@ export class ChangeFeedReader {
       const buf = await this.read(chunk, 0, probe);
       if (buf.length < MAGIC.length) return undefined;
       if (!buf.subarray(0, 4).equals(MAGIC)) throw new Error(`${chunk} is not an Avro object container file`);
-      const decoded = HEADER_TYPE.decode(buf, 0);
+      const decoded = AVRO_HEADER_TYPE.decode(buf, 0);
       if (decoded.offset < 0) {
         if (buf.length < probe) return undefined;
         probe *= 4;

@@ -44,8 +44,8 @@ export function wantsProgress(stream: ProgressStream, json = false): boolean {
   return stream.isTTY === true && !json;
 }
 
-/** 1536 → '1.5 KiB'. */
-export function formatBytes(n: number): string {
+/** 1536 → '1.5 KiB'; `decimals` fixes the digits after the point (default: 1 below 10, else 0). */
+export function formatBytes(n: number, decimals?: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let v = n;
   let i = 0;
@@ -53,7 +53,7 @@ export function formatBytes(n: number): string {
     v /= 1024;
     i++;
   }
-  return i === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+  return i === 0 ? `${n} B` : `${v.toFixed(decimals ?? (v < 10 ? 1 : 0))} ${units[i]}`;
 }
 
 /** The counts part of the line: '3/10 files', '1.5 MiB/4.0 MiB', '12000 blobs'. */

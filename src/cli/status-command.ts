@@ -1,6 +1,7 @@
 // `blobhsm status MOUNTPOINT [--json]`: what a mount's daemon is doing, as a short readable summary (or the
 // daemon's status object as one JSON line).
 import { callMount } from './daemon-call.js';
+import { formatBytes } from './progress.js';
 import type { CliIo } from './io.js';
 
 interface DaemonStatus {
@@ -22,16 +23,6 @@ interface DaemonStatus {
   metrics?: string | null;
 }
 
-function bytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
-}
 
 export function formatStatus(s: DaemonStatus): string {
   const requests = Object.entries(s.requests).filter(([, n]) => n > 0);
@@ -39,11 +30,11 @@ export function formatStatus(s: DaemonStatus): string {
     ['mountpoint', s.mountpoint],
     ['container', `${s.description}${s.prefix ? `, prefix ${s.prefix}` : ''}${s.namespace?.kind ? ` (${s.namespace.kind} namespace)` : ''}`],
     ['daemon', `pid ${s.pid}, alive`],
-    ['cache', `${bytes(s.cacheBytes)} in ${s.cacheDir}`],
+    ['cache', `${formatBytes(s.cacheBytes, 1)} in ${s.cacheDir}`],
     ['entries', String(s.inodes)],
     ['open files', String(s.openFiles ?? 0)],
     ['HSM actions', `${s.hsm.running} running, ${s.hsm.waiting} waiting (at most ${s.hsm.concurrency} at once)`],
-    ['FUSE I/O', `${s.io.readOps} reads (${bytes(s.io.readBytes)}), ${s.io.writeOps} writes (${bytes(s.io.writeBytes)})`],
+    ['FUSE I/O', `${s.io.readOps} reads (${formatBytes(s.io.readBytes, 1)}), ${s.io.writeOps} writes (${formatBytes(s.io.writeBytes, 1)})`],
     ...(s.integrity
       ? [['Content-MD5', `${s.integrity.verifyMd5 ? 'checked' : 'not checked (--no-verify-md5)'}: ${s.integrity.verified} files verified, ${s.integrity.unverified} unverified, ${s.integrity.mismatches} mismatches`] as [string, string]]
       : []),

@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import avro from 'avsc';
+import { AVRO_BLOCK_TYPE, AVRO_HEADER_TYPE } from '../../src/blob/change-feed.js';
 
 /** The event record schema (a subset of the service's schema version 4, same field names and unions). */
 export const CHANGE_EVENT_SCHEMA = {
@@ -40,24 +41,8 @@ export const CHANGE_EVENT_SCHEMA = {
 } as const;
 
 const eventType = avro.Type.forSchema(CHANGE_EVENT_SCHEMA as never);
-const headerType = avro.Type.forSchema({
-  type: 'record',
-  name: 'org.apache.avro.file.Header',
-  fields: [
-    { name: 'magic', type: { type: 'fixed', name: 'Magic', size: 4 } },
-    { name: 'meta', type: { type: 'map', values: 'bytes' } },
-    { name: 'sync', type: { type: 'fixed', name: 'Sync', size: 16 } },
-  ],
-});
-const blockType = avro.Type.forSchema({
-  type: 'record',
-  name: 'org.apache.avro.file.Block',
-  fields: [
-    { name: 'count', type: 'long' },
-    { name: 'data', type: 'bytes' },
-    { name: 'sync', type: { type: 'fixed', name: 'Sync', size: 16 } },
-  ],
-});
+const headerType = AVRO_HEADER_TYPE;
+const blockType = AVRO_BLOCK_TYPE;
 
 export interface FeedEvent {
   eventType: 'BlobCreated' | 'BlobDeleted' | 'BlobPropertiesUpdated' | 'Control';
