@@ -355,8 +355,9 @@ t.test('memory store fault hooks', async (t) => {
   await rejectsKind(t, store.readRange('a', 0, undefined), 'Transient', 'an error object');
   store.delay('head', Infinity);
   const ac = new AbortController();
-  setTimeout(() => ac.abort(), 20);
-  await t.rejects(store.head('a', { signal: ac.signal }), { name: 'AbortError' }, 'a hang ends with the signal');
+  const hanging = store.head('a', { signal: ac.signal });
+  setImmediate(() => ac.abort());
+  await t.rejects(hanging, { name: 'AbortError' }, 'a hang ends with the signal');
   store.delay('head', 0);
   const seen: string[] = [];
   store.beforeOp = (op, target) => {
@@ -396,10 +397,12 @@ function closeServer(server: Server, sockets: Set<Socket>): Promise<void> {
 
 t.test('azure: a server that never answers → Timeout within the bound', async (t) => {
   const sockets = new Set<Socket>();
+  /** Called when a request reaches the server (which never answers it). */
+  let onRequest: (() => void) | undefined;
   const server = createNetServer((s) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
-    s.resume(); // read the request, never answer
+    s.on('data', () => onRequest?.()); // read the request, never answer
   });
   const port = await listenLoopback(server);
   t.teardown(() => closeServer(server, sockets));
@@ -412,17 +415,18 @@ t.test('azure: a server that never answers → Timeout within the bound', async 
   const err = await rejectsKind(t, store.head('x'), 'Timeout', 'head times out');
   const elapsed = Date.now() - t0;
   t.ok(elapsed >= 800, `two attempts of 400 ms (${elapsed} ms)`);
-  t.ok(elapsed < 2500, `bounded (${elapsed} ms)`);
-  t.same(retries, [1], 'retried once');
+  t.same(retries, [1], 'retried once: bounded by the retry count, not timed');
   t.equal(store.requestCounts().head, 2);
   t.match(err.message, /no answer within 400 ms/);
 
-  // The caller's signal ends a call at once, as an abort, without retrying.
+  // The caller's signal ends a call at once, as an abort (not a Timeout), without retrying: aborted as soon as
+  // the request reaches the server.
   const ac = new AbortController();
-  setTimeout(() => ac.abort(), 50);
-  const t1 = Date.now();
-  await t.rejects(store.head('y', { signal: ac.signal }), { name: 'AbortError' });
-  t.ok(Date.now() - t1 < 350, 'aborted before the timeout');
+  onRequest = () => ac.abort();
+  const heads = store.requestCounts().head;
+  await t.rejects(store.head('y', { signal: ac.signal }), { name: 'AbortError' }, 'an abort, not a Timeout');
+  onRequest = undefined;
+  t.equal(store.requestCounts().head, heads + 1, 'not retried');
 
   // A non-idempotent commit is not retried after a timeout (it may have happened).
   await rejectsKind(t, store.setMetadata('z', { a: '1' }, { ifMatch: '"0x1"' }), 'Timeout', 'conditional setMetadata');
@@ -457,8 +461,8 @@ t.test('azure: a body that stalls → the stream fails with Timeout', async (t) 
     'the stalled body fails',
   );
   t.equal(Buffer.concat(chunks).toString(), 'first bytes', 'the bytes before the stall arrive');
-  t.ok(Date.now() - t0 < 1500, 'within the bound');
-  t.match(err.message, /stalled/);
+  t.comment(`failed ${Date.now() - t0} ms after the stall began`);
+  t.match(err.message, /stalled/, 'by the stall timeout');
 });
 
 t.test('azure: connection refused → Transient after the retries', async (t) => {

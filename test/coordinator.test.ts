@@ -2,7 +2,6 @@
 // writes, crash-retry), remove, restore failures, eviction, per-file serialisation and bounded parallelism.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { UploadOptions, UploadResult, UploadSource } from '../src/blob/blob-store.js';
 import { BlobError, ConflictError, FsError, type FsErrorCode } from '../src/errors.js';
 import { VERSION_KEY, type ActionKind } from '../src/hsm/coordinator.js';
@@ -580,17 +579,33 @@ t.test('per-file serialisation and bounded parallelism of request()', async (t) 
   const names = Array.from({ length: 6 }, (_, i) => `r${i}`);
   const s = await makeStack({ blobs: Object.fromEntries(names.map((n) => [n, `data of ${n}`])), concurrency: 2 });
   t.teardown(() => s.cleanup());
+  // Each restore's read waits at the store until two are in flight; then the scheduler must show the other
+  // requests waiting for a slot, not running (and the reads in flight never exceed two).
   let inFlight = 0;
   let maxInFlight = 0;
+  let pair = gate();
+  const seen: Array<{ running: number; waiting: number }> = [];
   s.store.beforeOp = async (op) => {
     if (op !== 'read') return;
     inFlight++;
     maxInFlight = Math.max(maxInFlight, inFlight);
-    await sleep(15);
+    const mine = pair;
+    if (inFlight === 2) {
+      const { running, waiting } = s.coordinator.stats();
+      seen.push({ running, waiting });
+      pair = gate();
+      mine.open();
+    }
+    await mine.wait();
     inFlight--;
   };
   await Promise.all(names.map((n) => req(s, 'RESTORE', '/' + n)));
   t.equal(maxInFlight, 2, 'at most `concurrency` actions run at once');
+  t.same(seen, [
+    { running: 2, waiting: 4 },
+    { running: 2, waiting: 2 },
+    { running: 2, waiting: 0 },
+  ], 'the others wait for a slot while two run');
   for (const n of names) t.equal(s.inode('/' + n).hsmFlags, RESTORED);
   s.store.beforeOp = undefined;
 

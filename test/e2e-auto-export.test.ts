@@ -1,6 +1,7 @@
 // End to end: auto-export on a real kernel FUSE mount of a real Azurite container, mounted with
 // `--auto-export --auto-export-min-age 1 --auto-export-interval 1`. Files written through the mount become
-// `exists archived` with their blob holding the content; a file held open for writing is not exported until it is
+// `exists archived` with their blob holding the content (the minimum age itself is proven with an injected clock
+// in auto-export.test.ts); a file held open for writing is not exported until it is
 // closed; the metrics from `blobhsm auto-export MNT --json`; disable and enable at runtime; bad values (exit 4);
 // a clean unmount with auto-export running.
 import t from 'tap';
@@ -55,7 +56,6 @@ t.test('written files become `exists archived` with the right blob; metrics', as
   t.match(before, { enabled: true, minAgeSeconds: 1, intervalSeconds: 1, totalFilesExported: 0 });
   await writeFile(mnt('new.txt'), 'a new file\n');
   await appendFile(mnt('old.txt'), 'old v2\n');
-  t.match(await state('new.txt'), /\(0x00000000\)/, 'not exported right after the write (minimum age 1 s)');
   await untilArchived('new.txt');
   await untilArchived('old.txt');
   t.equal(await readBlob(m, 'new.txt'), 'a new file\n');
@@ -75,10 +75,18 @@ t.test('written files become `exists archived` with the right blob; metrics', as
 });
 
 t.test('a file open for writing is exported only after its close', async (t) => {
-  // The shell holds the file open for writing for 4 s (min age 1 s + interval 1 s, twice over).
-  const writer = m.sh('exec 3>"$MNT/open.txt"; echo first >&3; sleep 4; echo second >&3; exec 3>&-');
-  await sleep(3000);
+  // The shell holds the file open for writing until the test writes a line to a fifo: after three iterations that
+  // began once its first bytes were in (the third more than the minimum age later), it is still not exported.
+  const dir = mkdtempSync(join(tmpdir(), 'blobhsm-ae-fifo-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const fifo = join(dir, 'go');
+  const writer = m.sh(`mkfifo "${fifo}" && exec 3>"$MNT/open.txt" && echo first >&3 && read line <"${fifo}" && echo second >&3 && exec 3>&-`);
+  for (let i = 0; i < 200 && (await m.sh('cat "$MNT/open.txt" 2>/dev/null')).stdout !== 'first\n'; i++) await sleep(100);
+  const n = (await metrics()).iterationsCompleted;
+  for (let i = 0; i < 300 && (await metrics()).iterationsCompleted < n + 3; i++) await sleep(100);
+  t.ok((await metrics()).iterationsCompleted >= n + 3, 'three iterations ran while it was open');
   t.match(await state('open.txt'), /\(0x00000000\)/, 'not exported while open for writing');
+  await m.sh(`echo go >"${fifo}"`);
   t.equal((await writer).code, 0);
   await untilArchived('open.txt');
   t.equal(await readBlob(m, 'open.txt'), 'first\nsecond\n');
@@ -87,8 +95,10 @@ t.test('a file open for writing is exported only after its close', async (t) => 
 t.test('disable and enable at runtime; bad values exit 4', async (t) => {
   const off = await metrics(['--disable']);
   t.match(off, { enabled: false, state: 'Disabled' });
+  t.equal(off.nextIterationTime, null, 'no iteration is scheduled while disabled');
   await writeFile(mnt('later.txt'), 'written while disabled\n');
-  await sleep(2500);
+  const still = await metrics();
+  t.match(still, { state: 'Disabled', nextIterationTime: null, iterationsCompleted: off.iterationsCompleted });
   t.match(await state('later.txt'), /\(0x00000000\)/, 'not exported while disabled');
   const on = await metrics(['--enable', '--min-age', '0', '--interval', '0.5']);
   t.match(on, { enabled: true, minAgeSeconds: 0, intervalSeconds: 0.5 });

@@ -20,7 +20,7 @@ class RecordingStore extends MemoryBlobStore {
   reads: { offset: number; length: number; atMs: number }[] = [];
   delayFor: ((offset: number, length: number) => number) | undefined;
   /** This read waits for the promise returned (after the delay). */
-  holdFor: ((offset: number) => Promise<void> | undefined) | undefined;
+  holdFor: ((offset: number, length: number) => Promise<void> | undefined) | undefined;
   /** Throw this error for a read at this offset (after the delay). */
   failFor: ((offset: number, length: number) => BlobError | undefined) | undefined;
   /** The body of this read breaks off with this error after this many bytes. */
@@ -29,7 +29,7 @@ class RecordingStore extends MemoryBlobStore {
     this.reads.push({ offset, length: length ?? -1, atMs: Date.now() });
     const ms = this.delayFor?.(offset, length ?? 0) ?? 0;
     if (ms > 0) await sleep(ms, undefined, { signal: options.signal });
-    await this.holdFor?.(offset);
+    await this.holdFor?.(offset, length ?? 0);
     const err = this.failFor?.(offset, length ?? 0);
     if (err) throw err;
     const body = await super.readRange(name, offset, length, options);
@@ -103,6 +103,22 @@ function setup(t: TestDir, size: number, extra: Partial<HydratorOptions> = {}): 
       ...more,
     });
   return { store, cache, ranges, hydrator: make(), restored, logs, inode, data, make };
+}
+
+/** A gate reads wait at: `reached` resolves when the first read waits there, `open()` lets every read through. */
+function readGate(): { wait: () => Promise<void>; reached: Promise<void>; open: () => void } {
+  let open!: () => void;
+  let arrived!: () => void;
+  const opened = new Promise<void>((r) => (open = r));
+  const reached = new Promise<void>((r) => (arrived = r));
+  return {
+    wait: () => {
+      arrived();
+      return opened;
+    },
+    reached,
+    open,
+  };
 }
 
 async function cacheBytes(s: Setup, offset = 0, length = s.inode.size): Promise<Buffer> {
@@ -199,10 +215,14 @@ t.test('the first range resolves before the whole restore completes', async (t) 
 
 t.test('a random read is served ahead of the sequential stream', async (t) => {
   const s = setup(t, 16 * MiB, { concurrency: 1 });
-  s.store.delayFor = () => 20;
+  // The stream's first request waits at the store until the random read is asked for (demands register at once).
+  const first = readGate();
+  s.store.holdFor = (offset) => (offset === 0 ? first.wait() : undefined);
   const seq = s.hydrator.ensureRange(s.inode, 0, 4096);
-  await sleep(5);
-  await s.hydrator.ensureRange(s.inode, 12 * MiB + 5000, 4096);
+  await first.reached;
+  const random = s.hydrator.ensureRange(s.inode, 12 * MiB + 5000, 4096);
+  first.open();
+  await random;
   await seq;
   // Proven by order, not by time: the random read's piece is among the first requests, not behind the stream.
   const idx = s.store.reads.findIndex((r) => r.offset <= 12 * MiB + 5000 && 12 * MiB + 5000 < r.offset + r.length);
@@ -215,14 +235,27 @@ t.test('a random read is served ahead of the sequential stream', async (t) => {
 
 t.test('a random read does not wait for a slot behind in-flight stream reads', async (t) => {
   const s = setup(t, 16 * MiB, { concurrency: 2 });
-  // Whole-chunk reads of the stream are slow; the small demanded heads are fast.
-  s.store.delayFor = (_offset, length) => (length > 256 * KiB ? 400 : 10);
+  // The stream's whole-chunk reads wait at the store until the random read is served: if it queued behind them it
+  // would never be, and the test fails at the bound below instead of hanging.
+  const stream = readGate();
+  let held = 0;
+  let bothHeld!: () => void;
+  const slotsBusy = new Promise<void>((r) => (bothHeld = r));
+  s.store.holdFor = (_offset, length) => {
+    if (length <= 256 * KiB) return undefined;
+    if (++held === 2) bothHeld();
+    return stream.wait();
+  };
   await s.hydrator.ensureRange(s.inode, 0, 4096);
-  const t0 = Date.now();
-  await s.hydrator.ensureRange(s.inode, 9 * MiB + 77, 128 * KiB);
-  const ms = Date.now() - t0;
-  t.ok(ms < 400, `served in ${ms} ms while both stream slots are busy for 400 ms`);
+  await slotsBusy;
+  const served = await Promise.race([
+    s.hydrator.ensureRange(s.inode, 9 * MiB + 77, 128 * KiB).then(() => true),
+    new Promise<false>((r) => setTimeout(() => r(false), 30_000).unref()),
+  ]);
+  t.ok(served, 'served while both stream slots hold their reads');
+  t.equal(held, 2, 'the stream started no other read meanwhile');
   t.ok((await cacheBytes(s, 9 * MiB + 77, 128 * KiB)).equals(s.data.subarray(9 * MiB + 77, 9 * MiB + 77 + 128 * KiB)));
+  stream.open();
   s.hydrator.cancel(s.inode.ino);
 });
 
@@ -325,12 +358,15 @@ t.test('ranges past EOF and zero lengths resolve without a restore', async (t) =
 });
 
 t.test('progress and cancel', async (t) => {
-  const s = setup(t, 8 * MiB, { concurrency: 1 });
-  s.store.delayFor = (offset) => (offset === 0 ? 0 : 50);
-  const t0 = Date.now();
+  let clock = 1_700_000_000_000;
+  const s = setup(t, 8 * MiB, { concurrency: 1, now: () => clock });
+  // Everything after the head waits at the store until the cancel.
+  const rest = readGate();
+  s.store.holdFor = (offset) => (offset === 0 ? undefined : rest.wait());
   await s.hydrator.ensureRange(s.inode, 0, 1);
+  clock += 1000;
   const p = s.hydrator.progress(s.inode.ino)!;
-  t.ok(p.startedMs >= t0 - 5 && p.startedMs <= Date.now());
+  t.equal(p.startedMs, 1_700_000_000_000, 'the start time from the hydrator\'s clock');
   t.equal(p.bytesMoved, 256 * KiB);
   t.equal(p.bytesPresent, 256 * KiB);
   t.same(s.hydrator.running(), [s.inode.ino]);
@@ -342,7 +378,8 @@ t.test('progress and cancel', async (t) => {
   await t.rejects(whole, { code: 'EIO' });
   t.equal(s.hydrator.progress(s.inode.ino), undefined);
   t.same(s.restored, []);
-  s.store.delayFor = undefined;
+  rest.open();
+  s.store.holdFor = undefined;
   await s.hydrator.restore(s.inode);
   t.ok((await cacheBytes(s)).equals(s.data));
   t.same(s.restored, [s.inode.ino]);
@@ -365,11 +402,15 @@ t.test('recorded ranges without their cache file are fetched again', async (t) =
 
 t.test('a new generation supersedes a running restore', async (t) => {
   const s = setup(t, 4 * MiB, { concurrency: 1 });
-  s.store.delayFor = () => 20;
+  // The old generation's first read waits at the store until the new generation's restore has started.
+  const first = readGate();
+  let reads = 0;
+  s.store.holdFor = () => (++reads === 1 ? first.wait() : undefined);
   const old = s.hydrator.restore(s.inode);
-  await sleep(5);
+  await first.reached;
   const next = { ...s.inode, generation: 2 };
   const fresh = s.hydrator.restore(next);
+  first.open();
   await t.rejects(old, { code: 'EIO', message: /superseded/ });
   await fresh;
   const buf = Buffer.alloc(4 * MiB);
@@ -422,7 +463,8 @@ t.test('randomised: many concurrent random reads, odd sizes; every byte fetched 
       const len = 1 + rand(300 * KiB);
       reads.push(
         (async () => {
-          await sleep(rand(30));
+          // A random start among the others (event-loop turns, not time).
+          for (let turn = rand(30); turn > 0; turn--) await new Promise((r) => setImmediate(r));
           await s.hydrator.ensureRange(s.inode, off, len);
           const want = s.data.subarray(off, Math.min(size, off + len));
           const got = await cacheBytes(s, off, want.length);

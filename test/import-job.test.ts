@@ -224,12 +224,17 @@ t.test('open files and files being restored are left alone, then handled by the 
   const fh = await s.vfs.open('/a.txt', O_RDONLY);
   // b.txt: a restore that is running (its reads are held).
   let letRead!: () => void;
+  let readWaits!: () => void;
   const gate = new Promise<void>((r) => (letRead = r));
+  const readReached = new Promise<void>((r) => (readWaits = r));
   s.store.beforeOp = async (op, target) => {
-    if (op === 'read' && target === 'b.txt') await gate;
+    if (op === 'read' && target === 'b.txt') {
+      readWaits();
+      await gate;
+    }
   };
   const bRead = s.readFile('/b.txt').catch((err: unknown) => err);
-  await new Promise((r) => setTimeout(r, 20));
+  await readReached;
   t.ok(s.coordinator.isBusy(s.inode('/b.txt').ino), 'b.txt is being restored');
 
   const job = await run({ conflictMode: 'OverwriteIfDirty' });
@@ -280,12 +285,17 @@ t.test('one job at a time; cancel; the IMPORT_<state> marker in the root', async
   for (let i = 50; i < 100; i++) s.store.putDirect(`f${i}`, `data ${i}`);
   let lists = 0;
   let letList!: () => void;
+  let listWaits!: () => void;
   let gate = new Promise<void>((r) => (letList = r));
+  const thirdPage = new Promise<void>((r) => (listWaits = r));
   s.store.beforeOp = async (op) => {
-    if (op === 'list' && ++lists === 3) await gate;
+    if (op === 'list' && ++lists === 3) {
+      listWaits();
+      await gate;
+    }
   };
   const job = jobs.startImport({ pageSize: 10 });
-  await new Promise((r) => setTimeout(r, 20));
+  await thirdPage;
   const marker = jobs.markers()[0]!;
   t.match(marker, /^IMPORT_InProgress\.\d{8}T\d{6}Z$/);
   const root = await s.vfs.readdir('/');

@@ -82,6 +82,8 @@ export interface HydratorOptions {
   /** Called once when every byte of a restore is present and synced. A throw fails the restore. */
   onRestored?: (ino: number) => void | Promise<void>;
   log?: HydratorLog;
+  /** The clock (ms since the epoch) of restore start times and durations; tests inject one. Default Date.now. */
+  now?: () => number;
 }
 
 export interface RestoreProgress {
@@ -189,6 +191,7 @@ export class Hydrator {
   /** Pieces a reader waits for. */
   private readonly demandQueue: PQueue;
   private readonly backgroundHoldMs: number;
+  private readonly now: () => number;
   private readonly active = new Map<number, Restore>();
   /** ino.generation of restores completed by this process, so a late re-read does not finish them again. */
   private readonly completed = new LRUCache<string, true>({ max: 4096 });
@@ -206,6 +209,7 @@ export class Hydrator {
     this.queue = new PQueue({ concurrency: Math.max(1, options.concurrency ?? 8) });
     this.demandQueue = new PQueue({ concurrency: Math.max(1, options.demandConcurrency ?? 4) });
     this.backgroundHoldMs = Math.max(0, options.backgroundHoldMs ?? 500);
+    this.now = options.now ?? Date.now;
   }
 
   /**
@@ -321,7 +325,7 @@ export class Hydrator {
         contentMd5: inode.contentMd5 ?? null,
       },
       blobName: inode.blobName ?? '',
-      startedMs: Date.now(),
+      startedMs: this.now(),
       present,
       missingBytes: inode.size - presentBytes(present, inode.size),
       bytesMoved: 0,
@@ -701,7 +705,7 @@ export class Hydrator {
     if (this.active.get(ino) === r) this.active.delete(ino);
     this.completed.set(keyOf(r.target), true);
     this.wake(r);
-    const ms = Date.now() - r.startedMs;
+    const ms = this.now() - r.startedMs;
     this.log(
       `restored ino ${ino} from ${r.blobName}: ${r.bytesMoved} bytes fetched of ${size} in ${ms} ms` +
         (ms > 0 && r.bytesMoved > 0 ? ` (${(r.bytesMoved / MiB / (ms / 1000)).toFixed(1)} MiB/s)` : ''),
