@@ -1,10 +1,11 @@
 // End to end: `blobhsm unmount` touches only blobhsm's own mounts. A tmpfs (mounted by this test under its own
 // temporary directory) is refused and stays mounted; a mount with a file open is refused with EBUSY and the
-// writer keeps writing; --lazy detaches at once and the writer still finishes; --all unmounts every mount of the
-// caller's registry; a mount whose daemon died is listed as dead, explained by the lfs commands, and detached.
+// writer keeps writing; --lazy detaches at once, the writer still finishes and the daemon then shuts down cleanly
+// (both bindings); --all unmounts every mount of the caller's registry; a mount whose daemon died is listed as
+// dead, explained by the lfs commands, and detached.
 import t from 'tap';
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -113,27 +114,30 @@ t.test('a busy mount is refused with EBUSY and the writer keeps writing; then it
   t.notOk(isAlive(pid), 'the daemon has exited');
 });
 
-t.test('--lazy detaches at once; the writer finishes and the daemon exits when it closes; nothing is lost', async (t) => {
-  // On fuse2: the libfuse3 binding does not yet tell the daemon when a lazily detached session ends (known gap,
-  // README Status: the daemon outlives the detach).
-  const m = await mountContainer(t, azurite, [], ['--fuse', 'fuse2']);
-  const pid = m.daemonPid()!;
-  const file = join(m.mountpoint, 'lazy.txt');
-  const writer = new Writer(file);
-  t.ok(await writer.saw('wrote-one'));
-  const r = await m.cli(['unmount', '--lazy', m.mountpoint]);
-  t.equal(r.code, 0, r.stderr);
-  t.match(r.stdout, /detached .*serves the 1 open file and exits once they are closed/);
-  t.equal(ourFstype(m), undefined, 'detached from the namespace');
-  t.ok(isAlive(pid));
-  writer.write('two');
-  t.ok(await writer.saw('wrote-two'), 'the open file keeps working');
-  t.equal(await writer.close(), 0);
-  await gone(pid);
-  const again = await m.remount();
-  t.equal(again.code, 0, again.stderr);
-  t.equal(await readFile(file, 'utf8'), 'one\ntwo\n', 'what the writer wrote after the detach is kept');
-});
+for (const binding of ['fuse3', 'fuse2']) {
+  t.test(`--lazy (${binding}) detaches at once; the writer finishes and the daemon exits cleanly when it closes; nothing is lost`, async (t) => {
+    const m = await mountContainer(t, azurite, [], ['--fuse', binding]);
+    const pid = m.daemonPid()!;
+    const file = join(m.mountpoint, 'lazy.txt');
+    const writer = new Writer(file);
+    t.ok(await writer.saw('wrote-one'));
+    const r = await m.cli(['unmount', '--lazy', m.mountpoint]);
+    t.equal(r.code, 0, r.stderr);
+    t.match(r.stdout, /detached .*serves the 1 open file and exits once they are closed/);
+    t.equal(ourFstype(m), undefined, 'detached from the namespace');
+    t.ok(isAlive(pid));
+    writer.write('two');
+    t.ok(await writer.saw('wrote-two'), 'the open file keeps working');
+    t.equal(await writer.close(), 0);
+    await gone(pid);
+    // Its cleanups ran (a daemon that died leaves both behind): the cache lock is released, the registry entry gone.
+    t.notOk(existsSync(join(m.cacheDir, 'daemon.pid')), 'the cache directory lock is released');
+    t.equal((await m.cli(['list'])).stdout, 'no blobhsm mounts\n', 'its registry entry is gone');
+    const again = await m.remount();
+    t.equal(again.code, 0, again.stderr);
+    t.equal(await readFile(file, 'utf8'), 'one\ntwo\n', 'what the writer wrote after the detach is kept');
+  });
+}
 
 t.test('unmount --all unmounts every mount of the registry; a second call finds none', async (t) => {
   const m = await mountContainer(t, azurite, []);

@@ -1,7 +1,8 @@
 // The TypeScript side of the libfuse3 low-level binding (src/fuse/native/blobhsm_fuse.c): loads the addon, gives
 // its requests types, calls one async handler per operation and answers each request exactly once (an error
-// becomes an errno through the handler's errnoOf). Owns the session's lifetime: mount, unmount (fusermount3 -u,
-// never lazy) and the release of the session once every request was answered. Knows nothing of blobhsm's Vfs.
+// becomes an errno through the handler's errnoOf). Owns the session's lifetime: mount, unmount (fusermount3 -u, or
+// -uz to detach lazily), the end of the session and its release once every request was answered. Knows nothing of
+// blobhsm's Vfs.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -232,7 +233,10 @@ export class LowLevelSession {
   private readonly session: object;
   private readonly exited: Promise<void>;
   private unanswered = 0;
+  /** The session loop ended (the kernel let go of the mount). */
   private closed = false;
+  /** fusermount3 took the mount out of the namespace (the session may still serve open files). */
+  private detached = false;
   private onAllAnswered: (() => void) | undefined;
 
   private constructor(
@@ -291,18 +295,20 @@ export class LowLevelSession {
   }
 
   /**
-   * Unmounts with fusermount3 -u (refuses while busy, like umount) or, lazy, -uz (detaches at once; the session
-   * ends when the last user lets go), then frees the session once every request was answered.
+   * Unmounts with fusermount3 -u (refuses while busy, like umount), then frees the session once its loop ended and
+   * every request was answered. Lazy: fusermount3 -uz detaches at once and resolves then, while open files are
+   * still served; the kernel ends the session when the last user lets go (`ended`), and a later unmount() frees it.
    */
   async unmount(lazy = false): Promise<void> {
-    if (!this.closed) {
+    if (!this.closed && !this.detached) {
       const args = [lazy ? '-uz' : '-u', this.mountpoint];
       await new Promise<void>((resolve, reject) =>
         execFile('fusermount3', args, (err, _out, stderr) => (err ? reject(new Error(`fusermount3 ${args.join(' ')}: ${String(stderr).trim() || err.message}`, { cause: err })) : resolve())),
       );
+      this.detached = true;
     }
+    if (lazy && !this.closed) return;
     await this.exited;
-    this.closed = true;
     await this.release();
   }
 
