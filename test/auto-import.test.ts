@@ -1,7 +1,10 @@
 // AutoImporter on the in-memory stack (listing mode) and on the in-memory stack with a change feed served by a
 // real Azurite (change-feed mode); the e2e test drives both through a real mount.
 import t from 'tap';
-import { AutoImporter, checkAutoImportConfig, AUTO_IMPORT_DEFAULTS, type AutoImportConfig } from '../src/jobs/auto-import.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { MemoryBlobStore } from '../src/blob/memory-store.js';
+import { AutoImporter, checkAutoImportConfig, AUTO_IMPORT_DEFAULTS, type AutoImportConfig, type AutoImporterOptions } from '../src/jobs/auto-import.js';
 import { decideDeletion } from '../src/jobs/decide-import.js';
 import { HsmFlag } from '../src/namespace/types.js';
 import type { LocalEntry } from '../src/namespace/import-entry.js';
@@ -9,9 +12,10 @@ import { makeStack, type TestStack } from './helpers/stack.js';
 
 const { EXISTS, DIRTY, RELEASED, ARCHIVED } = HsmFlag;
 
-function importer(s: TestStack, config: Partial<AutoImportConfig>): AutoImporter {
+function importer(s: TestStack, config: Partial<AutoImportConfig>, extra: Partial<AutoImporterOptions> = {}): AutoImporter {
   // enabled: false, then runOnce() drives the passes (no timers in these tests).
   const a = new AutoImporter({
+    ...extra,
     meta: s.meta,
     store: s.store,
     container: 'c',
@@ -38,6 +42,9 @@ t.test('configuration is validated', async (t) => {
   t.throws(() => checkAutoImportConfig(AUTO_IMPORT_DEFAULTS, { intervalSeconds: 0 }), /interval/);
   t.throws(() => checkAutoImportConfig(AUTO_IMPORT_DEFAULTS, { prefixes: ['/a', '/ab'] }), /overlapping/);
   t.throws(() => checkAutoImportConfig(AUTO_IMPORT_DEFAULTS, { source: 'magic' as never }), /auto, change-feed or listing/);
+  t.throws(() => checkAutoImportConfig(AUTO_IMPORT_DEFAULTS, { maximumErrors: -2 }), /invalid maximum errors '-2': an integer, 0 or more, or -1 for unlimited/);
+  t.throws(() => checkAutoImportConfig(AUTO_IMPORT_DEFAULTS, { maximumErrors: 1.5 }), /invalid maximum errors/);
+  t.equal(checkAutoImportConfig(AUTO_IMPORT_DEFAULTS, {}).maximumErrors, -1, 'unlimited by default');
 });
 
 t.test('decideDeletion: the AMLFS table', async (t) => {
@@ -180,4 +187,72 @@ t.test('a pass is skipped while a manual job runs', async (t) => {
   running = false;
   await a.runOnce();
   t.equal(a.metrics().state, 'BlobSync', 'Full Sync ran once the job was gone');
+});
+
+t.test('maximum errors: each error is one line of the phase log (local and logging container); past the limit auto-import stops as Failed', async (t) => {
+  const s = await makeStack({ blobs: { 'a.txt': 'a' } });
+  t.teardown(() => s.cleanup());
+  const logs = new MemoryBlobStore();
+  const a = importer(s, {}, { logDir: join(s.dir, 'jobs'), loggingContainer: { store: logs, folder: 'c' } });
+  t.teardown(() => a.close());
+  await enabled(a, { maximumErrors: 1 });
+  t.equal(a.metrics().maximumErrors, 1);
+
+  // A symlink whose target cannot be read: the importer counts one error and goes on.
+  s.store.putDirect('link', 'a.txt', { ftype: 'LNK' });
+  s.store.failNext('read', 'Transient');
+  await a.runOnce();
+  t.equal(a.metrics().blobSync.totalErrors, 1);
+  t.equal(a.metrics().state, 'BlobSync', 'one error is within the limit');
+  t.equal(a.metrics().enabled, true);
+
+  // A pass whose listing fails is the second error: more than 1, auto-import stops.
+  s.store.failNext('list', 'Transient');
+  await a.runOnce();
+  const m = a.metrics();
+  t.equal(m.blobSync.totalErrors, 2);
+  t.equal(m.state, 'Failed');
+  t.equal(m.enabled, false);
+  t.match(m.lastError, /2 errors, more than the 1 allowed \(maximum errors\)/);
+  t.ok(s.logs.some((l) => /auto-import stopped \(Failed\): .*2 errors, more than the 1 allowed/.test(l)), 'the daemon log says so');
+
+  const logFile = m.logFile!;
+  await a.close();
+  const lines = readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { event: string; reason: string });
+  t.equal(lines.filter((l) => l.event === 'error').length, 2, 'one error line per counted error');
+  t.match(lines.at(-1), { event: 'failed', reason: /2 errors, more than the 1 allowed/ });
+  const parts: Buffer[] = [];
+  for await (const p of await logs.readRange(m.logBlob!, 0, undefined)) parts.push(p as Buffer);
+  t.equal(Buffer.concat(parts).toString(), readFileSync(logFile, 'utf8'), 'the logging container has the same lines');
+
+  // Enabling again starts over with Full Sync and a fresh count.
+  await a.configure({ enabled: true });
+  await a.runOnce();
+  t.equal(a.metrics().state, 'BlobSync');
+  t.equal(a.metrics().fullSync.totalErrors, 0);
+});
+
+t.test('maximum errors 0: the importer stops the Full Sync at its first error; -1 (default) never stops', async (t) => {
+  const s = await makeStack({ blobs: { 'a.txt': 'a' } });
+  t.teardown(() => s.cleanup());
+  s.store.putDirect('link', 'a.txt', { ftype: 'LNK' });
+  s.store.putDirect('z.txt', 'z');
+  const a = importer(s, {});
+  t.teardown(() => a.close());
+  s.store.failNext('read', 'Transient');
+  await enabled(a, { maximumErrors: 0 });
+  t.equal(a.metrics().state, 'Failed');
+  t.equal(a.metrics().fullSync.totalErrors, 1);
+  t.match(a.metrics().lastError, /1 errors, more than the 0 allowed/);
+
+  const b = importer(s, {});
+  t.teardown(() => b.close());
+  s.store.failNext('list', 'Transient', 3);
+  await enabled(b, {});
+  await b.runOnce();
+  await b.runOnce();
+  t.equal(b.metrics().fullSync.totalErrors, 3, 'three failed attempts at Full Sync');
+  t.equal(b.metrics().enabled, true, 'still enabled');
+  await b.runOnce();
+  t.equal(b.metrics().state, 'BlobSync', 'the fourth attempt completed');
 });

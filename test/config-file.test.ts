@@ -75,6 +75,8 @@ auto_export:
   t.same(config.storage, { container: 'data', account: 'myaccount', accountKey: 'c2VjcmV0', blobEndpoint: 'http://127.0.0.1:10000/myaccount' });
   t.same(loadConfigFile(file('libfuse:\n  options: "ro, noatime"\n')), { o: ['ro', 'noatime'] });
   t.same(loadConfigFile(file('# nothing yet\n')), {});
+  t.same(loadConfigFile(file('auto_import:\n  enabled: true\n  maximum-errors: 5\n')), { autoImport: true, maximumErrors: '5' });
+  t.throws(() => loadConfigFile(file('auto_import:\n  maximum-errors: -7\n')), /maximum-errors/);
 });
 
 t.test('bad keys and values name the file, the line and the key', async (t) => {

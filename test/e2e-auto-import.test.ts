@@ -7,7 +7,7 @@
 //   chunk appended per change) next to the SDK's changes; creations, metadata changes and deletions apply; after a
 //   kill -9 of the daemon the remount resumes from the persisted cursor: the events before the kill are not applied
 //   again (Blob Sync walks only the new ones) and none after it is missed.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { openSync, closeSync } from 'node:fs';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -37,6 +37,40 @@ async function until(what: string, check: () => Promise<boolean>, boundMs = 30_0
   }
 }
 const content = (p: string) => readFile(p, 'utf8');
+
+/** The mount's Prometheus text (`--metrics 127.0.0.1:0`: the URL is in `blobhsm status --json`). */
+async function scrape(m: MountFixture): Promise<(series: string) => number | undefined> {
+  const { metrics: url } = JSON.parse((await m.cli(['status', '--json', m.mountpoint])).stdout) as { metrics: string };
+  const text = await (await fetch(url)).text();
+  return (series) => {
+    const line = text.split('\n').find((l) => l.startsWith(series + ' '));
+    return line === undefined ? undefined : Number(line.slice(series.length + 1));
+  };
+}
+const PHASE_SERIES: Array<[keyof AutoImportMetrics['fullSync'], string]> = [
+  ['importedFiles', 'imported_files_total'],
+  ['preexistingFiles', 'preexisting_files_total'],
+  ['preexistingDirectories', 'preexisting_directories_total'],
+  ['totalBlobsWalked', 'blobs_walked_total'],
+  ['totalBlobsImported', 'blobs_imported_total'],
+  ['totalConflicts', 'conflicts_total'],
+  ['totalErrors', 'errors_total'],
+  ['deletions', 'deletions_total'],
+];
+/** Every phase series of /metrics equals the AMLFS statistic of `blobhsm auto-import --json` (read while stopped). */
+async function metricsAgree(t: Test, m: MountFixture, stopped: AutoImportMetrics): Promise<void> {
+  const sample = await scrape(m);
+  for (const [phase, key] of [['full_sync', 'fullSync'], ['blob_sync', 'blobSync']] as const) {
+    for (const [stat, suffix] of PHASE_SERIES) {
+      t.equal(sample(`blobhsm_auto_import_${suffix}{phase="${phase}"}`), stopped[key][stat], `/metrics ${suffix} ${phase} = ${stat}`);
+    }
+  }
+  const seconds = (iso: string | null) => (iso === null ? 0 : Date.parse(iso) / 1000);
+  t.equal(sample('blobhsm_auto_import_last_time_fully_synchronized_timestamp_seconds'), seconds(stopped.lastTimeFullySynchronized));
+  t.equal(sample('blobhsm_auto_import_last_change_feed_event_consumed_timestamp_seconds'), seconds(stopped.lastChangeFeedEventConsumedTime));
+  t.equal(sample('blobhsm_auto_import_passes_total{outcome="completed"}'), stopped.passesCompleted);
+  t.equal(sample(`blobhsm_auto_import_source{source="${stopped.source}"}`), 1, `source ${stopped.source}`);
+}
 const exists = (p: string) => stat(p).then(() => true, () => false);
 
 t.test('listing mode: creations, overwrites and deletions behind the mount', async (t) => {
@@ -50,14 +84,24 @@ t.test('listing mode: creations, overwrites and deletions behind the mount', asy
       { name: 'dirty.txt', data: 'remote\n' },
       { name: 'open.txt', data: 'open\n' },
       { name: 'dir/inner.txt', data: 'inner\n' },
+      { name: 'dir/unmodified.txt', data: 'unmodified\n' },
     ],
-    ['--auto-import', '--auto-import-source', 'listing', '--auto-import-interval', '1', '--enable-deletions', '--conflict-mode', 'OverwriteIfDirty', '--logging-container', logs],
+    [
+      '--auto-import', '--auto-import-source', 'listing', '--auto-import-interval', '1', '--enable-deletions', '--conflict-mode', 'OverwriteIfDirty',
+      '--logging-container', logs, '--metrics', '127.0.0.1:0',
+    ],
   );
   const mnt = (p: string) => join(m.mountpoint, p);
   await until('Full Sync done', async () => (await metrics(m)).state === 'BlobSync');
   const first = await metrics(m);
   t.equal(first.source, 'listing');
-  t.equal(first.fullSync.preexistingFiles, 5, 'Full Sync found the mounted files preexisting');
+  t.equal(first.fullSync.preexistingFiles, 6, 'Full Sync found the mounted files preexisting');
+  const running = await scrape(m);
+  t.equal(running('blobhsm_auto_import_state{state="BlobSync"}'), 1, '/metrics: in Blob Sync');
+  t.equal(running('blobhsm_auto_import_enabled'), 1);
+  t.equal(running('blobhsm_auto_import_preexisting_files_total{phase="full_sync"}'), 6, '/metrics: Full Sync preexisting files');
+  t.ok(running('blobhsm_auto_import_last_time_fully_synchronized_timestamp_seconds')! > 0, '/metrics: lastTimeFullySynchronized');
+  t.equal(running('blobhsm_auto_import_last_change_feed_event_consumed_timestamp_seconds'), 0, 'no change-feed event in listing mode: 0');
 
   t.equal(await content(mnt('hydrated.txt')), 'v1\n', 'hydrated');
   t.notOk(await exists(mnt('later.txt')), 'a name looked up before its blob exists');
@@ -81,16 +125,18 @@ t.test('listing mode: creations, overwrites and deletions behind the mount', asy
   fd = undefined;
   await until('open.txt is deleted once closed', async () => !(await exists(mnt('open.txt'))));
 
-  // Skip keeps a locally modified file whose blob was deleted.
+  // Skip keeps a locally modified file whose blob was deleted, and deletes an unmodified one.
   await m.cli(['auto-import', m.mountpoint, '--conflict-mode', 'Skip']);
   await writeFile(mnt('dir/inner.txt'), 'changed here\n');
   await m.store.delete('dir/inner.txt');
+  await m.store.delete('dir/unmodified.txt');
+  await until('Skip: the unmodified file is deleted', async () => !(await exists(mnt('dir/unmodified.txt'))));
   const passes = (await metrics(m)).passesCompleted;
   await until('two more passes', async () => (await metrics(m)).passesCompleted >= passes + 2);
   t.equal(await content(mnt('dir/inner.txt')), 'changed here\n', 'Skip: the modified file is kept');
 
   const after = await metrics(m);
-  t.ok(after.blobSync.deletions >= 3, `deletions counted (${after.blobSync.deletions})`);
+  t.ok(after.blobSync.deletions >= 4, `deletions counted (${after.blobSync.deletions})`);
   t.ok(after.blobSync.importedFiles >= 2, 'imports counted');
   t.ok(after.lastTimeFullySynchronized, 'lastTimeFullySynchronized');
   t.equal(after.lastError, null);
@@ -109,6 +155,15 @@ t.test('listing mode: creations, overwrites and deletions behind the mount', asy
   const bad = await m.cli(['auto-import', m.mountpoint, '--conflict-mode', 'Sometimes']);
   t.equal(bad.code, 4, 'a bad value is a usage error');
   t.match(bad.stderr, /conflict mode/);
+  const badMax = await m.cli(['auto-import', m.mountpoint, '--maximum-errors', 'many']);
+  t.equal(badMax.code, 4);
+  t.match(badMax.stderr, /invalid --maximum-errors 'many': an integer, 0 or more, or -1 for unlimited/);
+
+  // Stopped, the numbers hold still: /metrics says what `blobhsm auto-import --json` says.
+  const stopped = await metrics(m, ['--disable']);
+  t.equal(stopped.state, 'Disabled');
+  await metricsAgree(t, m, stopped);
+  t.equal((await scrape(m))('blobhsm_auto_import_state{state="Disabled"}'), 1);
 });
 
 t.test('change-feed mode: events apply; a kill -9 resumes from the cursor without repeating or missing one', async (t) => {
@@ -122,6 +177,7 @@ t.test('change-feed mode: events apply; a kill -9 resumes from the cursor withou
 
   const m = await mountContainer(t, azurite, [{ name: 'base.txt', data: 'base\n' }], [
     '--auto-import', '--auto-import-source', 'change-feed', '--auto-import-interval', '1', '--enable-deletions', '--conflict-mode', 'OverwriteIfDirty', '--attr-timeout', '1',
+    '--metrics', '127.0.0.1:0',
   ]);
   const mnt = (p: string) => join(m.mountpoint, p);
   await until('Full Sync done', async () => (await metrics(m)).state === 'BlobSync');
@@ -168,6 +224,9 @@ t.test('change-feed mode: events apply; a kill -9 resumes from the cursor withou
   t.equal(resumed.blobSync.totalBlobsWalked, 1, 'only the new creation was applied: nothing before the kill again');
   t.equal(resumed.blobSync.deletions, 1, 'and the new deletion');
   t.equal(await content(mnt('one.txt')), 'one\n');
+  const stopped = await metrics(m, ['--disable']);
+  t.ok(stopped.lastChangeFeedEventConsumedTime, 'an event time after the restart');
+  await metricsAgree(t, m, stopped);
 });
 
 t.test('two mounts of one container converge both ways (auto-import and auto-export on both)', async (t) => {

@@ -21,3 +21,12 @@ t.test('storage flags: the container is checked, a key needs an account', async 
   t.same(storageConfigFromFlags({ container: 'abc', accountKey: 'k' }, { AZURE_STORAGE_ACCOUNT: 'acct' }), { container: 'abc', accountKey: 'k' });
   t.equal(storageConfigFromFlags({}, { AZURE_STORAGE_CONTAINER: 'from-env' }).container, 'from-env');
 });
+
+t.test('--maximum-errors (auto-import) reaches the MountConfig; bad values and a missing --auto-import are usage errors', async (t) => {
+  const env = { AZURE_STORAGE_CONNECTION_STRING: 'UseDevelopmentStorage=true' };
+  const build = (flags: Record<string, unknown>) => buildMountConfig('/tmp/x', { container: 'abc', ...flags }, env, resolveAzureCredentials);
+  t.equal(build({ autoImport: true, maximumErrors: '3' }).autoImport?.maximumErrors, 3);
+  t.equal(build({ autoImport: true }).autoImport?.maximumErrors, -1, 'unlimited by default');
+  for (const bad of ['-2', '2.5', 'many']) t.throws(() => build({ autoImport: true, maximumErrors: bad }), new RegExp(`invalid --maximum-errors '${bad}'`), bad);
+  t.throws(() => build({ maximumErrors: '3' }), /--maximum-errors need --auto-import/);
+});

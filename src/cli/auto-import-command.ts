@@ -1,5 +1,5 @@
 // `blobhsm auto-import MOUNTPOINT [--enable|--disable|--cancel] [--interval S] [--prefix P]... [--source S]
-// [--conflict-mode M] [--enable-deletions|--no-deletions] [--json]`: shows auto-import's metrics (AMLFS names, Full
+// [--conflict-mode M] [--enable-deletions|--no-deletions] [--maximum-errors N] [--json]`: shows auto-import's metrics (AMLFS names, Full
 // Sync and Blob Sync apart) after applying the changes given. Values are checked here first (exit 4 on a bad one),
 // then again by the daemon. Runtime changes last until the unmount; mount flags set the start.
 import { UsageError, describeError } from '../errors.js';
@@ -11,6 +11,7 @@ import {
   type AutoImportMetrics,
   type AutoImportPhaseMetrics,
 } from '../jobs/auto-import.js';
+import { checkMaximumErrors } from '../jobs/job-runner.js';
 import { callMount } from './daemon-call.js';
 import { EXIT_USAGE } from './exit-status.js';
 import type { CliIo } from './io.js';
@@ -27,6 +28,7 @@ export interface AutoImportFlags {
   enableDeletions?: boolean;
   /** commander's --no-deletions */
   deletions?: boolean;
+  maximumErrors?: string;
   json?: boolean;
 }
 
@@ -44,7 +46,7 @@ export function autoImportLines(m: AutoImportMetrics): string[] {
   const lines = [
     `auto-import ${m.enabled ? 'enabled' : 'disabled'} (${m.state}${m.source ? `, from the ${m.source}` : ''}): prefixes ` +
       `${m.prefixes.join(' ')}, conflict mode ${m.conflictMode}, deletions ${m.enableDeletions ? 'enabled' : 'disabled'}, ` +
-      `every ${m.intervalSeconds} s`,
+      `maximum errors ${m.maximumErrors === -1 ? 'unlimited' : m.maximumErrors}, every ${m.intervalSeconds} s`,
     phaseLine('Full Sync', m.fullSync),
     phaseLine('Blob Sync', m.blobSync),
     `lastTimeFullySynchronized ${m.lastTimeFullySynchronized ?? 'never'}, lastChangeFeedEventConsumedTime ` +
@@ -66,6 +68,7 @@ export function autoImportChange(flags: AutoImportFlags): Partial<AutoImportConf
     ...(flags.source !== undefined ? { source: flags.source as AutoImportConfig['source'] } : {}),
     ...(flags.conflictMode !== undefined ? { conflictMode: flags.conflictMode as AutoImportConfig['conflictMode'] } : {}),
     ...(flags.enableDeletions ? { enableDeletions: true } : flags.deletions === false ? { enableDeletions: false } : {}),
+    ...(flags.maximumErrors !== undefined ? { maximumErrors: checkMaximumErrors(flags.maximumErrors, '--maximum-errors') } : {}),
   };
   checkAutoImportConfig(AUTO_IMPORT_DEFAULTS, change);
   return { ...change, ...(flags.cancel ? { cancel: true } : {}) };

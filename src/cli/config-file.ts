@@ -8,6 +8,7 @@ import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node, type Pai
 import { UsageError, describeError } from '../errors.js';
 import { checkContainerName, normalisePrefix, parseListen, parseLogLevel, parseSize } from '../config.js';
 import { parseSeconds } from '../jobs/auto-export.js';
+import { checkMaximumErrors } from '../jobs/job-runner.js';
 import type { MountFlags } from './mount-command.js';
 
 type Kind = 'string' | 'boolean' | 'number' | 'list' | 'path' | 'secret-file';
@@ -70,6 +71,7 @@ export const CONFIG_KEYS: Record<string, Record<string, KeySpec>> = {
     source: { flag: 'autoImportSource', kind: 'string', help: 'auto, change-feed or listing (--auto-import-source)' },
     'enable-deletions': { flag: 'enableDeletions', kind: 'boolean', help: 'apply blob deletions (--enable-deletions)' },
     'conflict-mode': { flag: 'conflictMode', kind: 'string', help: 'Skip, OverwriteIfDirty, OverwriteAlways or Fail (--conflict-mode)' },
+    'maximum-errors': { flag: 'maximumErrors', kind: 'number', help: 'errors a phase tolerates, -1 unlimited (--maximum-errors)', convert: (v) => String(checkMaximumErrors(v, 'maximum-errors')) },
     'logging-container': { flag: 'loggingContainer', kind: 'string', help: 'container receiving job logs (--logging-container)', convert: checkContainerName },
   },
 };

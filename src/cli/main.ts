@@ -126,6 +126,7 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     .option('--conflict-mode <mode>', 'Skip, OverwriteIfDirty, OverwriteAlways or Fail')
     .option('--enable-deletions', 'apply blob deletions')
     .option('--no-deletions', 'do not apply blob deletions')
+    .option('--maximum-errors <n>', 'errors a phase tolerates before auto-import stops as Failed: N, 0, or -1 for unlimited')
     .option('--json', 'print the metrics as JSON')
     .description('show or change auto-import (AMLFS metrics for Full Sync and Blob Sync)')
     .action(async (mnt: string, o) => void (status = await runAutoImport(mnt, o, io)));

@@ -24,6 +24,7 @@ import { AUTO_EXPORT_DEFAULTS, checkAutoExportConfig, parseSeconds } from '../jo
 import { parseMountOptions } from '../fuse/mount-options.js';
 import { checkMountpoint } from '../daemon/mount-checks.js';
 import { AUTO_IMPORT_DEFAULTS, checkAutoImportConfig, type AutoImportConfig } from '../jobs/auto-import.js';
+import { checkMaximumErrors } from '../jobs/job-runner.js';
 import { EMULATOR_ACCOUNT } from '../emulator/emulator.js';
 import { readSecretFlags } from './secret-args.js';
 import { FUSE_BINDINGS, type FuseBindingChoice } from '../fuse/bindings.js';
@@ -68,6 +69,7 @@ export interface MountFlags extends StorageFlags {
   autoImportInterval?: string;
   autoImportPrefix?: string[];
   autoImportSource?: string;
+  maximumErrors?: string;
   enableDeletions?: boolean;
   conflictMode?: string;
   attrTimeout?: string;
@@ -111,6 +113,7 @@ export function mountCommandSpec(): Command {
     .option('--auto-import-source <source>', 'auto (default: the change feed when the account has one), change-feed or listing')
     .option('--enable-deletions', 'auto-import applies blob deletions (AMLFS enableDeletions)')
     .option('--conflict-mode <mode>', 'auto-import conflict mode: Skip (default), OverwriteIfDirty, OverwriteAlways or Fail')
+    .option('--maximum-errors <n>', 'errors an auto-import phase tolerates before it stops as Failed: N, 0, or -1 for unlimited (default)')
     .option('--logging-container <name>', 'container in the same account that receives each import job\'s and auto-import phase\'s log')
     .option('--attr-timeout <seconds>', 'seconds the kernel caches attributes, names and missing names (default 60)');
 }
@@ -151,9 +154,13 @@ export function buildMountConfig(mountpoint: string, flags: MountFlags, env: Nod
     ...(flags.autoImportSource !== undefined ? { source: flags.autoImportSource as AutoImportConfig['source'] } : {}),
     ...(flags.enableDeletions ? { enableDeletions: true } : {}),
     ...(flags.conflictMode !== undefined ? { conflictMode: flags.conflictMode as AutoImportConfig['conflictMode'] } : {}),
+    ...(flags.maximumErrors !== undefined ? { maximumErrors: checkMaximumErrors(flags.maximumErrors, '--maximum-errors') } : {}),
   });
-  if (!flags.autoImport && (flags.autoImportInterval ?? flags.autoImportPrefix ?? flags.autoImportSource ?? flags.enableDeletions ?? flags.conflictMode) !== undefined) {
-    throw new UsageError('--auto-import-interval, --auto-import-prefix, --auto-import-source, --enable-deletions and --conflict-mode need --auto-import');
+  if (
+    !flags.autoImport &&
+    (flags.autoImportInterval ?? flags.autoImportPrefix ?? flags.autoImportSource ?? flags.enableDeletions ?? flags.conflictMode ?? flags.maximumErrors) !== undefined
+  ) {
+    throw new UsageError('--auto-import-interval, --auto-import-prefix, --auto-import-source, --enable-deletions, --conflict-mode and --maximum-errors need --auto-import');
   }
   const attrTimeoutSeconds = flags.attrTimeout === undefined ? undefined : parseSeconds(flags.attrTimeout, '--attr-timeout');
   const identity = flags.emulator

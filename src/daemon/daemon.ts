@@ -400,7 +400,7 @@ async function startParts(
     unmount,
     ...(metricsUrl ? { metricsUrl } : {}),
   };
-  metrics?.setSource(() => ({ status: daemonStatus(parts), filesByFlags: meta.countFilesByHsmFlags(), jobs: jobs.list(), autoExport: autoExport.metrics() }));
+  metrics?.setSource(() => ({ status: daemonStatus(parts), filesByFlags: meta.countFilesByHsmFlags(), jobs: jobs.list(), autoExport: autoExport.metrics(), autoImport: autoImport.metrics() }));
   const control = new ControlServer(controlMethods(parts));
   await control.listen(socket);
   cleanups.push(() => control.close());

@@ -3,7 +3,9 @@
 // auto-export), so a counter added to the status later shows up without touching this module (every numeric
 // field of the status is also exported as blobhsm_status{field="..."}). Bytes and errors of blob requests come
 // from the metered store (src/blob/metered-store.ts), FUSE op counts and latencies from the instrumented Vfs
-// (src/vfs/instrumented-vfs.ts). One registry per daemon (prom-client's global one is never used).
+// (src/vfs/instrumented-vfs.ts). Auto-import's AMLFS statistics are named series, one per statistic, labelled by
+// phase (full_sync, blob_sync): AUTO_IMPORT_PHASE_SERIES maps each AMLFS name to its Prometheus name. One registry
+// per daemon (prom-client's global one is never used).
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { UsageError } from '../errors.js';
@@ -11,6 +13,7 @@ import type { MetricsListen } from '../config.js';
 import { FIND_STATES, inHsmState, type FindState } from '../hsm/flags.js';
 import type { JobSummary } from '../jobs/job-runner.js';
 import type { AutoExportMetrics } from '../jobs/auto-export.js';
+import { AUTO_IMPORT_STATES, type AutoImportMetrics, type AutoImportPhaseMetrics } from '../jobs/auto-import.js';
 import type { BlobMeter } from '../blob/metered-store.js';
 import type { OpObserver } from '../vfs/instrumented-vfs.js';
 
@@ -28,6 +31,37 @@ export interface MetricsSnapshot {
   filesByFlags: Map<number, number>;
   jobs: JobSummary[];
   autoExport: AutoExportMetrics;
+  autoImport: AutoImportMetrics;
+}
+
+type NumericPhaseStat = { [K in keyof AutoImportPhaseMetrics]: AutoImportPhaseMetrics[K] extends number ? K : never }[keyof AutoImportPhaseMetrics];
+
+/** AMLFS auto-import statistic → Prometheus series (counters end in _total; the two rates are gauges). */
+export const AUTO_IMPORT_PHASE_SERIES: ReadonlyArray<{ stat: NumericPhaseStat; name: string; help: string }> = [
+  { stat: 'importedFiles', name: 'blobhsm_auto_import_imported_files_total', help: 'Files imported (importedFiles)' },
+  { stat: 'importedDirectories', name: 'blobhsm_auto_import_imported_directories_total', help: 'Directories imported (importedDirectories)' },
+  { stat: 'importedSymlinks', name: 'blobhsm_auto_import_imported_symlinks_total', help: 'Symlinks imported (importedSymlinks)' },
+  { stat: 'preexistingFiles', name: 'blobhsm_auto_import_preexisting_files_total', help: 'Files found already as the blob has them (preexistingFiles)' },
+  { stat: 'preexistingDirectories', name: 'blobhsm_auto_import_preexisting_directories_total', help: 'Directories found already as the blob has them (preexistingDirectories)' },
+  { stat: 'preexistingSymlinks', name: 'blobhsm_auto_import_preexisting_symlinks_total', help: 'Symlinks found already as the blob has them (preexistingSymlinks)' },
+  { stat: 'totalBlobsImported', name: 'blobhsm_auto_import_blobs_imported_total', help: 'Blobs imported (totalBlobsImported)' },
+  { stat: 'totalBlobsWalked', name: 'blobhsm_auto_import_blobs_walked_total', help: 'Blobs listed or read from the change feed (totalBlobsWalked)' },
+  { stat: 'totalConflicts', name: 'blobhsm_auto_import_conflicts_total', help: 'Conflicts met (totalConflicts)' },
+  { stat: 'totalErrors', name: 'blobhsm_auto_import_errors_total', help: 'Errors, counted against --maximum-errors (totalErrors)' },
+  { stat: 'deletions', name: 'blobhsm_auto_import_deletions_total', help: 'Local entries deleted because their blob was deleted (deletions)' },
+  { stat: 'rateOfBlobImport', name: 'blobhsm_auto_import_blob_import_rate', help: 'Blobs imported per second while the phase ran (rateOfBlobImport)' },
+  { stat: 'rateOfBlobWalk', name: 'blobhsm_auto_import_blob_walk_rate', help: 'Blobs walked per second while the phase ran (rateOfBlobWalk)' },
+];
+
+const AUTO_IMPORT_PHASES = [
+  ['full_sync', 'fullSync'],
+  ['blob_sync', 'blobSync'],
+] as const;
+
+/** An ISO time as Prometheus timestamp seconds; 0 for never (a gauge without labels always has a sample). */
+function timestampSeconds(iso: string | null): number {
+  const ms = iso === null ? NaN : Date.parse(iso);
+  return Number.isFinite(ms) ? ms / 1000 : 0;
 }
 
 /** Every numeric leaf of an object, by dotted path. */
@@ -51,6 +85,15 @@ export class DaemonMetrics implements BlobMeter, OpObserver {
   constructor() {
     const registers = [this.registry];
     const read = () => this.snapshot?.();
+    /** A collect function: the series are set anew from the snapshot at each scrape. */
+    const collectFrom =
+      <M extends { reset(): void }>(fill: (m: M, s: MetricsSnapshot) => void) =>
+      function (this: M): void {
+        const s = read();
+        if (!s) return;
+        this.reset();
+        fill(this, s);
+      };
     this.blobBytes = new Counter({ name: 'blobhsm_blob_bytes_total', help: 'Bytes read from and staged to blob storage, by operation', labelNames: ['operation'], registers });
     this.blobErrors = new Counter({ name: 'blobhsm_blob_errors_total', help: 'Failed blob requests, by operation and error kind', labelNames: ['operation', 'kind'], registers });
     this.fuseOps = new Histogram({
@@ -66,12 +109,9 @@ export class DaemonMetrics implements BlobMeter, OpObserver {
       help: 'Requests sent to blob storage, by operation',
       labelNames: ['operation'],
       registers,
-      collect() {
-        const s = read();
-        if (!s) return;
-        this.reset();
-        for (const [operation, n] of Object.entries(s.status.requests)) this.inc({ operation }, n);
-      },
+      collect: collectFrom((c, s) => {
+        for (const [operation, n] of Object.entries(s.status.requests)) c.inc({ operation }, n);
+      }),
     });
     const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge<string>, s: MetricsSnapshot) => void) =>
       new Gauge({
@@ -79,12 +119,7 @@ export class DaemonMetrics implements BlobMeter, OpObserver {
         help,
         labelNames,
         registers,
-        collect() {
-          const s = read();
-          if (!s) return;
-          this.reset();
-          fill(this, s);
-        },
+        collect: collectFrom(fill),
       });
     gauge('blobhsm_cache_bytes', 'Bytes of file data in the local cache', [], (g, s) => g.set(s.status.cacheBytes));
     gauge('blobhsm_cache_files', 'Regular files with their data in the local cache (not released)', [], (g, s) =>
@@ -115,6 +150,43 @@ export class DaemonMetrics implements BlobMeter, OpObserver {
     gauge('blobhsm_auto_export', 'Auto-export metrics (enabled, totalFilesExported, totalMiBExported, iterationsCompleted, ...)', ['stat'], (g, s) => {
       for (const [stat, n] of numericFields(s.autoExport)) if (!stat.startsWith('lastIteration.')) g.set({ stat }, n);
     });
+    for (const { stat, name, help } of AUTO_IMPORT_PHASE_SERIES) {
+      const fill = (m: Counter<'phase'> | Gauge<'phase'>, s: MetricsSnapshot) => {
+        for (const [phase, key] of AUTO_IMPORT_PHASES) m.inc({ phase }, s.autoImport[key][stat]);
+      };
+      const options = { name, help: `Auto-import, by phase (full_sync, blob_sync): ${help}`, labelNames: ['phase'] as const, registers, collect: collectFrom(fill) };
+      if (name.endsWith('_total')) new Counter(options);
+      else new Gauge(options);
+    }
+    gauge('blobhsm_auto_import_enabled', 'Whether auto-import is enabled (1) or not (0)', [], (g, s) => g.set(s.autoImport.enabled ? 1 : 0));
+    gauge('blobhsm_auto_import_state', 'Auto-import state: 1 for the current one (Disabled, FullSync, BlobSync, Stopping, Failed)', ['state'], (g, s) => {
+      for (const state of AUTO_IMPORT_STATES) g.set({ state }, s.autoImport.state === state ? 1 : 0);
+    });
+    gauge('blobhsm_auto_import_source', 'The change source Blob Sync reads: 1 for the one in use (change-feed, listing)', ['source'], (g, s) => {
+      for (const source of ['change-feed', 'listing'] as const) g.set({ source }, s.autoImport.source === source ? 1 : 0);
+    });
+    new Counter({
+      name: 'blobhsm_auto_import_passes_total',
+      help: 'Auto-import passes completed (Full Sync and Blob Sync) and skipped while a manual job ran, by outcome',
+      labelNames: ['outcome'],
+      registers,
+      collect: collectFrom((c, s) => {
+        c.inc({ outcome: 'completed' }, s.autoImport.passesCompleted);
+        c.inc({ outcome: 'skipped' }, s.autoImport.passesSkipped);
+      }),
+    });
+    const timestamp = (name: string, help: string, field: 'lastChangeFeedEventConsumedTime' | 'lastTimeFullySynchronized') =>
+      gauge(name, help, [], (g, s) => g.set(timestampSeconds(s.autoImport[field])));
+    timestamp(
+      'blobhsm_auto_import_last_change_feed_event_consumed_timestamp_seconds',
+      'Time of the newest change-feed event auto-import applied (lastChangeFeedEventConsumedTime; 0 before the first)',
+      'lastChangeFeedEventConsumedTime',
+    );
+    timestamp(
+      'blobhsm_auto_import_last_time_fully_synchronized_timestamp_seconds',
+      'End of the last auto-import pass that saw the whole container under its prefixes (lastTimeFullySynchronized; 0 before the first)',
+      'lastTimeFullySynchronized',
+    );
     gauge('blobhsm_status', 'Every numeric field of `blobhsm status`, by its dotted name', ['field'], (g, s) => {
       for (const [field, n] of numericFields(s.status)) g.set({ field }, n);
     });

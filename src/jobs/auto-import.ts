@@ -31,7 +31,7 @@ import { importNamespace, type ImportOptions, type ImportPage, type ImportStats 
 import { normalizePrefix } from '../namespace/blob-encoding.js';
 import type { MetaStore } from '../namespace/types.js';
 import { CONFLICT_MODES, decideAutoImport, decideDeletion, isConflictMode, type ConflictMode } from './decide-import.js';
-import { checkJobPrefixes } from './job-runner.js';
+import { checkJobPrefixes, checkMaximumErrors } from './job-runner.js';
 import { JobLog } from './job-log.js';
 
 export type AutoImportSource = 'change-feed' | 'listing';
@@ -47,6 +47,11 @@ export interface AutoImportConfig {
   prefixes: string[];
   /** `auto`: the change feed when the account has one, else listing. */
   source: 'auto' | AutoImportSource;
+  /**
+   * Errors a phase tolerates before auto-import stops as Failed (AMLFS maximumErrors; -1 unlimited, the default:
+   * a failed Blob Sync pass is otherwise retried an interval later).
+   */
+  maximumErrors: number;
 }
 
 export const AUTO_IMPORT_DEFAULTS: AutoImportConfig = {
@@ -56,6 +61,7 @@ export const AUTO_IMPORT_DEFAULTS: AutoImportConfig = {
   conflictMode: 'Skip',
   prefixes: ['/'],
   source: 'auto',
+  maximumErrors: -1,
 };
 
 const MAX_INTERVAL_SECONDS = 2_147_483;
@@ -76,6 +82,7 @@ export function checkAutoImportConfig(current: AutoImportConfig, change: Partial
     throw new UsageError(`invalid auto-import source '${String(next.source)}': use auto, change-feed or listing`);
   }
   next.prefixes = checkJobPrefixes(next.prefixes);
+  next.maximumErrors = checkMaximumErrors(next.maximumErrors);
   return next;
 }
 
@@ -99,7 +106,8 @@ export interface AutoImportPhaseMetrics {
   finishTime: string | null;
 }
 
-export type AutoImportState = 'Disabled' | 'FullSync' | 'BlobSync' | 'Stopping' | 'Failed';
+export const AUTO_IMPORT_STATES = ['Disabled', 'FullSync', 'BlobSync', 'Stopping', 'Failed'] as const;
+export type AutoImportState = (typeof AUTO_IMPORT_STATES)[number];
 
 export interface AutoImportMetrics {
   enabled: boolean;
@@ -110,6 +118,7 @@ export interface AutoImportMetrics {
   enableDeletions: boolean;
   conflictMode: AutoImportMode;
   prefixes: string[];
+  maximumErrors: number;
   fullSync: AutoImportPhaseMetrics;
   blobSync: AutoImportPhaseMetrics;
   /** Time of the newest change-feed event applied (ISO), null if none. */
@@ -167,16 +176,20 @@ interface Persisted {
   lastTimeFullySynchronized: string | null;
 }
 
-/** A pass ended at a conflict under conflict mode Fail. */
-class StoppedAtConflict extends Error {}
+/** A pass ended at a conflict under conflict mode Fail, or with more errors than maximumErrors: auto-import stops. */
+class AutoImportStopped extends Error {}
 
-/** Throws when an import run did not complete (cancelled, failed, or stopped at a conflict under Fail). */
+/** An import run failed; the importer has written the error line to the phase's log already. */
+class ImportRunFailed extends Error {}
+
+/** Throws when an import run did not complete (cancelled, failed, or stopped at a conflict under Fail or at maximumErrors). */
 function requireCompleted(stats: ImportStats, what: string): void {
   if (stats.state === 'Completed') return;
   if (stats.state === 'Canceled') throw new Error(`${what} cancelled`);
   const why = stats.error ?? 'unknown error';
-  if (stats.stoppedAtConflict) throw new StoppedAtConflict(`${what}: ${why}`);
-  throw new Error(`${what} failed: ${why}`);
+  if (stats.stoppedAtConflict) throw new AutoImportStopped(`${what}: ${why}`);
+  if (stats.stoppedAtMaximumErrors) throw new AutoImportStopped(`${what}: ${why} (maximum errors)`);
+  throw new ImportRunFailed(`${what} failed: ${why}`);
 }
 
 const SETTING = 'auto-import';
@@ -267,6 +280,7 @@ export class AutoImporter {
       enableDeletions: this.config.enableDeletions,
       conflictMode: this.config.conflictMode,
       prefixes: this.config.prefixes,
+      maximumErrors: this.config.maximumErrors,
       fullSync: { ...this.fullSync },
       blobSync: { ...this.blobSync },
       lastChangeFeedEventConsumedTime: p?.lastChangeFeedEventConsumedTime ?? null,
@@ -377,7 +391,8 @@ export class AutoImporter {
       return;
     }
     const signal = this.abort.signal;
-    await this.useLog(this.persisted ? 'BlobSync' : 'FullSync');
+    const phase = this.persisted ? 'BlobSync' : 'FullSync';
+    await this.useLog(phase);
     try {
       if (!this.persisted) await this.runFullSync(signal);
       else if (this.persisted.source === 'change-feed') await this.runFeedPass(this.persisted, signal);
@@ -387,18 +402,28 @@ export class AutoImporter {
     } catch (err) {
       if (signal.aborted) return;
       this.lastError = describeError(err);
-      this.logEvent('error', undefined, `pass failed: ${this.lastError}`);
-      if (err instanceof StoppedAtConflict) {
-        // Conflict mode Fail: auto-import stops, as AMLFS's does (enable it again to resume).
-        this.state = 'Failed';
-        this.config = { ...this.config, enabled: false };
-        this.timer?.cancel();
-        this.timer = undefined;
-        this.o.log(`auto-import stopped: ${this.lastError}`);
-        return;
+      if (err instanceof AutoImportStopped) return this.stop(this.lastError);
+      // A failed pass is one error of its phase (one line in the phase's log), counted against maximumErrors.
+      const stats = phase === 'FullSync' ? this.fullSync : this.blobSync;
+      stats.totalErrors++;
+      if (!(err instanceof ImportRunFailed)) this.logEvent('error', undefined, `pass failed: ${this.lastError}`);
+      const max = this.config.maximumErrors;
+      if (max >= 0 && stats.totalErrors > max) {
+        return this.stop(`${this.lastError}; ${stats.totalErrors} errors, more than the ${max} allowed (maximum errors)`);
       }
       this.o.log(`auto-import: pass failed (retried in ${this.config.intervalSeconds} s): ${this.lastError}`);
     }
+  }
+
+  /** Auto-import stops as Failed (conflict mode Fail, maximum errors), as AMLFS's job does; enabling it again starts over. */
+  private stop(why: string): void {
+    this.lastError = why;
+    this.state = 'Failed';
+    this.config = { ...this.config, enabled: false };
+    this.timer?.cancel();
+    this.timer = undefined;
+    this.logEvent('failed', undefined, why);
+    this.o.log(`auto-import stopped (Failed): ${why}; enable it again with blobhsm auto-import MOUNTPOINT --enable (Full Sync starts over)`);
   }
 
   // ---- phase 1 ----
@@ -412,7 +437,8 @@ export class AutoImporter {
     const cursor = source === 'change-feed' ? ((await this.reader(signal).cursorAt(enabledAt)) ?? null) : null;
     if (this.config.enableDeletions) this.o.meta.clearListed();
     const started = Date.now();
-    this.fullSync = { ...emptyPhase(), startTime: enabledAt.toISOString() };
+    // A retried Full Sync starts its counts again, except the errors: they count against maximumErrors until it completes.
+    this.fullSync = { ...emptyPhase(), startTime: enabledAt.toISOString(), totalErrors: this.fullSync.totalErrors };
     const stats = await this.importPass(this.listing(0, signal), signal);
     accumulate(this.fullSync, stats, Date.now() - started);
     requireCompleted(stats, 'Full Sync');
@@ -462,13 +488,15 @@ export class AutoImporter {
     const pass = p.pass + 1;
     const started = Date.now();
     const stats = await this.importPass(this.listing(pass, signal), signal);
-    if (stats.state !== 'Completed') accumulate(this.blobSync, stats, (this.blobSyncBusyMs += Date.now() - started));
+    accumulate(this.blobSync, stats, (this.blobSyncBusyMs += Date.now() - started));
     requireCompleted(stats, `listing pass ${pass}`);
     let deletions: ImportStats | undefined;
-    if (this.config.enableDeletions) deletions = await this.importPass(this.listingDeletions(pass, signal), signal);
-    this.blobSyncBusyMs += Date.now() - started;
-    accumulate(this.blobSync, stats, this.blobSyncBusyMs);
-    if (deletions) accumulate(this.blobSync, deletions, this.blobSyncBusyMs);
+    if (this.config.enableDeletions) {
+      const confirming = Date.now();
+      deletions = await this.importPass(this.listingDeletions(pass, signal), signal);
+      accumulate(this.blobSync, deletions, (this.blobSyncBusyMs += Date.now() - confirming));
+      requireCompleted(deletions, `deletions of listing pass ${pass}`);
+    }
     this.blobSync.startTime ??= new Date(started).toISOString();
     this.blobSync.finishTime = this.now().toISOString();
     const next: Persisted = { ...p, pass, lastTimeFullySynchronized: this.blobSync.finishTime };
@@ -531,6 +559,7 @@ export class AutoImporter {
         cursor = (await reader.cursorAt(new Date(p.enabledAt))) ?? null;
         if (cursor === null) break; // still no segment
       }
+      const batchStarted = Date.now();
       const polled = await reader.poll(cursor, EVENTS_PER_BATCH);
       const enabledAt = Date.parse(p.enabledAt);
       // The newest relevant event per blob; repeats and older events of a blob already applied are dropped.
@@ -564,7 +593,7 @@ export class AutoImporter {
         })(),
         signal,
       );
-      this.blobSyncBusyMs += Date.now() - started;
+      this.blobSyncBusyMs += Date.now() - batchStarted;
       accumulate(this.blobSync, stats, this.blobSyncBusyMs);
       requireCompleted(stats, 'applying change-feed events');
       current = next;
@@ -599,8 +628,10 @@ export class AutoImporter {
   /** Names of local entries whose deletion decideDeletion kept because they were busy (during one page). */
   private readonly keptBusy = new Set<string>();
 
+  /** One import run; its errors count against maximumErrors together with those of its phase so far. */
   private importPass(source: AsyncIterable<ImportPage>, signal: AbortSignal): Promise<ImportStats> {
     const mode: ConflictMode = this.config.conflictMode;
+    const phase = this.persisted ? this.blobSync : this.fullSync;
     return importNamespace({
       ...this.o.importOptions,
       store: this.o.store,
@@ -608,7 +639,8 @@ export class AutoImporter {
       prefix: this.o.prefix,
       source,
       signal,
-      maximumErrors: -1,
+      maximumErrors: this.config.maximumErrors,
+      errorsBefore: phase.totalErrors,
       decide: (local, remote) => decideAutoImport(mode, local, remote),
       decideDeletion: (local, blobName) => {
         const d = decideDeletion(mode, local);

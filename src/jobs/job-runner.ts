@@ -129,6 +129,15 @@ export function checkJobPrefixes(prefixes: string[]): string[] {
   return norm;
 }
 
+/** Validates a maximumErrors value (a number, or a flag's text): an integer, 0 or more, or -1 for unlimited. */
+export function checkMaximumErrors(value: unknown, what = 'maximum errors'): number {
+  const n = typeof value === 'string' && /^\s*-?\d+\s*$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < -1) {
+    throw new UsageError(`invalid ${what} '${String(value)}': an integer, 0 or more, or -1 for unlimited`);
+  }
+  return n;
+}
+
 /** Validates the options of an import job (before anything runs). */
 export function checkImportOptions(o: ImportJobOptions): { prefixes: string[]; conflictMode: ConflictMode; maximumErrors: number; pageSize?: number } {
   const prefixes = checkJobPrefixes(o.prefixes ?? []);
@@ -136,10 +145,7 @@ export function checkImportOptions(o: ImportJobOptions): { prefixes: string[]; c
   if (!isConflictMode(conflictMode)) {
     throw new UsageError(`unknown conflict mode '${conflictMode}': use one of ${CONFLICT_MODES.join(', ')}`);
   }
-  const maximumErrors = o.maximumErrors ?? 0;
-  if (!Number.isInteger(maximumErrors) || maximumErrors < -1) {
-    throw new UsageError(`invalid maximum errors '${o.maximumErrors}': an integer, 0 or more, or -1 for unlimited`);
-  }
+  const maximumErrors = checkMaximumErrors(o.maximumErrors ?? 0);
   if (o.pageSize !== undefined && (!Number.isInteger(o.pageSize) || o.pageSize < 1 || o.pageSize > 5000)) {
     throw new UsageError(`invalid page size '${o.pageSize}': 1 to 5000`);
   }

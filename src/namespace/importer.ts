@@ -93,6 +93,8 @@ export interface ImportStats {
   error?: string;
   /** The import failed because conflict mode Fail met a conflict. */
   stoppedAtConflict?: boolean;
+  /** The import failed because its errors (with errorsBefore) exceeded maximumErrors. */
+  stoppedAtMaximumErrors?: boolean;
 }
 
 export interface ImportOptions {
@@ -109,6 +111,8 @@ export interface ImportOptions {
   signal?: AbortSignal;
   /** Errors (failed symlink reads) tolerated before the import stops as Failed; -1 (default) = unlimited. */
   maximumErrors?: number;
+  /** Errors already counted against maximumErrors before this run (auto-import: the phase's earlier passes). */
+  errorsBefore?: number;
   /** Symlink targets fetched in parallel (default 8). */
   symlinkConcurrency?: number;
   /** Blob name prefixes to walk, relative to the mount prefix (string prefixes: 'data' also walks 'data2/'). Default ['']. */
@@ -296,8 +300,10 @@ class Importer {
       }
       signal?.throwIfAborted();
       const max = this.o.maximumErrors ?? -1;
-      if (max >= 0 && this.stats.totalErrors > max) {
-        throw new Error(`${this.stats.totalErrors} errors, more than the ${max} allowed`);
+      const errors = (this.o.errorsBefore ?? 0) + this.stats.totalErrors;
+      if (max >= 0 && errors > max) {
+        this.stats.stoppedAtMaximumErrors = true;
+        throw new Error(`${errors} errors, more than the ${max} allowed`);
       }
     }
   }
