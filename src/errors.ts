@@ -52,7 +52,8 @@ export type FsErrorCode =
   | 'EFBIG'
   | 'ECANCELED'
   | 'ENOTCONN'
-  | 'ENOTTY';
+  | 'ENOTTY'
+  | 'ENXIO';
 
 export class FsError extends Error {
   override readonly name = 'FsError';

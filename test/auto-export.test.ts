@@ -109,6 +109,20 @@ t.test('never a file open for writing, a NOARCHIVE file or a .fuse_hidden name',
   t.equal(ae.metrics().totalFilesExported, 2);
 });
 
+t.test('never a FIFO or a socket (local only): no upload, no failure', async (t) => {
+  const { s, ae } = await fixture(t, { enabled: true, minAgeSeconds: 0, intervalSeconds: 0.1 });
+  const caller = { uid: 1000, gid: 1000 };
+  await s.inodes.mknod(s.inode('/').ino, 'pipe', 0o010644, caller);
+  await s.inodes.mknod(s.inode('/').ino, 'sock', 0o140644, caller);
+  await s.createFile('/plain.txt', 'plain');
+  await until('plain.txt is archived', () => flags(s, '/plain.txt') === ARCHIVED_CLEAN);
+  const n = ae.metrics().iterationsCompleted;
+  await until('two more iterations', () => ae.metrics().iterationsCompleted >= n + 2);
+  t.same(s.store.names().sort(), ['a.txt', 'plain.txt']);
+  t.match(ae.metrics(), { totalFilesExported: 1, totalFailures: 0, totalConflicts: 0 });
+  t.equal(flags(s, '/pipe'), 0);
+});
+
 t.test('iterations are skipped (and logged) while a manual job runs', async (t) => {
   const { s, jobs, ae } = await fixture(t, { enabled: true, minAgeSeconds: 0, intervalSeconds: 0.1 });
   let release!: () => void;

@@ -116,6 +116,25 @@ t.test('listing mode: a modified file is kept under Skip, deleted under Overwrit
   }
 });
 
+t.test('listing mode with deletions: a FIFO or socket has no blob, so no deletion removes it', async (t) => {
+  const s = await makeStack({ blobs: { 'p': 'a file at first', 'dir/a.txt': 'a' } });
+  t.teardown(() => s.cleanup());
+  const a = importer(s, {});
+  t.teardown(() => a.close());
+  await enabled(a, { enableDeletions: true, conflictMode: 'OverwriteAlways' });
+  // The imported file p is replaced locally by a FIFO of the same name; a socket sits beside dir/a.txt.
+  await s.vfs.unlink('/p');
+  await s.vfs.mknod('/p', 0o010644);
+  await s.vfs.mknod('/dir/sock', 0o140644);
+  s.store.deleteDirect('p');
+  s.store.deleteDirect('dir/a.txt');
+  await a.runOnce();
+  t.notOk(s.meta.resolve('/dir/a.txt'), 'the deleted file is gone');
+  t.equal(s.inode('/p').kind, 'fifo', 'the FIFO at a deleted blob name stays');
+  t.equal(s.inode('/dir/sock').kind, 'socket', 'the socket stays, and so does its directory');
+  t.equal(a.metrics().blobSync.deletions, 1);
+});
+
 t.test('listing mode: our own export is not re-imported, and a blob exported after the listing is not deleted', async (t) => {
   const s = await makeStack({ blobs: { 'a.txt': 'a' } });
   t.teardown(() => s.cleanup());

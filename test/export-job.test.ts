@@ -30,3 +30,32 @@ t.test('empty directories are exported as hdi_isfolder stubs and survive a mount
   t.same((await fresh.vfs.readdir('/a')).names, ['.', '..', 'b'], 'a mount from an empty cache has them');
   t.equal((await fresh.vfs.getattr('/empty')).mode, 0o040750);
 });
+
+t.test('FIFOs and sockets are never uploaded: the job counts and logs each name as skipped, local only', async (t) => {
+  const s = await makeStack({ blobs: { 'kept/file.txt': 'x' } });
+  t.teardown(() => s.cleanup());
+  const caller = { uid: 1000, gid: 1000 };
+  const root = s.inode('/').ino;
+  await s.vfs.mkdir('/only-local', 0o755);
+  await s.inodes.mknod(root, 'pipe', 0o010644, caller);
+  await s.vfs.link('/pipe', '/kept/pipe-too');
+  await s.inodes.mknod(s.inode('/only-local').ino, 'sock', 0o140755, caller);
+  await s.createFile('/new.txt', 'new');
+  const lines: Array<{ line: string; fields?: Record<string, unknown> }> = [];
+  const jobs = new JobRunner({ meta: s.meta, store: s.store, coordinator: s.coordinator, log: (line, fields) => void lines.push({ line, ...(fields ? { fields } : {}) }), prefix: '', mountRoot: '/mnt' });
+  const job = jobs.startExport(['/']);
+  await job.done;
+  t.match(job.summary(), { state: 'Succeeded', stats: { filesExported: 1, skippedLocalOnly: 3, filesFailed: 0 } }, 'two names of the FIFO and the socket');
+  const skipped = lines.filter((l) => l.fields?.outcome === 'skipped');
+  t.same(skipped.map((l) => l.fields!.path).sort(), ['/kept/pipe-too', '/only-local/sock', '/pipe']);
+  for (const l of skipped) {
+    t.equal(l.fields!.reason, 'not a regular file, directory or symlink: local only');
+    t.match(l.line, /^export skipped: \/\S+: not a regular file, directory or symlink: local only$/);
+  }
+  t.same(s.store.names().sort(), ['kept/file.txt', 'new.txt', 'only-local'], 'no blob for them; the directory holding only a socket gets its stub');
+  t.equal(s.inode('/pipe').hsmFlags, 0, 'no HSM state');
+
+  const under = jobs.startExport(['/kept']);
+  await under.done;
+  t.match(under.summary(), { stats: { skippedLocalOnly: 1 } }, 'only the names under the prefixes count');
+});

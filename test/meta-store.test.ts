@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+import Database from 'better-sqlite3';
 import { FsError } from '../src/errors.js';
 import { DIRTY_FILE, EVICTABLE, RESIDENT, isExportCandidate, matches } from '../src/hsm/flags.js';
 import { openMetaStore, type SqliteMetaStore } from '../src/namespace/meta-store.js';
@@ -516,4 +517,58 @@ t.test('readdirPage: pages in name order from a cursor, changes between pages ne
   );
   t.equal(m.hasEntries(dir.ino), true);
   t.equal(m.hasEntries(m.create(ROOT_INO, 'empty', fields('dir')).ino), false);
+});
+
+t.test('FIFOs and sockets: stored, listed as local only, never export candidates, kept across reopen', async (t) => {
+  const path = join(tempDir(t), 'meta.db');
+  let m = openMetaStore(path);
+  const d = m.create(ROOT_INO, 'd', fields('dir'));
+  const p = m.create(ROOT_INO, 'p', fields('fifo', { mode: 0o640 }));
+  const s = m.create(d.ino, 's', fields('socket'));
+  const f = m.create(ROOT_INO, 'f', fields('file'));
+  t.same(m.exportCandidates().map((i) => i.ino), [f.ino], 'only the file is an export candidate (all flags 0)');
+  t.same(m.localOnlyInodes().map((i) => i.ino), [p.ino, s.ino]);
+  t.same(m.emptyDirectories().map((i) => i.ino), [d.ino], 'a directory holding only a socket still needs its own stub');
+  m.close();
+  m = openMetaStore(path);
+  t.teardown(() => m.close());
+  t.match(m.resolve('/p'), { ino: p.ino, kind: 'fifo', mode: 0o640 });
+  t.match(m.resolve('/d/s'), { ino: s.ino, kind: 'socket' });
+});
+
+t.test('a store made before FIFOs and sockets is rebuilt with every row and its inode sequence', async (t) => {
+  const path = join(tempDir(t), 'meta.db');
+  // The inode table as the first releases made it: files, directories and symlinks only, no content_md5 column,
+  // an export index over every non-directory.
+  const old = new Database(path);
+  old.exec(`
+    CREATE TABLE inodes (
+      ino INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL CHECK (kind IN ('file', 'dir', 'symlink')),
+      mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL, size INTEGER NOT NULL,
+      atime_ms INTEGER NOT NULL, mtime_ms INTEGER NOT NULL, ctime_ms INTEGER NOT NULL, nlink INTEGER NOT NULL,
+      target TEXT, hsm_flags INTEGER NOT NULL, archive_id INTEGER NOT NULL, data_version INTEGER NOT NULL,
+      archived_version INTEGER NOT NULL, blob_name TEXT, etag TEXT, generation INTEGER NOT NULL,
+      last_access_ms INTEGER NOT NULL);
+    CREATE INDEX inodes_export ON inodes(ino) WHERE kind <> 'dir' AND (hsm_flags & 32) = 0;
+    CREATE TABLE dentries (parent INTEGER NOT NULL, name TEXT NOT NULL, ino INTEGER NOT NULL, PRIMARY KEY (parent, name)) WITHOUT ROWID;
+    INSERT INTO inodes VALUES (1, 'dir', 493, 0, 0, 0, 1, 1, 1, 2, NULL, 0, 0, 0, 0, NULL, NULL, 0, 1);
+    INSERT INTO inodes VALUES (2, 'file', 420, 7, 8, 5, 1, 2, 3, 1, NULL, 13, 1, 1, 1, 'f', '"etag"', 1, 1);
+    INSERT INTO inodes VALUES (3, 'file', 420, 7, 8, 0, 1, 2, 3, 1, NULL, 0, 0, 1, 0, NULL, NULL, 1, 1);
+    INSERT INTO dentries VALUES (1, 'f', 2);
+    DELETE FROM inodes WHERE ino = 3;`);
+  old.close();
+
+  const m = openMetaStore(path);
+  t.teardown(() => m.close());
+  t.match(m.resolve('/f'), { ino: 2, kind: 'file', uid: 7, gid: 8, size: 5, hsmFlags: 13, blobName: 'f', etag: '"etag"', contentMd5: null }, 'the old rows are kept');
+  const p = m.create(ROOT_INO, 'p', fields('fifo'));
+  t.equal(p.ino, 4, 'the sequence is kept: number 3 (deleted) is not reused');
+  t.equal(m.resolve('/p')!.kind, 'fifo', 'a FIFO is accepted now');
+  t.same(m.exportCandidates().map((i) => i.ino), [], 'the export index no longer takes FIFOs (and f is archived)');
+  const db = new Database(path, { readonly: true });
+  t.teardown(() => db.close());
+  const sql = (name: string) => db.prepare('SELECT sql FROM sqlite_master WHERE name = ?').pluck().get(name) as string;
+  t.match(sql('inodes'), /'fifo', 'socket'/);
+  t.notMatch(sql('inodes_export'), /kind <> 'dir'/, 'the export index was rebuilt');
+  t.notOk(db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'inodes_before_kinds'").get(), 'no leftover table');
 });

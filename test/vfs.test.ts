@@ -648,3 +648,63 @@ t.test('a failed restore keeps its cause\'s errno for read(2) when the reader ca
     t.equal(s.inode('/top.txt').hsmFlags, IMPORTED, 'the file stays released');
   }
 });
+
+t.test('mknod: FIFOs and sockets are local-only entries with the caller as owner; devices are refused', async (t) => {
+  const s = await stack(t);
+  s.store.resetCounts();
+  const caller = { uid: 1234, gid: 567 };
+  const v = s.inodes;
+  const root = s.inode('/').ino;
+  const dir = s.inode('/dir').ino;
+  const fifo = await v.mknod(root, 'pipe', 0o010640, caller);
+  t.match(fifo, { mode: 0o010640, uid: 1234, gid: 567, nlink: 1, size: 0, blocks: 0 }, 'a FIFO: S_IFIFO, the mode given, the caller as owner');
+  const sock = await v.mknod(dir, 'sock', 0o140755, caller);
+  t.match(sock, { mode: 0o140755, uid: 1234, gid: 567 }, 'a socket: S_IFSOCK');
+  t.equal(s.inode('/pipe').kind, 'fifo');
+  t.equal(s.inode('/dir/sock').kind, 'socket');
+  const regular = await v.mknod(root, 'plain', 0o100600, caller);
+  t.match(regular, { mode: 0o100600, uid: 1234 }, 'a regular file through mknod is created as by create');
+  t.equal(s.inode('/plain').kind, 'file');
+  t.notOk(s.inodes.isOpen(regular.ino), 'and closed');
+
+  const listing = await s.vfs.readdir('/');
+  t.equal(listing.stats[listing.names.indexOf('pipe')]!.mode, 0o010640, 'readdir carries the FIFO type');
+  const dirListing = await s.vfs.readdir('/dir');
+  t.equal(dirListing.stats[dirListing.names.indexOf('sock')]!.mode & 0o170000, 0o140000, 'and the socket type');
+
+  await rejectsCode(t, v.mknod(root, 'tty', 0o020600, caller), 'EPERM', 'a character device');
+  await rejectsCode(t, v.mknod(root, 'disk', 0o060600, caller), 'EPERM', 'a block device');
+  await rejectsCode(t, v.mknod(root, 'odd', 0o000600, caller), 'EINVAL', 'no file type');
+  await rejectsCode(t, v.mknod(root, 'pipe', 0o010600, caller), 'EEXIST', 'an existing name');
+  await rejectsCode(t, v.mknod(s.inode('/top.txt').ino, 'x', 0o010600, caller), 'ENOTDIR', 'in a file');
+  await rejectsCode(t, s.vfs.open('/pipe', O_RDONLY), 'ENXIO', 'the kernel opens FIFOs, never blobhsm');
+  await rejectsCode(t, s.vfs.truncate('/pipe', 0), 'EINVAL', 'truncate of a FIFO');
+
+  // chmod, chown, rename, link, unlink work on them as on files, and keep the type.
+  await s.vfs.chmod('/pipe', 0o600);
+  await s.vfs.chown('/pipe', 42, 43);
+  t.match(await s.vfs.getattr('/pipe'), { mode: 0o010600, uid: 42, gid: 43 });
+  await s.vfs.rename('/pipe', '/dir/pipe2');
+  await s.vfs.link('/dir/pipe2', '/pipe-link');
+  t.match(await s.vfs.getattr('/pipe-link'), { mode: 0o010600, nlink: 2 });
+  await s.vfs.unlink('/dir/pipe2');
+  t.match(await s.vfs.getattr('/pipe-link'), { mode: 0o010600, nlink: 1 });
+  await s.vfs.unlink('/dir/sock');
+  await rejectsCode(t, s.vfs.getattr('/dir/sock'), 'ENOENT', 'an unlinked socket is gone');
+
+  // Local only: no HSM state, never an export candidate, no blob; hsm_archive refuses it as lfs does.
+  const kept = s.inode('/pipe-link');
+  t.equal(kept.hsmFlags, 0);
+  t.notOk(s.meta.exportCandidates().some((i) => i.ino === kept.ino), 'not an export candidate');
+  t.same(s.meta.localOnlyInodes().map((i) => i.ino), [kept.ino], 'listed as local only');
+  t.throws(() => s.coordinator.request('ARCHIVE', kept.ino), { message: /is not a regular file/ }, 'hsm_archive: not a regular file');
+  t.equal(totalRequests(s), 0, 'no request reached the blob service');
+});
+
+t.test('mknod on a read-only mount is EROFS; the path view (fuse2) creates FIFOs as the daemon user', async (t) => {
+  const ro = await stack(t, { readOnly: true });
+  await rejectsCode(t, ro.vfs.mknod('/p', 0o010644), 'EROFS', 'read-only');
+  const s = await stack(t, { owner: { uid: 77, gid: 88 } });
+  await s.vfs.mknod('/p', 0o010644);
+  t.match(await s.vfs.getattr('/p'), { mode: 0o010644, uid: 77, gid: 88 });
+});

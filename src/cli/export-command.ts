@@ -1,6 +1,7 @@
 // `blobhsm export MOUNTPOINT [--prefix P]... [--no-wait] [--json]` and `blobhsm jobs [cancel] MOUNTPOINT`.
 import { describeError } from '../errors.js';
 import type { ExportJobSummary, JobSummary } from '../jobs/job-runner.js';
+import { LOCAL_ONLY_REASON } from '../namespace/file-types.js';
 import { importStatsLine } from './import-command.js';
 import { callMount } from './daemon-call.js';
 import type { CliIo } from './io.js';
@@ -13,7 +14,8 @@ function statsLine(j: JobSummary): string {
   return (
     `${j.id} ${j.state}: discovered ${s.filesDiscovered} files (${s.bytesDiscovered} bytes), exported ${s.filesExported} ` +
     `(${s.bytesExported} bytes), failed ${s.filesFailed}, conflicts ${s.conflicts}` +
-    (s.directoriesRenamed ? `, directories renamed on the service ${s.directoriesRenamed}` : '')
+    (s.directoriesRenamed ? `, directories renamed on the service ${s.directoriesRenamed}` : '') +
+    (s.skippedLocalOnly ? `, skipped ${s.skippedLocalOnly} (${LOCAL_ONLY_REASON}: FIFOs and sockets)` : '')
   );
 }
 

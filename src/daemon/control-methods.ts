@@ -99,6 +99,10 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
     const inode = meta.resolve(path);
     if (!inode) throw new FsError('ENOENT', `no such file or directory: ${path}`);
     if (regularOnly && inode.kind !== 'file') throw new NotRegularFileError(path);
+    // lfs asks the state through open(O_RDONLY | O_NONBLOCK) and an ioctl (llapi_hsm_state_get): a FIFO opens, and
+    // its pipe has no such ioctl (ENOTTY); a socket cannot be opened at all (ENXIO).
+    if (inode.kind === 'fifo') throw new FsError('ENOTTY', `${path} is a FIFO: local only, it has no HSM state`);
+    if (inode.kind === 'socket') throw new FsError('ENXIO', `${path} is a socket: local only, it has no HSM state`);
     return inode;
   };
 

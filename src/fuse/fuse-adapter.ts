@@ -125,6 +125,8 @@ export function buildOps(vfs: PathVfs, log: Log): Record<string, (...args: never
     rename: (from: string, to: string, cb: Cb) => run('rename', cb, vfs.rename(from, to), () => cb(0)),
     link: (from: string, to: string, cb: Cb) => run('link', cb, vfs.link(from, to), () => cb(0)),
     symlink: (target: string, path: string, cb: Cb) => run('symlink', cb, vfs.symlink(target, path), () => cb(0)),
+    // FIFOs and sockets (regular files come through create); owned by the daemon's user, as every new file here.
+    mknod: (path: string, mode: number, _dev: number, cb: Cb) => run('mknod', cb, vfs.mknod(path, mode), () => cb(0)),
     mkdir: (path: string, mode: number, cb: Cb) => run('mkdir', cb, vfs.mkdir(path, mode), () => cb(0)),
     rmdir: (path: string, cb: Cb) => run('rmdir', cb, vfs.rmdir(path), () => cb(0)),
     chmod: (path: string, mode: number, cb: Cb) => run('chmod', cb, vfs.chmod(path, mode), () => cb(0)),

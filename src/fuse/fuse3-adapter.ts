@@ -2,7 +2,6 @@
 // line per op (call the Vfs, convert its Stat to the kernel's Attr, map the error through errnoOf), plus the mount
 // options, the kernel's references (every entry it is given is remembered by the Vfs until forget) and the
 // kernel-cache notifications other layers send when a file or a name changes behind the kernel's back.
-import { constants as fsConstants } from 'node:fs';
 import { errnoOf, describeError, FsError } from '../errors.js';
 import type { KernelCache } from '../namespace/types.js';
 import type { AttrChanges as VfsAttrChanges, Stat, TimeToSet, Vfs } from '../vfs/vfs.js';
@@ -11,7 +10,6 @@ import { fuseMountFlags } from './fuse-adapter.js';
 import { LowLevelSession, type Attr, type DirEntryPlus, type LowLevelHandler, type LowLevelOptions, type TimeSpec } from './lowlevel.js';
 
 const MiB = 1 << 20;
-const { S_IFMT, S_IFREG } = fsConstants;
 
 function timeOf(ms: number): TimeSpec {
   const sec = Math.floor(ms / 1000);
@@ -55,12 +53,7 @@ export function buildHandler(vfs: Vfs, log: (line: string) => void): LowLevelHan
       return attrOf(await vfs.setattr(ino, changes, fh));
     },
     readlink: (_c, ino) => vfs.readlink(ino),
-    mknod: async (c, parent, name, mode) => {
-      if ((mode & S_IFMT) !== S_IFREG) throw new FsError('ENOTSUP', `mknod of file type 0${(mode & S_IFMT).toString(8)}: only regular files`);
-      const { fh, stat } = await vfs.create(parent, name, mode, c);
-      await vfs.release(fh);
-      return entry(stat);
-    },
+    mknod: async (c, parent, name, mode) => entry(await vfs.mknod(parent, name, mode, c)),
     mkdir: async (c, parent, name, mode) => entry(await vfs.mkdir(parent, name, mode, c)),
     unlink: (_c, parent, name) => vfs.unlink(parent, name),
     rmdir: (_c, parent, name) => vfs.rmdir(parent, name),

@@ -25,6 +25,7 @@ import type { Hydrator } from './hydrator.js';
 import type { Inode, KernelCache, MetaStore } from '../namespace/types.js';
 import * as flags from './flags.js';
 import { exportMetadata } from '../namespace/blob-encoding.js';
+import { isArchivable } from '../namespace/file-types.js';
 import type { Changelog } from './changelog.js';
 import type { Log } from '../log.js';
 import { ActionScheduler, cancelledError, type ActionKind, type ActionOrigin, type ActionState, type ActionStats, type ScheduledAction } from './scheduler.js';
@@ -434,7 +435,7 @@ export class Coordinator {
       origin,
       async (action) => {
         const inode = this.o.meta.get(ino);
-        if (!inode || inode.kind === 'dir' || !flags.isExportCandidate(inode.hsmFlags) || flags.isReleased(inode.hsmFlags)) return undefined;
+        if (!inode || !isArchivable(inode.kind) || !flags.isExportCandidate(inode.hsmFlags) || flags.isReleased(inode.hsmFlags)) return undefined;
         return this.archive(inode, flags.archiveIdForRequest(undefined, inode.archiveId), action);
       },
       signal,

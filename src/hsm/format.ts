@@ -13,6 +13,7 @@ const STRERROR: Readonly<Record<string, string>> = {
   EPERM: 'Operation not permitted',
   ENOENT: 'No such file or directory',
   EIO: 'Input/output error',
+  ENXIO: 'No such device or address',
   E2BIG: 'Argument list too long',
   EBADF: 'Bad file descriptor',
   EAGAIN: 'Resource temporarily unavailable',

@@ -12,6 +12,7 @@ import PQueue from 'p-queue';
 import { BlobError, SourceChangedError, UsageError, describeError } from '../errors.js';
 import type { BlobStore, UploadOptions, UploadSource } from '../blob/blob-store.js';
 import { checkBlobName, exportMetadata } from '../namespace/blob-encoding.js';
+import { LOCAL_ONLY_REASON } from '../namespace/file-types.js';
 import { walkSources, type SourceEntry, type SourceKind } from './source-walk.js';
 import type { IngestJournal } from './journal.js';
 
@@ -240,7 +241,7 @@ export class Ingester {
     const name = this.o.prefix + entry.components.join('/');
     if (entry.kind === 'special') {
       this.stats.skipped++;
-      this.log('skipped', entry.path, undefined, 'not a regular file, directory or symlink (FIFO, socket or device)');
+      this.log('skipped', entry.path, undefined, `${LOCAL_ONLY_REASON} (FIFO, socket or device)`);
       return;
     }
     const check = checkBlobName(name);

@@ -4,7 +4,9 @@
 import { lstat, opendir } from 'node:fs/promises';
 import type { BigIntStats, Dir } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
+import { blobKindOf, fileTypeOf } from '../namespace/file-types.js';
 
+/** 'special': a FIFO, socket or device (file-types.ts: local only), skipped. */
 export type SourceKind = 'file' | 'dir' | 'symlink' | 'special';
 
 export interface SourceEntry {
@@ -22,11 +24,9 @@ export interface WalkError {
   error: NodeJS.ErrnoException;
 }
 
+/** What an entry becomes: a blob (file, directory stub, symlink), or nothing for a local-only type (file-types.ts). */
 export function kindOf(stat: BigIntStats): SourceKind {
-  if (stat.isFile()) return 'file';
-  if (stat.isDirectory()) return 'dir';
-  if (stat.isSymbolicLink()) return 'symlink';
-  return 'special';
+  return blobKindOf(fileTypeOf(Number(stat.mode))) ?? 'special';
 }
 
 /**

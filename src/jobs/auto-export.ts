@@ -22,6 +22,7 @@ import { FsError, UsageError, describeError } from '../errors.js';
 import type { Coordinator } from '../hsm/coordinator.js';
 import { isExportCandidate } from '../hsm/flags.js';
 import type { Inode, MetaStore } from '../namespace/types.js';
+import { isArchivable } from '../namespace/file-types.js';
 
 export interface AutoExportConfig {
   enabled: boolean;
@@ -294,7 +295,7 @@ export class AutoExporter {
 
   /** A candidate this iteration exports now: old enough, not open for writing, not busy, not a known conflict. */
   private eligible(inode: Inode | undefined, cutoff: number): inode is Inode {
-    if (!inode || inode.kind === 'dir') return false;
+    if (!inode || !isArchivable(inode.kind)) return false;
     const ino = inode.ino;
     if (!isExportCandidate(inode.hsmFlags)) return false;
     if (inode.mtimeMs > cutoff) return false;

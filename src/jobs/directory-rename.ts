@@ -14,6 +14,7 @@ import type { BlobStore } from '../blob/blob-store.js';
 import { BlobError, describeError } from '../errors.js';
 import type { Coordinator } from '../hsm/coordinator.js';
 import * as flags from '../hsm/flags.js';
+import { isLocalOnly } from '../namespace/file-types.js';
 import { ROOT_INO, type Inode, type MetaStore } from '../namespace/types.js';
 
 export interface DirectoryRenameOptions {
@@ -39,10 +40,11 @@ interface TreeEntry {
   rel: string;
 }
 
-/** Every entry under a directory (depth first), with its path relative to it. */
+/** Every entry under a directory that has a blob form (depth first), with its path relative to it. */
 function tree(meta: MetaStore, ino: number, rel = ''): TreeEntry[] {
   const out: TreeEntry[] = [];
   for (const e of meta.readdir(ino)) {
+    if (isLocalOnly(e.inode.kind)) continue; // no blob: it moves with the directory, nothing to rename
     const r = rel ? `${rel}/${e.name}` : e.name;
     out.push({ inode: e.inode, rel: r });
     if (e.inode.kind === 'dir') out.push(...tree(meta, e.inode.ino, r));

@@ -17,6 +17,7 @@ import type { DefaultModes } from '../namespace/blob-encoding.js';
 import type { IdMap } from '../namespace/id-map.js';
 import { exportDirectoryRenames } from './directory-rename.js';
 import { JobLog } from './job-log.js';
+import { LOCAL_ONLY_REASON } from '../namespace/file-types.js';
 
 /** Whether a path ('/a/b') is under one of the job's prefixes ('/' takes everything). */
 function underPrefixes(prefixes: string[]): (path: string) => boolean {
@@ -42,6 +43,8 @@ export interface ExportStats {
   directoriesRenamed: number;
   /** Empty directories given their `hdi_isfolder` stub (the others get theirs with their files). */
   directoriesExported: number;
+  /** Names of FIFOs and sockets under the prefixes: never uploaded (file-types.ts LOCAL_ONLY_REASON, logged each). */
+  skippedLocalOnly: number;
 }
 
 export interface ExportJobSummary {
@@ -178,7 +181,7 @@ abstract class Job {
 }
 
 class ExportJob extends Job {
-  readonly stats: ExportStats = { filesDiscovered: 0, bytesDiscovered: 0, filesExported: 0, bytesExported: 0, bytesUploading: 0, filesFailed: 0, conflicts: 0, directoriesRenamed: 0, directoriesExported: 0 };
+  readonly stats: ExportStats = { filesDiscovered: 0, bytesDiscovered: 0, filesExported: 0, bytesExported: 0, bytesUploading: 0, filesFailed: 0, conflicts: 0, directoriesRenamed: 0, directoriesExported: 0, skippedLocalOnly: 0 };
   readonly conflictPaths: string[] = [];
   readonly failures: Array<{ path: string; error: string }> = [];
   /** Inodes whose archive is running. */
@@ -379,6 +382,12 @@ export class JobRunner {
     return out;
   }
 
+  /** Names of FIFOs and sockets under the prefixes (each name of a hard-linked one). */
+  private localOnlyPaths(job: ExportJob): string[] {
+    const under = underPrefixes(job.prefixes);
+    return this.o.meta.localOnlyInodes().flatMap((inode) => this.o.coordinator.exportPaths(inode.ino).filter(under));
+  }
+
   /** Empty directories under the prefixes (never a `.fuse_hidden*` name): each needs its own stub. */
   private emptyDirectories(job: ExportJob): string[] {
     const under = underPrefixes(job.prefixes);
@@ -392,6 +401,10 @@ export class JobRunner {
     const todo = this.candidates(job);
     job.stats.filesDiscovered = todo.length;
     job.stats.bytesDiscovered = todo.reduce((n, t) => n + t.inode.size, 0);
+    for (const path of this.localOnlyPaths(job)) {
+      job.stats.skippedLocalOnly++;
+      this.o.log(`export skipped: ${path}: ${LOCAL_ONLY_REASON}`, { event: 'export', level: 'info', job: job.id, path, outcome: 'skipped', reason: LOCAL_ONLY_REASON });
+    }
     // Renamed directories first (their files are clean, so never in todo).
     if (this.o.store.hierarchicalPaths()) {
       try {

@@ -19,7 +19,7 @@ export interface ValueCriterion {
 }
 
 export interface FindCriteria {
-  /** lfs's one-letter type (b c d f l p s); blobhsm has only f, d and l. */
+  /** lfs's one-letter type (b c d f l p s); blobhsm has no devices (b, c). */
   type?: { letter: string; negate: boolean };
   /** Every state must hold (a state with `exclude` must not); `negate` inverts the whole test. */
   hsmState?: { states: Array<{ state: FindState; exclude: boolean }>; negate: boolean };
@@ -31,7 +31,7 @@ export interface FindCriteria {
   minDepth?: number;
 }
 
-const TYPE_LETTER: Record<InodeKind, string> = { file: 'f', dir: 'd', symlink: 'l' };
+const TYPE_LETTER: Record<InodeKind, string> = { file: 'f', dir: 'd', symlink: 'l', fifo: 'p', socket: 's' };
 
 export function valueMatches(value: number, c: ValueCriterion): boolean {
   let ok: boolean;

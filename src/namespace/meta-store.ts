@@ -25,6 +25,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { FsError } from '../errors.js';
 import { DIRTY_FILE, EVICTABLE, EXPORT_CANDIDATE, flagSql, type FlagPredicate } from '../hsm/flags.js';
+import { ARCHIVABLE_KINDS, BLOB_KINDS, LOCAL_ONLY_KINDS } from './file-types.js';
 import {
   ROOT_INO,
   blankInode,
@@ -33,6 +34,7 @@ import {
   type DirEntry,
   type EntrySummary,
   type Inode,
+  type InodeKind,
   type InodePatch,
   type MetaStore,
   type NewInode,
@@ -74,8 +76,19 @@ delete PATCHABLE_COLUMNS.kind;
 /** Fields whose change is HSM state that must survive a power loss. */
 const DURABLE_FIELDS = new Set<string>(['hsmFlags', 'archiveId', 'archivedVersion', 'blobName', 'etag', 'contentMd5', 'generation']);
 
-/** Files and symlinks to export (flags.EXPORT_CANDIDATE; also the partial index predicate). */
-const EXPORT_WHERE = `kind <> 'dir' AND ${flagSql(EXPORT_CANDIDATE, 'hsm_flags')}`;
+const kindIn = (kinds: readonly InodeKind[]) => `kind IN (${kinds.map((k) => `'${k}'`).join(', ')})`;
+
+/** Files and symlinks to export (flags.EXPORT_CANDIDATE; also the partial index predicate): never a local-only kind. */
+const EXPORT_WHERE = `${kindIn(ARCHIVABLE_KINDS)} AND ${flagSql(EXPORT_CANDIDATE, 'hsm_flags')}`;
+
+/** FIFOs and sockets (file-types.ts; also the partial index predicate). */
+const LOCAL_ONLY_WHERE = kindIn(LOCAL_ONLY_KINDS);
+
+/** The inode table's kind constraint. A store made before FIFOs and sockets has a narrower one (migrateKinds). */
+const KIND_CHECK = `CHECK (${kindIn([...BLOB_KINDS, ...LOCAL_ONLY_KINDS])})`;
+
+/** The inode table's indexes (migrateKinds drops them with the table they indexed). */
+const INODE_INDEXES = ['inodes_evict', 'inodes_dirty', 'inodes_export', 'inodes_blob', 'inodes_local_only'];
 
 /** SELECT list producing Inode-shaped rows directly. */
 const INODE_SELECT =
@@ -84,7 +97,7 @@ const INODE_SELECT =
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS inodes (
   ino INTEGER PRIMARY KEY AUTOINCREMENT,
-  kind TEXT NOT NULL CHECK (kind IN ('file', 'dir', 'symlink')),
+  kind TEXT NOT NULL ${KIND_CHECK},
   mode INTEGER NOT NULL,
   uid INTEGER NOT NULL,
   gid INTEGER NOT NULL,
@@ -108,6 +121,7 @@ CREATE INDEX IF NOT EXISTS inodes_evict ON inodes(last_access_ms) WHERE ${EVICTA
 CREATE INDEX IF NOT EXISTS inodes_dirty ON inodes(ino) WHERE ${DIRTY_WHERE};
 CREATE INDEX IF NOT EXISTS inodes_export ON inodes(ino) WHERE ${EXPORT_WHERE};
 CREATE INDEX IF NOT EXISTS inodes_blob ON inodes(blob_name) WHERE blob_name IS NOT NULL;
+CREATE INDEX IF NOT EXISTS inodes_local_only ON inodes(ino) WHERE ${LOCAL_ONLY_WHERE};
 CREATE TABLE IF NOT EXISTS dentries (
   parent INTEGER NOT NULL,
   name TEXT NOT NULL,
@@ -194,6 +208,7 @@ export class SqliteMetaStore implements MetaStore {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma(`synchronous = ${this.baseSync}`);
       this.db.pragma('busy_timeout = 5000');
+      this.migrateKinds();
       this.db.exec(SCHEMA);
       this.addMissingColumns();
       this.s = this.prepareAll();
@@ -203,6 +218,29 @@ export class SqliteMetaStore implements MetaStore {
       this.db.close();
       throw err;
     }
+  }
+
+  /**
+   * A store made before FIFOs and sockets has an inode table whose CHECK allows files, directories and symlinks
+   * only, and an export index that took every non-directory. SQLite cannot change a CHECK in place: the table is
+   * rebuilt under the current schema in one transaction, keeping every row and the inode number sequence (numbers
+   * are never reused, also after the highest one was deleted).
+   */
+  private migrateKinds(): void {
+    const table = this.db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'inodes'").pluck().get() as string | undefined;
+    if (table === undefined || table.includes(KIND_CHECK)) return;
+    this.db.transaction(() => {
+      const seq = this.db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'inodes'").pluck().get() as number | undefined;
+      const columns = (this.db.pragma('table_info(inodes)') as Array<{ name: string }>).map((c) => c.name).join(', ');
+      this.db.exec('ALTER TABLE inodes RENAME TO inodes_before_kinds');
+      for (const index of INODE_INDEXES) this.db.exec(`DROP INDEX IF EXISTS ${index}`);
+      this.db.exec(SCHEMA);
+      this.db.exec(`INSERT INTO inodes (${columns}) SELECT ${columns} FROM inodes_before_kinds; DROP TABLE inodes_before_kinds`);
+      if (seq !== undefined) {
+        const kept = this.db.prepare("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'inodes'").run(seq);
+        if (kept.changes === 0) this.db.prepare("INSERT INTO sqlite_sequence (name, seq) VALUES ('inodes', ?)").run(seq);
+      }
+    })();
   }
 
   /** Columns added after the first release: a store created before them gets them (NULL) when opened. */
@@ -255,9 +293,11 @@ export class SqliteMetaStore implements MetaStore {
            WHERE up.ino <> ${ROOT_INO}) SELECT 1 FROM up WHERE ino = @ancestor LIMIT 1`,
       ).pluck(),
       exportCandidates: p(`SELECT ${INODE_SELECT} FROM inodes i WHERE ${EXPORT_WHERE} ORDER BY i.ino`),
+      localOnly: p(`SELECT ${INODE_SELECT} FROM inodes i WHERE ${LOCAL_ONLY_WHERE} ORDER BY i.ino`),
       emptyDirectories: p(
         `SELECT ${INODE_SELECT} FROM inodes i WHERE i.kind = 'dir' AND i.ino <> ${ROOT_INO} ` +
-          'AND NOT EXISTS (SELECT 1 FROM dentries d WHERE d.parent = i.ino) ORDER BY i.ino',
+          // Entries that stay local only (FIFOs, sockets) do not count: the directory needs its own stub.
+          `AND NOT EXISTS (SELECT 1 FROM dentries d JOIN inodes c ON c.ino = d.ino WHERE d.parent = i.ino AND NOT c.${LOCAL_ONLY_WHERE}) ORDER BY i.ino`,
       ),
       evictionCandidates: p(`SELECT ${INODE_SELECT} FROM inodes i WHERE ${EVICTABLE_WHERE} ORDER BY i.last_access_ms LIMIT ?`),
       countInodes: p('SELECT count(*) FROM inodes').pluck(),
@@ -394,6 +434,10 @@ export class SqliteMetaStore implements MetaStore {
 
   exportCandidates(): Inode[] {
     return this.s.exportCandidates.all() as Inode[];
+  }
+
+  localOnlyInodes(): Inode[] {
+    return this.s.localOnly.all() as Inode[];
   }
 
   emptyDirectories(): Inode[] {

@@ -1,7 +1,8 @@
 // Inode and directory-entry records, and the MetaStore seam that persists them (SQLite in meta-store.ts).
 import type { FlagPredicate } from '../hsm/flags.js';
 
-export type InodeKind = 'file' | 'dir' | 'symlink';
+/** The kinds of inode (file-types.ts: their type bits, and which stay local only). */
+export type InodeKind = 'file' | 'dir' | 'symlink' | 'fifo' | 'socket';
 
 export const ROOT_INO = 1;
 
@@ -16,7 +17,7 @@ export const HsmFlag = {
   LOST: 0x40,
 } as const;
 
-/** One file, directory or symlink. Hard links share an inode; names live in dentries. */
+/** One file, directory, symlink, FIFO or socket. Hard links share an inode; names live in dentries. */
 export interface Inode {
   ino: number;
   kind: InodeKind;
@@ -187,11 +188,16 @@ export interface MetaStore extends RangeStore {
   /** Regular files whose flags satisfy a predicate of src/hsm/flags.ts (RESIDENT, DIRTY_FILE, ...). */
   filesMatching(predicate: FlagPredicate): Inode[];
   /**
-   * Files and symlinks an export job must upload: not NOARCHIVE, and DIRTY or never ARCHIVED (the new and the
+   * Files and symlinks (never a local-only kind) an export job must upload: not NOARCHIVE, and DIRTY or never ARCHIVED (the new and the
    * content-modified ones), in inode order.
    */
   exportCandidates(): Inode[];
-  /** Directories with no entries (but the root), in inode order: an export gives each its directory stub. */
+  /** FIFOs and sockets (file-types.ts: local only), in inode order: an export job counts those it meets as skipped. */
+  localOnlyInodes(): Inode[];
+  /**
+   * Directories (but the root) with no entries, or only local-only ones, in inode order: an export gives each its
+   * directory stub.
+   */
   emptyDirectories(): Inode[];
   /** Resident (not released) clean archived files, least recently accessed first. */
   evictionCandidates(limit: number): Inode[];

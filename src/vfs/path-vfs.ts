@@ -93,6 +93,11 @@ export class PathVfs {
     return this.vfs.setxattr(this.ino(path), name);
   }
 
+  async mknod(path: string, mode: number): Promise<void> {
+    const { parent, name } = this.parentOf(path);
+    await this.vfs.mknod(parent, name, mode, this.owner);
+  }
+
   async mkdir(path: string, mode: number): Promise<void> {
     const { parent, name } = this.parentOf(path);
     await this.vfs.mkdir(parent, name, mode, this.owner);

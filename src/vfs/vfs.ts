@@ -13,13 +13,11 @@ import type { Inode, MetaStore, NewInode } from '../namespace/types.js';
 import { ROOT_INO, blankInode } from '../namespace/types.js';
 import { checkName } from '../namespace/meta-store.js';
 import { posixAclXattr } from '../namespace/hns-encoding.js';
+import { fileTypeOf, isLocalOnly, typeBits } from '../namespace/file-types.js';
 import type { Changelog } from '../hsm/changelog.js';
 
 const statfsAsync = promisify(statfsCb);
 
-const S_IFREG = 0o100000;
-const S_IFDIR = 0o040000;
-const S_IFLNK = 0o120000;
 const O_ACCMODE = 3;
 const { O_RDONLY, O_TRUNC } = fsConstants;
 
@@ -217,13 +215,12 @@ export class Vfs {
   }
 
   statOf(inode: Inode): Stat {
-    const typeBits = inode.kind === 'dir' ? S_IFDIR : inode.kind === 'symlink' ? S_IFLNK : S_IFREG;
     const size = this.pendingSize.get(inode.ino) ?? inode.size;
     const released = isReleased(inode.hsmFlags);
     const blocks = released ? (size > 0 ? 1 : 0) : Math.ceil(size / 512);
     return {
       ino: inode.ino,
-      mode: typeBits | inode.mode,
+      mode: typeBits(inode.kind) | inode.mode,
       nlink: inode.nlink,
       uid: inode.uid,
       gid: inode.gid,
@@ -337,6 +334,8 @@ export class Vfs {
   async open(ino: number, flags: number): Promise<number> {
     const inode = this.inode(ino);
     if (inode.kind === 'dir') throw new FsError('EISDIR', `inode ${ino} is a directory`);
+    // The kernel opens FIFOs and refuses sockets itself (the request never comes here); the path view might ask.
+    if (isLocalOnly(inode.kind)) throw new FsError('ENXIO', `inode ${ino} is a ${inode.kind}: the kernel opens it, not blobhsm`);
     const writable = (flags & O_ACCMODE) !== O_RDONLY;
     if (writable || flags & O_TRUNC) this.writable();
     if (inode.ino >= VIRTUAL_INO && (writable || flags & O_TRUNC)) throw new FsError('EACCES', `inode ${ino} is read-only`);
@@ -461,6 +460,29 @@ export class Vfs {
     return { fh, stat: this.statOf(inode) };
   }
 
+  /**
+   * mknod: a regular file (created and closed, as by create), or a FIFO or a socket, which stay local only (no data,
+   * no HSM state, never exported). Devices are refused with EPERM, as Linux refuses them to a caller without
+   * CAP_MKNOD (docs/SEMANTICS.md §4). `mode` carries the type bits and the permissions the kernel already masked.
+   */
+  async mknod(parent: number, name: string, mode: number, caller: Caller): Promise<Stat> {
+    this.writable();
+    const type = fileTypeOf(mode);
+    if (type === 'file') {
+      const { fh, stat } = await this.create(parent, name, mode, caller);
+      await this.release(fh);
+      return stat;
+    }
+    if (type === 'device') throw new FsError('EPERM', `${name}: device files cannot be created in a blobhsm mount`);
+    if (type !== 'fifo' && type !== 'socket') throw new FsError('EINVAL', `${name}: mknod of file type 0${(mode & fsConstants.S_IFMT).toString(8)}`);
+    const dir = this.directory(parent, name);
+    const now = Date.now();
+    const inode = this.meta.create(parent, name, this.newInode(type, mode & 0o7777, now, caller, dir));
+    this.touchDir(parent, now);
+    this.changelog.record('MKNOD', inode.ino, parent, name);
+    return this.statOf(inode);
+  }
+
   async write(fh: number, buf: Buffer, length: number, position: number): Promise<number> {
     const h = this.handle(fh);
     if (!h.writable) throw new FsError('EBADF', 'file not open for writing');
@@ -491,7 +513,7 @@ export class Vfs {
 
   private async truncateInode(ino: number, size: number): Promise<void> {
     let inode = this.inode(ino);
-    if (inode.kind !== 'file') throw new FsError('EISDIR', 'not a regular file');
+    if (inode.kind !== 'file') throw new FsError(inode.kind === 'dir' ? 'EISDIR' : 'EINVAL', 'not a regular file');
     if (isReleased(inode.hsmFlags)) {
       inode = size === 0 ? await this.coordinator.discardReleased(ino) : await this.coordinator.ensureResident(inode);
     }
