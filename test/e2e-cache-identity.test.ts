@@ -40,7 +40,7 @@ t.test('two endpoints, one container name: two caches, each mount shows its own 
   t.equal(s.cacheDirs().length, 2, 'one default cache directory per endpoint');
 
   const refused = await mount(two.connectionString, ['--cache-dir', join(s.cacheHome, 'blobhsm', cacheOfOne!)]);
-  t.equal(refused.code, 1);
+  t.equal(refused.code, 4, 'a usage error found by the daemon exits 4, as one found by the CLI');
   t.match(
     refused.stderr,
     new RegExp(

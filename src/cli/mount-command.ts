@@ -37,6 +37,7 @@ import { packageRoot } from '../version.js';
 import type { DaemonEvents } from '../daemon/daemon.js';
 import type { ImportStats } from '../namespace/importer.js';
 import { EXIT_FAILURE } from './io.js';
+import { EXIT_USAGE } from './exit-status.js';
 
 export interface MountFlags extends StorageFlags {
   configFile?: string;
@@ -256,6 +257,16 @@ function fuseMessages(logPath: string, from: number): string[] {
   }
 }
 
+/** What the detached daemon tells the mount command over IPC until the mount is ready. */
+interface DaemonMessage {
+  ready?: boolean;
+  error?: string;
+  /** The failure was a UsageError (exit status 4, as for a bad flag). */
+  usage?: boolean;
+  notice?: string;
+  importProgress?: ImportStats;
+}
+
 /** Runs the daemon as a detached child (config passed over IPC, so secrets never appear in `ps`). */
 async function startBackground(config: MountConfig, io: CliIo): Promise<number> {
   const logDir = join(stateHome(io.env), 'logs');
@@ -272,12 +283,12 @@ async function startBackground(config: MountConfig, io: CliIo): Promise<number> 
   closeSync(logFd);
   const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
   const bar = progressOnDemand(io.stderr, { label: 'importing', unit: 'blobs' });
-  const outcome = await new Promise<{ ok: true } | { ok: false; message: string }>((done) => {
-    child.on('message', (m: { ready?: boolean; error?: string; notice?: string; importProgress?: ImportStats }) => {
+  const outcome = await new Promise<{ ok: true } | { ok: false; message: string; usage?: boolean }>((done) => {
+    child.on('message', (m: DaemonMessage) => {
       if (m.importProgress) bar.update(importUpdate(m.importProgress));
       else if (m.notice) io.stderr.write(`blobhsm mount: ${m.notice}\n`);
       else if (m.ready) done({ ok: true });
-      else if (m.error) done({ ok: false, message: m.error });
+      else if (m.error) done({ ok: false, message: m.error, usage: m.usage === true });
     });
     void exited.then((code) => done({ ok: false, message: `the daemon exited (status ${code}) before the mount was ready` }));
     child.send({ config });
@@ -291,7 +302,8 @@ async function startBackground(config: MountConfig, io: CliIo): Promise<number> 
     const fuse = fuseMessages(logPath, logStart);
     const said = fuse.length ? `; libfuse said: ${fuse.join('; ')}` : '';
     io.stderr.write(`blobhsm mount: ${outcome.message}${said}\nblobhsm mount: the daemon's log is ${logPath}\n`);
-    return EXIT_FAILURE;
+    // A usage error found by the daemon (cache identity, mountpoint, missing container) exits as one found here.
+    return outcome.usage ? EXIT_USAGE : EXIT_FAILURE;
   }
   child.disconnect();
   child.unref();
@@ -320,7 +332,8 @@ export async function runDaemonChild(): Promise<never> {
   } catch (err) {
     const message = describeError(err);
     io.stderr.write(`${new Date().toISOString()} mount failed: ${message}\n`);
-    await new Promise<void>((r) => (process.send && process.connected ? process.send({ error: message }, undefined, {}, () => r()) : r()));
-    process.exit(EXIT_FAILURE);
+    const reply: DaemonMessage = { error: message, usage: err instanceof UsageError };
+    await new Promise<void>((r) => (process.send && process.connected ? process.send(reply, undefined, {}, () => r()) : r()));
+    process.exit(err instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE);
   }
 }

@@ -110,7 +110,10 @@ function checkCacheIdentity(recorded: string | undefined, config: MountConfig): 
   );
 }
 
-/** Explains a first-contact failure with the blob service in terms of what to fix. */
+/**
+ * Explains a first-contact failure with the blob service in terms of what to fix. Not a UsageError: the command
+ * line was well formed, the service refused or did not answer (exit status 1, not 4).
+ */
 function explainStorageError(err: unknown, where: string): Error {
   if (err instanceof BlobError) {
     const hint =
@@ -119,7 +122,7 @@ function explainStorageError(err: unknown, where: string): Error {
         : err.kind === 'Timeout' || err.kind === 'Transient'
           ? 'check the endpoint and that the service is reachable (--blob-endpoint, AZURE_STORAGE_BLOB_ENDPOINT)'
           : 'check the container name and credentials';
-    return new UsageError(`cannot use ${where}: ${describeError(err)}; ${hint}`, { cause: err });
+    return new Error(`cannot use ${where}: ${describeError(err)}; ${hint}`, { cause: err });
   }
   return err instanceof Error ? err : new Error(String(err));
 }
@@ -250,7 +253,7 @@ async function startParts(
       defaultModes: config.defaultModes,
     });
     if (stats.state !== 'Completed') {
-      throw new UsageError(`the import of ${where} did not complete (${stats.state}${stats.error ? `: ${stats.error}` : ''}); mount again to retry`);
+      throw new Error(`the import of ${where} did not complete (${stats.state}${stats.error ? `: ${stats.error}` : ''}); mount again to retry`);
     }
     meta.setSetting('importedAt', new Date().toISOString());
     meta.setSetting('lastImport', JSON.stringify(stats));
