@@ -1,5 +1,6 @@
 // Packaging (issue 9): `npm pack` in a copy of the sources builds dist/ through prepack and ships the CLI without
-// tests or benchmarks; the tarball installs with `npm install -g --prefix` and its `blobhsm` runs; `blobhsm
+// tests or benchmarks; the tarball installs with `npm install -g --prefix` (install scripts run: the addon is built)
+// and its `blobhsm` mounts the emulator's demo; `blobhsm
 // version` and `blobhsm completion bash` answer; docker/compose.yaml's start command creates its container on a
 // fresh Azurite and mounts it.
 import t from 'tap';
@@ -10,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { startAzurite, uniqueContainerName } from './helpers/azurite.js';
-import { BIN } from './helpers/mount.js';
+import { BIN, breakMount } from './helpers/mount.js';
 import { createAzureStore } from '../src/blob/azure-store.js';
 import { isMounted } from '../src/daemon/mount-checks.js';
 
@@ -38,15 +39,19 @@ t.test('blobhsm version and completion bash', async (t) => {
   t.match((zsh as { stderr: string }).stderr, /only 'bash' is supported/);
 });
 
-t.test('npm pack builds dist through prepack; the tarball installs and runs', async (t) => {
+t.test('npm pack builds dist through prepack; the tarball installs (native parts built) and mounts', async (t) => {
   const base = mkdtempSync(join(tmpdir(), 'blobhsm-pack-'));
-  t.teardown(() => rmSync(base, { recursive: true, force: true }));
+  t.teardown(() => {
+    if (isMounted(mnt)) breakMount(mnt);
+    rmSync(base, { recursive: true, force: true });
+  });
+  const mnt = join(base, 'mnt');
   // A copy of the sources without dist/, so the packed dist/ can only come from prepack (and the build here does
   // not rewrite the dist/ other tests are running from).
   const src = join(base, 'src-copy');
   mkdirSync(src);
   for (const entry of ['package.json', 'package-lock.json', 'tsconfig.json', 'README.md', 'src', 'bin', 'test', 'bench', 'docker']) {
-    if (existsSync(join(ROOT, entry))) cpSync(join(ROOT, entry), join(src, entry), { recursive: true });
+    if (existsSync(join(ROOT, entry))) cpSync(join(ROOT, entry), join(src, entry), { recursive: true, filter: (p) => !p.includes('/native/build') });
   }
   symlinkSync(join(ROOT, 'node_modules'), join(src, 'node_modules'));
   const packed = await execFileAsync('npm', ['pack', '--json', '--pack-destination', base], { cwd: src, env, maxBuffer: 64 << 20 });
@@ -55,18 +60,35 @@ t.test('npm pack builds dist through prepack; the tarball installs and runs', as
   t.ok(files.includes('dist/src/cli/main.js'), 'dist/ is built and shipped');
   t.ok(files.includes('bin/blobhsm.js'));
   t.ok(files.includes('bin/systemd/blobhsm@.service'), 'the systemd unit template ships');
-  t.same(files.filter((f) => /^(test|bench|dist\/test|dist\/bench|src)\//.test(f)), [], 'no tests, benchmarks or TypeScript sources');
-
-  // Installs as `npm install -g` does, into a prefix of its own; native builds are skipped (version needs none).
-  const prefix = join(base, 'prefix');
-  await execFileAsync(
-    'npm',
-    ['install', '-g', join(base, info!.filename), '--prefix', prefix, '--prefer-offline', '--ignore-scripts', '--no-audit', '--no-fund'],
-    { env, maxBuffer: 64 << 20 },
+  t.same(
+    files.filter((f) => /^src\//.test(f)),
+    ['src/fuse/native/binding.gyp', 'src/fuse/native/blobhsm_fuse.c'],
+    'the addon sources its install script builds ship, and no TypeScript sources',
   );
-  const v = await execFileAsync(join(prefix, 'bin', 'blobhsm'), ['version'], { env });
+  t.same(files.filter((f) => /^(test|bench|dist\/test|dist\/bench)\//.test(f)), [], 'no tests or benchmarks');
+
+  // Installs as `npm install -g` does, into a prefix of its own, with the install scripts (the libfuse3 addon,
+  // better-sqlite3): what a user gets, mounted through that package's own CLI.
+  const prefix = join(base, 'prefix');
+  await execFileAsync('npm', ['install', '-g', join(base, info!.filename), '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund'], {
+    env,
+    maxBuffer: 64 << 20,
+  });
+  const installed = join(prefix, 'bin', 'blobhsm');
+  const v = await execFileAsync(installed, ['version'], { env });
   t.equal(v.stdout, `blobhsm ${pkg.version}\n`, 'the installed blobhsm runs from its own dist/');
-  t.ok(readdirSync(join(prefix, 'lib', 'node_modules', 'blobhsm', 'dist', 'src')).includes('cli'));
+  t.ok(existsSync(join(prefix, 'lib', 'node_modules', 'blobhsm', 'src', 'fuse', 'native', 'build', 'Release', 'blobhsm_fuse.node')), 'the install script built the addon');
+
+  mkdirSync(mnt);
+  const own = { ...env, BLOBHSM_STATE_DIR: join(base, 'state'), XDG_CACHE_HOME: join(base, 'cache'), XDG_DATA_HOME: join(base, 'data') };
+  const mounted = await execFileAsync(installed, ['mount', mnt, '--emulator', '--demo'], { env: own });
+  t.match(mounted.stdout, /^mounted demo on /);
+  const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.includes(` ${mnt} `)) ?? '';
+  t.match(line, / - fuse\.blobhsm blobhsm .*max_read=1048576/, 'served by the libfuse3 binding of the installed package');
+  t.match(readFileSync(join(mnt, 'README.txt'), 'utf8'), /blobhsm demo namespace/, 'a file reads through the mount (hydrated from the emulator)');
+  const off = await execFileAsync(installed, ['unmount', mnt], { env: own });
+  t.match(off.stdout, /^unmounted /);
+  t.notOk(isMounted(mnt));
 });
 
 t.test("docker/compose.yaml's start command creates the container on a fresh Azurite and mounts it", async (t) => {

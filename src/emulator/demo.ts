@@ -15,6 +15,19 @@ function bytes(seed: string, size: number): Buffer {
   return out;
 }
 
+/** A FASTA file of about `size` bytes: one header line, then 60-base lines drawn deterministically from `seed`. */
+function fasta(seed: string, size: number): Buffer {
+  const line = 61;
+  const lines = Math.floor(size / line);
+  const random = bytes(seed, lines * 60);
+  const out = Buffer.alloc(lines * line);
+  for (let i = 0; i < lines; i++) {
+    for (let j = 0; j < 60; j++) out[i * line + j] = 'ACGT'.charCodeAt(random[i * 60 + j]! & 3);
+    out[i * line + 60] = 0x0a;
+  }
+  return Buffer.concat([Buffer.from(`>${seed} synthetic demo sequence\n`), out]);
+}
+
 interface DemoBlob {
   name: string;
   data: Buffer;
@@ -26,7 +39,7 @@ export function demoBlobs(): DemoBlob[] {
   return [
     { name: 'README.txt', data: Buffer.from('This is the blobhsm demo namespace.\nEvery file starts released; reading one restores it.\n'), metadata: meta('0', '0', '0644') },
     { name: 'datasets', data: Buffer.alloc(0), metadata: { ...STUB, ...meta('1000', '1000', '0755') } },
-    { name: 'datasets/genome.fa', data: bytes('genome', 4 * 1024 * 1024), metadata: meta('1000', '1000', '0644') },
+    { name: 'datasets/genome.fa', data: fasta('genome', 4 * 1024 * 1024), metadata: meta('1000', '1000', '0644') },
     { name: 'datasets/samples.csv', data: Buffer.from('id,value\n' + Array.from({ length: 2000 }, (_, i) => `${i},${(i * 7) % 13}`).join('\n') + '\n'), metadata: meta('1000', '1000', 'rw-r--r--') },
     { name: 'datasets/latest', data: Buffer.from('genome.fa'), metadata: { ftype: 'LNK', ...meta('1000', '1000', '0777') } },
     { name: 'shared', data: Buffer.alloc(0), metadata: { ...STUB, ...meta('0', '0', '1777') } },
