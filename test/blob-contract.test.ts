@@ -12,7 +12,7 @@ import { createAzureStore, type AzureStoreOptions } from '../src/blob/azure-stor
 import type { BlobInfo, BlobStore } from '../src/blob/blob-store.js';
 import { md5Of } from '../src/blob/content-md5.js';
 import { MemoryBlobStore } from '../src/blob/memory-store.js';
-import { findFreePort } from '../src/emulator/emulator.js';
+import { findFreePort, listenerIsOurs, startEmulator } from '../src/emulator/emulator.js';
 import { BlobError, describeError } from '../src/errors.js';
 import { EMULATOR_ACCOUNT, EMULATOR_KEY, startAzurite, uniqueContainerName, withContainer } from './helpers/azurite.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
@@ -603,4 +603,24 @@ t.test('azure: a persistent emulator keeps blobs across restarts', async (t) => 
   } finally {
     await emu.stop();
   }
+});
+
+t.test('azure: an emulator whose port another process holds is not mistaken for ours', async (t) => {
+  // A second copy of the suite may bind the port between the free-port probe and Azurite's bind: the port then
+  // answers, but not from our Azurite (which exits with EADDRINUSE). Here this process is that other copy.
+  const sockets = new Set<Socket>();
+  const other = createNetServer((s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  const port = await listenLoopback(other);
+  t.teardown(() => closeServer(other, sockets));
+  t.ok(listenerIsOurs(process.pid, port), 'this process owns its listener');
+  t.notOk(listenerIsOurs(process.ppid, port), 'its parent does not');
+  await t.rejects(startEmulator({ dataDir: t.testdir({}), port, inMemory: true }), /exited early .*EADDRINUSE/s, 'the other listener is not taken for Azurite');
+  // Without a fixed port, startEmulator tries another one and comes up.
+  const emu = await startEmulator({ dataDir: t.testdir({}), inMemory: true });
+  t.teardown(() => emu.stop());
+  t.ok(listenerIsOurs(emu.pid, emu.port), 'the emulator owns its port');
+  t.not(emu.port, port);
 });

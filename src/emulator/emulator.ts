@@ -2,7 +2,7 @@
 // One implementation of "pick a free port, spawn main.js, wait until it answers, stop by PID" shared by the
 // runtime (`blobhsm` against a local emulator) and the test helper (test/helpers/azurite.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createConnection, createServer } from 'node:net';
 import { join } from 'node:path';
@@ -90,6 +90,46 @@ export async function portAnswers(port: number, host = '127.0.0.1', timeoutMs = 
     sock.once('connect', () => done(true));
     sock.once('error', () => done(false));
   });
+}
+
+/**
+ * Whether the socket listening on this TCP port belongs to the process (Linux: the socket's inode from
+ * /proc/net/tcp{,6} among the process's open files). True where /proc cannot tell.
+ */
+export function listenerIsOurs(pid: number, port: number): boolean {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  const inodes = new Set<string>();
+  let known = false;
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    known = true;
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // sl local_address rem_address st ... inode (field 9); state 0A is LISTEN.
+      if (f.length > 9 && f[1]!.endsWith(`:${hexPort}`) && f[3] === '0A') inodes.add(f[9]!);
+    }
+  }
+  if (!known) return true;
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return true;
+  }
+  for (const fd of fds) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m && inodes.has(m[1]!)) return true;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return false;
 }
 
 function isAlive(pid: number): boolean {
@@ -245,7 +285,9 @@ async function spawnOnce(opts: EmulatorOptions, host: string, port: number): Pro
       const how = exited.signal ? `signal ${exited.signal}` : `code ${exited.code}`;
       throw new EmulatorExitError(`Azurite exited early (${how}): ${outputText().trim()}`, outputText());
     }
-    if (await portAnswers(port, host, 500)) break;
+    // The port answering is not enough: another process (a second copy of the test suite) may have bound it
+    // between our probe and Azurite's bind; then our child exits with EADDRINUSE and the caller tries another port.
+    if ((await portAnswers(port, host, 500)) && listenerIsOurs(pid, port)) break;
     if (Date.now() > deadline) {
       await stopPid(pid, 1000, child);
       throw new Error(`Azurite did not answer on ${host}:${port} within ${timeoutMs} ms: ${outputText().trim()}`);
