@@ -1,26 +1,37 @@
 // The control socket's bounds (src/control/server.ts) on a real Unix socket: an over-long request (with or without
 // a newline) is answered with E2BIG and closed, malformed requests get an error saying what is expected, the
-// request rate and the connection count are bounded, a connection that never sends a request is closed.
+// request rate and the connection count are bounded, a connection that never sends a request is closed. Methods
+// are told the peer's credentials from the kernel (SO_PEERCRED through the libfuse3 addon), never from the request:
+// a client run as nobody that claims uid 0 is seen as 65534; and who may change the privileged HSM flags.
 import t, { type Test } from 'tap';
 import { createConnection } from 'node:net';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ControlServer, type ControlLimits } from '../src/control/server.js';
 import { callDaemon } from '../src/control/client.js';
-import type { ControlMethod } from '../src/control/protocol.js';
+import type { ControlMethod, Peer } from '../src/control/protocol.js';
+import { peerCredentials } from '../src/fuse/lowlevel.js';
+import { mayChangePrivilegedFlags } from '../src/daemon/control-methods.js';
+import { requestAs } from './helpers/control-as.js';
 
 const methods: Record<string, ControlMethod> = {
   echo: async (params, emit) => {
     await emit({ progress: 1 });
     return params;
   },
+  whoami: async (params, _emit, _signal, peer) => ({ peer: peer ?? null, claimed: params.uid ?? null }),
 };
 
-async function serve(t: Test, limits: Partial<ControlLimits> = {}, now?: () => number) {
+const kernelPeer = (fd: number): Peer | undefined => {
+  const peer = peerCredentials(fd);
+  return peer instanceof Error ? undefined : peer;
+};
+
+async function serve(t: Test, limits: Partial<ControlLimits> = {}, now?: () => number, peerOf?: (fd: number) => Peer | undefined) {
   const dir = mkdtempSync(join(tmpdir(), 'blobhsm-control-'));
   const path = join(dir, 'c.sock');
-  const server = new ControlServer(methods, limits, now);
+  const server = new ControlServer(methods, limits, now, peerOf);
   await server.listen(path);
   t.teardown(async () => {
     await server.close();
@@ -108,4 +119,33 @@ t.test('connections beyond the bound are refused; one that sends nothing is clos
   t.match(idleReplies[0]!.error!.message, /no complete request within 0\.1 s/);
   const third = await raw(path, JSON.stringify({ method: 'echo', params: { n: 3 } }) + '\n');
   t.same(third.at(-1)!.result, { n: 3 }, 'served once the slot is free');
+});
+
+t.test("a method is told the peer the kernel reports: nobody claiming uid 0 is seen as 65534", async (t) => {
+  const path = await serve(t, {}, undefined, kernelPeer);
+  t.same(await callDaemon(path, 'whoami', { uid: 4242 }), {
+    peer: { pid: process.pid, uid: process.getuid!(), gid: process.getgid!() },
+    claimed: 4242,
+  });
+  // Open to nobody for this test only (the daemon's socket is 0600 in a 0700 directory).
+  chmodSync(join(path, '..'), 0o755);
+  chmodSync(path, 0o666);
+  const [reply] = (await requestAs('nobody', path, { method: 'whoami', params: { uid: 0 } })) as Array<{ result: { peer: Peer; claimed: number } }>;
+  t.equal(reply!.result.claimed, 0, 'the request claims root');
+  t.equal(reply!.result.peer.uid, 65534, 'the method sees nobody');
+  t.equal(reply!.result.peer.gid, 65534);
+});
+
+t.test('without a peer reader a method is told nothing about the caller', async (t) => {
+  const path = await serve(t);
+  t.same(await callDaemon(path, 'whoami', { uid: 0 }), { peer: null, claimed: 0 });
+});
+
+t.test('privileged HSM flags: root by SO_PEERCRED; unknown peers only when the daemon itself is root', async (t) => {
+  const peer = (uid: number): Peer => ({ pid: 1, uid, gid: uid });
+  t.ok(mayChangePrivilegedFlags(peer(0), 1000), 'root connecting to a user daemon');
+  t.notOk(mayChangePrivilegedFlags(peer(65534), 0), 'nobody connecting to a root daemon');
+  t.notOk(mayChangePrivilegedFlags(peer(1000), 1000), "the daemon's own user is not root");
+  t.ok(mayChangePrivilegedFlags(undefined, 0), 'no addon, root daemon: only root can connect to its 0600 socket');
+  t.notOk(mayChangePrivilegedFlags(undefined, 1000), 'no addon, user daemon: root and the user cannot be told apart');
 });

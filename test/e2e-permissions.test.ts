@@ -3,6 +3,8 @@
 // world-writable: another uid (runuser -u nobody) can read but not replace (`mv -f`) or delete a file of an
 // imported directory. --file-mode/--dir-mode/--umask set the modes of entries without permissions. Every file the
 // daemon makes is 0600 and every directory 0700 whatever the umask; a secret given as a flag is hidden from ps.
+// hsm_set of a privileged flag is decided by the control socket's peer credentials: nobody, writing uid 0 into
+// its request, is refused; root is allowed.
 import t, { type Test } from 'tap';
 import { execFile, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -12,6 +14,8 @@ import { startAzurite, withContainer, EMULATOR_KEY } from './helpers/azurite.js'
 import { BIN, mountContainer, seed, type CliResult, type MountFixture } from './helpers/mount.js';
 import { sandbox } from './helpers/sandbox.js';
 import { mountAt } from '../src/daemon/mount-checks.js';
+import { MountRegistry } from '../src/control/registry.js';
+import { requestAs } from './helpers/control-as.js';
 
 const azurite = await startAzurite();
 t.teardown(() => azurite.stop());
@@ -151,4 +155,21 @@ t.test('a secret given as a flag is hidden from ps, with a warning; --foreground
   const off = await s.cli(['unmount', s.mountpoint]);
   t.equal(off.code, 0, off.stderr);
   t.equal(await exited, 0, 'the foreground process ends after the unmount');
+});
+
+t.test('hsm_set of a privileged flag: nobody claiming uid 0 in the request is refused, root is allowed', async (t) => {
+  const { m } = await sharedMount(t, []);
+  const state = m.env.BLOBHSM_STATE_DIR!;
+  const socket = new MountRegistry(state).socketPathFor(m.mountpoint);
+  // Opened to nobody for this test only: the daemon makes its socket 0600 in a 0700 directory.
+  for (const dir of [state, dirname(socket)]) chmodSync(dir, 0o755);
+  chmodSync(socket, 0o666);
+  const forged = { method: 'hsm_set', params: { paths: ['/pub/world.txt'], set: 0x40, clear: 0, uid: 0 } };
+  const [reply] = (await requestAs('nobody', socket, forged)) as Array<{ result: Array<{ ok: boolean; code?: string }> }>;
+  t.same(reply!.result.map((r) => [r.ok, r.code]), [[false, 'EPERM']], 'nobody is refused whatever uid it claims');
+  const world = join(m.mountpoint, 'pub/world.txt');
+  t.equal((await m.cli(['hsm_state', world])).stdout, `${world}: (0x0000000d) released exists archived, archive_id:1\n`, 'unchanged');
+  const root = await m.cli(['hsm_set', '--lost', world]);
+  t.equal(root.code, 0, root.stderr);
+  t.equal((await m.cli(['hsm_state', world])).stdout, `${world}: (0x0000004d) released exists archived lost_from_hsm, archive_id:1\n`, 'root may');
 });

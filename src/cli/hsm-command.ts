@@ -139,7 +139,7 @@ export async function runLfs(argv: string[], io: CliIo): Promise<number> {
     }
     case 'hsm_set':
     case 'hsm_clear': {
-      const params = { set: req.setFlags ?? 0, clear: req.clearFlags ?? 0, archiveId: req.archiveId, uid: process.getuid?.() ?? -1 };
+      const params = { set: req.setFlags ?? 0, clear: req.clearFlags ?? 0, archiveId: req.archiveId };
       const results = await perPath(paths, io, (socket, inner) => callDaemon(socket, 'hsm_set', { ...params, paths: inner }));
       for (const r of results) {
         if (r.ok) {

@@ -17,4 +17,14 @@ export type ControlReply =
  */
 export type EventSink = (event: unknown) => Promise<void>;
 
-export type ControlMethod = (params: Record<string, unknown>, emit: EventSink, signal: AbortSignal) => Promise<unknown>;
+/**
+ * Who is at the other end of the connection, from the kernel (SO_PEERCRED), never from the request; undefined when
+ * it cannot be read (the libfuse3 addon, which reads it, is not built).
+ */
+export interface Peer {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+export type ControlMethod = (params: Record<string, unknown>, emit: EventSink, signal: AbortSignal, peer: Peer | undefined) => Promise<unknown>;

@@ -2,11 +2,12 @@
 // Bounded: a request line is at most `maxRequestBytes` (a longer one, newline or not, is answered with an error and
 // the connection closed: nothing grows without bound), at most `maxConnections` at once, requests admitted at a
 // bounded rate (a token bucket), a connection that sends no complete request within `requestTimeoutMs` is closed,
-// and a malformed request is answered with an error saying what is expected.
+// and a malformed request is answered with an error saying what is expected. Each method is told who connected
+// (the peer's credentials, read by the injected `peerOf` from the kernel), never what the request claims.
 import { chmodSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { describeError, errnoCodeOf, UsageError } from '../errors.js';
-import type { ControlMethod, ControlReply, ControlRequest } from './protocol.js';
+import type { ControlMethod, ControlReply, ControlRequest, Peer } from './protocol.js';
 
 export interface ControlLimits {
   /** Longest request line in bytes (default 32 MiB: about 300,000 paths). */
@@ -28,6 +29,15 @@ export const DEFAULT_CONTROL_LIMITS: Readonly<ControlLimits> = {
   requestTimeoutMs: 30_000,
 };
 
+/** The credentials of a connected Unix socket's peer (SO_PEERCRED of its descriptor), or undefined if unknown. */
+export type PeerReader = (fd: number) => Peer | undefined;
+
+/** The descriptor of an accepted Unix socket (libuv's pipe handle; Node has no public accessor). */
+function descriptorOf(socket: Socket): number | undefined {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
 const REQUEST_SHAPE = 'send one JSON object {"method": "...", "params": {...}} followed by a newline';
 
 export class ControlServer {
@@ -41,6 +51,7 @@ export class ControlServer {
     private readonly methods: Record<string, ControlMethod>,
     limits: Partial<ControlLimits> = {},
     private readonly now: () => number = Date.now,
+    private readonly peerOf: PeerReader = () => undefined,
   ) {
     this.limits = { ...DEFAULT_CONTROL_LIMITS, ...limits };
     this.tokens = this.limits.burst;
@@ -85,6 +96,9 @@ export class ControlServer {
       return;
     }
     this.sockets.add(socket);
+    // Read at once: the peer is whoever connected, whatever it sends later.
+    const fd = descriptorOf(socket);
+    const peer = fd === undefined ? undefined : this.peerOf(fd);
     const abort = new AbortController();
     socket.on('close', () => {
       this.sockets.delete(socket);
@@ -115,12 +129,12 @@ export class ControlServer {
         this.refuse(socket, 'EAGAIN', 'too many requests: try again in a moment');
         return;
       }
-      void this.dispatch(line, socket, abort.signal);
+      void this.dispatch(line, socket, abort.signal, peer);
     };
     socket.on('data', onData);
   }
 
-  private async dispatch(line: string, socket: Socket, signal: AbortSignal): Promise<void> {
+  private async dispatch(line: string, socket: Socket, signal: AbortSignal, peer: Peer | undefined): Promise<void> {
     // Resolves once the socket took the line: a method streaming events is slowed by a slow reader, not buffered.
     const send = (reply: ControlReply): Promise<void> => {
       if (socket.destroyed || socket.write(JSON.stringify(reply) + '\n')) return Promise.resolve();
@@ -144,7 +158,7 @@ export class ControlServer {
     try {
       const method = Object.hasOwn(this.methods, request.method) ? this.methods[request.method] : undefined;
       if (!method) throw new UsageError(`unknown control method '${request.method}'`);
-      const result = await method(request.params, (event) => send({ event }), signal);
+      const result = await method(request.params, (event) => send({ event }), signal, peer);
       void send({ result: result ?? null });
     } catch (err) {
       const code = err instanceof UsageError ? 'EUSAGE' : errnoCodeOf(err);

@@ -6,7 +6,7 @@ import { FsError, NotRegularFileError, UsageError, describeError, errnoCodeOf, t
 import { metaStorePath } from '../config.js';
 import { findPaths, type FindCriteria } from '../namespace/find.js';
 import type { DfTarget } from '../hsm/format.js';
-import type { ControlMethod, EventSink } from '../control/protocol.js';
+import type { ControlMethod, EventSink, Peer } from '../control/protocol.js';
 import type { Inode } from '../namespace/types.js';
 import type { ActionKind } from '../hsm/coordinator.js';
 import type { DaemonParts } from './daemon.js';
@@ -52,6 +52,17 @@ const ACTION_KINDS: Record<string, ActionKind> = {
   hsm_release: 'RELEASE',
   hsm_remove: 'REMOVE',
 };
+
+/**
+ * Whether a caller may set or clear the HSM flags beyond the user's (Lustre checks CAP_SYS_ADMIN): root, as the
+ * kernel reports the control socket's peer; whatever uid a request carries is ignored. When the peer is unknown
+ * (the libfuse3 addon that reads SO_PEERCRED is not built), the socket (0600 in a 0700 directory) still admits
+ * only the daemon's own user and root: a daemon running as root grants them (every caller is root), any other
+ * daemon refuses them to everyone (it cannot tell root from its own user).
+ */
+export function mayChangePrivilegedFlags(peer: Peer | undefined, daemonUid: number): boolean {
+  return peer ? peer.uid === 0 : daemonUid === 0;
+}
 
 function stringArray(v: unknown, name: string): string[] {
   if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new UsageError(`'${name}' must be a list of paths`);
@@ -153,11 +164,11 @@ export function controlMethods(p: DaemonParts): Record<string, ControlMethod> {
         return ok(path, inode, coordinator.action(inode.ino) ?? null);
       }),
 
-    hsm_set: async (params) => {
+    hsm_set: async (params, _emit, _signal, peer) => {
       const set = Number(params.set ?? 0);
       const clear = Number(params.clear ?? 0);
       const archiveId = params.archiveId === undefined ? undefined : Number(params.archiveId);
-      const privileged = Number(params.uid ?? -1) === 0;
+      const privileged = mayChangePrivilegedFlags(peer, process.getuid?.() ?? -1);
       return eachPath(await settled(stringArray(params.paths, 'paths')), (path) => {
         const inode = resolveFile(path, true);
         return ok(path, coordinator.setFlags(inode.ino, set, clear, privileged, archiveId));

@@ -22,7 +22,8 @@ import type { Vfs } from '../vfs/vfs.js';
 import type { FuseHandle } from '../fuse/fuse-adapter.js';
 import { mountBinding } from '../fuse/mount-binding.js';
 import { NO_KERNEL_CACHE, type KernelCache } from '../namespace/types.js';
-import { ControlServer } from '../control/server.js';
+import { ControlServer, type PeerReader } from '../control/server.js';
+import { peerCredentials } from '../fuse/lowlevel.js';
 import { MountRegistry, isAlive } from '../control/registry.js';
 import { controlMethods, daemonStatus } from './control-methods.js';
 import { DaemonMetrics, serveMetrics } from './metrics.js';
@@ -404,7 +405,7 @@ async function startParts(
     ...(metricsUrl ? { metricsUrl } : {}),
   };
   metrics?.setSource(() => ({ status: daemonStatus(parts), filesByFlags: meta.countFilesByHsmFlags(), jobs: jobs.list(), autoExport: autoExport.metrics(), autoImport: autoImport.metrics() }));
-  const control = new ControlServer(controlMethods(parts));
+  const control = new ControlServer(controlMethods(parts), {}, Date.now, controlPeers(log));
   await control.listen(socket);
   cleanups.push(() => control.close());
   registry.register({
@@ -428,6 +429,21 @@ async function startParts(
   })());
   const stopped = stopSignal.then(() => stop());
   return { stop, stopped };
+}
+
+/** The control socket's peers as the kernel knows them (SO_PEERCRED, through the addon); unknown, said once, without it. */
+function controlPeers(log: Log): PeerReader {
+  let said = false;
+  return (fd) => {
+    const peer = peerCredentials(fd);
+    if (!(peer instanceof Error)) return peer;
+    if (!said) {
+      said = true;
+      const rule = process.getuid?.() === 0 ? 'only root can connect, so it may' : 'privileged flags are refused to every caller';
+      log(`control socket: the caller's uid is unknown (${peer.message}); hsm_set/hsm_clear of privileged flags: ${rule}`);
+    }
+    return undefined;
+  };
 }
 
 async function unmountWithRetry(fuse: FuseHandle, log: Log): Promise<void> {

@@ -463,10 +463,17 @@ export class LowLevelSession {
   }
 }
 
-/** The [pid, uid, gid] of the peer of a connected Unix socket, or an Error when the addon is not available. */
+/**
+ * The credentials of the peer of a connected Unix socket (SO_PEERCRED), or an Error when the addon is not available
+ * or the kernel refuses (not a Unix socket).
+ */
 export function peerCredentials(fd: number): { pid: number; uid: number; gid: number } | Error {
   const native = loadAddon();
   if (native instanceof Error) return native;
-  const [pid, uid, gid] = native.peerCred(fd);
-  return { pid, uid, gid };
+  try {
+    const [pid, uid, gid] = native.peerCred(fd);
+    return { pid, uid, gid };
+  } catch (err) {
+    return new Error(`SO_PEERCRED of descriptor ${fd}: ${(err as Error).message}`, { cause: err });
+  }
 }
