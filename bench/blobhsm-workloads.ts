@@ -1,20 +1,22 @@
-// The blobhsm workloads, each on a fresh mount (a remount of the same cache directory where the namespace is
+// The blobhsm workloads on one FUSE binding (`--fuse fuse3|fuse2` on every mount; run once per binding, with
+// cache directories of their own; bench/run.ts deletes what earlier passes and rclone uploaded before each pass), each on a fresh mount (a remount of the same cache directory where the namespace is
 // wanted without re-importing it, a new cache directory where the data must not be hydrated), with the kernel
 // caches dropped where it matters. Requests come from `blobhsm status` (difference before/after), bytes moved
 // from Azurite's /proc I/O counters. Every figure is measured in a child process.
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Profile } from './profile.js';
+import type { Binding, Profile } from './profile.js';
 import { MiB } from './profile.js';
 import { dropCaches, ioDelta, procIo } from './proc.js';
 import { envFor, mountBlobhsm, requestDelta, totalRequests, type BlobhsmEnv, type BlobhsmMount, type Requests } from './blobhsm-mount.js';
-import { ddWrite, firstByte, lsl, randRead, readMany, seqRead, statRate, writeFiles, xargsPerFile } from './fs-workloads.js';
+import { ddWrite, firstByte, lsl, randRead, readMany, seqRead, statRate, writeFiles, writeMany, xargsPerFile } from './fs-workloads.js';
 import { productPaths } from './product.js';
-import { step, type Measurement, type Results } from './results.js';
+import { isMeasurement, step, type Measurement, type Results } from './results.js';
 import { BIG_DIR, CONTAINERS, LARGE_BLOB, SMALL_DIR, fileName } from './names.js';
 
 export interface WorkloadContext {
   profile: Profile;
+  binding: Binding;
   env: BlobhsmEnv;
   azuritePid: number;
   log: (line: string) => void;
@@ -39,7 +41,7 @@ async function withMount<T>(
   fn: (m: BlobhsmMount) => Promise<T>,
   extraArgs: string[] = [],
 ): Promise<T> {
-  const m = await mountBlobhsm(ctx.env, container, name, cacheName, { extraArgs });
+  const m = await mountBlobhsm(ctx.env, container, name, `${ctx.binding}-${cacheName}`, { extraArgs: ['--fuse', ctx.binding, ...extraArgs] });
   try {
     return await fn(m);
   } finally {
@@ -48,7 +50,7 @@ async function withMount<T>(
 }
 
 function dropCache(ctx: WorkloadContext, cacheName: string): void {
-  rmSync(join(ctx.env.baseDir, 'cache', cacheName), { recursive: true, force: true });
+  rmSync(join(ctx.env.baseDir, 'cache', `${ctx.binding}-${cacheName}`), { recursive: true, force: true });
 }
 
 export async function runBlobhsm(ctx: WorkloadContext): Promise<Results> {
@@ -73,7 +75,7 @@ export async function runBlobhsm(ctx: WorkloadContext): Promise<Results> {
   await dropCaches();
   let nsMount: BlobhsmMount | undefined;
   await step(results, 'import', log, async () => {
-    nsMount = await mountBlobhsm(ctx.env, CONTAINERS.namespace, 'ns', 'ns');
+    nsMount = await mountBlobhsm(ctx.env, CONTAINERS.namespace, 'ns', `${ctx.binding}-ns`, { extraArgs: ['--fuse', ctx.binding] });
     const requests = await nsMount.requests();
     return {
       value: p.namespaceBlobs / (nsMount.mountMs / 1000),
@@ -209,48 +211,66 @@ export async function runBlobhsm(ctx: WorkloadContext): Promise<Results> {
     dropCache(ctx, cache);
   }
 
-  log(`blobhsm: sequential write of ${(p.largeBytes / MiB).toFixed(0)} MiB and its export...`);
-  // The WRITE sizes the kernel sends, from FUSE's debug output on a separate small write (debug output would
-  // slow the timed write down).
-  const writeSizes: Record<string, number | string> = {};
+  log(`blobhsm: sequential write of ${(p.largeBytes / MiB).toFixed(0)} MiB, small-file writes and the export...`);
+  // The READ and WRITE sizes the kernel sends, from FUSE's debug output on a separate mount (debug output would
+  // slow the timed workloads down): a 16 MiB dd, then the same file read back after dropping the caches.
+  const requestSizes: Record<string, number | string> = {};
   try {
     await withMount(
       ctx,
       CONTAINERS.data,
-      'data',
+      `data-debug-${ctx.binding}`, // a mountpoint (and so a daemon log) of its own per binding
       'data-debug',
       async (m) => {
-        await ddWrite(join(m.mountpoint, 'debug-write.bin'), 16 * MiB);
-        Object.assign(writeSizes, parseWriteSizes(m.logPath ? readFileSync(m.logPath, 'utf8') : ''));
+        const file = join(m.mountpoint, `debug-write-${ctx.binding}.bin`);
+        await ddWrite(file, 16 * MiB);
+        await dropCaches();
+        await seqRead(file);
+        Object.assign(requestSizes, parseRequestSizes(m.logPath ? readFileSync(m.logPath, 'utf8') : ''));
       },
       ['--debug'],
     );
   } catch (err) {
-    writeSizes.writeSizesError = (err as Error).message;
+    requestSizes.requestSizesError = (err as Error).message;
   }
   dropCache(ctx, 'data-debug');
+  const rereadRow = results['warm-dropped'];
+  if (isMeasurement(rereadRow)) {
+    const { readRequests, readSizes, requestSizesError } = requestSizes;
+    rereadRow.detail = { ...rereadRow.detail, ...(readSizes !== undefined ? { readRequests: readRequests!, readSizes } : {}), ...(requestSizesError !== undefined ? { requestSizesError } : {}) };
+  }
   await withMount(ctx, CONTAINERS.data, 'data', 'data-5', async (m) => {
-    const file = join(m.mountpoint, 'written.bin');
+    const file = join(m.mountpoint, writtenName(ctx.binding));
     await step(results, 'write', log, async () => {
       const c = await counted(ctx, m, () => ddWrite(file, p.largeBytes, 600_000));
-      return { value: c.value.MiBps, unit: 'MiB/s', requests: c.requests, detail: { bytes: p.largeBytes, ...writeSizes } };
+      return { value: c.value.MiBps, unit: 'MiB/s', requests: c.requests, detail: { bytes: p.largeBytes, ...requestSizes } };
     });
     await step(results, 'export-large', log, async () => {
       const c = await counted(ctx, m, () => m.exportAll(900_000));
       const job = c.value.job as { state?: string; stats?: { filesExported?: number; bytesExported?: number } };
       if (job.state !== 'Succeeded') throw new Error(`export ended ${job.state}: ${JSON.stringify(job).slice(0, 500)}`);
+      const bytes = Number(job.stats?.bytesExported ?? p.largeBytes);
       return {
-        value: p.largeBytes / MiB / (c.value.ms / 1000),
+        value: bytes / MiB / (c.value.ms / 1000),
         unit: 'MiB/s',
         requests: c.requests,
         bytesUploaded: c.bytesUploaded,
         detail: { ms: c.value.ms, filesExported: job.stats?.filesExported ?? NaN, bytesExported: job.stats?.bytesExported ?? NaN },
       };
     });
+    // After the export, so the export row moves the written file only.
+    await step(results, 'small-write', log, async () => {
+      const c = await counted(ctx, m, () => writeMany(join(m.mountpoint, smallWriteDir(ctx.binding)), 's', p.smallWriteFiles, p.smallWriteBytes, 4096));
+      return { value: c.value.perSec, unit: 'files/s', requests: c.requests, detail: { files: p.smallWriteFiles, bytes: p.smallWriteBytes } };
+    });
   }).catch((err) => log(`  write mount failed: ${(err as Error).message}`));
   dropCache(ctx, 'data-5');
   return results;
 }
+
+/** The file of the sequential-write row (and the directory of the small-file writes) of a binding's pass. */
+const writtenName = (b: Binding) => `written-${b}.bin`;
+const smallWriteDir = (b: Binding) => `small-writes-${b}`;
 
 /** Writes `names` (new files) under dir, then times `blobhsm export`; the figure is the export's wall time. */
 async function exportDirty(ctx: WorkloadContext, m: BlobhsmMount, dir: string, names: string[], namespaceFiles: number): Promise<Measurement> {
@@ -267,18 +287,24 @@ async function exportDirty(ctx: WorkloadContext, m: BlobhsmMount, dir: string, n
 }
 
 /**
- * WRITE request sizes in FUSE debug output (libfuse 2: `write[FH] N bytes to OFFSET flags: ...`), as
- * { writeRequests, write4k (requests of ≤ 4 KiB), writeSizes: "131072×128" }.
+ * READ and WRITE request sizes in FUSE debug output. libfuse 2 and 3 both print every request as
+ * `unique: U, opcode: WRITE (16), nodeid: N, insize: S, ...` (S = 80 header bytes + the data) and every reply as
+ * `unique: U, success, outsize: S` (for a READ, S = 16 header bytes + the data). Returns
+ * { writeRequests, write4k (≤ 4 KiB), writeSizes: "1048576×16", readRequests, readSizes }.
  */
-export function parseWriteSizes(text: string): Record<string, number | string> {
-  const sizes = new Map<number, number>();
-  for (const m of text.matchAll(/write\[\d+\] (\d+) bytes to \d+/g)) sizes.set(Number(m[1]), (sizes.get(Number(m[1])) ?? 0) + 1);
-  let total = 0;
-  let small = 0;
-  for (const [size, n] of sizes) {
-    total += n;
-    if (size <= 4096) small += n;
+export function parseRequestSizes(text: string): Record<string, number | string> {
+  const writes = new Map<number, number>();
+  const reads = new Map<number, number>();
+  const pendingReads = new Set<string>();
+  const add = (h: Map<number, number>, size: number) => h.set(size, (h.get(size) ?? 0) + 1);
+  for (const m of text.matchAll(/unique: (\d+), (?:opcode: (\w+) \(\d+\), nodeid: \d+, insize: (\d+)|success, outsize: (\d+))/g)) {
+    const [, unique, opcode, insize, outsize] = m;
+    if (opcode === 'WRITE') add(writes, Number(insize) - 80);
+    else if (opcode === 'READ') pendingReads.add(unique!);
+    else if (outsize !== undefined && pendingReads.delete(unique!)) add(reads, Number(outsize) - 16);
   }
-  const hist = [...sizes.entries()].sort((a, b) => b[1] - a[1]).map(([size, n]) => `${size}×${n}`).join(', ');
-  return { writeRequests: total, write4k: small, writeSizes: hist || 'none seen' };
+  const hist = (h: Map<number, number>) => [...h.entries()].sort((a, b) => b[1] - a[1]).map(([size, n]) => `${size}×${n}`).join(', ') || 'none seen';
+  const total = (h: Map<number, number>) => [...h.values()].reduce((a, b) => a + b, 0);
+  const small = [...writes.entries()].filter(([size]) => size <= 4096).reduce((a, [, n]) => a + n, 0);
+  return { writeRequests: total(writes), write4k: small, writeSizes: hist(writes), readRequests: total(reads), readSizes: hist(reads) };
 }

@@ -89,6 +89,12 @@ export async function ddWrite(file: string, bytes: number, timeoutMs = 300_000):
   return { MiBps: written / MiB / (ms / 1000), ms };
 }
 
+/** Creates `count` files `PREFIXf000000..` of `bytes` each under dir in `chunk`-byte writes; files per second. */
+export async function writeMany(dir: string, prefix: string, count: number, bytes: number, chunk: number, timeoutMs = 300_000): Promise<{ perSec: number; ms: number }> {
+  const r = await probe<{ count: number; ms: number }>(['writemany', dir, prefix, String(count), String(bytes), String(chunk)], timeoutMs);
+  return { perSec: (r.count / r.ms) * 1000, ms: r.ms };
+}
+
 /** Writes `count` files of `bytes` each under dir (one `sh` child), e.g. to make files dirty. */
 export async function writeFiles(dir: string, names: string[], bytes: number, timeoutMs = 120_000): Promise<{ ms: number }> {
   const kib = Math.max(1, Math.ceil(bytes / 1024));

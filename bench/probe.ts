@@ -1,7 +1,7 @@
 // The bench's hands: run as a child process (`node dist/bench/probe.js <command> ...`), it does one filesystem
 // workload on a path (a mount or the local cache disk), times it itself and prints one JSON line. The driver never
 // touches a mount directly, and the process serving a mount never runs this.
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readSync, statSync, writeSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileName } from './names.js';
@@ -69,6 +69,23 @@ async function readMany(dir: string, start: number, count: number, concurrency: 
   return { count, bytes, ms: now() - t0 };
 }
 
+/** Creates `count` new files of `bytes` each, written in `chunk`-byte writes and closed one after another (an
+ * untar-like small-file write; the writeback-cache comparison). The directory is made first, untimed. */
+function writeMany(dir: string, prefix: string, count: number, bytes: number, chunk: number): unknown {
+  mkdirSync(dir, { recursive: true });
+  const buf = Buffer.alloc(chunk, 0x5a);
+  const t0 = now();
+  for (let i = 0; i < count; i++) {
+    const fd = openSync(join(dir, `${prefix}${fileName(i)}`), 'w');
+    try {
+      for (let off = 0; off < bytes; off += chunk) writeSync(fd, buf, 0, Math.min(chunk, bytes - off));
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return { count, bytes: count * bytes, ms: now() - t0 };
+}
+
 /** A small deterministic PRNG (mulberry32), so every target reads the same offsets. */
 function prng(seed: number): () => number {
   let a = seed >>> 0;
@@ -121,6 +138,9 @@ async function main(argv: string[]): Promise<void> {
       break;
     case 'readmany':
       out = await readMany(a[0]!, n(1), n(2), n(3));
+      break;
+    case 'writemany':
+      out = writeMany(a[0]!, a[1]!, n(2), n(3), n(4));
       break;
     case 'randread':
       out = randRead(a[0]!, n(1), n(2), n(3), n(4));

@@ -27,6 +27,9 @@ export interface Profile {
   dirtyFileBytes: number;
   /** Files in the small namespace of the export-scaling comparison. */
   smallNamespaceBlobs: number;
+  /** New files of the small-file write row (written in 4 KiB writes; with and without writeback cache). */
+  smallWriteFiles: number;
+  smallWriteBytes: number;
   /** Files of the CLI start-up row (`xargs -n 1 blobhsm hsm_state` against `xargs -n 1 node -e 0`). */
   cliFiles: number;
 }
@@ -50,6 +53,8 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     dirtyFiles: 10,
     dirtyFileBytes: 256 * 1024,
     smallNamespaceBlobs: 10,
+    smallWriteFiles: 500,
+    smallWriteBytes: 64 * 1024,
     cliFiles: 1000,
   },
   smoke: {
@@ -67,6 +72,8 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     dirtyFiles: 10,
     dirtyFileBytes: 64 * 1024,
     smallNamespaceBlobs: 10,
+    smallWriteFiles: 100,
+    smallWriteBytes: 64 * 1024,
     cliFiles: 100,
   },
   full: {
@@ -84,6 +91,8 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     dirtyFiles: 10,
     dirtyFileBytes: 256 * 1024,
     smallNamespaceBlobs: 10,
+    smallWriteFiles: 1000,
+    smallWriteBytes: 64 * 1024,
     cliFiles: 1000,
   },
 };
@@ -94,8 +103,13 @@ export interface ScaleArgs {
   wideBlobs: number;
 }
 
-export function parseArgs(argv: string[]): { profile: Profile; skipRclone: boolean; out?: string; scale?: ScaleArgs } {
+/** The FUSE bindings blobhsm is measured on (`--fuse` of `blobhsm mount`), in this order. */
+export const BINDINGS = ['fuse3', 'fuse2'] as const;
+export type Binding = (typeof BINDINGS)[number];
+
+export function parseArgs(argv: string[]): { profile: Profile; skipRclone: boolean; bindings: Binding[]; out?: string; scale?: ScaleArgs } {
   let name: string = 'quick';
+  let bindings: Binding[] = [...BINDINGS];
   let skipRclone = false;
   let out: string | undefined;
   const scale: ScaleArgs = { treeBlobs: 1_000_000, wideBlobs: 100_000 };
@@ -111,17 +125,23 @@ export function parseArgs(argv: string[]): { profile: Profile; skipRclone: boole
     else if (a === '--tree-blobs') scale.treeBlobs = count(a, argv[++i]);
     else if (a === '--wide-blobs') scale.wideBlobs = count(a, argv[++i]);
     else if (a === '--out') out = argv[++i];
+    else if (a === '--bindings') {
+      const list = (argv[++i] ?? '').split(',').filter(Boolean);
+      const bad = list.filter((b) => !(BINDINGS as readonly string[]).includes(b));
+      if (!list.length || bad.length) throw new Error(`--bindings takes a comma-separated list of ${BINDINGS.join(', ')} (got '${list.join(',')}')`);
+      bindings = BINDINGS.filter((b) => list.includes(b));
+    }
     else if (a === '--help' || a === '-h') {
       process.stdout.write(
-        'usage: npm run bench -- [--profile quick|full|smoke] [--no-rclone] [--out results.json]\n' +
+        'usage: npm run bench -- [--profile quick|full|smoke] [--no-rclone] [--bindings fuse3,fuse2] [--out results.json]\n' +
           '       npm run bench -- --profile scale [--tree-blobs N (1000000)] [--wide-blobs N (100000)] [--out results.json]\n',
       );
       process.exit(0);
     } else throw new Error(`unknown argument '${a}' (try --help)`);
   }
-  if (name === 'scale') return { profile: PROFILES.quick, skipRclone: true, out, scale };
+  if (name === 'scale') return { profile: PROFILES.quick, skipRclone: true, bindings, out, scale };
   if (name !== 'quick' && name !== 'full' && name !== 'smoke') throw new Error(`unknown profile '${name}': quick, full, smoke or scale`);
-  return { profile: PROFILES[name], skipRclone, out };
+  return { profile: PROFILES[name], skipRclone, bindings, out };
 }
 
 export { MiB, GiB };

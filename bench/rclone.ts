@@ -10,7 +10,7 @@ import { EMULATOR_ACCOUNT, EMULATOR_KEY } from '../src/emulator/emulator.js';
 import type { Profile } from './profile.js';
 import { assertRunning, breakMount, isMounted, onCleanup } from './cleanup.js';
 import { dropCaches, ioDelta, procIo, run, sleep } from './proc.js';
-import { ddWrite, firstByte, lsl, randRead, readMany, seqRead, statRate } from './fs-workloads.js';
+import { ddWrite, firstByte, lsl, randRead, readMany, seqRead, statRate, writeMany } from './fs-workloads.js';
 import { step, type Results } from './results.js';
 import { BIG_DIR, CONTAINERS, LARGE_BLOB } from './names.js';
 
@@ -187,11 +187,15 @@ export async function runRclone(ctx: RcloneContext): Promise<RcloneOutcome> {
       }),
     );
   }
-  await step(results, 'write', log, () =>
-    on('data', CONTAINERS.data, 'data-5', async (mnt) => {
+  await on('data', CONTAINERS.data, 'data-5', async (mnt) => {
+    await step(results, 'write', log, async () => {
       const r = await ddWrite(join(mnt, 'rclone-written.bin'), p.largeBytes, 600_000);
       return { value: r.MiBps, unit: 'MiB/s', detail: { note: 'into the VFS cache; the upload runs after close' } };
-    }),
-  );
+    });
+    await step(results, 'small-write', log, async () => {
+      const r = await writeMany(join(mnt, 'rclone-small-writes'), 's', p.smallWriteFiles, p.smallWriteBytes, 4096);
+      return { value: r.perSec, unit: 'files/s' };
+    });
+  }).catch((err) => log(`  rclone mount failed: ${(err as Error).message}`));
   return { available: true, version: got.version, results, notes };
 }

@@ -1,8 +1,10 @@
-// Output: the results table (a Markdown table, so the README can take it as is) with the notes of each row,
-// and the same data as JSON under bench/results/ (git-ignored).
+// Output: the results table (a Markdown table, so the README can take it as is) with the notes of each row —
+// one table per run, with a figure/ratio/verdict column group per FUSE binding — and the same data as JSON under
+// bench/results/ (git-ignored).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fmtFigure, type Row } from './targets.js';
+import type { Binding } from './profile.js';
 
 export function table(rows: Row[], rcloneNote: string): string {
   const head = ['workload', 'blobhsm', 'reference', 'ratio', 'rclone', 'target', 'verdict', 'requests'];
@@ -23,6 +25,47 @@ export function table(rows: Row[], rcloneNote: string): string {
     const err = 'error' in r.blobhsm ? [`failed: ${r.blobhsm.error}`] : [];
     return `- ${r.workload} [${r.verdict}]: ${[...err, ...r.notes].join('; ')}`;
   });
+  return [...out, '', `rclone: ${rcloneNote}`, '', 'Notes:', ...notes].join('\n');
+}
+
+/**
+ * The rows of each binding side by side (same workloads, same references: the targets do not depend on the
+ * binding): workload, reference, then per binding its figure, ratio and verdict, then rclone, the target and each
+ * binding's blob requests. The notes say which binding they are about.
+ */
+export function bindingsTable(byBinding: Partial<Record<Binding, Row[]>>, rcloneNote: string): string {
+  const bindings = Object.keys(byBinding) as Binding[];
+  const first = byBinding[bindings[0]!] ?? [];
+  const head = ['workload', 'reference', ...bindings.flatMap((b) => [b, 'ratio', 'verdict']), 'rclone', 'target', ...bindings.map((b) => `requests (${b})`)];
+  const rowOf = (b: Binding, id: string) => byBinding[b]?.find((r) => r.id === id);
+  const body = first.map((r) => [
+    r.workload,
+    r.reference ? `${fmtFigure(r.reference)} (${r.reference.label})` : '—',
+    ...bindings.flatMap((b) => {
+      const x = rowOf(b, r.id);
+      return x ? [fmtFigure(x.blobhsm), x.ratio === null ? '—' : `${x.ratio.toFixed(2)}×`, x.verdict] : ['—', '—', '—'];
+    }),
+    fmtFigure(r.rclone),
+    r.target,
+    ...bindings.map((b) => {
+      const x = rowOf(b, r.id);
+      return x?.requests ? fmtRequests(x.requests) : '—';
+    }),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((c) => c[i]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  const out = [line(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...body.map(line)];
+  const notes: string[] = [];
+  for (const r of first) {
+    const parts = bindings.flatMap((b) => {
+      const x = rowOf(b, r.id);
+      if (!x) return [];
+      const err = 'error' in x.blobhsm ? [`failed: ${x.blobhsm.error}`] : [];
+      const all = [...err, ...x.notes];
+      return all.length ? [`${b} [${x.verdict}]: ${all.join('; ')}`] : [];
+    });
+    if (parts.length) notes.push(`- ${r.workload}: ${parts.join(' — ')}`);
+  }
   return [...out, '', `rclone: ${rcloneNote}`, '', 'Notes:', ...notes].join('\n');
 }
 

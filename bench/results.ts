@@ -37,6 +37,7 @@ export const WORKLOADS = [
   'rand4k-hydrated',
   'rand64k-hydrated',
   'write',
+  'small-write',
   'export-large',
   'export-dirty-large-ns',
   'export-dirty-small-ns',

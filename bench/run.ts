@@ -1,25 +1,25 @@
-// `npm run bench [-- --profile quick|full] [--no-rclone] [--out FILE]`: one run on one Azurite started here
+// `npm run bench [-- --profile quick|full] [--no-rclone] [--bindings fuse3,fuse2] [--out FILE]`: one run on one Azurite started here
 // (in-memory, own free loopback port). References first (SDK, local disk, a null FUSE filesystem), then the peer
-// (rclone mount), then blobhsm; prints the table and writes it as JSON under bench/results/. Everything it
+// (rclone mount), then blobhsm on each FUSE binding (`--bindings`, default fuse3 then fuse2); prints the table and writes it as JSON under bench/results/. Everything it
 // starts is stopped at the end, on failure and on SIGINT/SIGTERM.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { startEmulator } from '../src/emulator/emulator.js';
-import { parseArgs, MiB, type ScaleArgs } from './profile.js';
+import { parseArgs, MiB, type Binding, type ScaleArgs } from './profile.js';
 import { runScale } from './scale.js';
 import { cleanupAll, installSignalHandlers, mounts, breakMount, onCleanup } from './cleanup.js';
 import { canDropCaches, dropCaches, setStuckHandler } from './proc.js';
-import { seed } from './seed.js';
+import { deleteBlobsUnder, seed } from './seed.js';
 import { measureSdk, measureSdkDrift, type SdkDrift, type SdkRefs } from './sdk-refs.js';
 import { measureDisk } from './disk-refs.js';
 import { measureNullFs } from './null-refs.js';
 import { runRclone, type RcloneOutcome } from './rclone.js';
 import { runBlobhsm } from './blobhsm-workloads.js';
 import { mountBlobhsm } from './blobhsm-mount.js';
-import { CONTAINERS } from './names.js';
-import { buildRows, type References } from './targets.js';
-import { defaultResultsPath, table, writeJson } from './report.js';
+import { BIG_DIR, CONTAINERS, LARGE_BLOB, SMALL_DIR } from './names.js';
+import { buildRows, type References, type Row } from './targets.js';
+import { bindingsTable, defaultResultsPath, table, writeJson } from './report.js';
 import { describeError, type Results } from './results.js';
 import { REPO, snapshotProduct } from './product.js';
 
@@ -65,13 +65,16 @@ async function main(): Promise<number> {
   if (!(await dropCaches())) log('cannot drop the kernel caches (not root?): "cold" figures may be warm');
 
   const seeded = await seed(emu.connectionString, p, log);
-  // Fail fast when the built product cannot mount at all (e.g. a broken build), before minutes of references.
-  try {
-    const m = await mountBlobhsm({ baseDir, connectionString: emu.connectionString }, CONTAINERS.smallNamespace, 'preflight', 'preflight', { timeoutMs: 120_000 });
-    await m.unmount();
-    rmSync(join(baseDir, 'cache', 'preflight'), { recursive: true, force: true });
-  } catch (err) {
-    throw new Error(`blobhsm cannot mount, nothing to measure: ${describeError(err)}`);
+  // Fail fast when the built product cannot mount on a binding (a broken build, the addon not built), before
+  // minutes of references.
+  for (const binding of args.bindings) {
+    try {
+      const m = await mountBlobhsm({ baseDir, connectionString: emu.connectionString }, CONTAINERS.smallNamespace, 'preflight', 'preflight', { timeoutMs: 120_000, extraArgs: ['--fuse', binding] });
+      await m.unmount();
+      rmSync(join(baseDir, 'cache', 'preflight'), { recursive: true, force: true });
+    } catch (err) {
+      throw new Error(`blobhsm cannot mount with --fuse ${binding}, nothing to measure (--bindings chooses which are measured): ${describeError(err)}`);
+    }
   }
   const refs: References = { errors: {} };
   const ref = async <T>(name: string, fn: () => Promise<T>): Promise<T | undefined> => {
@@ -86,7 +89,8 @@ async function main(): Promise<number> {
   refs.sdk = await ref<SdkRefs>('sdk', () => measureSdk(emu.connectionString, p, seeded.data, log));
   seeded.data = Buffer.alloc(0);
   refs.disk = await ref('disk', () => measureDisk(baseDir, p, log));
-  refs.nullFs = await ref('null-fs', () => measureNullFs(baseDir, p, log));
+  refs.nullFs = await ref('null-fs', () => measureNullFs(baseDir, p, log, 'fuse-native'));
+  refs.nullLl = await ref('null-ll', () => measureNullFs(baseDir, p, log, 'c-lowlevel'));
 
   let rclone: RcloneOutcome | undefined;
   if (!args.skipRclone) {
@@ -99,11 +103,17 @@ async function main(): Promise<number> {
     }
   }
 
-  let blobhsm: Results = {};
-  try {
-    blobhsm = await runBlobhsm({ profile: p, env: { baseDir, connectionString: emu.connectionString }, azuritePid: emu.pid, log });
-  } catch (err) {
-    log(`blobhsm workloads FAILED: ${describeError(err)}`);
+  const blobhsm: Partial<Record<Binding, Results>> = {};
+  for (const binding of args.bindings) {
+    // Each pass sees the seeded containers only: what rclone and earlier passes uploaded goes first.
+    const removed = await deleteBlobsUnder(emu.connectionString, [[CONTAINERS.data, ''], [CONTAINERS.namespace, `${BIG_DIR}/dirty-`], [CONTAINERS.smallNamespace, `${SMALL_DIR}/dirty-`]], new Set([LARGE_BLOB]));
+    log(`blobhsm on --fuse ${binding}${removed ? ` (deleted ${removed} blobs written by earlier mounts)` : ''}:`);
+    try {
+      blobhsm[binding] = await runBlobhsm({ profile: p, binding, env: { baseDir, connectionString: emu.connectionString }, azuritePid: emu.pid, log });
+    } catch (err) {
+      blobhsm[binding] = {};
+      log(`blobhsm workloads on ${binding} FAILED: ${describeError(err)}`);
+    }
   }
 
   let drift: SdkDrift | undefined;
@@ -115,7 +125,7 @@ async function main(): Promise<number> {
       (drift.maxChange > 0.25 ? ` — WARNING: the small-GET rate changed by ${(drift.maxChange * 100).toFixed(0)} % during the run (other load on the machine, or Azurite slowing as it fills); ratios against the references are less reliable` : '')
     : 'reference drift: not measured';
 
-  const rows = buildRows(p, refs, blobhsm, rclone);
+  const rows = Object.fromEntries(args.bindings.map((b) => [b, buildRows(p, refs, blobhsm[b] ?? {}, rclone, b)])) as Partial<Record<Binding, Row[]>>;
   const rcloneNote = !rclone ? 'skipped (--no-rclone)' : rclone.available ? rclone.notes.join('; ') : `unavailable: ${rclone.reason}`;
   const durationS = (performance.now() - t0) / 1000;
   const header =
@@ -123,7 +133,7 @@ async function main(): Promise<number> {
     `${cpus().length} CPUs, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, Node ${process.version}; ` +
     `large file ${(p.largeBytes / MiB).toFixed(0)} MiB; caches dropped: ${canDropCaches() ? 'yes' : 'NO'}; ` +
     `load average ${loadBefore[0]!.toFixed(2)} at start, ${loadMax.toFixed(2)} at most\n${driftLine}`;
-  process.stdout.write(`\n${header}\n\n${table(rows, rcloneNote)}\n`);
+  process.stdout.write(`\n${header}\n\n${bindingsTable(rows, rcloneNote)}\n`);
   const out = args.out ?? defaultResultsPath(REPO, p.name, started);
   writeJson(out, {
     profile: p,

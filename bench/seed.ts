@@ -60,3 +60,17 @@ export async function seed(cs: string, p: Profile, log: (line: string) => void):
   const largeUploadMs = await uploadBuffer(container(cs, CONTAINERS.data), LARGE_BLOB, data, fileMetadata(0));
   return { namespaceMs, namespaceBlobs: p.namespaceBlobs, largeUploadMs, data };
 }
+
+/** Deletes the blobs under each [container, prefix] except the names in `keep`; how many went. */
+export async function deleteBlobsUnder(cs: string, where: Array<[string, string]>, keep: Set<string>): Promise<number> {
+  let n = 0;
+  for (const [name, prefix] of where) {
+    const c = container(cs, name);
+    for await (const b of c.listBlobsFlat({ prefix })) {
+      if (keep.has(b.name)) continue;
+      await c.deleteBlob(b.name);
+      n++;
+    }
+  }
+  return n;
+}
