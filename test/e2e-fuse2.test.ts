@@ -1,6 +1,6 @@
 // End to end on the fuse-native binding (libfuse 2, `--fuse fuse2`, the fallback), a named subset: mount identity
 // and request sizes, reads and writes, hard links, what libfuse 2 does with files unlinked while open
-// (.fuse_hidden*, never exported), the two utimens limits it pins, and the automatic fallback when the libfuse3
+// (.fuse_hidden*, never exported), the two utimens limits it pins, FIFOs and sockets through its mknod, and the automatic fallback when the libfuse3
 // addon is missing (hidden with BLOBHSM_FUSE3_ADDON). The whole suite runs on the libfuse3 binding.
 import t from 'tap';
 import { readFile } from 'node:fs/promises';
@@ -59,6 +59,24 @@ t.test('fuse2: utimens through fuse-native and libfuse 2 (pins two known limits)
   await m.sh(`python3 -c 'import os; os.utime(os.environ["MNT"] + "/f", (1000000000, 1200000000))'`);
   t.equal(await times(), '1000000000 1000000000', 'utimensat(a, m) sets mtime = a: fuse-native passes atime twice');
   t.same(await states(m, ['f']), { f: S.NEW }, 'utimens never dirties');
+});
+
+t.test('fuse2: FIFOs and sockets through fuse-native mknod, owned by the daemon user; export skips them', async (t) => {
+  const m = await mountContainer(t, azurite, [], FUSE2);
+  const sh = async (cmd: string) => {
+    const r = await m.sh(`cd "$MNT" && ${cmd}`);
+    t.equal(r.code, 0, `${cmd}: ${r.stderr}`);
+    return r.stdout;
+  };
+  await sh('umask 027 && mkfifo p');
+  const py = 'import socket; s = socket.socket(socket.AF_UNIX); s.bind("sock"); s.listen(1); c = socket.socket(socket.AF_UNIX); c.connect("sock"); print("connected")';
+  t.equal(await sh(`python3 -c '${py}'`), 'connected\n', 'bind and connect on a socket in the mount');
+  t.equal(await sh(`stat -c '%n %F %a' p sock`), 'p fifo 640\nsock socket 755\n', 'types and the modes the umask left');
+  t.equal(await sh('(echo through > p &) && cat p'), 'through\n', 'a writer and a reader through the FIFO');
+  t.match((await m.sh('mknod "$MNT/tty" c 5 0')).stderr, /Operation not permitted/, 'devices: EPERM');
+  const exported = await exportJson(m);
+  t.match(exported.job, { state: 'Succeeded', stats: { skippedLocalOnly: 2 } });
+  t.same(await blobNames(m.store), [], 'no blob for them');
 });
 
 t.test('without the libfuse3 addon the mount falls back to fuse-native and says why; --fuse fuse3 refuses', async (t) => {
