@@ -145,3 +145,13 @@ t.test('findPaths holds one page per level: a 3,000-entry directory read in page
   t.ok(largest <= 100, 'no batch larger than a page');
   t.ok(pages >= 30);
 });
+
+t.test('findPaths: -type p and -type s find FIFOs and sockets; -type f does not', async (t) => {
+  const m = tree(t);
+  const data = m.resolve('/data')!.ino;
+  m.create(data, 'pipe', blankInode('fifo', 0o644, 0, 0, NOW * 1000));
+  m.create(data, 'sock', blankInode('socket', 0o755, 0, 0, NOW * 1000));
+  t.same(all(m, '/data', { type: { letter: 'p', negate: false } }), ['/pipe']);
+  t.same(all(m, '/data', { type: { letter: 's', negate: false } }), ['/sock']);
+  t.notOk(all(m, '/data', { type: { letter: 'f', negate: false } }).some((p) => p === '/pipe' || p === '/sock'), 'not regular files');
+});

@@ -360,3 +360,18 @@ t.test('maximumErrors: 0 fails on the first error, -1 tolerates them', async (t)
   const ok = await run();
   t.equal(ok.stats.importedSymlinks, 1);
 });
+
+t.test('a FIFO where a blob appears is a type conflict: kept under Skip, replaced under OverwriteIfDirty', async (t) => {
+  const { s, run } = await fixture(t);
+  await s.vfs.mknod('/p', 0o010644);
+  await s.vfs.mknod('/dir/sock', 0o140644);
+  s.store.putDirect('p', 'a blob named like the FIFO');
+  const skipped = await run({ conflictMode: 'Skip' });
+  t.match(skipped, { state: 'Succeeded', stats: { totalConflicts: 1 } });
+  t.equal(s.inode('/p').kind, 'fifo', 'Skip leaves the FIFO');
+  const replaced = await run({ conflictMode: 'OverwriteIfDirty' });
+  t.match(replaced, { state: 'Succeeded', stats: { importedFiles: 1 } });
+  t.equal(s.inode('/p').kind, 'file', 'OverwriteIfDirty replaces it with the blob');
+  t.equal((await s.readFile('/p')).toString(), 'a blob named like the FIFO');
+  t.equal(s.inode('/dir/sock').kind, 'socket', 'a socket no blob names is never touched');
+});
