@@ -375,3 +375,37 @@ t.test('a FIFO where a blob appears is a type conflict: kept under Skip, replace
   t.equal((await s.readFile('/p')).toString(), 'a blob named like the FIFO');
   t.equal(s.inode('/dir/sock').kind, 'socket', 'a socket no blob names is never touched');
 });
+
+t.test('each IMPORT_<state> marker that appears or goes is told to the kernel before the job is done', async (t) => {
+  const s = await makeStack({ blobs: BLOBS });
+  const told: string[] = [];
+  const markersTold = () => told.filter((n) => n.startsWith('IMPORT_'));
+  const kernel = {
+    inodeChanged: async () => undefined,
+    entryDeleted: async () => undefined,
+    entryChanged: async (parent: number, name: string) => void told.push(parent === 1 ? name : `${parent}/${name}`),
+  };
+  const jobs = new JobRunner({ meta: s.meta, store: s.store, coordinator: s.coordinator, log: (line: string) => s.logs.push(line), prefix: '', mountRoot: '/mnt', kernel });
+  s.inodes.setRootMarkers(() => jobs.markers());
+  t.teardown(async () => {
+    await jobs.cancelAll();
+    await s.cleanup();
+  });
+  await s.writeFile('/a.txt', 'local edit');
+  s.store.putDirect('a.txt', 'changed remotely');
+  const failing = jobs.startImport({ conflictMode: 'Fail' });
+  const running = jobs.markers()[0]!;
+  t.match(running, /^IMPORT_InProgress\./);
+  t.same(markersTold(), [running], 'the new marker at the start (a negative dentry of it goes)');
+  await failing.done;
+  const failed = jobs.markers()[0]!;
+  t.match(failed, /^IMPORT_Failed\./);
+  t.same(markersTold(), [running, running, failed], 'at the end, before done: the running marker went, the failed one came');
+
+  told.length = 0;
+  const next = jobs.startImport({ conflictMode: 'Skip' });
+  const again = jobs.markers()[0]!;
+  await next.done;
+  t.same(jobs.markers(), [], 'no marker after a success');
+  t.same(markersTold(), [failed, again, again], 'the failed marker went at the start, the running one at the end');
+});

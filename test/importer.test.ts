@@ -4,6 +4,7 @@ import { MemoryBlobStore } from '../src/blob/memory-store.js';
 import { readAhead, importNamespace, type ImportOptions, type ImportStats } from '../src/namespace/importer.js';
 import { openMetaStore, type SqliteMetaStore } from '../src/namespace/meta-store.js';
 import { ROOT_INO, type Inode } from '../src/namespace/types.js';
+import { decideDeletion, decideImport } from '../src/jobs/decide-import.js';
 
 interface Teardown {
   teardown(fn: () => void): void;
@@ -380,4 +381,56 @@ t.test('readAhead: the next page is asked for while the caller still holds this 
     /listing broke after page 2/,
   );
   t.same(seen, [[0, 2], [1, 3], [2, 3]], 'page 1 was requested before page 0 was processed');
+});
+
+t.test('the kernel is told every name and file a page changed, and the import ends only once it was', async (t) => {
+  const store = new MemoryBlobStore();
+  store.putDirect('dir/kept', 'kept');
+  store.putDirect('dir/gone', 'gone');
+  store.putDirect('dir/replaced', 'file');
+  const meta = mem(t);
+  await run(store, meta);
+  const dir = meta.resolve('/dir')!.ino;
+  const gone = meta.resolve('/dir/gone')!.ino;
+  const replaced = meta.resolve('/dir/replaced')!.ino;
+  meta.update(replaced, { hsmFlags: 0x0b, dataVersion: 2 }); // written locally: replaced under OverwriteIfDirty
+
+  const told: string[] = [];
+  let answer!: () => void;
+  const held = new Promise<void>((r) => (answer = r));
+  const record = (line: string) => {
+    told.push(line);
+    return held;
+  };
+  const kernel = {
+    inodeChanged: (ino: number) => record(`inode ${ino}`),
+    entryChanged: (parent: number, name: string) => record(`entry ${parent}/${name}`),
+    entryDeleted: (parent: number, name: string, child: number) => record(`delete ${parent}/${name} (${child})`),
+  };
+  store.putDirect('dir/new', 'new');
+  store.putDirect('dir/replaced', 'remote');
+  let finished = false;
+  const done = run(store, meta, {
+    kernel,
+    source: (async function* () {
+      yield { blobs: [await store.head('dir/new'), await store.head('dir/replaced')], deleted: ['dir/gone'] };
+    })(),
+    decide: (local, remote) => decideImport('OverwriteIfDirty', local, remote),
+    decideDeletion: (local) => decideDeletion('OverwriteIfDirty', local),
+  }).then((r) => ((finished = true), r));
+  while (told.length === 0) await new Promise((r) => setImmediate(r));
+  const fresh = meta.resolve('/dir/replaced')!.ino;
+  t.not(fresh, replaced, 'the dirty file was replaced by a new inode');
+  t.same(told.filter((l) => !l.startsWith('inode')), [
+    `entry ${dir}/new`,
+    `delete ${dir}/replaced (${replaced})`,
+    `entry ${dir}/replaced`,
+    `delete ${dir}/gone (${gone})`,
+  ], 'names: created, deleted with their inode, deleted and created again in that order');
+  t.same(told.filter((l) => l.startsWith('inode')).sort(), [`inode ${dir}`, `inode ${gone}`, `inode ${replaced}`].sort(), 'the directory and the removed files');
+  await new Promise((r) => setImmediate(r));
+  t.notOk(finished, 'the import waits for the kernel');
+  answer();
+  const { stats } = await done;
+  t.equal(stats.deletions, 1);
 });

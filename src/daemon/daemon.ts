@@ -266,7 +266,7 @@ async function startParts(
   const kernelCache: KernelCache = {
     inodeChanged: (ino) => kernel.inodeChanged(ino),
     entryChanged: (parent, name) => kernel.entryChanged(parent, name),
-    dropInode: (ino) => kernel.dropInode(ino),
+    entryDeleted: (parent, name, child) => kernel.entryDeleted(parent, name, child),
   };
   const { cache, changelog, hydrator, coordinator, vfs } = await buildStack({
     kernel: kernelCache,

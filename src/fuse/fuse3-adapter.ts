@@ -2,6 +2,7 @@
 // line per op (call the Vfs, convert its Stat to the kernel's Attr, map the error through errnoOf), plus the mount
 // options, the kernel's references (every entry it is given is remembered by the Vfs until forget) and the
 // kernel-cache notifications other layers send when a file or a name changes behind the kernel's back.
+import { constants } from 'node:os';
 import { errnoOf, describeError, FsError } from '../errors.js';
 import type { KernelCache } from '../namespace/types.js';
 import type { AttrChanges as VfsAttrChanges, Stat, TimeToSet, Vfs } from '../vfs/vfs.js';
@@ -10,6 +11,7 @@ import { fuseMountFlags } from './fuse-adapter.js';
 import { LowLevelSession, type Attr, type DirEntryPlus, type LowLevelHandler, type LowLevelOptions, type TimeSpec } from './lowlevel.js';
 
 const MiB = 1 << 20;
+const { ENOENT } = constants.errno;
 
 function timeOf(ms: number): TimeSpec {
   const sec = Math.floor(ms / 1000);
@@ -115,17 +117,21 @@ export async function mountFuse3(mountpoint: string, vfs: Vfs, o: FuseMountOptio
   const log = o.log ?? (() => undefined);
   const { session, negotiated } = await LowLevelSession.mount(mountpoint, buildHandler(vfs, log), lowLevelOptions(o));
   log(`libfuse3 binding: max_read ${negotiated.maxRead}, max_write ${negotiated.maxWrite}, max_background ${negotiated.maxBackground}, protocol 7.${negotiated.protoMinor}`);
-  const quietly = (what: string) => (result: number) => {
+  const told = (what: string) => (result: number) => {
     // -ENOENT: the kernel had nothing cached for it.
-    if (result < 0 && result !== -2) log(`${what}: notification answered ${result}`);
+    if (result < 0 && result !== -ENOENT) log(`${what}: notification answered ${result}`);
   };
   return {
     unmount: (mode = 'lazy') => session.unmount(mode === 'lazy'),
     ended: () => session.ended,
     kernel: {
-      inodeChanged: (ino) => void session.invalidateInode(ino).then(quietly(`invalidate inode ${ino}`)),
-      entryChanged: (parent, name) => void session.invalidateEntry(parent, name).then(quietly(`invalidate entry ${parent}/${name}`)),
-      dropInode: (ino) => session.invalidateInode(ino).then(() => undefined),
+      inodeChanged: (ino) => session.invalidateInode(ino).then(told(`invalidate inode ${ino}`)),
+      entryChanged: (parent, name) => session.invalidateEntry(parent, name).then(told(`invalidate entry ${parent}/${name}`)),
+      entryDeleted: async (parent, name, child) => {
+        // notify_delete answers an error when the kernel's dentry is another inode's or a directory it still holds
+        // children of: then the name is at least forgotten.
+        if ((await session.deleteEntry(parent, child, name)) < 0) told(`invalidate entry ${parent}/${name}`)(await session.invalidateEntry(parent, name));
+      },
     },
   };
 }

@@ -496,7 +496,7 @@ export class Coordinator {
     this.o.meta.clearRanges(inode.ino);
     this.changeSettled(inode.ino);
     // Released first, then the kernel's pages: a read in between finds the file released and restores it.
-    await this.o.kernel?.dropInode(inode.ino);
+    await this.o.kernel?.inodeChanged(inode.ino);
     await this.o.cache.drop(inode.ino, inode.generation);
     this.o.changelog.hsm('RELEASE', updated.ino, 0, false);
   }

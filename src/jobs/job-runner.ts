@@ -6,7 +6,8 @@
 // An import writes its conflicts, warnings and errors, one JSON line each, to <logDir>/<job id>.jsonl, and the
 // mount root shows a read-only empty file `IMPORT_<state>.<start>` (markers(), served by the Vfs) while it runs
 // (InProgress, Canceling) and after it failed or was cancelled (Failed, Canceled), until the next import starts;
-// a successful import removes it.
+// a successful import removes it. Each change of that name is told to the kernel (its dentry forgotten) before the
+// job's state is reported, so a `stat` right after sees what `ls` sees.
 import PQueue from 'p-queue';
 import type { Log } from '../log.js';
 import type { BlobStore } from '../blob/blob-store.js';
@@ -23,7 +24,7 @@ import { LOCAL_ONLY_REASON } from '../namespace/file-types.js';
 function underPrefixes(prefixes: string[]): (path: string) => boolean {
   return (path) => prefixes.some((p) => p === '/' || path === p || path.startsWith(p.replace(/\/+$/, '') + '/'));
 }
-import type { Inode, KernelCache, MetaStore } from '../namespace/types.js';
+import { ROOT_INO, type Inode, type KernelCache, type MetaStore } from '../namespace/types.js';
 import { CONFLICT_MODES, decideImport, isConflictMode, type ConflictMode } from './decide-import.js';
 
 export type JobState = 'InProgress' | 'Canceling' | 'Succeeded' | 'Failed' | 'Canceled';
@@ -253,6 +254,8 @@ export class JobRunner {
   private running: Job | undefined;
   private readonly history: Job[] = [];
   private lastImport: ImportJob | undefined;
+  /** The root markers the kernel was last told about. */
+  private shownMarkers: string[] = [];
 
   constructor(private readonly o: JobRunnerOptions) {}
 
@@ -276,6 +279,7 @@ export class JobRunner {
     const job = this.running;
     if (!job) return null;
     job.state = 'Canceling';
+    void this.markersChanged();
     job.abort.abort();
     return job.summary();
   }
@@ -293,12 +297,22 @@ export class JobRunner {
     return name ? [name] : [];
   }
 
+  /** Tells the kernel which root markers appeared or went since it was last told (their dentries, negative ones too). */
+  private async markersChanged(): Promise<void> {
+    const now = this.markers();
+    const moved = [...this.shownMarkers.filter((n) => !now.includes(n)), ...now.filter((n) => !this.shownMarkers.includes(n))];
+    this.shownMarkers = now;
+    const kernel = this.o.kernel;
+    if (kernel) await Promise.all(moved.map((name) => kernel.entryChanged(ROOT_INO, name)));
+  }
+
   private launch<J extends Job>(job: J, run: () => Promise<void>): J {
     if (this.running) {
       throw new FsError('EBUSY', `${this.running.kind} job ${this.running.id} is running: wait for it or cancel it (blobhsm jobs cancel ${this.o.mountRoot})`);
     }
     this.running = job;
     if (job instanceof ImportJob) this.lastImport = job;
+    void this.markersChanged();
     this.o.log(`${job.kind} ${job.id} started (prefixes ${job.prefixes.join(', ')})`, { event: 'job', job: job.id, kind: job.kind, state: 'InProgress', prefixes: job.prefixes });
     let cause: string | undefined;
     job.done = run()
@@ -308,7 +322,7 @@ export class JobRunner {
         if (job instanceof ImportJob) job.error = cause;
         this.o.log(`${job.kind} ${job.id} failed: ${cause}`, { event: 'job_error', level: 'error', job: job.id, kind: job.kind, cause });
       })
-      .finally(() => {
+      .finally(async () => {
         const { stats } = job.summary();
         this.o.log(`${job.kind} ${job.id} ${job.state}`, {
           event: 'job',
@@ -323,6 +337,7 @@ export class JobRunner {
         this.running = undefined;
         this.history.push(job);
         if (this.history.length > 20) this.history.shift();
+        await this.markersChanged();
       });
     return job;
   }

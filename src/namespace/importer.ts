@@ -225,9 +225,9 @@ class Importer {
   private readonly decide: ImportDecider;
   /** Cache data to delete once the current page has committed: [ino, generation]. */
   private drops: Array<[number, number]> = [];
-  /** Files and names this page changed, told to the kernel once it commits. */
+  /** Files and names this page changed, told to the kernel once it commits (child: the inode of a deleted name). */
   private changedInodes = new Set<number>();
-  private changedEntries: Array<[number, string]> = [];
+  private changedEntries: Array<{ parent: number; name: string; child?: number }> = [];
   /** Set by a `fail` decision: the import stops after committing the page so far. */
   private failure: string | undefined;
   private readonly idMap: IdMap;
@@ -331,12 +331,18 @@ class Importer {
   /** Deletes the cache data of files the committed page released or removed. */
   private async dropCommitted(): Promise<void> {
     const kernel = this.o.kernel;
-    if (kernel) {
-      for (const ino of this.changedInodes) kernel.inodeChanged(ino);
-      for (const [parent, name] of this.changedEntries) kernel.entryChanged(parent, name);
-    }
+    const inodes = [...this.changedInodes];
+    const entries = this.changedEntries;
     this.changedInodes.clear();
     this.changedEntries = [];
+    // Awaited: once a page (and so the job) is done, the kernel shows what it changed. In call order, so a name
+    // deleted and created again in one page is forgotten twice in that order.
+    if (kernel) {
+      await Promise.all([
+        ...entries.map((e) => (e.child === undefined ? kernel.entryChanged(e.parent, e.name) : kernel.entryDeleted(e.parent, e.name, e.child))),
+        ...inodes.map((ino) => kernel.inodeChanged(ino)),
+      ]);
+    }
     const drops = this.drops;
     this.drops = [];
     const drop = this.o.dropData;
@@ -474,7 +480,8 @@ class Importer {
 
   private create(parentIno: number, name: string, fields: NewInode): Inode {
     const inode = this.o.meta.create(parentIno, name, fields);
-    this.changedEntries.push([parentIno, name]);
+    this.changedEntries.push({ parent: parentIno, name });
+    this.changedInodes.add(parentIno);
     if (inode.ino < this.firstNewIno) this.firstNewIno = inode.ino;
     return inode;
   }
@@ -644,7 +651,8 @@ class Importer {
   /** Unlinks a local entry (a directory only when empty); a file's data goes once the page commits. */
   private removeLocal(parentIno: number, leaf: string, inode: Inode, path: string): void {
     const left = this.o.meta.unlink(parentIno, leaf);
-    this.changedEntries.push([parentIno, leaf]);
+    this.changedEntries.push({ parent: parentIno, name: leaf, child: inode.ino });
+    this.changedInodes.add(parentIno);
     this.changedInodes.add(inode.ino);
     if (inode.kind === 'file' && left.nlink === 0) this.drops.push([inode.ino, inode.generation]);
     if (inode.kind === 'dir') this.dirs.delete(path);

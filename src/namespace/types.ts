@@ -106,21 +106,22 @@ export interface RangeStore {
 
 /**
  * The kernel's caches of the mount (the libfuse3 binding keeps pages and entries until told): whoever changes a
- * file or a name behind the kernel's back (release, eviction, import jobs) says so here. fuse-native: no-op.
+ * file or a name behind the kernel's back (release, eviction, import jobs) says so here, and may await the kernel
+ * having forgotten (a job that ends after its notifications ends with the kernel coherent). fuse-native: no-op.
  */
 export interface KernelCache {
-  /** A file's data or attributes changed: the kernel drops its pages and attributes (in the background). */
-  inodeChanged(ino: number): void;
-  /** A name appeared in, left or moved within a directory: the kernel drops its dentry (also a negative one). */
-  entryChanged(parent: number, name: string): void;
-  /** As inodeChanged, resolving once the kernel dropped the pages (a release waits for it). */
-  dropInode(ino: number): Promise<void>;
+  /** A file's data or attributes changed: the kernel drops its pages and attributes. */
+  inodeChanged(ino: number): Promise<void>;
+  /** A name appeared in a directory: the kernel drops its dentry (a negative one too). */
+  entryChanged(parent: number, name: string): Promise<void>;
+  /** parent/name, the name of inode `child`, was deleted: the kernel drops the dentry and the link. */
+  entryDeleted(parent: number, name: string, child: number): Promise<void>;
 }
 
 export const NO_KERNEL_CACHE: KernelCache = {
-  inodeChanged: () => undefined,
-  entryChanged: () => undefined,
-  dropInode: async () => undefined,
+  inodeChanged: async () => undefined,
+  entryChanged: async () => undefined,
+  entryDeleted: async () => undefined,
 };
 
 export interface ChangelogRecord {
