@@ -673,24 +673,33 @@ export class Coordinator {
    * name holds the only copy of another, released, file. A resident file that owns the name loses it (see the
    * header).
    */
+  /**
+   * The etag an upload to `blobName` expects: remembered for the name, the file's own record of it, or another
+   * file's. Any other file recording this blob (renamed away from its path; or still recording it after an import
+   * made a new file of that name) loses it to this upload: a released one holds its only copy there, so that is a
+   * conflict; a resident one gives the name up and needs an archive of its own (DIRTY).
+   */
   private expectedEtag(inode: Inode, blobName: string): string | undefined | ConflictError {
     const remembered = this.o.meta.blobEtag(blobName);
     if (remembered !== undefined) return remembered;
-    if (inode.blobName === blobName) return inode.etag ?? undefined;
-    const owner = this.o.meta.inodeOfBlob(blobName);
-    if (!owner || owner.ino === inode.ino || !owner.etag) return undefined;
-    if (flags.isReleased(owner.hsmFlags)) {
-      const message =
-        `archive conflict: ${blobName} holds the only copy of the released file ` +
-        `${this.o.meta.pathOf(owner.ino) ?? `inode ${owner.ino}`}; restore that file (hsm_restore) before exporting over it`;
-      this.o.log(message);
-      return new ConflictError(blobName, owner.etag, owner.etag, message);
+    const own = inode.blobName === blobName;
+    let expected = own ? (inode.etag ?? undefined) : undefined;
+    for (let owner = this.o.meta.inodeOfBlob(blobName, inode.ino); owner?.etag; owner = this.o.meta.inodeOfBlob(blobName, inode.ino)) {
+      if (flags.isReleased(owner.hsmFlags)) {
+        const message =
+          `archive conflict: ${blobName} holds the only copy of the released file ` +
+          `${this.o.meta.pathOf(owner.ino) ?? `inode ${owner.ino}`}; restore that file (hsm_restore) before exporting over it`;
+        this.o.log(message);
+        return new ConflictError(blobName, owner.etag, owner.etag, message);
+      }
+      const given = owner;
+      this.o.meta.transaction(() => {
+        if (!own) this.o.meta.setBlobEtag(blobName, given.etag);
+        this.o.meta.update(given.ino, { blobName: null, etag: null, contentMd5: null, hsmFlags: flags.onContentChange(given.hsmFlags), archivedVersion: 0 });
+      });
+      expected ??= given.etag ?? undefined;
     }
-    this.o.meta.transaction(() => {
-      this.o.meta.setBlobEtag(blobName, owner.etag);
-      this.o.meta.update(owner.ino, { blobName: null, etag: null, contentMd5: null, hsmFlags: flags.onContentChange(owner.hsmFlags), archivedVersion: 0 });
-    });
-    return owner.etag;
+    return expected;
   }
 
   /** HEAD of a blob, undefined when it does not exist; a failing HEAD is retried (bounded), then thrown. */

@@ -571,6 +571,9 @@ class Importer {
     const kind = c.attrs.kind;
     const { existing } = c;
     if (d.conflict) this.conflict(c.info.name, d.reason, '/' + c.path, d.action);
+    // The entry now records this blob version: an etag remembered for the name (from a file since unlinked or
+    // renamed away) is older than what the mount has just seen, and would make the next export a false conflict.
+    if (kind !== 'dir' && (d.action === 'create' || d.action === 'reimport' || d.action === 'replace')) this.o.meta.setBlobEtag(c.info.name, null);
     switch (d.action) {
       case 'create':
         this.create(c.parentIno, c.leaf, c.fresh());

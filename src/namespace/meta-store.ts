@@ -312,7 +312,7 @@ export class SqliteMetaStore implements MetaStore {
       getBlobEtag: p('SELECT etag FROM blob_etags WHERE name = ?').pluck(),
       setBlobEtag: p('INSERT INTO blob_etags (name, etag) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET etag = excluded.etag'),
       deleteBlobEtag: p('DELETE FROM blob_etags WHERE name = ?'),
-      inodeOfBlob: p(`SELECT ${INODE_SELECT} FROM inodes i WHERE i.blob_name = ? ORDER BY i.ino LIMIT 1`),
+      inodeOfBlob: p(`SELECT ${INODE_SELECT} FROM inodes i WHERE i.blob_name = ? AND i.ino <> ? ORDER BY i.ino LIMIT 1`),
       getAccessAcl: p('SELECT acl FROM access_acls WHERE ino = ?').pluck(),
       setAccessAcl: p('INSERT INTO access_acls (ino, acl) VALUES (?, ?) ON CONFLICT (ino) DO UPDATE SET acl = excluded.acl'),
       deleteAccessAcl: p('DELETE FROM access_acls WHERE ino = ?'),
@@ -719,8 +719,8 @@ export class SqliteMetaStore implements MetaStore {
     else this.s.setBlobEtag.run(name, etag);
   }
 
-  inodeOfBlob(name: string): Inode | undefined {
-    return this.s.inodeOfBlob.get(name) as Inode | undefined;
+  inodeOfBlob(name: string, except = 0): Inode | undefined {
+    return this.s.inodeOfBlob.get(name, except) as Inode | undefined;
   }
 
   // ---- access ACLs (HNS) ----

@@ -213,8 +213,11 @@ export interface MetaStore extends RangeStore {
   blobEtag(name: string): string | undefined;
   /** Records (or, with null, forgets) the etag last seen for a blob name. */
   setBlobEtag(name: string, etag: string | null): void;
-  /** An inode whose own blob (blobName) is this name, if any: e.g. a file renamed away from that path. */
-  inodeOfBlob(name: string): Inode | undefined;
+  /**
+   * An inode (other than `except`) whose own blob (blobName) is this name, if any: e.g. a file renamed away from
+   * that path, or one still recording it after an import made a new file of that name.
+   */
+  inodeOfBlob(name: string, except?: number): Inode | undefined;
   /** The extended access ACL of an inode (HNS imports; numeric ids, `user::rwx,user:1001:r-x,...`), else null. */
   accessAcl(ino: number): string | null;
   /** Records (or, with null, removes) an inode's extended access ACL; it goes with the inode. */

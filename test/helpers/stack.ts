@@ -55,6 +55,12 @@ export interface TestStack extends Omit<Stack, 'vfs' | 'paths'> {
   createFile(path: string, data: Buffer | string, mode?: number): Promise<void>;
   /** Waits until no HSM action, restore or eviction pass is running. */
   settle(): Promise<void>;
+  /**
+   * A daemon restart after a crash: this stack's handles, restores and cache file descriptors are dropped without
+   * a shutdown (no drain, no access-time flush), and a new stack is built on the same metadata store, cache
+   * directory and container, reconciling the cache as the daemon does at start. This stack is unusable after.
+   */
+  crashAndRemount(): Promise<TestStack>;
   cleanup(): Promise<void>;
 }
 
@@ -72,6 +78,19 @@ export async function makeStack(options: TestStackOptions = {}): Promise<TestSta
   const importStats = await importNamespace({ store, meta, prefix: options.prefix ?? '', log });
   if (importStats.state !== 'Completed') throw new Error(`import failed: ${importStats.error ?? importStats.state}`);
   const dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'blobhsm-stack-'));
+  return assemble(options, store, meta, dir, importStats, logs);
+}
+
+/** The stack on an imported metadata store and a cache directory (a first mount, or a remount after a crash). */
+async function assemble(
+  options: TestStackOptions,
+  store: MemoryBlobStore,
+  meta: SqliteMetaStore,
+  dir: string,
+  importStats: ImportStats,
+  logs: string[],
+): Promise<TestStack> {
+  const log = (line: string) => void logs.push(line);
   const parts = await buildStack({
     store,
     meta,
@@ -150,6 +169,12 @@ export async function makeStack(options: TestStackOptions = {}): Promise<TestSta
     }
     throw new Error('the stack did not settle');
   };
+  const crashAndRemount = async (): Promise<TestStack> => {
+    hydrator.cancelAll();
+    await coordinator.idle().catch(() => undefined);
+    cache.close();
+    return assemble(options, store, meta, dir, importStats, logs);
+  };
   const cleanup = async (): Promise<void> => {
     hydrator.cancelAll();
     await coordinator.idle().catch(() => undefined);
@@ -158,5 +183,5 @@ export async function makeStack(options: TestStackOptions = {}): Promise<TestSta
     rmSync(dir, { recursive: true, force: true });
   };
   const { vfs: inodes, paths: _paths, ...rest } = parts;
-  return { ...rest, vfs, inodes, store, meta, dir, importStats, logs, inode, readFile, writeFile, createFile, settle, cleanup };
+  return { ...rest, vfs, inodes, store, meta, dir, importStats, logs, inode, readFile, writeFile, createFile, settle, crashAndRemount, cleanup };
 }
