@@ -26,7 +26,7 @@ export function addonPath(env: NodeJS.ProcessEnv = process.env): string {
 type Req = object;
 
 interface Native {
-  mount(mountpoint: string, args: string[], tuning: Float64Array, dispatch: (op: number, req: Req | undefined, n: Float64Array, name?: string, name2?: string, data?: Buffer) => void): object;
+  mount(mountpoint: string, args: string[], tuning: Float64Array, dispatch: (op: number, req: Req | undefined, n: Float64Array, name?: string, name2?: string, data?: Buffer) => void, servedXattrs: readonly string[] | null): object;
   closeSession(session: object): number;
   notifyInvalInode(session: object, ino: number, offset: number, length: number): Promise<number>;
   notifyInvalEntry(session: object, parent: number, name: string): Promise<number>;
@@ -169,6 +169,12 @@ export interface LowLevelOptions {
   /** Seconds the kernel caches entries (also negative ones) and attributes. */
   entryTimeout: number;
   attrTimeout: number;
+  /**
+   * The only extended-attribute names getxattr can find: the addon answers ENODATA for every other name itself,
+   * without a trip to JS (the kernel asks security.capability before every write() and security.selinux and
+   * system.posix_acl_access of every entry `ls -l` lists). Absent: every getxattr reaches the handler.
+   */
+  servedXattrs?: readonly string[];
   debug?: boolean;
 }
 
@@ -256,7 +262,7 @@ export class LowLevelSession {
       if (op === Op.EXIT) return exit();
       if (op === Op.FORGET) return handler.forget(n[4]!, n[5]!);
       this.serve(op, req!, n, name, name2, data);
-    });
+    }, options.servedXattrs ?? null);
   }
 
   /** Mounts and resolves once the kernel's INIT was answered (the mount then serves requests). */

@@ -403,6 +403,11 @@ export class Vfs {
     return n;
   }
 
+  /** Every extended-attribute name getxattr can ever find (any other name is ENODATA on every inode). */
+  servedXattrNames(): string[] {
+    return [...XATTR_NAMES, ...(this.posixAcls ? [POSIX_ACL_ACCESS] : [])];
+  }
+
   async getxattr(ino: number, name: string): Promise<Buffer | null> {
     // The kernel asks security.* and system.posix_acl_* of every entry `ls -l` lists: answer without a lookup.
     if (name === POSIX_ACL_ACCESS && this.posixAcls) {

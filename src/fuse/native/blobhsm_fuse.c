@@ -43,6 +43,7 @@ typedef struct session {
   pthread_t loop_thread, notify_thread;
   unsigned max_read, max_write, max_background, congestion;
   int writeback;
+  char **served_xattrs; // NULL: every getxattr goes to JS; else the only names it can find (NULL-terminated)
   atomic_int outstanding; // requests handed to JS and not yet answered
   atomic_int loop_done;
   // notification queue
@@ -282,6 +283,15 @@ static void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 }
 
 static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
+  session_t *s = fuse_req_userdata(req);
+  if (s->served_xattrs) { // a name the filesystem never has: answered here, without a trip to JS
+    char **n = s->served_xattrs;
+    while (*n && strcmp(*n, name) != 0) n++;
+    if (!*n) {
+      fuse_reply_err(req, ENODATA);
+      return;
+    }
+  }
   send_simple(OP_GETXATTR, req, ino, name, (double)size, 0, 0);
 }
 
@@ -460,10 +470,10 @@ static void answered(fuse_req_t req) {
 }
 
 // mount(mountpoint, args: string[], tuning: Float64Array [maxRead, maxWrite, maxBackground, congestion, writeback],
-//       dispatch(op, req, nums, name, name2, data)) -> session
+//       dispatch(op, req, nums, name, name2, data), servedXattrs: string[] | null) -> session
 static napi_value js_mount(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4], name;
+  size_t argc = 5;
+  napi_value argv[5], name;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   char *mountpoint = string_arg(env, argv[0]);
   if (!mountpoint) return NULL;
@@ -485,6 +495,19 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   s->max_background = (unsigned)tuning[2];
   s->congestion = (unsigned)tuning[3];
   s->writeback = tuning[4] != 0;
+  bool served_list = false;
+  if (argc >= 5) CHECK(napi_is_array(env, argv[4], &served_list));
+  if (served_list) {
+    uint32_t count = 0;
+    CHECK(napi_get_array_length(env, argv[4], &count));
+    s->served_xattrs = calloc(count + 1, sizeof(char *));
+    for (uint32_t i = 0; i < count; i++) {
+      napi_value item;
+      napi_get_element(env, argv[4], i, &item);
+      s->served_xattrs[i] = string_arg(env, item);
+      if (!s->served_xattrs[i]) return NULL;
+    }
+  }
   pthread_mutex_init(&s->lock, NULL);
   pthread_cond_init(&s->wake, NULL);
   struct fuse_args fargs = FUSE_ARGS_INIT((int)nargs + 1, args);
@@ -498,6 +521,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   free(mountpoint);
   if (failure) {
     if (s->se) fuse_session_destroy(s->se);
+    for (char **n = s->served_xattrs; n && *n; n++) free(*n);
+    free(s->served_xattrs);
     free(s);
     napi_throw_error(env, "EFUSEMOUNT", failure);
     return NULL;
