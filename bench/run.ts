@@ -30,7 +30,8 @@ async function main(): Promise<number> {
   const t0 = performance.now();
   const log = (line: string) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
   installSignalHandlers(log);
-  const hardLimitMs = (p.name === 'full' || args.scale ? 120 : 30) * 60_000;
+  // Per binding measured: the blobhsm passes are most of a run.
+  const hardLimitMs = (p.name === 'full' || args.scale ? 120 : 25 * args.bindings.length + 5) * 60_000;
   const watchdog = setTimeout(() => {
     log(`the run exceeded its ${hardLimitMs / 60_000} min limit: cleaning up`);
     void cleanupAll(log).finally(() => process.exit(124));
