@@ -25,6 +25,7 @@ import { CONFLICT_MODES, type ConflictMode } from '../src/jobs/decide-import.js'
 import { HsmFlag, checkInvariants } from '../src/hsm/flags.js';
 import { ROOT_INO } from '../src/namespace/types.js';
 import { JobRunner } from '../src/jobs/job-runner.js';
+import { AutoExporter } from '../src/jobs/auto-export.js';
 import { makeStack, O_RDWR, type TestStack } from './helpers/stack.js';
 
 const { EXISTS, DIRTY, RELEASED, ARCHIVED, LOST, NORELEASE, NOARCHIVE } = HsmFlag;
@@ -121,6 +122,7 @@ type Op =
   | { op: 'importJob'; mode: ConflictMode }
   | { op: 'cancel'; kind: 'ARCHIVE' | 'RESTORE'; path: string }
   | { op: 'cancelExportJob' }
+  | { op: 'autoExport' }
   | { op: 'remount' };
 
 const DIR_NAMES = ['d0', 'd1'];
@@ -142,6 +144,8 @@ class Model {
   held: MFile | null = null;
   /** The cache has a size limit: clean archived files may be released behind the ops' back. */
   evicts = false;
+  /** Files whose auto-export met a conflict: not tried again until their content changes (§3). */
+  readonly autoConflicts = new Set<MFile>();
   private token = 0;
 
   nextToken(): number {
@@ -229,6 +233,7 @@ class Model {
     }
     if (f.flags & EXISTS) f.flags |= DIRTY;
     f.changed = true;
+    this.autoConflicts.delete(f);
     return undefined;
   }
 
@@ -387,9 +392,21 @@ class Model {
         this.flaky = false;
         return 'ECANCELED';
       }
+      case 'autoExport':
+        // One iteration (minimum age 0: the clock is frozen), one archive at a time in inode order: new and
+        // content-modified files, not one open for writing, not one whose conflict is known and unchanged; no
+        // empty-directory stubs (those are an export job's).
+        for (const { file, path } of this.files().sort((a, b) => a.file.ino - b.file.ino)) {
+          if (file.flags & (RELEASED | NOARCHIVE) || (file.flags & (ARCHIVED | DIRTY)) === ARCHIVED) continue;
+          if (this.held === file || this.autoConflicts.has(file)) continue;
+          if (this.archive(file, path, peekVersion(file.ino)) === 'EBUSY') this.autoConflicts.add(file);
+        }
+        return undefined;
       case 'remount':
-        // A crash and a restart: nothing the model knows of changes, except that no handle survives.
+        // A crash and a restart: nothing the model knows of changes, except that no handle survives and the new
+        // daemon's auto-export knows of no conflict yet.
         this.held = null;
+        this.autoConflicts.clear();
         return undefined;
     }
   }
@@ -598,6 +615,21 @@ interface OpContext {
   armed: boolean;
   fh?: number;
   jobs: JobRunner;
+  /** The stack's auto-export (disabled: iterations run only as ops). */
+  autoExport?: AutoExporter;
+}
+
+/** Auto-export as the daemon wires it, with no timer: each `autoExport` op runs one iteration. */
+function autoExportFor(s: TestStack, jobs: JobRunner): AutoExporter {
+  return new AutoExporter({
+    meta: s.meta,
+    coordinator: s.coordinator,
+    hasWriter: (ino) => s.inodes.hasWriter(ino),
+    jobs,
+    log: () => undefined,
+    config: { enabled: false, minAgeSeconds: 0 },
+    concurrency: 1,
+  });
 }
 
 /** The job runner the daemon would give this stack (one archive at a time: the model's order). */
@@ -743,6 +775,9 @@ async function runOp(s: TestStack, op: Op, flaky: OpContext): Promise<{ error?: 
         );
         return {};
       }
+      case 'autoExport':
+        await flaky.autoExport!.runOnce();
+        return {};
       case 'remount':
         // Done by the caller (it replaces the stack).
         return {};
@@ -860,7 +895,7 @@ function randomFilePath(r: Rng, m: Model): string {
 }
 
 function genOp(r: Rng, m: Model): Op {
-  const w = r.int(124);
+  const w = r.int(126);
   const data = () => r.bytes(r.int(3) === 0 ? r.int(4) : 1 + r.int(200));
   if (w < 12) return { op: 'create', path: `${randomDirPath(r, m)}/${r.pick(FILE_NAMES)}`, data: data() };
   if (w < 24) {
@@ -896,7 +931,8 @@ function genOp(r: Rng, m: Model): Op {
   if (w < 108) return { op: 'exportJob' };
   if (w < 114) return { op: 'importJob', mode: r.pick(CONFLICT_MODES) };
   if (w < 117) return { op: 'remount' };
-  if (w < 121) return { op: 'cancel', kind: r.chance(0.5) ? 'ARCHIVE' : 'RESTORE', path: randomFilePath(r, m) };
+  if (w < 119) return { op: 'autoExport' };
+  if (w < 123) return { op: 'cancel', kind: r.chance(0.5) ? 'ARCHIVE' : 'RESTORE', path: randomFilePath(r, m) };
   return { op: 'cancelExportJob' };
 }
 
@@ -947,6 +983,7 @@ async function play(setup: Setup, source: Op[] | { r: Rng; length: number }): Pr
     cacheSizeLimit: m.evicts ? 4096 : 0,
   });
   const ctx: OpContext = { armed: false, jobs: jobsFor(s, 1) };
+  ctx.autoExport = autoExportFor(s, ctx.jobs);
   s.store.beforeOp = (op) => {
     if (op === 'read' && ctx.armed) {
       ctx.armed = false;
@@ -974,6 +1011,7 @@ async function play(setup: Setup, source: Op[] | { r: Rng; length: number }): Pr
         s = await s.crashAndRemount();
         ctx.fh = undefined;
         ctx.jobs = jobsFor(s, 1);
+        ctx.autoExport = autoExportFor(s, ctx.jobs);
       }
       await s.settle();
       const key = `${op.op === 'hsm' ? op.kind : op.op} ${expected ?? 'ok'}`;
@@ -1112,6 +1150,7 @@ async function runConcurrent(seed: number, batches: number): Promise<void> {
   for (let i = 1 + r.int(5); i > 0; i--) blobs[randomFilePath(r, new Model()).slice(1)] = r.bytes(r.int(300));
   const s = await makeStack({ blobs, hydrator: { chunkSize: 64, firstChunkSize: 16, syncPieces: false }, cacheSizeLimit: r.chance(0.5) ? 4096 : 0 });
   const flaky: OpContext = { armed: false, jobs: jobsFor(s) };
+  flaky.autoExport = autoExportFor(s, flaky.jobs);
   s.store.beforeOp = (op) => {
     if (op === 'read' && flaky.armed) {
       flaky.armed = false;
