@@ -843,10 +843,18 @@ export class SqliteMetaStore implements MetaStore {
   }
 }
 
+/** The inode columns of INODE_SELECT, in a readdir row beside the entry's name. */
+const INODE_KEYS = ['ino', 'nlink', ...FIELDS] as const;
+
+/**
+ * Readdir rows as entries. The inode is copied column by column: an object rest (`{ name, ...inode }`) measured
+ * 5–15× slower (330–425 ms against 20–68 ms per 10,000 rows), and every `ls -l` lists the whole directory.
+ */
 function toDirEntries(rows: (Inode & { name: string })[]): DirEntry[] {
   return rows.map((row) => {
-    const { name, ...inode } = row;
-    return { name, inode: inode as Inode };
+    const inode: Record<string, unknown> = {};
+    for (const k of INODE_KEYS) inode[k] = row[k];
+    return { name: row.name, inode: inode as unknown as Inode };
   });
 }
 
