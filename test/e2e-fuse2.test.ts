@@ -1,5 +1,5 @@
 // End to end on the fuse-native binding (libfuse 2, `--fuse fuse2`, the fallback), a named subset: mount identity
-// and request sizes, reads and writes, hard links, what libfuse 2 does with files unlinked while open
+// and request sizes, reads and writes, hard links, hsm_release dropping the pages, what libfuse 2 does with files unlinked while open
 // (.fuse_hidden*, never exported), the two utimens limits it pins, FIFOs and sockets through its mknod, and the automatic fallback when the libfuse3
 // addon is missing (hidden with BLOBHSM_FUSE3_ADDON). The whole suite runs on the libfuse3 binding.
 import t from 'tap';
@@ -46,6 +46,15 @@ t.test('fuse2: mount identity, reads, writes, hard links, unlinked open files as
   t.equal((await exportJson(m)).code, 0);
   t.notOk((await blobNames(m.store)).some((n) => n.includes('.fuse_hidden')), 'no .fuse_hidden blob');
   t.equal((await readBlob(m.store, 'opened.txt'))!.data.toString(), 'new\n');
+
+  // hsm_release: the CLI drops the kernel's pages itself (libfuse 2 cannot be told), so the next read restores.
+  const a = join(m.mountpoint, 'a.txt');
+  t.equal(await readFile(a, 'utf8'), 'alpha\n', 'read again: served from the page cache');
+  const release = await m.cli(['hsm_release', a]);
+  t.equal(release.code, 0, release.stderr);
+  const reads = await m.reads();
+  t.equal(await readFile(a, 'utf8'), 'alpha\n');
+  t.ok((await m.reads()) > reads, 'the read after hsm_release fetched the blob');
 });
 
 t.test('fuse2: utimens through fuse-native and libfuse 2 (pins two known limits)', async (t) => {

@@ -28,16 +28,17 @@ import { EXIT_USAGE, errnoNumber } from './exit-status.js';
 import { locate } from './daemon-call.js';
 import type { CliIo } from './io.js';
 
-type Result = PathResult | { path: string; ok: false; code: FsErrorCode; message: string };
+/** A path's answer, and whether its mount's daemon drops the kernel's pages itself (the libfuse3 binding). */
+type Result = (PathResult | { path: string; ok: false; code: FsErrorCode; message: string }) & { daemonDropsPages?: boolean };
 
 /** Sends each path to the daemon of its mount (grouped, one call per mount) and returns results in input order. */
 async function perPath(paths: string[], io: CliIo, call: (socket: string, inner: string[]) => Promise<unknown>): Promise<Result[]> {
   const results: Result[] = new Array(paths.length);
-  const groups = new Map<string, { indexes: number[]; inner: string[] }>();
+  const groups = new Map<string, { indexes: number[]; inner: string[]; daemonDropsPages: boolean }>();
   paths.forEach((path, i) => {
     try {
       const { mount, inner } = locate(path, io.env);
-      const g = groups.get(mount.socket) ?? { indexes: [], inner: [] };
+      const g = groups.get(mount.socket) ?? { indexes: [], inner: [], daemonDropsPages: mount.binding === 'fuse3' };
       g.indexes.push(i);
       g.inner.push(inner);
       groups.set(mount.socket, g);
@@ -48,7 +49,7 @@ async function perPath(paths: string[], io: CliIo, call: (socket: string, inner:
   for (const [socket, g] of groups) {
     try {
       const answers = (await call(socket, g.inner)) as PathResult[];
-      g.indexes.forEach((index, k) => (results[index] = { ...answers[k]!, path: paths[index]! }));
+      g.indexes.forEach((index, k) => (results[index] = { ...answers[k]!, path: paths[index]!, daemonDropsPages: g.daemonDropsPages }));
     } catch (err) {
       for (const index of g.indexes) results[index] = { path: paths[index]!, ok: false, code: errnoCodeOf(err), message: describeError(err) };
     }
@@ -57,9 +58,10 @@ async function perPath(paths: string[], io: CliIo, call: (socket: string, inner:
 }
 
 /**
- * After a release, drops the kernel's cached pages of each file (the mount keeps file data cached across opens) so
- * that the next read reaches blobhsm and restores the file, as a read of a released Lustre file does: llite drops
- * its pages when it releases. Best effort: `dd iflag=nocache count=0` is posix_fadvise(DONTNEED) on the whole file.
+ * After a release on a fuse2 mount, drops the kernel's cached pages of each file (the mount keeps file data cached
+ * across opens) so that the next read reaches blobhsm and restores the file, as a read of a released Lustre file
+ * does: llite drops its pages when it releases. (A libfuse3 mount's daemon does it itself, notify_inval_inode,
+ * before it answers.) Best effort: `dd iflag=nocache count=0` is posix_fadvise(DONTNEED) on the whole file.
  */
 async function dropPageCache(paths: string[]): Promise<void> {
   // One shell per 200 files (a process per file would cost more than the releases), four at a time.
@@ -170,7 +172,7 @@ export async function runLfs(argv: string[], io: CliIo): Promise<number> {
           await bar?.stop();
         }
       });
-      if (command === 'hsm_release') await dropPageCache(results.filter((r) => r.ok).map((r) => r.path));
+      if (command === 'hsm_release') await dropPageCache(results.filter((r) => r.ok && !r.daemonDropsPages).map((r) => r.path));
       const notRegular = results.find((r) => !r.ok && r.code === 'ENOTREG');
       if (notRegular) {
         err(formatNotRegular(notRegular.path));

@@ -18,6 +18,11 @@ export interface MountRecord {
   socket: string;
   pid: number;
   startedAt: string;
+  /**
+   * The FUSE binding serving it: with fuse3 the daemon drops the kernel's pages of a file it releases itself; with
+   * fuse2 (and in records of older versions, without the field) the CLI has to.
+   */
+  binding?: 'fuse3' | 'fuse2';
 }
 
 export class MountRegistry {

@@ -417,6 +417,7 @@ async function startParts(
     socket,
     pid: process.pid,
     startedAt: new Date().toISOString(),
+    binding: mounted.binding,
   });
   cleanups.push(() => registry.unregister(config.mountpoint));
   log(`mounted ${where} on ${config.mountpoint} with ${mounted.binding} (cache ${config.cacheDir})`);
