@@ -11,7 +11,8 @@
 // sequences every run replays. Ops also include hsm_set/hsm_clear of the user flags, export jobs, import jobs in
 // each conflict mode (both also as a party of the concurrent batches), hsm_cancel of a running archive or restore,
 // the cancel of an export job, and a crash and remount (a new stack on the same metadata store, cache directory
-// and container, reconciled as the daemon does at start). The expected result of each op comes from
+// and container, reconciled as the daemon does at start), and FIFOs (mknod: local only, never a blob, at the names
+// files take, so blobs and other ops meet them). The expected result of each op comes from
 // docs/SEMANTICS.md (§2 flags and outcomes, §3 jobs and conflict modes, §5 cancel), not from the code.
 //
 // The stack's clock is frozen (Date.now) for the whole run: file times and blobs' Last-Modified are then all the
@@ -91,7 +92,13 @@ interface MDir {
   uid: number;
 }
 
-type MNode = MFile | MDir;
+/** A FIFO (mknod): local only, no data, no HSM state, never a blob. */
+interface MFifo {
+  kind: 'fifo';
+  ino: number;
+}
+
+type MNode = MFile | MDir | MFifo;
 
 interface RemoteBlob {
   data: Buffer;
@@ -110,6 +117,7 @@ type Op =
   | { op: 'rename'; from: string; to: string }
   | { op: 'unlink'; path: string }
   | { op: 'mkdir'; path: string }
+  | { op: 'mkfifo'; path: string }
   | { op: 'rmdir'; path: string }
   | { op: 'hsm'; kind: ActionKind; path: string }
   | { op: 'remotePut'; name: string; data: Buffer }
@@ -178,7 +186,7 @@ class Model {
     const walk = (d: MDir, p: string) => {
       for (const [name, n] of d.children) {
         if (n.kind === 'file') out.push({ path: `${p}/${name}`, file: n });
-        else walk(n, `${p}/${name}`);
+        else if (n.kind === 'dir') walk(n, `${p}/${name}`);
       }
     };
     walk(this.root, '');
@@ -251,6 +259,7 @@ class Model {
         const f = this.resolve(op.path);
         if (!f) return 'ENOENT';
         if (f.kind === 'dir') return 'EISDIR';
+        if (f.kind === 'fifo') return 'ENXIO'; // the kernel opens FIFOs: the path view refuses
         const err = this.change(f, true);
         if (err) return err;
         const end = Math.max(f.content.length, op.pos + op.data.length);
@@ -264,6 +273,7 @@ class Model {
         const f = this.resolve(op.path);
         if (!f) return 'ENOENT';
         if (f.kind === 'dir') return 'EISDIR';
+        if (f.kind === 'fifo') return 'EINVAL';
         const err = this.change(f, op.size > 0);
         if (err) return err;
         const next = Buffer.alloc(op.size);
@@ -275,6 +285,7 @@ class Model {
         const f = this.resolve(op.path);
         if (!f) return 'ENOENT';
         if (f.kind === 'dir') return 'EISDIR';
+        if (f.kind === 'fifo') return 'ENXIO';
         if (f.flags & RELEASED && f.content.length > 0) {
           if (!this.restore(f)) return 'EIO';
           f.flags &= ~(RELEASED | DIRTY);
@@ -320,6 +331,13 @@ class Model {
         rp.parent.children.set(rp.name, { kind: 'dir', children: new Map(), stub: null, uid: LOCAL_UID });
         return undefined;
       }
+      case 'mkfifo': {
+        const rp = this.resolveParent(op.path);
+        if ('error' in rp) return rp.error;
+        if (rp.parent.children.has(rp.name)) return 'EEXIST';
+        rp.parent.children.set(rp.name, { kind: 'fifo', ino: 0 });
+        return undefined;
+      }
       case 'rmdir': {
         const rp = this.resolveParent(op.path);
         if ('error' in rp) return rp.error;
@@ -346,6 +364,7 @@ class Model {
         const f = this.resolve(op.path);
         if (!f) return 'ENOENT';
         if (f.kind === 'dir') return 'EISDIR';
+        if (f.kind === 'fifo') return 'ENXIO';
         this.held = f;
         return undefined;
       }
@@ -355,7 +374,7 @@ class Model {
       case 'hsmSet': {
         const f = this.resolve(op.path);
         if (!f) return 'ENOENT';
-        if (f.kind === 'dir') return 'EINVAL';
+        if (f.kind !== 'file') return 'EINVAL';
         const next = (f.flags | op.set) & ~op.clear;
         if (checkInvariants(next)) return 'EINVAL';
         f.flags = next;
@@ -374,7 +393,7 @@ class Model {
       case 'cancel': {
         const f = this.resolve(op.path);
         if (!f) return 'ENOENT';
-        if (f.kind === 'dir') return 'EINVAL';
+        if (f.kind !== 'file') return 'EINVAL';
         if (op.kind === 'ARCHIVE') {
           // hsm_cancel while the upload runs (§5): the file stays as dispatched left it (+EXISTS), no blob.
           const ready = this.prepareArchive(f, op.path);
@@ -427,7 +446,8 @@ class Model {
       for (const [name, n] of dir.children) {
         if (n.kind !== 'dir') continue;
         const p = path ? `${path}/${name}` : name;
-        if (n.children.size === 0) {
+        // A directory holding only FIFOs (local only) needs its own stub, as an empty one.
+        if ([...n.children.values()].every((c) => c.kind === 'fifo')) {
           // Its parents first (as for a file), then its own stub; an existing blob is kept.
           const comps = p.split('/');
           let d = this.root;
@@ -509,7 +529,7 @@ class Model {
   private hsm(kind: ActionKind, path: string, peekVersion: (ino: number) => number): string | undefined {
     const f = this.resolve(path);
     if (!f) return 'ENOENT';
-    if (f.kind === 'dir') return 'EINVAL';
+    if (f.kind !== 'file') return 'EINVAL'; // not a regular file
     switch (kind) {
       case 'RELEASE':
         if (!(f.flags & ARCHIVED) || f.flags & (DIRTY | LOST | NORELEASE)) return 'EPERM';
@@ -673,7 +693,14 @@ async function cancelWhenHeld(
   cancel: () => void,
 ): Promise<void> {
   const hold = holdRequest(s, which);
-  const done = start();
+  // A request refused at once (EINVAL: not a regular file) throws before it returns its promise: the hold must
+  // still be opened, or it would stop every later request it matches.
+  let done: Promise<unknown>;
+  try {
+    done = start();
+  } catch (err) {
+    done = Promise.reject(err);
+  }
   const settled = done.then(
     () => 'done' as const,
     () => 'done' as const,
@@ -709,6 +736,9 @@ async function runOp(s: TestStack, op: Op, flaky: OpContext): Promise<{ error?: 
         return {};
       case 'rmdir':
         await s.vfs.rmdir(op.path);
+        return {};
+      case 'mkfifo':
+        await s.vfs.mknod(op.path, 0o010644);
         return {};
       case 'hsm': {
         const inode = s.meta.resolve(op.path);
@@ -811,6 +841,10 @@ async function compare(s: TestStack, m: Model): Promise<void> {
         continue;
       }
       if (inode.ino !== node.ino) fail(`${p}: inode ${inode.ino}, model ${node.ino}`);
+      if (node.kind === 'fifo') {
+        if (inode.hsmFlags !== 0 || inode.blobName !== null) fail(`${p}: a FIFO with flags 0x${inode.hsmFlags.toString(16)} and blob ${inode.blobName}`);
+        continue;
+      }
       const st = await s.vfs.getattr(p);
       if (st.size !== node.content.length) fail(`${p}: size ${st.size}, model ${node.content.length}`);
       if (inode.hsmFlags & RELEASED && !(node.flags & RELEASED)) {
@@ -894,7 +928,9 @@ function randomFilePath(r: Rng, m: Model): string {
   return `${randomDirPath(r, m)}/${r.pick(FILE_NAMES)}`;
 }
 
-function genOp(r: Rng, m: Model): Op {
+/** The next op; with `fifos`, one in 20 makes a FIFO (the default sequences stay those of the seeds without them). */
+function genOp(r: Rng, m: Model, fifos = false): Op {
+  if (fifos && r.chance(0.05)) return { op: 'mkfifo', path: `${randomDirPath(r, m)}/${r.pick(FILE_NAMES)}` };
   const w = r.int(126);
   const data = () => r.bytes(r.int(3) === 0 ? r.int(4) : 1 + r.int(200));
   if (w < 12) return { op: 'create', path: `${randomDirPath(r, m)}/${r.pick(FILE_NAMES)}`, data: data() };
@@ -973,7 +1009,7 @@ function setupFor(seed: number): { setup: Setup; r: Rng } {
  * Runs ops against the stack and the model, comparing after each: the ops given (a replay), or `length` ops
  * generated from `r`. Returns the ops that ran and the first mismatch, if any.
  */
-async function play(setup: Setup, source: Op[] | { r: Rng; length: number }): Promise<{ ops: Op[]; mismatch?: Mismatch }> {
+async function play(setup: Setup, source: Op[] | { r: Rng; length: number; fifos?: boolean }): Promise<{ ops: Op[]; mismatch?: Mismatch }> {
   const m = new Model();
   m.evicts = setup.evicts;
   const { blobs } = setup;
@@ -1003,7 +1039,7 @@ async function play(setup: Setup, source: Op[] | { r: Rng; length: number }): Pr
     await compare(s, m);
     const total = Array.isArray(source) ? source.length : source.length;
     for (let i = 0; i < total; i++) {
-      const op = Array.isArray(source) ? source[i]! : genOp(source.r, m);
+      const op = Array.isArray(source) ? source[i]! : genOp(source.r, m, source.fifos);
       ran.push(op);
       const expected = m.apply(op, (ino) => s.meta.get(ino)?.dataVersion ?? 0);
       const got = await runOp(s, op, ctx);
@@ -1017,7 +1053,7 @@ async function play(setup: Setup, source: Op[] | { r: Rng; length: number }): Pr
       const key = `${op.op === 'hsm' ? op.kind : op.op} ${expected ?? 'ok'}`;
       outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
       if (got.error !== expected) fail(`op ${i} (${describe(op)}): ${got.error ?? 'success'}, model ${expected ?? 'success'}`);
-      if (op.op === 'create' && !expected) (m.resolve(op.path) as MFile).ino = s.inode(op.path).ino;
+      if ((op.op === 'create' || op.op === 'mkfifo') && !expected) (m.resolve(op.path) as MFile | MFifo).ino = s.inode(op.path).ino;
       // Files an import created or replaced are new inodes.
       if (op.op === 'importJob') for (const { path, file } of m.files()) if (file.ino === 0) file.ino = s.meta.resolve(path)?.ino ?? -1;
       if (op.op === 'read' && !expected && !got.data!.equals((m.resolve(op.path) as MFile).content)) fail(`op ${i}: read returned other data`);
@@ -1072,9 +1108,9 @@ function replayOf(rec: Recorded): { setup: Setup; ops: Op[] } {
   return { setup: { blobs, evicts: rec.evicts }, ops };
 }
 
-async function runSequence(seed: number, length: number): Promise<void> {
+async function runSequence(seed: number, length: number, fifos = false): Promise<void> {
   const { setup, r } = setupFor(seed);
-  const first = await play(setup, { r, length });
+  const first = await play(setup, { r, length, fifos });
   if (!first.mismatch) return;
   const small = await shrink(setup, first.ops);
   small.mismatch.message =
@@ -1256,6 +1292,25 @@ t.test(`random op sequences match the model (${sequences} × ${LENGTH} ops, base
   }
   if (failures === 0) t.pass(`${sequences} sequences matched`);
   t.comment(`outcomes: ${[...outcomes].sort().map(([k, n]) => `${k}: ${n}`).join(', ')}`);
+});
+
+const FIFO_SEQUENCES = fixedSeed !== undefined ? 1 : Math.ceil(sequences / 4);
+t.test(`random op sequences with FIFOs match the model (${FIFO_SEQUENCES} × ${LENGTH} ops, base seed ${baseSeed})`, async (t) => {
+  let failures = 0;
+  for (let i = 0; i < FIFO_SEQUENCES && failures < 3; i++) {
+    const seed = baseSeed + i;
+    try {
+      await runSequence(seed, LENGTH, true);
+    } catch (err) {
+      failures++;
+      const message = err instanceof Error ? (err instanceof Mismatch ? err.message : err.stack ?? err.message) : String(err);
+      const [first, ...details] = message.split('\n');
+      t.fail(`seed ${seed} with FIFOs: ${first} (rerun: MODEL_SEED=${seed} npx tap test/model.test.ts)`);
+      t.comment(details.join('\n'));
+    }
+  }
+  if (failures === 0) t.pass(`${FIFO_SEQUENCES} sequences matched`);
+  t.comment(`FIFO outcomes so far: ${[...outcomes].filter(([k]) => /^mkfifo|ENXIO/.test(k)).sort().map(([k, n]) => `${k}: ${n}`).join(', ')}`);
 });
 
 const CONCURRENT = fixedSeed !== undefined ? 1 : Math.ceil(sequences / 4);
