@@ -155,7 +155,11 @@ async function main(): Promise<number> {
   rmSync(diskDir, { recursive: true });
   await fresh('writers');
   const m = await mountBlobhsm(env, 'writers', 'writers', 'writers');
+  let binding = 'unknown binding';
   try {
+    // The daemon's log names the binding it mounted with (`--fuse auto` falls back to fuse-native without the addon).
+    binding = (m.logPath && / with (fuse\w+) /.exec(readFileSync(m.logPath, 'utf8'))?.[1]) || binding;
+    log(`  mounted with ${binding}`);
     log('mount: 1 and 8 writers...');
     mkdirSync(join(m.mountpoint, 'one'));
     mkdirSync(join(m.mountpoint, 'eight'));
@@ -183,10 +187,10 @@ async function main(): Promise<number> {
     await m.unmount();
   }
 
-  const header = `blobhsm ingest bench, ${started.toISOString()}, ${((performance.now() - t0) / 1000).toFixed(0)} s; ${cpus().length} CPUs, Node ${process.version}; load average ${loadStart.toFixed(1)} at start, ${loadavg()[0]!.toFixed(1)} at the end`;
+  const header = `blobhsm ingest bench, ${started.toISOString()}, ${((performance.now() - t0) / 1000).toFixed(0)} s; ${cpus().length} CPUs, Node ${process.version}; load average ${loadStart.toFixed(1)} at start, ${loadavg()[0]!.toFixed(1)} at the end; mount rows on ${binding}`;
   process.stdout.write(`\n${header}\n\n${table(rows, o.rclone ? 'rclone copy (same transfers)' : 'skipped')}\n`);
   const out = defaultResultsPath(REPO, 'ingest', started);
-  writeJson(out, { startedAt: started.toISOString(), options: o, rows });
+  writeJson(out, { startedAt: started.toISOString(), options: o, binding, rows });
   process.stdout.write(`\nJSON: ${out}\n`);
   return 0;
 }
