@@ -278,3 +278,25 @@ t.test('R4: a drop racing a write in flight leaves no ghost bytes in the usage c
   t.equal(cache.bytesUsed(), 0, 'the write that finished after the drop adds nothing');
   t.equal(await cache.exists(3, 1), false);
 });
+
+t.test('createEmpty makes an empty cache file in one open, and empties one that has data', async (t) => {
+  const dir = t.testdir();
+  const opens: number[] = [];
+  const counting = { ...fs, open: ((path: string, flags: number, mode: number, cb: (err: NodeJS.ErrnoException | null, fd: number) => void) => {
+    opens.push(flags);
+    return fs.open(path, flags, mode, cb);
+  }) as typeof fs.open, ftruncate: (() => t.fail('no ftruncate')) as unknown as typeof fs.ftruncate } as typeof fs;
+  const cache = new DataCache({ dir, fs: counting, reserveBytes: 0 });
+  t.teardown(() => cache.close());
+  await cache.createEmpty(7, 1);
+  t.equal(opens.length, 1, 'one open');
+  t.ok(opens[0]! & fs.constants.O_TRUNC && opens[0]! & fs.constants.O_CREAT);
+  t.equal(await cache.size(7, 1), 0);
+  t.equal(cache.bytesUsed(), 0);
+  await cache.write(7, 1, Buffer.alloc(8192, 1), 8192, 0);
+  t.equal(cache.bytesUsed(), 8192);
+  cache.close(); // the descriptor is gone: createEmpty opens (and empties) the file again
+  await cache.createEmpty(7, 1);
+  t.equal(await cache.size(7, 1), 0, 'emptied');
+  t.equal(cache.bytesUsed(), 0, 'its bytes no longer counted');
+});

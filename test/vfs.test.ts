@@ -573,11 +573,12 @@ t.test('R3: create holds its file open before its first await: an import job mea
   const inside = new Promise<void>((r) => (entered = r));
   let letGo!: () => void;
   const gate = new Promise<void>((r) => (letGo = r));
-  const truncate = s.cache.truncate.bind(s.cache);
-  s.cache.truncate = async (ino, gen, size) => {
+  // create's first await: making the new file's empty cache file.
+  const createEmpty = s.cache.createEmpty.bind(s.cache);
+  s.cache.createEmpty = async (ino, gen) => {
     entered();
     await gate;
-    return truncate(ino, gen, size);
+    return createEmpty(ino, gen);
   };
   const creating = s.vfs.create('/racing.txt', 0o644);
   await inside;

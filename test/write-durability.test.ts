@@ -31,3 +31,45 @@ t.test('the first write is durable only where it sets DIRTY', async (t) => {
   await s.vfs.release(fh);
   t.ok(s.inode('/archived.txt').hsmFlags & HsmFlag.DIRTY);
 });
+
+t.test('what rsync does to each file costs one metadata commit per operation', async (t) => {
+  const s = await makeStack();
+  t.teardown(() => s.cleanup());
+  // A commit is a store write made outside any other: one SQLite transaction (calls nested in it commit with it).
+  const meta = s.meta as unknown as Record<string, (...args: unknown[]) => unknown>;
+  let depth = 0;
+  const commits: string[] = [];
+  let op = '';
+  for (const name of ['transaction', 'update', 'create', 'rename', 'unlink', 'link', 'sync']) {
+    const fn = meta[name]!.bind(s.meta);
+    meta[name] = (...args: unknown[]) => {
+      if (depth === 0) commits.push(op);
+      depth++;
+      try {
+        return fn(...args);
+      } finally {
+        depth--;
+      }
+    };
+  }
+  const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    op = name;
+    return fn();
+  };
+  // rsync -a's receiver, per file (strace): create the temp file 0600, fchmod, write, close, utimensat, chmod, rename.
+  const fh = await step('create', () => s.vfs.create('/.f.XXXXXX', 0o600));
+  await step('fchmod', () => s.vfs.chmod('/.f.XXXXXX', 0o600));
+  await step('write', () => s.vfs.write(fh, Buffer.alloc(10240, 1), 10240, 0));
+  await step('flush', () => s.vfs.flush(fh));
+  await step('release', () => s.vfs.release(fh));
+  await step('utimens', () => s.vfs.utimens('/.f.XXXXXX', 1_000_000, 2_000_000));
+  await step('chmod', () => s.vfs.chmod('/.f.XXXXXX', 0o644));
+  await step('rename', () => s.vfs.rename('/.f.XXXXXX', '/f'));
+  // The first write of an open records the content change (the data version; not durable for a new file); the
+  // create, the rename and their directory times and changelog records commit together; the close after the
+  // flush has nothing new to record.
+  t.same(commits, ['create', 'fchmod', 'write', 'flush', 'utimens', 'chmod', 'rename']);
+  const st = await s.vfs.getattr('/f');
+  t.equal(st.size, 10240);
+  t.equal(st.mtime, 2_000_000, 'the mtime rsync set');
+});

@@ -176,6 +176,8 @@ CREATE TABLE IF NOT EXISTS durability (
 export interface MetaStoreOptions {
   /** Base safety level of ordinary commits (default NORMAL; OFF only for throwaway stores in tests). */
   synchronous?: 'OFF' | 'NORMAL' | 'FULL';
+  /** SQLite exclusive locking (default true): no other connection may open the file while this one is open. */
+  exclusive?: boolean;
 }
 
 export interface UpdateOptions {
@@ -205,6 +207,10 @@ export class SqliteMetaStore implements MetaStore {
     this.db = new Database(path);
     this.baseSync = options.synchronous ?? 'NORMAL';
     try {
+      // One process uses the store (the daemon holds the cache directory's lock): exclusive locking keeps the
+      // WAL index in the process's memory, so commits and reads take no file locks (an `rsync -a` of 2,000 small
+      // files made 294,604 fcntl calls in the daemon with the -shm file, none now). Set before the WAL is used.
+      if (options.exclusive ?? true) this.db.pragma('locking_mode = EXCLUSIVE');
       this.db.pragma('journal_mode = WAL');
       this.db.pragma(`synchronous = ${this.baseSync}`);
       this.db.pragma('busy_timeout = 5000');

@@ -451,13 +451,17 @@ export class Vfs {
     this.writable();
     const dir = this.directory(parent, name);
     const now = Date.now();
-    const inode = this.meta.create(parent, name, this.newInode('file', mode & 0o7777, now, caller, dir));
+    // One commit for the new name, the directory's times and the changelog record.
+    const inode = this.meta.transaction(() => {
+      const created = this.meta.create(parent, name, this.newInode('file', mode & 0o7777, now, caller, dir));
+      this.touchDir(parent, now);
+      this.changelog.record('CREAT', created.ino, parent, name);
+      return created;
+    });
     // Open before the first await: an import job meanwhile sees a busy file and does not replace it.
     const fh = this.openHandle(inode.ino, true);
-    this.touchDir(parent, now);
-    this.changelog.record('CREAT', inode.ino, parent, name);
     try {
-      await this.cache.truncate(inode.ino, inode.generation, 0);
+      await this.cache.createEmpty(inode.ino, inode.generation);
     } catch (err) {
       this.dropHandle(fh);
       throw err;
@@ -569,8 +573,11 @@ export class Vfs {
     const size = this.pendingSize.get(h.ino);
     const mtime = this.pendingMtime.get(h.ino);
     this.pendingMtime.delete(h.ino);
-    const times = mtime === undefined ? {} : { mtimeMs: mtime, ctimeMs: mtime };
-    if (this.meta.get(h.ino)) this.meta.update(h.ino, { ...(size === undefined ? {} : { size }), ...times });
+    const stored = this.meta.get(h.ino);
+    if (!stored) return;
+    // Nothing new since the last flush (close after flush, a second close of a dup'ed fd): no commit.
+    const grown = size !== undefined && size !== stored.size ? { size } : {};
+    if (mtime !== undefined || 'size' in grown) this.meta.update(h.ino, { ...grown, ...(mtime === undefined ? {} : { mtimeMs: mtime, ctimeMs: mtime }) });
   }
 
   async flush(fh: number): Promise<void> {
@@ -699,15 +706,19 @@ export class Vfs {
       return;
     }
     if (flags & RENAME_NOREPLACE && target) throw new FsError('EEXIST', `${newName} exists`);
-    const replaced = this.meta.rename(parent, name, newParent, newName, { keepReplaced: target !== undefined && this.inUse(target.ino) });
-    this.meta.update(moving.ino, { ctimeMs: now });
-    // A replaced file that keeps other names (or is still open) lost one link: its ctime changes too.
-    if (replaced && replaced.ino !== moving.ino && (replaced.nlink > 0 || this.inUse(replaced.ino))) this.meta.update(replaced.ino, { ctimeMs: now });
-    this.touchDirs(parent, newParent, now);
-    this.changelog.record('RENME', moving.ino, newParent, newName, {
-      sourceParent: parent,
-      sourceName: name,
-      targetIno: replaced?.ino ?? 0,
+    // One commit for the names, the times and the changelog record (rsync renames every file it writes).
+    const replaced = this.meta.transaction(() => {
+      const gone = this.meta.rename(parent, name, newParent, newName, { keepReplaced: target !== undefined && this.inUse(target.ino) });
+      this.meta.update(moving.ino, { ctimeMs: now });
+      // A replaced file that keeps other names (or is still open) lost one link: its ctime changes too.
+      if (gone && gone.ino !== moving.ino && (gone.nlink > 0 || this.inUse(gone.ino))) this.meta.update(gone.ino, { ctimeMs: now });
+      this.touchDirs(parent, newParent, now);
+      this.changelog.record('RENME', moving.ino, newParent, newName, {
+        sourceParent: parent,
+        sourceName: name,
+        targetIno: gone?.ino ?? 0,
+      });
+      return gone;
     });
     if (replaced && replaced.nlink === 0) await this.lastNameGone(replaced);
   }
