@@ -143,3 +143,26 @@ t.test('a foreign blob is a conflict; maximum errors 0 stops at the first error'
   const failed = await run({ allowExisting: true, fileConcurrency: 1 });
   t.match(failed, { state: 'Failed', stats: { errors: 1 }, error: /1 error \(maximum 0\)/ });
 });
+
+t.test('without survey, no counting walk: progress never has a total', async (t) => {
+  const { src, run } = setup(t);
+  for (let i = 0; i < 20; i++) writeFileSync(join(src, `f${i}`), `${i}\n`);
+  const totals: unknown[] = [];
+  const s = await run({ survey: false, onProgress: (p) => totals.push(p.total) });
+  t.match(s, { state: 'Completed', stats: { files: 20 } });
+  t.equal(totals.length, 20, 'progress after every entry');
+  t.ok(totals.every((total) => total === undefined), 'the sources were walked once');
+});
+
+t.test('a journal in use by another run is refused, saying so', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'blobhsm-ingest-journal-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'j.sqlite');
+  const first = IngestJournal.open(path, 'memory/c/', { create: true });
+  first.record('a', 'stamp', 'etag');
+  t.throws(() => IngestJournal.open(path, 'memory/c/', { create: true }), { name: 'UsageError', message: /in use by another ingest/ });
+  first.close();
+  const again = IngestJournal.open(path, 'memory/c/', { create: true });
+  t.equal(again.get('a')?.etag, 'etag', 'free again once the first run closed it');
+  again.close();
+});

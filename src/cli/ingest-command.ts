@@ -13,7 +13,7 @@ import { readSecretFlags } from './secret-args.js';
 import { IngestJournal } from '../ingest/journal.js';
 import { Ingester, type IngestLogRecord, type IngestSummary } from '../ingest/ingester.js';
 import { addStorageOptions, storageConfigFromFlags, type StorageFlags } from './storage-options.js';
-import { formatRate, startProgress, type Progress } from './progress.js';
+import { formatRate, startProgress, wantsProgress, type Progress } from './progress.js';
 import { EXIT_USAGE } from './exit-status.js';
 import { EXIT_FAILURE, type CliIo } from './io.js';
 
@@ -144,7 +144,8 @@ export async function runIngest(sources: string[], flags: IngestFlags, io: CliIo
     logPath = resolve(flags.log ?? journalPath.replace(/\.sqlite$/, '') + `-${new Date().toISOString().replace(/[-:.]/g, '')}.jsonl`);
     journal = IngestJournal.open(journalPath, destination, { create: !flags.dryRun });
     log = lazyLog(logPath);
-    bar = await startProgress(io.stderr, { label: 'ingest', unit: 'bytes', json: Boolean(flags.json) || flags.progress === false });
+    const quiet = Boolean(flags.json) || flags.progress === false;
+    bar = await startProgress(io.stderr, { label: 'ingest', unit: 'bytes', json: quiet });
     const startedMs = Date.now();
     ingester = new Ingester({
       store,
@@ -155,6 +156,7 @@ export async function runIngest(sources: string[], flags: IngestFlags, io: CliIo
       blockSize,
       singleRequestMaxBytes: singleRequestMax,
       changeRetries: 2,
+      survey: wantsProgress(io.stderr, quiet),
       dryRun: Boolean(flags.dryRun),
       allowExisting: Boolean(flags.allowExisting),
       signal: abort.signal,

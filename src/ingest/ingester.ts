@@ -7,6 +7,7 @@
 // Knows nothing of the command line: the caller renders progress and the summary.
 import { open, readlink, type FileHandle } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
+import { setMaxListeners } from 'node:events';
 import { Readable } from 'node:stream';
 import PQueue from 'p-queue';
 import { BlobError, SourceChangedError, UsageError, describeError } from '../errors.js';
@@ -44,6 +45,9 @@ export interface IngestOptions {
   /** One record per error, conflict, skipped entry and changed file (the per-file log). */
   log: (record: IngestLogRecord) => void;
   onProgress?: (progress: IngestProgress) => void;
+  /** Walk the sources a second time, only counting, so progress has a total (default true; the CLI walks twice
+   * only when it draws a bar: the count costs an lstat per entry). */
+  survey?: boolean;
 }
 
 export interface IngestLogRecord {
@@ -138,6 +142,10 @@ export class Ingester {
   constructor(options: IngestOptions) {
     this.o = options;
     this.largeFiles = new PQueue({ concurrency: Math.max(1, options.largeFileConcurrency) });
+    // Every request in flight listens to the run's abort signal (16 files at once passed Node's default of 10 and
+    // printed a MaxListenersExceededWarning).
+    const inFlight = options.fileConcurrency + options.largeFileConcurrency * options.blockConcurrency;
+    setMaxListeners(2 * inFlight + 10, this.abort.signal);
   }
 
   /** Refuses a non-empty destination unless allowed or resuming this journal's own run; creates a missing container. */
@@ -165,7 +173,7 @@ export class Ingester {
     const onAbort = () => this.abort.abort(this.o.signal?.reason);
     if (this.o.signal?.aborted) onAbort();
     this.o.signal?.addEventListener('abort', onAbort, { once: true });
-    void this.survey();
+    if (this.o.survey ?? true) void this.survey();
     try {
       await this.checkDestination();
       const walk = walkSources(this.o.sources);
@@ -293,12 +301,16 @@ export class Ingester {
     }
   }
 
-  /** A regular file: read (single request or staged blocks), rereading it when it changed meanwhile. */
+  /**
+   * A regular file: read (single request or staged blocks), rereading it when it changed meanwhile. The first
+   * attempt takes the walk's lstat as the version it reads (the check after the read compares size, mtime, ctime
+   * and inode with it, so a change since the walk is caught the same way); a reread stats the open file.
+   */
   private async ingestFile(entry: SourceEntry, name: string): Promise<PutOutcome> {
     for (let attempt = 0; ; attempt++) {
       const fh = await open(entry.path, 'r');
       try {
-        const st = await fh.stat({ bigint: true });
+        const st = attempt === 0 ? entry.stat : await fh.stat({ bigint: true });
         if (!st.isFile()) throw new SourceChangedError(`${entry.path} is no longer a regular file`);
         if (this.o.dryRun) return 'written';
         const version = `ingest:${this.o.journal.id}:${sourceVersion('file', st)}`;
