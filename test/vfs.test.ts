@@ -657,7 +657,9 @@ t.test('mknod: FIFOs and sockets are local-only entries with the caller as owner
   const v = s.inodes;
   const root = s.inode('/').ino;
   const dir = s.inode('/dir').ino;
+  s.meta.registerChangelogReader();
   const fifo = await v.mknod(root, 'pipe', 0o010640, caller);
+  t.match(s.meta.readChangelog(0, 10), [{ type: 'MKNOD', ino: fifo.ino, parentIno: root, name: 'pipe' }], 'a MKNOD changelog record, as Lustre writes');
   t.match(fifo, { mode: 0o010640, uid: 1234, gid: 567, nlink: 1, size: 0, blocks: 0 }, 'a FIFO: S_IFIFO, the mode given, the caller as owner');
   const sock = await v.mknod(dir, 'sock', 0o140755, caller);
   t.match(sock, { mode: 0o140755, uid: 1234, gid: 567 }, 'a socket: S_IFSOCK');
