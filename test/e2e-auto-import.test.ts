@@ -8,7 +8,7 @@
 //   kill -9 of the daemon the remount resumes from the persisted cursor: the events before the kill are not applied
 //   again (Blob Sync walks only the new ones) and none after it is missed.
 import t, { type Test } from 'tap';
-import { openSync, closeSync } from 'node:fs';
+import { openSync, closeSync, readFileSync } from 'node:fs';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AutoImportMetrics } from '../src/jobs/auto-import.js';
@@ -16,6 +16,7 @@ import { createAzureStore } from '../src/blob/azure-store.js';
 import { isAlive } from '../src/control/registry.js';
 import { startAzurite, uniqueContainerName } from './helpers/azurite.js';
 import { ChangeFeedWriter, type FeedEvent } from './helpers/change-feed-writer.js';
+import { startFaultProxy } from './helpers/fault-proxy.js';
 import { breakMount, mountContainer, seed, type MountFixture } from './helpers/mount.js';
 
 const azurite = await startAzurite();
@@ -164,6 +165,40 @@ t.test('listing mode: creations, overwrites and deletions behind the mount', asy
   t.equal(stopped.state, 'Disabled');
   await metricsAgree(t, m, stopped);
   t.equal((await scrape(m))('blobhsm_auto_import_state{state="Disabled"}'), 1);
+});
+
+t.test('--maximum-errors: failed passes count; past the limit auto-import stops as Failed (status, log, /metrics)', async (t) => {
+  const proxy = await startFaultProxy(azurite.port, azurite.connectionString);
+  t.teardown(() => proxy.close());
+  const m = await mountContainer(t, { ...azurite, connectionString: proxy.connectionString }, [{ name: 'a.txt', data: 'a\n' }], [
+    '--auto-import', '--auto-import-source', 'listing', '--auto-import-interval', '1', '--maximum-errors', '1', '--metrics', '127.0.0.1:0',
+  ]);
+  await until('Full Sync done', async () => (await metrics(m)).state === 'BlobSync');
+  t.equal((await metrics(m)).maximumErrors, 1);
+  // Every listing answers 503 (after the store's retries): each pass fails, one error each.
+  const fault = proxy.inject({ op: 'list', fault: { kind: 'status', status: 503 } });
+  await until('auto-import stopped', async () => (await metrics(m)).state === 'Failed', 90_000);
+  proxy.clear();
+  t.ok(fault.applied >= 2, `listings refused (${fault.applied})`);
+  const failed = await metrics(m);
+  t.equal(failed.enabled, false, 'disabled');
+  t.equal(failed.blobSync.totalErrors, 2, 'the second error passed the limit of 1');
+  t.match(failed.lastError, /2 errors, more than the 1 allowed \(maximum errors\)/);
+  t.match((await m.cli(['auto-import', m.mountpoint])).stdout, /auto-import disabled \(Failed, from the listing\).*maximum errors 1/);
+  const sample = await scrape(m);
+  t.equal(sample('blobhsm_auto_import_state{state="Failed"}'), 1, '/metrics: Failed');
+  t.equal(sample('blobhsm_auto_import_errors_total{phase="blob_sync"}'), 2, '/metrics: the errors');
+  await until('the phase log has two error lines and the failure', async () => {
+    const lines = readFileSync(failed.logFile!, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { event: string });
+    return lines.filter((l) => l.event === 'error').length === 2 && lines.at(-1)!.event === 'failed';
+  });
+  const passes = failed.passesCompleted;
+  await m.cli(['auto-import', m.mountpoint, '--enable']);
+  await until('enabled again: Full Sync, then Blob Sync', async () => {
+    const x = await metrics(m);
+    return x.state === 'BlobSync' && x.passesCompleted > passes;
+  });
+  t.equal((await metrics(m)).blobSync.totalErrors, 0, 'a fresh count');
 });
 
 t.test('change-feed mode: events apply; a kill -9 resumes from the cursor without repeating or missing one', async (t) => {
