@@ -14,7 +14,9 @@
 //   enablement are never deleted: deletions that happened before enablement are not applied (as AMLFS).
 // Deletions (`enableDeletions`) follow decideDeletion (src/jobs/decide-import.ts): an unmodified file is deleted,
 // one modified locally only under OverwriteIfDirty; open or busy files and non-empty directories never (retried
-// on the next pass). Each deletion, conflict and error is one JSON line in the auto-import log.
+// on the next pass). Each deletion, conflict and error is one JSON line in the auto-import log; errors (a blob that
+// cannot be read, counted by the importer, and each failed pass) count against `maximumErrors` per phase: past it,
+// auto-import stops as Failed, as it does at a conflict under conflict mode Fail.
 //
 // Only changes apply (decideAutoImport): a blob whose etag is the one the local entry recorded is left alone, so a
 // locally modified file waits for its export instead of being replaced, and our own exports (the export records
