@@ -104,3 +104,16 @@ export function breakMount(mountpoint: string): void {
   spawnSync('fusermount', ['-uz', want], { timeout: 10_000 });
   if (isMounted(want)) spawnSync('umount', ['-l', want], { timeout: 10_000 });
 }
+
+/** A bench's entry point: runs main, then every cleanup step whatever happened, and exits with main's code. */
+export async function runBench(main: () => Promise<number>): Promise<never> {
+  let code = 1;
+  try {
+    code = await main();
+  } catch (err) {
+    process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+  } finally {
+    await cleanupAll();
+  }
+  process.exit(code);
+}

@@ -2,6 +2,7 @@
 // one table per run, with a figure/ratio/verdict column group per FUSE binding — and the same data as JSON under
 // bench/results/ (git-ignored).
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fmtFigure, type Row } from './targets.js';
 import type { Binding } from './profile.js';
@@ -84,4 +85,18 @@ export function writeJson(path: string, data: unknown): void {
 export function defaultResultsPath(repoRoot: string, profile: string, when: Date): string {
   const stamp = when.toISOString().replace(/[:.]/g, '-');
   return join(repoRoot, 'bench', 'results', `${stamp}-${profile}.json`);
+}
+
+/**
+ * Prints a run's header (what ran, when, how long, the machine's load at start and end) and its table, and writes
+ * the rows with `data` as JSON under bench/results/.
+ */
+export function publish(o: { title: string; profile: string; repoRoot: string; started: Date; elapsedS: number; loadStart: number; rows: Row[]; rcloneNote: string; data?: Record<string, unknown> }): void {
+  const header =
+    `${o.title}, ${o.started.toISOString()}, ${o.elapsedS.toFixed(0)} s; ${cpus().length} CPUs, Node ${process.version}; ` +
+    `load average ${o.loadStart.toFixed(1)} at start, ${loadavg()[0]!.toFixed(1)} at the end`;
+  process.stdout.write(`\n${header}\n\n${table(o.rows, o.rcloneNote)}\n`);
+  const out = defaultResultsPath(o.repoRoot, o.profile, o.started);
+  writeJson(out, { startedAt: o.started.toISOString(), ...o.data, rows: o.rows });
+  process.stdout.write(`\nJSON: ${out}\n`);
 }

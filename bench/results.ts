@@ -2,7 +2,7 @@
 // helper that records a workload's outcome without letting one failure stop the run (a failure is reported).
 import type { Requests } from './blobhsm-mount.js';
 
-export type Unit = 'MiB/s' | 'ms' | 'ops/s' | 'blobs/s' | 'files/s' | 'reads/s' | 'MiB' | 'µs/entry';
+export type Unit = 'MiB/s' | 'ms' | 'ops/s' | 'blobs/s' | 'events/s' | 'files/s' | 'reads/s' | 'MiB' | 'µs/entry';
 
 export interface Measurement {
   /** The workload's main figure. */

@@ -28,7 +28,7 @@ export interface ScaleOptions {
 const MiB = 1024 * 1024;
 
 /** VmRSS and VmHWM (peak) of a process, in bytes. */
-function memoryOf(pid: number): { rss: number; peak: number } | undefined {
+export function memoryOf(pid: number): { rss: number; peak: number } | undefined {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
@@ -78,7 +78,7 @@ function sqliteBytes(cacheDir: string): number {
 }
 
 /** The SDK listing the source with metadata, no database: blobs/s over at most `limit` entries. */
-async function sdkListRate(server: ListingServer, limit: number): Promise<{ perSec: number; listed: number }> {
+export async function sdkListRate(server: ListingServer, limit: number): Promise<{ perSec: number; listed: number }> {
   const container = BlobServiceClient.fromConnectionString(server.connectionString).getContainerClient(server.container);
   let listed = 0;
   const t0 = performance.now();
@@ -95,7 +95,7 @@ async function timed(cmd: string, timeoutMs = 1_800_000): Promise<{ ms: number; 
   return { ms: r.ms, stdout: r.stdout };
 }
 
-function row(id: string, workload: string, value: number, unit: Unit, ref: { value: number; unit: Unit; label: string } | null, target: string, ok: boolean | null, notes: string[] = [], requests?: Record<string, number>): Row {
+export function row(id: string, workload: string, value: number, unit: Unit, ref: { value: number; unit: Unit; label: string } | null, target: string, ok: boolean | null, notes: string[] = [], requests?: Record<string, number>): Row {
   const ratio = ref && ref.value > 0 ? value / ref.value : null;
   const verdict: Verdict = ok === null ? 'n/a' : ok ? 'meets' : 'short';
   return { id: id as Row['id'], workload, blobhsm: { value, unit }, reference: ref, ratio, rclone: null, target, verdict, requests, notes };
