@@ -135,8 +135,12 @@ async function main(): Promise<number> {
   await fresh('ingest-large');
   const ingL = await blobhsmCli(env, ['ingest', join(largeDir, 'large.bin'), '--container', 'ingest-large', '--json'], 600_000);
   if (ingL.code !== 0) throw new Error(`ingest failed (${ingL.code}): ${ingL.stderr}`);
-  const ingLSummary = JSON.parse(ingL.stdout) as { requests: Record<string, number> };
-  rows.push(row('ingest-large', `ingest of a ${o.largeMiB} MiB file`, o.largeMiB / (ingL.ms / 1000), 'MiB/s', { value: sdkLargeRate, label: 'SDK upload, 8 MiB blocks, c=8' }, '≥0.9× SDK parallel upload', atLeast(0.9), { requests: ingLSummary.requests }));
+  const ingLSummary = JSON.parse(ingL.stdout) as { elapsedMs: number; requests: Record<string, number> };
+  const largeRow = row('ingest-large', `ingest of a ${o.largeMiB} MiB file`, o.largeMiB / (ingL.ms / 1000), 'MiB/s', { value: sdkLargeRate, label: 'SDK upload, 8 MiB blocks, c=8' }, '≥0.9× SDK parallel upload', atLeast(0.9), { requests: ingLSummary.requests });
+  // The SDK reference uploads a buffer read before its clock starts and computes no MD5; the CLI reads the file,
+  // hashes it twice (the blob's Content-MD5, each block's transactional MD5) and starts node.
+  largeRow.notes.push(`wall time of the CLI process (node start and the file's read included); inside the run ${(o.largeMiB / (ingLSummary.elapsedMs / 1000)).toFixed(1)} MiB/s`);
+  rows.push(largeRow);
 
   // ---- parallel writers into a mount vs one, vs the cache disk ----
   const each = Math.max(1, Math.floor(o.largeMiB / WRITERS));
