@@ -9,6 +9,9 @@ import { decideDeletion } from '../src/jobs/decide-import.js';
 import { HsmFlag } from '../src/namespace/types.js';
 import type { LocalEntry } from '../src/namespace/import-entry.js';
 import { makeStack, type TestStack } from './helpers/stack.js';
+import { startAzurite } from './helpers/azurite.js';
+import { ChangeFeedWriter } from './helpers/change-feed-writer.js';
+import { createAzureStore } from '../src/blob/azure-store.js';
 
 const { EXISTS, DIRTY, RELEASED, ARCHIVED } = HsmFlag;
 
@@ -274,4 +277,45 @@ t.test('maximum errors 0: the importer stops the Full Sync at its first error; -
   t.equal(b.metrics().enabled, true, 'still enabled');
   await b.runOnce();
   t.equal(b.metrics().state, 'BlobSync', 'the fourth attempt completed');
+});
+
+t.test('change-feed mode: an event whose etag the local entry records (our own export) costs no HEAD', async (t) => {
+  const azurite = await startAzurite();
+  t.teardown(() => azurite.stop());
+  const feed = new ChangeFeedWriter(azurite.connectionString);
+  await feed.init();
+  const hour = new Date();
+  hour.setUTCMinutes(0, 0, 0);
+  const [shard] = await feed.writeSegment(hour, 1, 'Publishing');
+  await feed.setLastConsumable(hour);
+  const chunk = `${shard}00000.avro`;
+  const s = await makeStack({ blobs: { 'a.txt': 'a' } });
+  t.teardown(() => s.cleanup());
+  const a = importer(s, {}, { changeFeed: createAzureStore({ container: '$blobchangefeed', connectionString: azurite.connectionString, env: {} }) });
+  t.teardown(() => a.close());
+  await enabled(a, { source: 'change-feed' });
+  t.equal(a.metrics().source, 'change-feed');
+
+  // The mount writes mine.txt and exports it: the entry records the etag of the blob it committed.
+  await s.createFile('/mine.txt', 'written here');
+  await s.coordinator.request('ARCHIVE', s.inode('/mine.txt').ino).done;
+  const mine = s.inode('/mine.txt');
+  t.ok(mine.etag, 'exported');
+  const theirs = s.store.putDirect('theirs.txt', 'written elsewhere').etag;
+  // The feed reports both (Azure's etags are unquoted), and a.txt again with the etag it was imported with.
+  const unquoted = (e: string) => e.replace(/"/g, '');
+  await feed.append(chunk, [
+    { eventType: 'BlobCreated', container: 'c', blob: 'mine.txt', etag: unquoted(mine.etag!), contentLength: 12, sequencer: 1n },
+    { eventType: 'BlobCreated', container: 'c', blob: 'theirs.txt', etag: unquoted(theirs), contentLength: 17, sequencer: 2n },
+    { eventType: 'BlobPropertiesUpdated', container: 'c', blob: 'a.txt', etag: unquoted(s.inode('/a.txt').etag!), sequencer: 3n },
+  ]);
+  const heads = s.store.requestCounts().head ?? 0;
+  await a.runOnce();
+  t.equal((s.store.requestCounts().head ?? 0) - heads, 1, 'one HEAD: theirs.txt only');
+  t.equal(a.metrics().blobSync.totalBlobsWalked, 1);
+  t.equal(a.metrics().blobSync.importedFiles, 1);
+  t.equal((await s.readFile('/theirs.txt')).toString(), 'written elsewhere', 'the foreign blob is imported');
+  t.equal(s.inode('/mine.txt').ino, mine.ino, 'our own export is left as it is');
+  t.equal(s.inode('/mine.txt').hsmFlags, EXISTS | ARCHIVED, 'not released or re-imported');
+  t.ok(a.metrics().lastChangeFeedEventConsumedTime, 'the events were consumed');
 });

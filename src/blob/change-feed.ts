@@ -19,7 +19,7 @@
 // from its cursor to its end with one ranged GET (plus one small GET for the chunk's Avro header).
 import { inflateRawSync } from 'node:zlib';
 import avro from 'avsc';
-import type { BlobStore } from './blob-store.js';
+import { normalizeEtag, type BlobStore } from './blob-store.js';
 import { BlobError } from '../errors.js';
 
 export const CHANGE_FEED_CONTAINER = '$blobchangefeed';
@@ -313,7 +313,7 @@ export class ChangeFeedReader {
       eventType: r.eventType,
       blobName: r.subject.slice(this.subjectPrefix.length),
       eventTime: new Date(typeof r.eventTime === 'string' ? r.eventTime : 0),
-      etag: typeof data.etag === 'string' ? data.etag : undefined,
+      etag: typeof data.etag === 'string' && data.etag ? normalizeEtag(data.etag) : undefined,
       contentLength: typeof length === 'number' ? length : typeof length === 'bigint' ? Number(length) : undefined,
       sequencer: typeof data.sequencer === 'string' ? data.sequencer : undefined,
     };

@@ -6,8 +6,9 @@
 // - change feed (src/blob/change-feed.ts): the cursor is taken before Full Sync starts, so events that arrive
 //   during phase 1 apply after it. Each batch of events is reduced to the latest event per blob (records may repeat:
 //   a per-blob sequencer memory drops older ones), each blob is HEADed once (its state now, whatever order the
-//   events came in), and the blobs, the deletions and the new cursor commit in one metadata transaction: a kill -9
-//   neither loses nor re-applies an event.
+//   events came in; not at all when the entry at its path records the event's etag already: our own exports), and
+//   the blobs, the deletions and the new cursor commit in one metadata transaction: a kill -9 neither loses nor
+//   re-applies an event.
 // - listing (Azurite, HNS accounts, accounts without the feed): an import pass per interval that records in the
 //   metadata store which blob names it listed; a name listed by an earlier pass and missing now is a deletion
 //   candidate, confirmed by a HEAD (a name that was exported meanwhile is not deleted). Names never listed since
@@ -565,7 +566,7 @@ export class AutoImporter {
       const polled = await reader.poll(cursor, EVENTS_PER_BATCH);
       const enabledAt = Date.parse(p.enabledAt);
       // The newest relevant event per blob; repeats and older events of a blob already applied are dropped.
-      const latest = new Map<string, { sequencer?: string; deleted: boolean; time: number }>();
+      const latest = new Map<string, { sequencer?: string; etag?: string; deleted: boolean; time: number }>();
       let newest = 0;
       for (const e of polled.events) {
         newest = Math.max(newest, e.eventTime.getTime());
@@ -574,9 +575,9 @@ export class AutoImporter {
         if (seen && e.sequencer && compareSequencers(e.sequencer, seen) <= 0) continue;
         const prev = latest.get(e.blobName);
         if (prev?.sequencer && e.sequencer && compareSequencers(e.sequencer, prev.sequencer) <= 0) continue;
-        latest.set(e.blobName, { sequencer: e.sequencer, deleted: e.eventType === 'BlobDeleted', time: e.eventTime.getTime() });
+        latest.set(e.blobName, { sequencer: e.sequencer, etag: e.etag, deleted: e.eventType === 'BlobDeleted', time: e.eventTime.getTime() });
       }
-      const names = [...latest.keys()];
+      const names = [...latest].filter(([name, e]) => e.deleted || !this.recordsEtag(name, e.etag)).map(([name]) => name);
       const heads = await this.headAll(names, signal);
       const blobs = heads.filter((h): h is BlobInfo => h !== null);
       // A blob gone now is deleted locally when deletions are on and its deletion happened after enablement.
@@ -613,6 +614,16 @@ export class AutoImporter {
     }
     this.blobSync.startTime ??= new Date(started).toISOString();
     this.blobSync.finishTime = this.now().toISOString();
+  }
+
+  /**
+   * Whether the entry at a blob's path already records the etag an event reports (our own export, or a change
+   * applied before): decideAutoImport would leave it alone, so it needs no HEAD either.
+   */
+  private recordsEtag(blobName: string, etag: string | undefined): boolean {
+    if (!etag) return false;
+    const local = this.o.meta.resolve('/' + blobName.slice(this.pfx.length));
+    return local !== undefined && local.blobName === blobName && local.etag === etag;
   }
 
   private rememberSequencer(name: string, sequencer: string): void {
