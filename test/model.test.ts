@@ -8,8 +8,9 @@
 // MODEL_SEED=<n> reruns one sequence (the failure message prints it); MODEL_SEQUENCES=<n> sets how many run and
 // MODEL_BASE_SEED=<n> where they start (default 1: every run checks the same sequences). A failing sequence is
 // shrunk to the ops that cause it and printed as a JSON line to pin in test/model-regressions.json, whose
-// sequences every run replays. Ops also include hsm_set/hsm_clear of the user flags, export jobs, import jobs in
-// each conflict mode (both also as a party of the concurrent batches), hsm_cancel of a running archive or restore,
+// sequences every run replays. Ops also include hard links (an archive uploads one copy per name), hsm_set and
+// hsm_clear of the user flags, export jobs, import jobs in each conflict mode and auto-export iterations (all three
+// also as a party of the concurrent batches), hsm_cancel of a running archive or restore,
 // the cancel of an export job, and a crash and remount (a new stack on the same metadata store, cache directory
 // and container, reconciled as the daemon does at start), and FIFOs (mknod: local only, never a blob, at the names
 // files take, so blobs and other ops meet them). The expected result of each op comes from
@@ -115,6 +116,7 @@ type Op =
   | { op: 'truncate'; path: string; size: number }
   | { op: 'read'; path: string }
   | { op: 'rename'; from: string; to: string }
+  | { op: 'link'; from: string; to: string }
   | { op: 'unlink'; path: string }
   | { op: 'mkdir'; path: string }
   | { op: 'mkfifo'; path: string }
@@ -207,16 +209,22 @@ class Model {
     return out;
   }
 
+  /** Every live file once (a hard-linked one has several names), in inode order. */
+  uniqueFiles(): MFile[] {
+    return [...new Set(this.files().map((o) => o.file))].sort((a, b) => a.ino - b.ino);
+  }
+
+  /** Inodes below the root: each node once, however many names (hard links) it has. */
   count(): number {
-    let n = 0;
+    const nodes = new Set<MNode>();
     const walk = (d: MDir) => {
       for (const c of d.children.values()) {
-        n++;
+        nodes.add(c);
         if (c.kind === 'dir') walk(c);
       }
     };
     walk(this.root);
-    return n;
+    return nodes.size;
   }
 
   /** Would a restore of this released file succeed? Consumes the flaky fault when it reads the blob. */
@@ -315,6 +323,17 @@ class Model {
         dst.parent.children.set(dst.name, moving);
         return undefined;
       }
+      case 'link': {
+        // As the VFS checks: the new name's parent, the existing file, no directory, the new name free.
+        const rp = this.resolveParent(op.to);
+        if ('error' in rp) return rp.error;
+        const f = this.resolve(op.from);
+        if (!f) return 'ENOENT';
+        if (f.kind === 'dir') return 'EPERM';
+        if (rp.parent.children.has(rp.name)) return 'EEXIST';
+        rp.parent.children.set(rp.name, f);
+        return undefined;
+      }
       case 'unlink': {
         const rp = this.resolveParent(op.path);
         if ('error' in rp) return rp.error;
@@ -395,9 +414,9 @@ class Model {
         if (!f) return 'ENOENT';
         if (f.kind !== 'file') return 'EINVAL';
         if (op.kind === 'ARCHIVE') {
-          // hsm_cancel while the upload runs (§5): the file stays as dispatched left it (+EXISTS), no blob.
-          const ready = this.prepareArchive(f, op.path);
-          return ready === 'upload' ? 'ECANCELED' : ready;
+          // hsm_cancel while the upload to this name runs (§5): the file stays as dispatched left it (+EXISTS);
+          // its names before this one were uploaded (and are remembered).
+          return this.archive(f, peekVersion(f.ino), (name) => name === op.path.slice(1));
         }
         // hsm_cancel while the restore's first read waits: the file stays released. That read then goes on to the
         // service (a flaky one fails it: the fault is used up) into an aborted restore.
@@ -415,10 +434,10 @@ class Model {
         // One iteration (minimum age 0: the clock is frozen), one archive at a time in inode order: new and
         // content-modified files, not one open for writing, not one whose conflict is known and unchanged; no
         // empty-directory stubs (those are an export job's).
-        for (const { file, path } of this.files().sort((a, b) => a.file.ino - b.file.ino)) {
+        for (const file of this.uniqueFiles()) {
           if (file.flags & (RELEASED | NOARCHIVE) || (file.flags & (ARCHIVED | DIRTY)) === ARCHIVED) continue;
           if (this.held === file || this.autoConflicts.has(file)) continue;
-          if (this.archive(file, path, peekVersion(file.ino)) === 'EBUSY') this.autoConflicts.add(file);
+          if (this.archive(file, peekVersion(file.ino)) === 'EBUSY') this.autoConflicts.add(file);
         }
         return undefined;
       case 'remount':
@@ -436,11 +455,11 @@ class Model {
    * cancelled when its first upload of a file starts.
    */
   private exportJob(peekVersion: (ino: number) => number, cancelAtUpload: boolean): void {
-    for (const { file, path } of this.files().sort((a, b) => a.file.ino - b.file.ino)) {
+    for (const file of this.uniqueFiles()) {
       if (file.flags & (RELEASED | NOARCHIVE) || (file.flags & (ARCHIVED | DIRTY)) === ARCHIVED) continue;
       if (cancelAtUpload) {
-        if (this.prepareArchive(file, path) === 'upload') return;
-      } else this.archive(file, path, peekVersion(file.ino));
+        if (this.archive(file, peekVersion(file.ino), () => true) === 'ECANCELED') return;
+      } else this.archive(file, peekVersion(file.ino));
     }
     const walk = (dir: MDir, path: string) => {
       for (const [name, n] of dir.children) {
@@ -473,8 +492,9 @@ class Model {
    * Nothing local → created (a file `released exists archived`). The same entry (a file recorded as this very
    * blob version, not dirty, same size; a directory with the stub's owner) → left alone. Anything else is a
    * conflict: Fail stops the job there (what came before stays), Skip leaves it; the Overwrite modes update a
-   * directory's attributes, reimport a clean faithful record in place (released, policy flags kept) and replace
-   * anything else (a new inode) — but never a file that is open. (Files' attributes never differ here: the clock is
+   * directory's attributes, reimport a clean faithful record with one name in place (released, policy flags
+   * kept) and replace anything else (a new inode for this name; another hard link keeps the old one) — but never
+   * a file that is open. (Files' attributes never differ here: the clock is
    * frozen and no op changes them, so OverwriteAlways' release of a metadata-only conflict does not arise.)
    */
   private importJob(mode: ConflictMode): string | undefined {
@@ -515,7 +535,7 @@ class Model {
       if (record && f.token === blob.token && !(f.flags & DIRTY) && f.content.length === blob.data.length) continue;
       if (mode === 'Fail') return 'JOB_FAILED';
       if (mode === 'Skip' || this.held === f) continue;
-      if (record && (f.flags & (DIRTY | ARCHIVED | LOST)) === ARCHIVED) {
+      if (record && (f.flags & (DIRTY | ARCHIVED | LOST)) === ARCHIVED && this.namesOf(f).length === 1) {
         f.flags = (f.flags & (NORELEASE | NOARCHIVE)) | RELEASED | EXISTS | ARCHIVED;
         f.content = Buffer.from(blob.data);
         f.token = blob.token;
@@ -560,62 +580,71 @@ class Model {
         f.flags &= ~(EXISTS | ARCHIVED | LOST | DIRTY);
         return undefined;
       case 'ARCHIVE':
-        return this.archive(f, path, peekVersion(f.ino));
+        return this.archive(f, peekVersion(f.ino));
     }
   }
 
+  /** The file's names (paths), sorted (as the metadata store lists them). */
+  namesOf(f: MFile): string[] {
+    return this.files()
+      .filter((o) => o.file === f)
+      .map((o) => o.path)
+      .sort();
+  }
+
   /**
-   * An archive up to its upload: not needed (success) or refused (EPERM); dispatched (+EXISTS), the parents'
-   * stubs, and the blob name taken over from another file (a conflict when that file is released), else 'upload'.
+   * An archive (§1 "What export writes", §2 outcomes): not needed (success) or refused (EPERM); dispatched
+   * (+EXISTS); then one full copy under each of the file's names in order, each after its parents' stubs. Another
+   * file whose archived copy is that blob gives it up (resident: it needs an archive of its own again) or, when
+   * released (the blob is its only copy), makes it a conflict. Each upload is conditional on the version the mount
+   * last saw under that name (our own earlier upload of this file is no conflict). A conflict stops there: the
+   * names uploaded before it are remembered. `cancelAt`: hsm_cancel (or the job's cancel) lands while the upload
+   * to this name is committing.
    */
-  private prepareArchive(f: MFile, path: string): string | undefined | 'upload' {
+  private archive(f: MFile, version: number, cancelAt?: (name: string) => boolean): string | undefined {
     if (f.flags & RELEASED) return undefined;
     if (f.flags & ARCHIVED && !(f.flags & DIRTY)) return undefined;
     if (f.flags & NOARCHIVE) return 'EPERM';
     f.flags |= EXISTS;
-    // Parent stubs: one for every directory whose path has none recorded; an existing blob is kept.
-    const comps = path.split('/').filter(Boolean);
-    let dir = this.root;
-    for (let i = 0; i < comps.length - 1; i++) {
-      const d = dir.children.get(comps[i]!) as MDir;
-      this.ensureStub(d, comps.slice(0, i + 1).join('/'));
-      dir = d;
-    }
-    const name = comps.join('/');
-    // Another file whose archived copy is this blob: released, the blob is its only copy (conflict); resident,
-    // it gives the name up (and needs an archive of its own again).
-    const owner = this.files().find((o) => o.file !== f && o.file.blobName === name && o.file.token !== null)?.file;
-    if (owner) {
-      if (owner.flags & RELEASED) return 'EBUSY';
-      owner.blobName = null;
-      owner.token = null;
-      if (owner.flags & EXISTS) owner.flags |= DIRTY;
-    }
-    return 'upload';
-  }
-
-  private archive(f: MFile, path: string, version: number): string | undefined {
-    const ready = this.prepareArchive(f, path);
-    if (ready !== 'upload') return ready;
     const conflict = (): string => {
       if (f.flags & ARCHIVED && !(f.flags & DIRTY) && !(f.flags & RELEASED)) f.flags |= DIRTY;
       return 'EBUSY';
     };
-    const name = path.split('/').filter(Boolean).join('/');
-    const expected = this.seen.get(name);
-    const current = this.remote.get(name);
-    let token: number;
-    if (expected !== undefined ? current?.token === expected : current === undefined) {
-      token = this.upload(name, f, version);
-    } else if (current?.stamp?.ino === f.ino) {
-      // Our own upload whose local commit was lost: taken as done, or overwritten when older.
-      token = current.stamp.version === version ? current.token : this.upload(name, f, version);
-    } else {
-      return conflict();
+    const names = this.namesOf(f).map((p) => p.slice(1));
+    const primary = Math.max(0, names.indexOf(f.blobName ?? ''));
+    const tokens: number[] = [];
+    for (const name of names) {
+      const comps = name.split('/');
+      let dir = this.root;
+      for (let i = 0; i < comps.length - 1; i++) {
+        const d = dir.children.get(comps[i]!) as MDir;
+        this.ensureStub(d, comps.slice(0, i + 1).join('/'));
+        dir = d;
+      }
+      const owner = this.files().find((o) => o.file !== f && o.file.blobName === name && o.file.token !== null)?.file;
+      if (owner) {
+        if (owner.flags & RELEASED) return conflict();
+        owner.blobName = null;
+        owner.token = null;
+        if (owner.flags & EXISTS) owner.flags |= DIRTY;
+      }
+      if (cancelAt?.(name)) return 'ECANCELED';
+      const expected = this.seen.get(name);
+      const current = this.remote.get(name);
+      let token: number;
+      if (expected !== undefined ? current?.token === expected : current === undefined) {
+        token = this.upload(name, f, version);
+      } else if (current?.stamp?.ino === f.ino) {
+        // Our own upload whose local commit was lost: taken as done, or overwritten when older.
+        token = current.stamp.version === version ? current.token : this.upload(name, f, version);
+      } else {
+        return conflict();
+      }
+      this.seen.set(name, token);
+      tokens.push(token);
     }
-    this.seen.set(name, token);
-    f.blobName = name;
-    f.token = token;
+    f.blobName = names[primary]!;
+    f.token = tokens[primary]!;
     f.flags = (f.flags | EXISTS | ARCHIVED) & ~(DIRTY | LOST);
     f.changed = false;
     return undefined;
@@ -730,6 +759,9 @@ async function runOp(s: TestStack, op: Op, flaky: OpContext): Promise<{ error?: 
         return {};
       case 'unlink':
         await s.vfs.unlink(op.path);
+        return {};
+      case 'link':
+        await s.vfs.link(op.from, op.to);
         return {};
       case 'mkdir':
         await s.vfs.mkdir(op.path, 0o755);
@@ -931,7 +963,7 @@ function randomFilePath(r: Rng, m: Model): string {
 /** The next op; with `fifos`, one in 20 makes a FIFO (the default sequences stay those of the seeds without them). */
 function genOp(r: Rng, m: Model, fifos = false): Op {
   if (fifos && r.chance(0.05)) return { op: 'mkfifo', path: `${randomDirPath(r, m)}/${r.pick(FILE_NAMES)}` };
-  const w = r.int(126);
+  const w = r.int(130);
   const data = () => r.bytes(r.int(3) === 0 ? r.int(4) : 1 + r.int(200));
   if (w < 12) return { op: 'create', path: `${randomDirPath(r, m)}/${r.pick(FILE_NAMES)}`, data: data() };
   if (w < 24) {
@@ -969,7 +1001,8 @@ function genOp(r: Rng, m: Model, fifos = false): Op {
   if (w < 117) return { op: 'remount' };
   if (w < 119) return { op: 'autoExport' };
   if (w < 123) return { op: 'cancel', kind: r.chance(0.5) ? 'ARCHIVE' : 'RESTORE', path: randomFilePath(r, m) };
-  return { op: 'cancelExportJob' };
+  if (w < 126) return { op: 'cancelExportJob' };
+  return { op: 'link', from: randomFilePath(r, m), to: `${randomDirPath(r, m)}/${r.pick(FILE_NAMES)}` };
 }
 
 function describe(op: Op): string {
@@ -1146,10 +1179,10 @@ function shape(s: TestStack): Model {
  * leaked; cache files only of live generations.
  */
 async function checkSafety(s: TestStack): Promise<void> {
-  let count = 0;
+  const reachable = new Set<number>();
   const walk = async (ino: number, path: string): Promise<void> => {
     for (const e of s.meta.readdir(ino)) {
-      count++;
+      reachable.add(e.inode.ino);
       const p = `${path}/${e.name}`;
       const i = e.inode;
       const broken = checkInvariants(i.hsmFlags);
@@ -1176,7 +1209,7 @@ async function checkSafety(s: TestStack): Promise<void> {
   };
   await walk(ROOT_INO, '');
   const named = s.meta.countInodes() - s.meta.orphans().length;
-  if (named !== count + 1) fail(`${named} inodes, ${count + 1} reachable`);
+  if (named !== reachable.size + 1) fail(`${named} inodes, ${reachable.size + 1} reachable`);
   checkCacheFiles(s);
 }
 
@@ -1212,7 +1245,7 @@ async function runConcurrent(seed: number, batches: number): Promise<void> {
         if (['hold', 'unhold', 'exportJob', 'importJob', 'cancel', 'cancelExportJob', 'remount'].includes(op.op)) continue;
         // hsm_clear --dirty declares changed data archived: the checks below could not tell it from a lost change.
         if (op.op === 'hsmSet' && op.clear & DIRTY) continue;
-        if (['create', 'write', 'truncate', 'rename', 'unlink', 'mkdir', 'rmdir'].includes(op.op) && changes++ > 0) continue;
+        if (['create', 'write', 'truncate', 'rename', 'link', 'unlink', 'mkdir', 'rmdir'].includes(op.op) && changes++ > 0) continue;
         ops.push(op);
         k--;
       }

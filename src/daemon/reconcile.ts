@@ -20,13 +20,13 @@ export async function reconcileCache(meta: MetaStore, cache: DataCache, files: C
     }
     const left = meta.unlink(parentIno, name);
     // Its blob stays, as after any unlink: remember the etag for a file created under that name later.
-    if (left.nlink === 0 && left.blobName && left.etag && meta.blobEtag(left.blobName) === undefined) meta.setBlobEtag(left.blobName, left.etag);
+    if (left.nlink === 0 && left.blobName && left.etag) meta.rememberBlobEtag(left.blobName, left.etag, left.ino);
     report.push(`removed ${meta.pathOf(parentIno) ?? `directory ${parentIno}`}/${name}: a file unlinked while still open before the restart`);
   }
   for (const orphan of meta.orphans()) {
     // Unlinked while open (libfuse3 binding): nothing has it open after a restart. Its cache file goes below.
     meta.deleteInode(orphan.ino);
-    if (orphan.blobName && orphan.etag && meta.blobEtag(orphan.blobName) === undefined) meta.setBlobEtag(orphan.blobName, orphan.etag);
+    if (orphan.blobName && orphan.etag) meta.rememberBlobEtag(orphan.blobName, orphan.etag, orphan.ino);
     report.push(`removed inode ${orphan.ino}: a file unlinked while still open before the restart`);
   }
   const byIno = new Map(files.map((f) => [f.ino, f] as const));

@@ -305,9 +305,7 @@ export class Coordinator {
    */
   onDropped(inode: Inode): void {
     this.changeSettled(inode.ino);
-    if (inode.blobName && inode.etag && this.o.meta.blobEtag(inode.blobName) === undefined) {
-      this.o.meta.setBlobEtag(inode.blobName, inode.etag);
-    }
+    if (inode.blobName && inode.etag) this.o.meta.rememberBlobEtag(inode.blobName, inode.etag, inode.ino);
   }
 
   afterClose(ino: number): void {
@@ -747,9 +745,7 @@ export class Coordinator {
     const unchanged = now.dataVersion === version;
     const hsmFlags = flags.onArchiveSucceeded(now.hsmFlags, { dataChanged: !unchanged });
     this.o.meta.transaction(() => {
-      if (now.blobName && now.etag && !names.includes(now.blobName) && this.o.meta.blobEtag(now.blobName) === undefined) {
-        this.o.meta.setBlobEtag(now.blobName, now.etag);
-      }
+      if (now.blobName && now.etag && !names.includes(now.blobName)) this.o.meta.rememberBlobEtag(now.blobName, now.etag, ino);
       names.forEach((name, i) => this.o.meta.setBlobEtag(name, i === primary ? null : etags[i]!));
       this.o.meta.update(ino, {
         hsmFlags,

@@ -725,6 +725,10 @@ export class SqliteMetaStore implements MetaStore {
     else this.s.setBlobEtag.run(name, etag);
   }
 
+  rememberBlobEtag(name: string, etag: string, ino: number): void {
+    if (this.blobEtag(name) === undefined && !this.inodeOfBlob(name, ino)) this.setBlobEtag(name, etag);
+  }
+
   inodeOfBlob(name: string, except = 0): Inode | undefined {
     return this.s.inodeOfBlob.get(name, except) as Inode | undefined;
   }

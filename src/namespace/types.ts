@@ -214,6 +214,12 @@ export interface MetaStore extends RangeStore {
   /** Records (or, with null, forgets) the etag last seen for a blob name. */
   setBlobEtag(name: string, etag: string | null): void;
   /**
+   * Inode `ino` no longer records blob `name` (its last name was unlinked, or its archive went to another name):
+   * remembers `etag` for the name, unless one is remembered already or another inode records the name (its etag
+   * is the newer one the mount saw, e.g. a file an import made of that blob).
+   */
+  rememberBlobEtag(name: string, etag: string, ino: number): void;
+  /**
    * An inode (other than `except`) whose own blob (blobName) is this name, if any: e.g. a file renamed away from
    * that path, or one still recording it after an import made a new file of that name.
    */
