@@ -1,7 +1,7 @@
 // End to end: `rsync -a` into a real kernel FUSE mount (the default binding) on a real Azurite, then again: the
 // second run must send nothing, so every size, mtime, mode and symlink the first run set must read back as rsync
 // set it — also once the files were exported and some released, and on a second mount of the container from an
-// empty cache (the attributes then come from the blobs' metadata).
+// empty cache (the attributes then come from the blobs' metadata), and with auto-export archiving them meanwhile.
 import t from 'tap';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -64,4 +64,19 @@ t.test('a second rsync -a into the mount sends nothing, also after export, relea
   // Another mount of the container, with an empty cache: the tree comes from the blobs the export wrote.
   const fresh = await mountContainer(t, azurite, [], [], undefined, {}, m.store);
   t.same(await rsync(fresh, src, join(fresh.mountpoint, 'tree')), { transferred: 0, changes: [] }, 'fresh mount from the blobs: nothing sent');
+});
+
+t.test('with auto-export archiving the files as rsync writes them, a second rsync -a sends nothing', async (t) => {
+  const src = sourceTree();
+  const m = await mountContainer(t, azurite, [], ['--auto-export', '--auto-export-min-age', '1', '--auto-export-interval', '1']);
+  const dest = join(m.mountpoint, 'tree');
+  t.equal((await rsync(m, src, dest)).transferred, 25);
+  // Until auto-export has archived every file rsync wrote (a state the daemon reports, polled).
+  const archived = async () => {
+    const r = await m.sh(`find "$MNT/tree" -type f -exec $BLOBHSM hsm_state {} +`);
+    return r.stdout.split('\n').filter((l) => /\) exists archived/.test(l)).length;
+  };
+  for (let i = 0; i < 300 && (await archived()) < 25; i++) await new Promise((r) => setTimeout(r, 200));
+  t.equal(await archived(), 25, 'every file exported by auto-export');
+  t.same(await rsync(m, src, dest), { transferred: 0, changes: [] }, 'after auto-export: nothing sent');
 });
