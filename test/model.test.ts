@@ -572,6 +572,15 @@ class Model {
           // If-Match on the version the file recorded: another client's newer blob is not deleted (a conflict).
           const current = this.remote.get(f.blobName);
           if (current && current.token !== f.token) return 'EBUSY';
+          // Other files recording this very copy (renamed away, the name imported again): a released one holds
+          // its only copy there (a conflict); a resident one loses the record and needs an archive of its own.
+          const sharers = this.files().map((o) => o.file).filter((o) => o !== f && f.token !== null && o.blobName === f.blobName && o.token === f.token);
+          if (sharers.some((o) => o.flags & RELEASED)) return 'EBUSY';
+          for (const o of sharers) {
+            o.blobName = null;
+            o.token = null;
+            if (o.flags & EXISTS) o.flags |= DIRTY;
+          }
           this.remote.delete(f.blobName);
           this.seen.delete(f.blobName);
         }

@@ -504,6 +504,13 @@ export class Coordinator {
    * changed since is not ours to delete (ConflictError, the file keeps its state). A blob already gone is fine.
    */
   private async remove(inode: Inode): Promise<void> {
+    // Other files recording the same copy (a file renamed away, then its name imported again): a released one has
+    // its only copy there (refused); a resident one loses the record once the blob is gone.
+    const sharers = inode.blobName && inode.etag ? this.o.meta.inodesOfBlob(inode.blobName, inode.ino).filter((o) => o.etag === inode.etag) : [];
+    for (const sharer of sharers) {
+      const onlyCopy = this.onlyCopyConflict(inode.blobName!, sharer, 'remove');
+      if (onlyCopy) throw onlyCopy;
+    }
     if (inode.blobName) {
       if (inode.etag) {
         try {
@@ -532,12 +539,15 @@ export class Coordinator {
     // The current flags: hsm_set may have changed the policy flags (kept by a remove) while the delete ran.
     // The blob name goes too: a stale one would make a later export of this file to that name expect no blob
     // (If-None-Match), a false conflict once another file has been archived there.
-    this.o.meta.update(inode.ino, {
-      hsmFlags: flags.onRemoveSucceeded(this.get(inode.ino).hsmFlags),
-      blobName: null,
-      etag: null,
-      contentMd5: null,
-      archivedVersion: 0,
+    this.o.meta.transaction(() => {
+      this.o.meta.update(inode.ino, {
+        hsmFlags: flags.onRemoveSucceeded(this.get(inode.ino).hsmFlags),
+        blobName: null,
+        etag: null,
+        contentMd5: null,
+        archivedVersion: 0,
+      });
+      for (const sharer of sharers) this.giveUpBlob(this.get(sharer.ino));
     });
     this.o.changelog.hsm('REMOVE', inode.ino, 0, false);
   }
@@ -682,22 +692,33 @@ export class Coordinator {
     if (remembered !== undefined) return remembered;
     const own = inode.blobName === blobName;
     let expected = own ? (inode.etag ?? undefined) : undefined;
-    for (let owner = this.o.meta.inodeOfBlob(blobName, inode.ino); owner?.etag; owner = this.o.meta.inodeOfBlob(blobName, inode.ino)) {
-      if (flags.isReleased(owner.hsmFlags)) {
-        const message =
-          `archive conflict: ${blobName} holds the only copy of the released file ` +
-          `${this.o.meta.pathOf(owner.ino) ?? `inode ${owner.ino}`}; restore that file (hsm_restore) before exporting over it`;
-        this.o.log(message);
-        return new ConflictError(blobName, owner.etag, owner.etag, message);
-      }
-      const given = owner;
+    for (const owner of this.o.meta.inodesOfBlob(blobName, inode.ino)) {
+      if (!owner.etag) continue;
+      const onlyCopy = this.onlyCopyConflict(blobName, owner, 'archive');
+      if (onlyCopy) return onlyCopy;
       this.o.meta.transaction(() => {
-        if (!own) this.o.meta.setBlobEtag(blobName, given.etag);
-        this.o.meta.update(given.ino, { blobName: null, etag: null, contentMd5: null, hsmFlags: flags.onContentChange(given.hsmFlags), archivedVersion: 0 });
+        if (!own) this.o.meta.setBlobEtag(blobName, owner.etag);
+        this.giveUpBlob(owner);
       });
-      expected ??= given.etag ?? undefined;
+      expected ??= owner.etag ?? undefined;
     }
     return expected;
+  }
+
+  /** A conflict when `owner` is released: the blob holds its only copy, so it may be neither replaced nor deleted. */
+  private onlyCopyConflict(blobName: string, owner: Inode, action: 'archive' | 'remove'): ConflictError | undefined {
+    if (!flags.isReleased(owner.hsmFlags)) return undefined;
+    const message =
+      `${action} conflict: ${blobName} holds the only copy of the released file ` +
+      `${this.o.meta.pathOf(owner.ino) ?? `inode ${owner.ino}`}; restore that file (hsm_restore) before ` +
+      (action === 'archive' ? 'exporting over it' : 'removing it');
+    this.o.log(message);
+    return new ConflictError(blobName, owner.etag, owner.etag, message);
+  }
+
+  /** A resident file loses its record of a blob another file takes over or removes: it needs an archive of its own. */
+  private giveUpBlob(owner: Inode): void {
+    this.o.meta.update(owner.ino, { blobName: null, etag: null, contentMd5: null, hsmFlags: flags.onContentChange(owner.hsmFlags), archivedVersion: 0 });
   }
 
   /** HEAD of a blob, undefined when it does not exist; a failing HEAD is retried (bounded), then thrown. */

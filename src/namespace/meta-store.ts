@@ -318,7 +318,7 @@ export class SqliteMetaStore implements MetaStore {
       getBlobEtag: p('SELECT etag FROM blob_etags WHERE name = ?').pluck(),
       setBlobEtag: p('INSERT INTO blob_etags (name, etag) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET etag = excluded.etag'),
       deleteBlobEtag: p('DELETE FROM blob_etags WHERE name = ?'),
-      inodeOfBlob: p(`SELECT ${INODE_SELECT} FROM inodes i WHERE i.blob_name = ? AND i.ino <> ? ORDER BY i.ino LIMIT 1`),
+      inodesOfBlob: p(`SELECT ${INODE_SELECT} FROM inodes i WHERE i.blob_name = ? AND i.ino <> ? ORDER BY i.ino`),
       getAccessAcl: p('SELECT acl FROM access_acls WHERE ino = ?').pluck(),
       setAccessAcl: p('INSERT INTO access_acls (ino, acl) VALUES (?, ?) ON CONFLICT (ino) DO UPDATE SET acl = excluded.acl'),
       deleteAccessAcl: p('DELETE FROM access_acls WHERE ino = ?'),
@@ -726,11 +726,11 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   rememberBlobEtag(name: string, etag: string, ino: number): void {
-    if (this.blobEtag(name) === undefined && !this.inodeOfBlob(name, ino)) this.setBlobEtag(name, etag);
+    if (this.blobEtag(name) === undefined && this.inodesOfBlob(name, ino).length === 0) this.setBlobEtag(name, etag);
   }
 
-  inodeOfBlob(name: string, except = 0): Inode | undefined {
-    return this.s.inodeOfBlob.get(name, except) as Inode | undefined;
+  inodesOfBlob(name: string, except = 0): Inode[] {
+    return this.s.inodesOfBlob.all(name, except) as Inode[];
   }
 
   // ---- access ACLs (HNS) ----

@@ -220,10 +220,10 @@ export interface MetaStore extends RangeStore {
    */
   rememberBlobEtag(name: string, etag: string, ino: number): void;
   /**
-   * An inode (other than `except`) whose own blob (blobName) is this name, if any: e.g. a file renamed away from
-   * that path, or one still recording it after an import made a new file of that name.
+   * The inodes (other than `except`, in inode order) whose own blob (blobName) is this name: e.g. a file renamed
+   * away from that path, or one still recording it after an import made a new file of that name.
    */
-  inodeOfBlob(name: string, except?: number): Inode | undefined;
+  inodesOfBlob(name: string, except?: number): Inode[];
   /** The extended access ACL of an inode (HNS imports; numeric ids, `user::rwx,user:1001:r-x,...`), else null. */
   accessAcl(ino: number): string | null;
   /** Records (or, with null, removes) an inode's extended access ACL; it goes with the inode. */
