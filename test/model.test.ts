@@ -8,7 +8,8 @@
 // MODEL_SEED=<n> reruns one sequence (the failure message prints it); MODEL_SEQUENCES=<n> sets how many run and
 // MODEL_BASE_SEED=<n> where they start (default 1: every run checks the same sequences). A failing sequence is
 // shrunk to the ops that cause it and printed as a JSON line to pin in test/model-regressions.json, whose
-// sequences every run replays. Ops also include hard links (an archive uploads one copy per name), hsm_set and
+// sequences every run replays. Ops also include hard links (an archive uploads one copy per name), symlinks
+// (archived and imported as `ftype=LNK` blobs; hsm requests on them are EINVAL), hsm_set and
 // hsm_clear of the user flags, export jobs, import jobs in each conflict mode and auto-export iterations (all three
 // also as a party of the concurrent batches), hsm_cancel of a running archive or restore,
 // the cancel of an export job, and a crash and remount (a new stack on the same metadata store, cache directory
@@ -99,7 +100,21 @@ interface MFifo {
   ino: number;
 }
 
-type MNode = MFile | MDir | MFifo;
+/** A symlink: its target is its content (what its blob holds); export archives it like a file. */
+interface MLink {
+  kind: 'symlink';
+  ino: number;
+  content: Buffer;
+  flags: number;
+  blobName: string | null;
+  token: number | null;
+  changed?: boolean;
+}
+
+/** What an archive uploads: a regular file or a symlink. */
+type MRecord = MFile | MLink;
+
+type MNode = MFile | MDir | MFifo | MLink;
 
 interface RemoteBlob {
   data: Buffer;
@@ -108,6 +123,8 @@ interface RemoteBlob {
   stamp: { ino: number; version: number } | null;
   /** A directory stub (`hdi_isfolder`), with the owner its metadata says (0 when it has none). */
   folder?: { uid: number };
+  /** A symlink's blob (`ftype=LNK`): its data is the target. */
+  symlink?: boolean;
 }
 
 type Op =
@@ -117,6 +134,7 @@ type Op =
   | { op: 'read'; path: string }
   | { op: 'rename'; from: string; to: string }
   | { op: 'link'; from: string; to: string }
+  | { op: 'symlink'; target: string; path: string }
   | { op: 'unlink'; path: string }
   | { op: 'mkdir'; path: string }
   | { op: 'mkfifo'; path: string }
@@ -137,8 +155,15 @@ type Op =
 
 const DIR_NAMES = ['d0', 'd1'];
 const FILE_NAMES = ['f0', 'f1', 'f2'];
+/** Symlinks have names of their own, so file ops (which pick file names) never meet them. */
+const LINK_NAMES = ['l0', 'l1'];
 
 class Mismatch extends Error {}
+
+/** File-content ops pick file names, symlinks have their own (LINK_NAMES): a symlink here is a bug of the test. */
+function notForSymlinks(op: { op: string }): never {
+  throw new Error(`${op.op}: the test never aims file-content ops at a symlink`);
+}
 
 /** How often each op ended in each outcome (to see what the sequences reach). */
 const outcomes = new Map<string, number>();
@@ -209,9 +234,22 @@ class Model {
     return out;
   }
 
-  /** Every live file once (a hard-linked one has several names), in inode order. */
-  uniqueFiles(): MFile[] {
-    return [...new Set(this.files().map((o) => o.file))].sort((a, b) => a.ino - b.ino);
+  /** Every regular file and symlink with its path. */
+  records(): Array<{ path: string; file: MRecord }> {
+    const out: Array<{ path: string; file: MRecord }> = [];
+    const walk = (d: MDir, p: string) => {
+      for (const [name, n] of d.children) {
+        if (n.kind === 'file' || n.kind === 'symlink') out.push({ path: `${p}/${name}`, file: n });
+        else if (n.kind === 'dir') walk(n, `${p}/${name}`);
+      }
+    };
+    walk(this.root, '');
+    return out;
+  }
+
+  /** Every live file and symlink once (a hard-linked one has several names), in inode order. */
+  uniqueFiles(): MRecord[] {
+    return [...new Set(this.records().map((o) => o.file))].sort((a, b) => a.ino - b.ino);
   }
 
   /** Inodes below the root: each node once, however many names (hard links) it has. */
@@ -268,6 +306,7 @@ class Model {
         if (!f) return 'ENOENT';
         if (f.kind === 'dir') return 'EISDIR';
         if (f.kind === 'fifo') return 'ENXIO'; // the kernel opens FIFOs: the path view refuses
+        if (f.kind === 'symlink') return notForSymlinks(op);
         const err = this.change(f, true);
         if (err) return err;
         const end = Math.max(f.content.length, op.pos + op.data.length);
@@ -282,6 +321,7 @@ class Model {
         if (!f) return 'ENOENT';
         if (f.kind === 'dir') return 'EISDIR';
         if (f.kind === 'fifo') return 'EINVAL';
+        if (f.kind === 'symlink') return notForSymlinks(op);
         const err = this.change(f, op.size > 0);
         if (err) return err;
         const next = Buffer.alloc(op.size);
@@ -294,6 +334,7 @@ class Model {
         if (!f) return 'ENOENT';
         if (f.kind === 'dir') return 'EISDIR';
         if (f.kind === 'fifo') return 'ENXIO';
+        if (f.kind === 'symlink') return notForSymlinks(op);
         if (f.flags & RELEASED && f.content.length > 0) {
           if (!this.restore(f)) return 'EIO';
           f.flags &= ~(RELEASED | DIRTY);
@@ -321,6 +362,13 @@ class Model {
         }
         src.parent.children.delete(src.name);
         dst.parent.children.set(dst.name, moving);
+        return undefined;
+      }
+      case 'symlink': {
+        const rp = this.resolveParent(op.path);
+        if ('error' in rp) return rp.error;
+        if (rp.parent.children.has(rp.name)) return 'EEXIST';
+        rp.parent.children.set(rp.name, { kind: 'symlink', ino: 0, content: Buffer.from(op.target), flags: 0, blobName: null, token: null });
         return undefined;
       }
       case 'link': {
@@ -384,6 +432,7 @@ class Model {
         if (!f) return 'ENOENT';
         if (f.kind === 'dir') return 'EISDIR';
         if (f.kind === 'fifo') return 'ENXIO';
+        if (f.kind === 'symlink') return notForSymlinks(op);
         this.held = f;
         return undefined;
       }
@@ -436,8 +485,8 @@ class Model {
         // empty-directory stubs (those are an export job's).
         for (const file of this.uniqueFiles()) {
           if (file.flags & (RELEASED | NOARCHIVE) || (file.flags & (ARCHIVED | DIRTY)) === ARCHIVED) continue;
-          if (this.held === file || this.autoConflicts.has(file)) continue;
-          if (this.archive(file, peekVersion(file.ino)) === 'EBUSY') this.autoConflicts.add(file);
+          if (this.held === file || (file.kind === 'file' && this.autoConflicts.has(file))) continue;
+          if (this.archive(file, peekVersion(file.ino)) === 'EBUSY' && file.kind === 'file') this.autoConflicts.add(file);
         }
         return undefined;
       case 'remount':
@@ -498,11 +547,28 @@ class Model {
    * frozen and no op changes them, so OverwriteAlways' release of a metadata-only conflict does not arise.)
    */
   private importJob(mode: ConflictMode): string | undefined {
-    const fresh = (name: string, blob: RemoteBlob): MFile => {
+    const fresh = (name: string, blob: RemoteBlob): MRecord => {
       this.seen.set(name, blob.token);
+      // A symlink is `exists archived` (no data to release), a file `released exists archived`.
+      if (blob.symlink) return { kind: 'symlink', ino: 0, content: Buffer.from(blob.data), flags: EXISTS | ARCHIVED, blobName: name, token: blob.token };
       return { kind: 'file', ino: 0, content: Buffer.from(blob.data), flags: RELEASED | EXISTS | ARCHIVED, blobName: name, token: blob.token };
     };
-    for (const name of [...this.remote.keys()].sort(utf8Order)) {
+    const names = [...this.remote.keys()].sort(utf8Order);
+    // A symlink's target is read from its blob before anything is decided, unless the entry at its path is a
+    // symlink recorded from this very blob version: a flaky service fails the first such read, that blob is an
+    // error (not imported) and, at the default maximum of 0 errors, the job fails after applying the rest of the
+    // listing page (here: all of it).
+    let unreadable: string | undefined;
+    if (this.flaky) {
+      unreadable = names.find((n) => {
+        const blob = this.remote.get(n)!;
+        const local = this.resolve('/' + n);
+        return blob.symlink && !(local?.kind === 'symlink' && local.blobName === n && local.token === blob.token);
+      });
+      if (unreadable !== undefined) this.flaky = false;
+    }
+    for (const name of names) {
+      if (name === unreadable) continue;
       const blob = this.remote.get(name)!;
       const comps = name.split('/');
       let dir = this.root;
@@ -530,20 +596,22 @@ class Model {
         dir.children.set(leaf, fresh(name, blob));
         continue;
       }
-      const f = local as MFile;
-      const record = f.blobName === name && f.token !== null;
+      const f = local as MRecord;
+      // Same type, a record of this very blob version, not dirty, same size (and target: a symlink's content).
+      const record = f.kind === (blob.symlink ? 'symlink' : 'file') && f.blobName === name && f.token !== null;
       if (record && f.token === blob.token && !(f.flags & DIRTY) && f.content.length === blob.data.length) continue;
       if (mode === 'Fail') return 'JOB_FAILED';
       if (mode === 'Skip' || this.held === f) continue;
       if (record && (f.flags & (DIRTY | ARCHIVED | LOST)) === ARCHIVED && this.namesOf(f).length === 1) {
-        f.flags = (f.flags & (NORELEASE | NOARCHIVE)) | RELEASED | EXISTS | ARCHIVED;
+        // Reimported in place: a file is released (policy flags kept); a symlink takes the new target.
+        if (f.kind === 'file') f.flags = (f.flags & (NORELEASE | NOARCHIVE)) | RELEASED | EXISTS | ARCHIVED;
         f.content = Buffer.from(blob.data);
         f.token = blob.token;
         f.changed = false;
         this.seen.set(name, blob.token);
       } else dir.children.set(leaf, fresh(name, blob));
     }
-    return undefined;
+    return unreadable === undefined ? undefined : 'JOB_FAILED';
   }
 
   private hsm(kind: ActionKind, path: string, peekVersion: (ino: number) => number): string | undefined {
@@ -594,8 +662,8 @@ class Model {
   }
 
   /** The file's names (paths), sorted (as the metadata store lists them). */
-  namesOf(f: MFile): string[] {
-    return this.files()
+  namesOf(f: MRecord): string[] {
+    return this.records()
       .filter((o) => o.file === f)
       .map((o) => o.path)
       .sort();
@@ -610,7 +678,7 @@ class Model {
    * names uploaded before it are remembered. `cancelAt`: hsm_cancel (or the job's cancel) lands while the upload
    * to this name is committing.
    */
-  private archive(f: MFile, version: number, cancelAt?: (name: string) => boolean): string | undefined {
+  private archive(f: MRecord, version: number, cancelAt?: (name: string) => boolean): string | undefined {
     if (f.flags & RELEASED) return undefined;
     if (f.flags & ARCHIVED && !(f.flags & DIRTY)) return undefined;
     if (f.flags & NOARCHIVE) return 'EPERM';
@@ -630,7 +698,7 @@ class Model {
         this.ensureStub(d, comps.slice(0, i + 1).join('/'));
         dir = d;
       }
-      const owner = this.files().find((o) => o.file !== f && o.file.blobName === name && o.file.token !== null)?.file;
+      const owner = this.records().find((o) => o.file !== f && o.file.blobName === name && o.file.token !== null)?.file;
       if (owner) {
         if (owner.flags & RELEASED) return conflict();
         owner.blobName = null;
@@ -659,9 +727,9 @@ class Model {
     return undefined;
   }
 
-  private upload(name: string, f: MFile, version: number): number {
+  private upload(name: string, f: MRecord, version: number): number {
     const token = this.nextToken();
-    this.remote.set(name, { data: Buffer.from(f.content), token, stamp: { ino: f.ino, version } });
+    this.remote.set(name, { data: Buffer.from(f.content), token, stamp: { ino: f.ino, version }, ...(f.kind === 'symlink' ? { symlink: true } : {}) });
     return token;
   }
 }
@@ -771,6 +839,9 @@ async function runOp(s: TestStack, op: Op, flaky: OpContext): Promise<{ error?: 
         return {};
       case 'link':
         await s.vfs.link(op.from, op.to);
+        return {};
+      case 'symlink':
+        await s.vfs.symlink(op.target, op.path);
         return {};
       case 'mkdir':
         await s.vfs.mkdir(op.path, 0o755);
@@ -886,6 +957,12 @@ async function compare(s: TestStack, m: Model): Promise<void> {
         if (inode.hsmFlags !== 0 || inode.blobName !== null) fail(`${p}: a FIFO with flags 0x${inode.hsmFlags.toString(16)} and blob ${inode.blobName}`);
         continue;
       }
+      if (node.kind === 'symlink') {
+        if (inode.hsmFlags !== node.flags) fail(`${p}: symlink flags 0x${inode.hsmFlags.toString(16)}, model 0x${node.flags.toString(16)}`);
+        const target = await s.vfs.readlink(p);
+        if (target !== node.content.toString()) fail(`${p}: symlink to ${JSON.stringify(target)}, model ${JSON.stringify(node.content.toString())}`);
+        continue;
+      }
       const st = await s.vfs.getattr(p);
       if (st.size !== node.content.length) fail(`${p}: size ${st.size}, model ${node.content.length}`);
       if (inode.hsmFlags & RELEASED && !(node.flags & RELEASED)) {
@@ -972,7 +1049,7 @@ function randomFilePath(r: Rng, m: Model): string {
 /** The next op; with `fifos`, one in 20 makes a FIFO (the default sequences stay those of the seeds without them). */
 function genOp(r: Rng, m: Model, fifos = false): Op {
   if (fifos && r.chance(0.05)) return { op: 'mkfifo', path: `${randomDirPath(r, m)}/${r.pick(FILE_NAMES)}` };
-  const w = r.int(130);
+  const w = r.int(136);
   const data = () => r.bytes(r.int(3) === 0 ? r.int(4) : 1 + r.int(200));
   if (w < 12) return { op: 'create', path: `${randomDirPath(r, m)}/${r.pick(FILE_NAMES)}`, data: data() };
   if (w < 24) {
@@ -1011,7 +1088,11 @@ function genOp(r: Rng, m: Model, fifos = false): Op {
   if (w < 119) return { op: 'autoExport' };
   if (w < 123) return { op: 'cancel', kind: r.chance(0.5) ? 'ARCHIVE' : 'RESTORE', path: randomFilePath(r, m) };
   if (w < 126) return { op: 'cancelExportJob' };
-  return { op: 'link', from: randomFilePath(r, m), to: `${randomDirPath(r, m)}/${r.pick(FILE_NAMES)}` };
+  if (w < 130) return { op: 'link', from: randomFilePath(r, m), to: `${randomDirPath(r, m)}/${r.pick(FILE_NAMES)}` };
+  const link = `${randomDirPath(r, m)}/${r.pick(LINK_NAMES)}`;
+  if (w < 133) return { op: 'symlink', target: r.pick(['../f0', 'd0/f1', 'f2', 'nowhere']), path: link };
+  if (w < 134) return { op: 'unlink', path: link };
+  return { op: 'hsm', kind: r.pick(['ARCHIVE', 'RELEASE', 'RESTORE', 'REMOVE'] as const), path: link };
 }
 
 function describe(op: Op): string {
@@ -1097,7 +1178,8 @@ async function play(setup: Setup, source: Op[] | { r: Rng; length: number; fifos
       if (got.error !== expected) fail(`op ${i} (${describe(op)}): ${got.error ?? 'success'}, model ${expected ?? 'success'}`);
       if ((op.op === 'create' || op.op === 'mkfifo') && !expected) (m.resolve(op.path) as MFile | MFifo).ino = s.inode(op.path).ino;
       // Files an import created or replaced are new inodes.
-      if (op.op === 'importJob') for (const { path, file } of m.files()) if (file.ino === 0) file.ino = s.meta.resolve(path)?.ino ?? -1;
+      if (op.op === 'symlink' && !expected) (m.resolve(op.path) as MLink).ino = s.inode(op.path).ino;
+      if (op.op === 'importJob') for (const { path, file } of m.records()) if (file.ino === 0) file.ino = s.meta.resolve(path)?.ino ?? -1;
       if (op.op === 'read' && !expected && !got.data!.equals((m.resolve(op.path) as MFile).content)) fail(`op ${i}: read returned other data`);
       if (ctx.armed !== m.flaky) fail(`op ${i} (${describe(op)}): the flaky fault is ${ctx.armed ? 'still armed' : 'consumed'}, model ${m.flaky ? 'armed' : 'consumed'}`);
       await compare(s, m);
