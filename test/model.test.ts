@@ -101,14 +101,8 @@ interface MFifo {
 }
 
 /** A symlink: its target is its content (what its blob holds); export archives it like a file. */
-interface MLink {
+interface MLink extends Omit<MFile, 'kind'> {
   kind: 'symlink';
-  ino: number;
-  content: Buffer;
-  flags: number;
-  blobName: string | null;
-  token: number | null;
-  changed?: boolean;
 }
 
 /** What an archive uploads: a regular file or a symlink. */
@@ -291,16 +285,20 @@ class Model {
     return undefined;
   }
 
+  /** A new entry at a path: its parent must be a directory and the name free. */
+  private place(path: string, node: MNode): string | undefined {
+    const rp = this.resolveParent(path);
+    if ('error' in rp) return rp.error;
+    if (rp.parent.children.has(rp.name)) return 'EEXIST';
+    rp.parent.children.set(rp.name, node);
+    return undefined;
+  }
+
   /** Applies an op; returns the expected error code (the state may change even then: archive conflicts). */
   apply(op: Op, peekVersion: (ino: number) => number): string | undefined {
     switch (op.op) {
-      case 'create': {
-        const rp = this.resolveParent(op.path);
-        if ('error' in rp) return rp.error;
-        if (rp.parent.children.has(rp.name)) return 'EEXIST';
-        rp.parent.children.set(rp.name, { kind: 'file', ino: 0, content: Buffer.from(op.data), flags: 0, blobName: null, token: null });
-        return undefined;
-      }
+      case 'create':
+        return this.place(op.path, { kind: 'file', ino: 0, content: Buffer.from(op.data), flags: 0, blobName: null, token: null });
       case 'write': {
         const f = this.resolve(op.path);
         if (!f) return 'ENOENT';
@@ -364,13 +362,8 @@ class Model {
         dst.parent.children.set(dst.name, moving);
         return undefined;
       }
-      case 'symlink': {
-        const rp = this.resolveParent(op.path);
-        if ('error' in rp) return rp.error;
-        if (rp.parent.children.has(rp.name)) return 'EEXIST';
-        rp.parent.children.set(rp.name, { kind: 'symlink', ino: 0, content: Buffer.from(op.target), flags: 0, blobName: null, token: null });
-        return undefined;
-      }
+      case 'symlink':
+        return this.place(op.path, { kind: 'symlink', ino: 0, content: Buffer.from(op.target), flags: 0, blobName: null, token: null });
       case 'link': {
         // As the VFS checks: the new name's parent, the existing file, no directory, the new name free.
         const rp = this.resolveParent(op.to);
@@ -391,20 +384,10 @@ class Model {
         rp.parent.children.delete(rp.name);
         return undefined;
       }
-      case 'mkdir': {
-        const rp = this.resolveParent(op.path);
-        if ('error' in rp) return rp.error;
-        if (rp.parent.children.has(rp.name)) return 'EEXIST';
-        rp.parent.children.set(rp.name, { kind: 'dir', children: new Map(), stub: null, uid: LOCAL_UID });
-        return undefined;
-      }
-      case 'mkfifo': {
-        const rp = this.resolveParent(op.path);
-        if ('error' in rp) return rp.error;
-        if (rp.parent.children.has(rp.name)) return 'EEXIST';
-        rp.parent.children.set(rp.name, { kind: 'fifo', ino: 0 });
-        return undefined;
-      }
+      case 'mkdir':
+        return this.place(op.path, { kind: 'dir', children: new Map(), stub: null, uid: LOCAL_UID });
+      case 'mkfifo':
+        return this.place(op.path, { kind: 'fifo', ino: 0 });
       case 'rmdir': {
         const rp = this.resolveParent(op.path);
         if ('error' in rp) return rp.error;
