@@ -5,6 +5,7 @@
 // stdin/stdout). Runs the workloads from child processes and stops the server (breaking the mount if it does not go).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { mountAt } from '../src/daemon/mount-checks.js';
@@ -43,6 +44,21 @@ interface NullFs {
   stop(): Promise<void>;
 }
 
+/** Stops a null filesystem server (registered for cleanup): asks it to unmount and exit, and after 10 s breaks its
+ * mount and kills it. */
+function stopper(name: string, child: ChildProcess, exited: Promise<void>, mountpoint: string, ask: () => void): () => Promise<void> {
+  return onCleanup(name, async () => {
+    if (child.exitCode === null) ask();
+    const gone = await Promise.race([exited.then(() => true), sleep(10_000).then(() => false)]);
+    if (!gone) {
+      breakMount(mountpoint);
+      child.kill('SIGKILL');
+      await Promise.race([exited, sleep(5000)]);
+    }
+    if (isMounted(mountpoint)) breakMount(mountpoint);
+  });
+}
+
 async function startFuseNative(cfg: NullFsConfig): Promise<NullFs> {
   assertRunning('the fuse-native null filesystem');
   mkdirSync(cfg.mountpoint, { recursive: true });
@@ -60,15 +76,8 @@ async function startFuseNative(cfg: NullFsConfig): Promise<NullFs> {
       child.send({ cmd });
     });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const stop = onCleanup(`null-fs ${cfg.mountpoint}`, async () => {
-    if (child.exitCode === null && child.connected) child.send({ cmd: 'stop' });
-    const gone = await Promise.race([exited.then(() => true), sleep(10_000).then(() => false)]);
-    if (!gone) {
-      breakMount(cfg.mountpoint);
-      child.kill('SIGKILL');
-      await Promise.race([exited, sleep(5000)]);
-    }
-    if (isMounted(cfg.mountpoint)) breakMount(cfg.mountpoint);
+  const stop = stopper(`null-fs ${cfg.mountpoint}`, child, exited, cfg.mountpoint, () => {
+    if (child.connected) child.send({ cmd: 'stop' });
   });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('null-fs did not mount within 20 s')), 20_000);
@@ -131,16 +140,7 @@ async function startCLowLevel(binary: string, cfg: NullFsConfig, writeback: bool
       });
     });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const stop = onCleanup(`null-ll ${cfg.mountpoint}`, async () => {
-    if (child.exitCode === null) child.stdin!.end('stop\n');
-    const gone = await Promise.race([exited.then(() => true), sleep(10_000).then(() => false)]);
-    if (!gone) {
-      breakMount(cfg.mountpoint);
-      child.kill('SIGKILL');
-      await Promise.race([exited, sleep(5000)]);
-    }
-    if (isMounted(cfg.mountpoint)) breakMount(cfg.mountpoint);
-  });
+  const stop = stopper(`null-ll ${cfg.mountpoint}`, child, exited, cfg.mountpoint, () => child.stdin!.end('stop\n'));
   const died = exited.then(() => {
     throw new Error(`null-ll exited (${child.exitCode}) before mounting`);
   });
@@ -152,6 +152,9 @@ async function startCLowLevel(binary: string, cfg: NullFsConfig, writeback: bool
     throw err;
   }
   died.catch(() => undefined);
+  // "ready" comes from the INIT callback, before the kernel has read the reply, and the kernel sets the read-ahead
+  // from that reply: one request through the mount (it waits for INIT) first, or 1024 KiB is lowered to 128 again.
+  await stat(cfg.mountpoint);
   raiseReadAhead(cfg.mountpoint, log);
   return {
     stats: async () => {

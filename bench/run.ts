@@ -31,7 +31,7 @@ async function main(): Promise<number> {
   const log = (line: string) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
   installSignalHandlers(log);
   // Per binding measured: the blobhsm passes are most of a run.
-  const hardLimitMs = (p.name === 'full' || args.scale ? 120 : 25 * args.bindings.length + 5) * 60_000;
+  const hardLimitMs = (p.name === 'full' || args.scale ? 120 : 30 * args.bindings.length + 5) * 60_000;
   const watchdog = setTimeout(() => {
     log(`the run exceeded its ${hardLimitMs / 60_000} min limit: cleaning up`);
     void cleanupAll(log).finally(() => process.exit(124));
@@ -110,7 +110,7 @@ async function main(): Promise<number> {
     const removed = await deleteBlobsUnder(emu.connectionString, [[CONTAINERS.data, ''], [CONTAINERS.namespace, `${BIG_DIR}/dirty-`], [CONTAINERS.smallNamespace, `${SMALL_DIR}/dirty-`]], new Set([LARGE_BLOB]));
     log(`blobhsm on --fuse ${binding}${removed ? ` (deleted ${removed} blobs written by earlier mounts)` : ''}:`);
     try {
-      blobhsm[binding] = await runBlobhsm({ profile: p, binding, env: { baseDir, connectionString: emu.connectionString }, azuritePid: emu.pid, log });
+      blobhsm[binding] = await runBlobhsm({ profile: p, binding, measureCli: binding === args.bindings[0], env: { baseDir, connectionString: emu.connectionString }, azuritePid: emu.pid, log });
     } catch (err) {
       blobhsm[binding] = {};
       log(`blobhsm workloads on ${binding} FAILED: ${describeError(err)}`);

@@ -100,6 +100,10 @@ export function buildRows(p: Profile, refs: References, bh: Results, rc: RcloneO
   ) => {
     const o: Outcome | undefined = bh[id];
     const reference = ref && Number.isFinite(ref.value) && ref.value > 0 ? ref : null;
+    if (o === undefined && id === 'cli-xargs' && binding !== 'fuse3') {
+      rows.push({ id, workload, blobhsm: { error: 'not measured' }, reference, ratio: null, rclone: rcl(id), target, verdict: 'n/a', notes: ['CLI start-up does not depend on the binding: measured on the first pass only'] });
+      return;
+    }
     if (!isMeasurement(o)) {
       rows.push({ id, workload, blobhsm: { error: o?.error ?? 'not run' }, reference, ratio: null, rclone: rcl(id), target, verdict: 'failed', notes: [] });
       return;
@@ -237,6 +241,6 @@ export function buildRows(p: Profile, refs: References, bh: Results, rc: RcloneO
 
 export function fmtFigure(f: Figure | { error: string } | null | undefined): string {
   if (!f) return '—';
-  if ('error' in f) return f.error === 'unavailable' ? 'unavailable' : 'failed';
+  if ('error' in f) return f.error === 'unavailable' || f.error === 'not measured' ? f.error : 'failed';
   return fmtValue(f.value, f.unit);
 }
