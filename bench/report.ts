@@ -61,7 +61,7 @@ export function bindingsTable(byBinding: Partial<Record<Binding, Row[]>>, rclone
     const parts = bindings.flatMap((b) => {
       const x = rowOf(b, r.id);
       if (!x) return [];
-      const err = 'error' in x.blobhsm ? [`failed: ${x.blobhsm.error}`] : [];
+      const err = 'error' in x.blobhsm && x.verdict !== 'n/a' ? [`failed: ${x.blobhsm.error}`] : [];
       const all = [...err, ...x.notes];
       return all.length ? [`${b} [${x.verdict}]: ${all.join('; ')}`] : [];
     });
