@@ -1,4 +1,4 @@
-// `npm run bench:ingest [-- --files N] [--large-mib N] [--no-rclone]`: bulk loading, on one Azurite started here
+// `npm run bench:ingest [-- --files N] [--large-mib N] [--no-rclone] [--only writers]`: bulk loading, on one Azurite started here
 // (in memory, own loopback port), each figure held against a reference from the same run:
 // - `blobhsm ingest` of the small-file set (files/s) vs single-PUT SDK uploads of the same files at the same
 //   concurrency, and vs `rclone copy` (same transfers);
@@ -6,7 +6,7 @@
 // - 8 parallel writers (dd conv=fsync of different files) into a mount vs one writer, and vs the same into the
 //   cache disk;
 // - `rsync -a` of the small-file set into a mount vs into a local directory, and a second `rsync -a` (files sent).
-// Prints the rows as the main bench does and writes them as JSON under bench/results/.
+// `--only writers` runs the parallel-writers rows alone. Prints the rows as the main bench does and writes them as JSON under bench/results/.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,14 +27,20 @@ const SMALL_BYTES = 10 * 1024;
 const INGEST_CONCURRENCY = 16;
 const WRITERS = 8;
 
-function parse(argv: string[]): { files: number; largeMiB: number; rclone: boolean } {
-  const o = { files: 2000, largeMiB: 512, rclone: true };
+type Options = { files: number; largeMiB: number; rclone: boolean; only: 'writers' | null };
+
+function parse(argv: string[]): Options {
+  const o: Options = { files: 2000, largeMiB: 512, rclone: true, only: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--files') o.files = Number(argv[++i]);
     else if (a === '--large-mib') o.largeMiB = Number(argv[++i]);
     else if (a === '--no-rclone') o.rclone = false;
-    else throw new Error(`unknown argument '${a}': --files N, --large-mib N, --no-rclone`);
+    else if (a === '--only') {
+      const what = argv[++i];
+      if (what !== 'writers') throw new Error(`--only takes 'writers' (the parallel-writers rows alone), not '${what ?? ''}'`);
+      o.only = what;
+    } else throw new Error(`unknown argument '${a}': --files N, --large-mib N, --no-rclone, --only writers`);
   }
   if (!(o.files > 0 && o.largeMiB > 0)) throw new Error('--files and --large-mib need positive numbers');
   return o;
@@ -57,6 +63,61 @@ function row(id: string, workload: string, value: number, unit: Unit, reference:
 }
 const atLeast = (k: number) => (r: number | null): Verdict => (r !== null && r >= k ? 'meets' : 'short');
 const atMost = (k: number) => (r: number | null): Verdict => (r !== null && r <= k ? 'meets' : 'short');
+
+/** The ingest rows: the small-file set vs SDK single PUTs at the same concurrency and rclone copy; the large file vs the SDK's parallel upload. */
+async function ingestRows(o: Options, env: BlobhsmEnv, connectionString: string, blobEndpoint: string, small: string, largeDir: string, fresh: (name: string) => Promise<string>, rows: Row[], log: (line: string) => void): Promise<void> {
+  // ---- ingest of the small-file set vs SDK single PUTs at the same concurrency, vs rclone copy ----
+  log('SDK: single-PUT uploads of the small files...');
+  const sdkSmall = container(connectionString, await fresh('sdk-small'));
+  const names = Array.from({ length: o.files }, (_, i) => `f${String(i).padStart(6, '0')}`);
+  let t = performance.now();
+  await pool(o.files, INGEST_CONCURRENCY, async (i) => {
+    const data = readFileSync(join(small, names[i]!));
+    await sdkSmall.getBlockBlobClient(names[i]!).upload(data, data.length, { metadata: exportMetadata({ kind: 'file', uid: 0, gid: 0, mode: 0o644, mtimeMs: Date.now() }) });
+  });
+  const sdkSmallRate = o.files / ((performance.now() - t) / 1000);
+  log(`  ${sdkSmallRate.toFixed(0)} files/s`);
+
+  log('blobhsm ingest of the small files...');
+  await fresh('ingest-small');
+  const ing = await blobhsmCli(env, ['ingest', `${small}/`, '--container', 'ingest-small', '--concurrency', String(INGEST_CONCURRENCY), '--json'], 600_000);
+  if (ing.code !== 0) throw new Error(`ingest failed (${ing.code}): ${ing.stderr}`);
+  const ingSummary = JSON.parse(ing.stdout) as { elapsedMs: number; requests: Record<string, number> };
+  const ingRate = o.files / (ing.ms / 1000);
+  log(`  ${ingRate.toFixed(0)} files/s (wall; ${(o.files / (ingSummary.elapsedMs / 1000)).toFixed(0)} files/s inside the run)`);
+  const smallRow = row('ingest-small', `ingest of ${o.files} small files (c=${INGEST_CONCURRENCY})`, ingRate, 'files/s', { value: sdkSmallRate, label: `SDK single PUTs, c=${INGEST_CONCURRENCY}` }, '≥0.9× SDK at equal concurrency; faster than rclone copy', atLeast(0.9), { requests: ingSummary.requests });
+  smallRow.notes.push(`wall time of the CLI process (node start included); inside the run ${(o.files / (ingSummary.elapsedMs / 1000)).toFixed(0)} files/s`);
+  if (o.rclone && (await run('rclone', ['version'], { timeoutMs: 30_000 })).code === 0) {
+    await fresh('rclone-small');
+    const conf = join(env.baseDir, 'rclone.conf');
+    writeFileSync(conf, `[az]\ntype = azureblob\nsas_url = ${containerSasUrl(blobEndpoint, 'rclone-small')}\n`);
+    const rc = await run('rclone', ['--config', conf, 'copy', small, 'az:rclone-small', '--transfers', String(INGEST_CONCURRENCY), '--checkers', String(INGEST_CONCURRENCY)], { timeoutMs: 600_000 });
+    if (rc.code === 0) {
+      smallRow.rclone = { value: o.files / (rc.ms / 1000), unit: 'files/s' };
+      if (smallRow.verdict === 'meets' && smallRow.rclone.value > ingRate) smallRow.verdict = 'short';
+    } else smallRow.rclone = { error: `rclone copy exit ${rc.code}: ${rc.stderr.trim().split('\n').pop()}` };
+  } else smallRow.notes.push('rclone not measured');
+  rows.push(smallRow);
+
+  // ---- ingest of the large file vs the SDK's parallel upload ----
+  log('SDK: parallel block upload of the large file...');
+  const largeData = readFileSync(join(largeDir, 'large.bin'));
+  const sdkLarge = container(connectionString, await fresh('sdk-large'));
+  t = performance.now();
+  await sdkLarge.getBlockBlobClient('large.bin').uploadData(largeData, { blockSize: BLOCK_SIZE, concurrency: UPLOAD_CONCURRENCY });
+  const sdkLargeRate = o.largeMiB / ((performance.now() - t) / 1000);
+  log(`  ${sdkLargeRate.toFixed(0)} MiB/s`);
+  log('blobhsm ingest of the large file...');
+  await fresh('ingest-large');
+  const ingL = await blobhsmCli(env, ['ingest', join(largeDir, 'large.bin'), '--container', 'ingest-large', '--json'], 600_000);
+  if (ingL.code !== 0) throw new Error(`ingest failed (${ingL.code}): ${ingL.stderr}`);
+  const ingLSummary = JSON.parse(ingL.stdout) as { elapsedMs: number; requests: Record<string, number> };
+  const largeRow = row('ingest-large', `ingest of a ${o.largeMiB} MiB file`, o.largeMiB / (ingL.ms / 1000), 'MiB/s', { value: sdkLargeRate, label: 'SDK upload, 8 MiB blocks, c=8' }, '≥0.9× SDK parallel upload', atLeast(0.9), { requests: ingLSummary.requests });
+  // The SDK reference uploads a buffer read before its clock starts and computes no MD5; the CLI reads the file,
+  // hashes it twice (the blob's Content-MD5, each block's transactional MD5) and starts node.
+  largeRow.notes.push(`wall time of the CLI process (node start and the file's read included); inside the run ${(o.largeMiB / (ingLSummary.elapsedMs / 1000)).toFixed(1)} MiB/s`);
+  rows.push(largeRow);
+}
 
 async function main(): Promise<number> {
   const o = parse(process.argv.slice(2));
@@ -90,58 +151,7 @@ async function main(): Promise<number> {
   };
   const rows: Row[] = [];
 
-  // ---- ingest of the small-file set vs SDK single PUTs at the same concurrency, vs rclone copy ----
-  log('SDK: single-PUT uploads of the small files...');
-  const sdkSmall = container(emu.connectionString, await fresh('sdk-small'));
-  const names = Array.from({ length: o.files }, (_, i) => `f${String(i).padStart(6, '0')}`);
-  let t = performance.now();
-  await pool(o.files, INGEST_CONCURRENCY, async (i) => {
-    const data = readFileSync(join(small, names[i]!));
-    await sdkSmall.getBlockBlobClient(names[i]!).upload(data, data.length, { metadata: exportMetadata({ kind: 'file', uid: 0, gid: 0, mode: 0o644, mtimeMs: Date.now() }) });
-  });
-  const sdkSmallRate = o.files / ((performance.now() - t) / 1000);
-  log(`  ${sdkSmallRate.toFixed(0)} files/s`);
-
-  log('blobhsm ingest of the small files...');
-  await fresh('ingest-small');
-  const ing = await blobhsmCli(env, ['ingest', `${small}/`, '--container', 'ingest-small', '--concurrency', String(INGEST_CONCURRENCY), '--json'], 600_000);
-  if (ing.code !== 0) throw new Error(`ingest failed (${ing.code}): ${ing.stderr}`);
-  const ingSummary = JSON.parse(ing.stdout) as { elapsedMs: number; requests: Record<string, number> };
-  const ingRate = o.files / (ing.ms / 1000);
-  log(`  ${ingRate.toFixed(0)} files/s (wall; ${(o.files / (ingSummary.elapsedMs / 1000)).toFixed(0)} files/s inside the run)`);
-  const smallRow = row('ingest-small', `ingest of ${o.files} small files (c=${INGEST_CONCURRENCY})`, ingRate, 'files/s', { value: sdkSmallRate, label: `SDK single PUTs, c=${INGEST_CONCURRENCY}` }, '≥0.9× SDK at equal concurrency; faster than rclone copy', atLeast(0.9), { requests: ingSummary.requests });
-  smallRow.notes.push(`wall time of the CLI process (node start included); inside the run ${(o.files / (ingSummary.elapsedMs / 1000)).toFixed(0)} files/s`);
-  if (o.rclone && (await run('rclone', ['version'], { timeoutMs: 30_000 })).code === 0) {
-    await fresh('rclone-small');
-    const conf = join(baseDir, 'rclone.conf');
-    writeFileSync(conf, `[az]\ntype = azureblob\nsas_url = ${containerSasUrl(emu.blobEndpoint, 'rclone-small')}\n`);
-    const rc = await run('rclone', ['--config', conf, 'copy', small, 'az:rclone-small', '--transfers', String(INGEST_CONCURRENCY), '--checkers', String(INGEST_CONCURRENCY)], { timeoutMs: 600_000 });
-    if (rc.code === 0) {
-      smallRow.rclone = { value: o.files / (rc.ms / 1000), unit: 'files/s' };
-      if (smallRow.verdict === 'meets' && smallRow.rclone.value > ingRate) smallRow.verdict = 'short';
-    } else smallRow.rclone = { error: `rclone copy exit ${rc.code}: ${rc.stderr.trim().split('\n').pop()}` };
-  } else smallRow.notes.push('rclone not measured');
-  rows.push(smallRow);
-
-  // ---- ingest of the large file vs the SDK's parallel upload ----
-  log('SDK: parallel block upload of the large file...');
-  const largeData = readFileSync(join(largeDir, 'large.bin'));
-  const sdkLarge = container(emu.connectionString, await fresh('sdk-large'));
-  t = performance.now();
-  await sdkLarge.getBlockBlobClient('large.bin').uploadData(largeData, { blockSize: BLOCK_SIZE, concurrency: UPLOAD_CONCURRENCY });
-  const sdkLargeRate = o.largeMiB / ((performance.now() - t) / 1000);
-  log(`  ${sdkLargeRate.toFixed(0)} MiB/s`);
-  log('blobhsm ingest of the large file...');
-  await fresh('ingest-large');
-  const ingL = await blobhsmCli(env, ['ingest', join(largeDir, 'large.bin'), '--container', 'ingest-large', '--json'], 600_000);
-  if (ingL.code !== 0) throw new Error(`ingest failed (${ingL.code}): ${ingL.stderr}`);
-  const ingLSummary = JSON.parse(ingL.stdout) as { elapsedMs: number; requests: Record<string, number> };
-  const largeRow = row('ingest-large', `ingest of a ${o.largeMiB} MiB file`, o.largeMiB / (ingL.ms / 1000), 'MiB/s', { value: sdkLargeRate, label: 'SDK upload, 8 MiB blocks, c=8' }, '≥0.9× SDK parallel upload', atLeast(0.9), { requests: ingLSummary.requests });
-  // The SDK reference uploads a buffer read before its clock starts and computes no MD5; the CLI reads the file,
-  // hashes it twice (the blob's Content-MD5, each block's transactional MD5) and starts node.
-  largeRow.notes.push(`wall time of the CLI process (node start and the file's read included); inside the run ${(o.largeMiB / (ingLSummary.elapsedMs / 1000)).toFixed(1)} MiB/s`);
-  rows.push(largeRow);
-
+  if (o.only === null) await ingestRows(o, env, emu.connectionString, emu.blobEndpoint, small, largeDir, fresh, rows, log);
   // ---- parallel writers into a mount vs one, vs the cache disk ----
   const each = Math.max(1, Math.floor(o.largeMiB / WRITERS));
   const ddAll = async (dir: string, count: number, mib: number) => {
@@ -175,6 +185,7 @@ async function main(): Promise<number> {
     rows.push(row('writers-1', `1 writer into the mount (${each * WRITERS} MiB, conv=fsync)`, mnt1, 'MiB/s', { value: disk1, label: '1 writer into the cache disk' }, '(reference of the row above)', () => 'n/a'));
 
     // ---- rsync -a of the small-file set: mount vs local directory; a second rsync sends nothing ----
+    if (o.only === null) {
     log('rsync -a into a local directory and into the mount...');
     const local = join(baseDir, 'rsync-local');
     const rl = await runOk('rsync', ['-a', `${small}/`, `${local}/`], { timeoutMs: 600_000 });
@@ -187,6 +198,7 @@ async function main(): Promise<number> {
     const second = row('rsync-again', 'second rsync -a (files sent again)', again.ms, 'ms', null, '0 files sent', () => (sent === 0 ? 'meets' : 'short'));
     second.notes.push(`${sent} files sent again (${again.ms.toFixed(0)} ms)`);
     rows.push(second);
+    }
   } finally {
     await m.unmount();
   }

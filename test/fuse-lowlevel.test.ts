@@ -2,7 +2,7 @@
 // a child process (test/helpers/lowlevel-child.ts) and driven from this process: INIT negotiates 1 MiB READ and
 // WRITE, the mount is fuse.blobhsm, requests carry the caller's uid/gid, direct reads arrive as 1 MiB READs,
 // pages stay cached across opens until notify_inval_inode (sent from the native notify thread) drops them, and
-// unmount ends the session loop. Also SO_PEERCRED through the addon.
+// a WRITE's data is released as soon as it is answered, and unmount ends the session loop. Also SO_PEERCRED through the addon.
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -95,6 +95,13 @@ t.test('a mount served through the libfuse3 binding', async (t) => {
   readFileSync(join(mnt, 'data'));
   await settled();
   t.ok(reads() > cached, 'after the invalidation the next read reaches the filesystem again');
+
+  const dd = spawnSync('dd', ['if=/dev/zero', `of=${join(mnt, 'data')}`, 'bs=1M', 'count=2', 'conv=notrunc,fsync', 'status=none'], { encoding: 'utf8' });
+  t.equal(dd.stderr, '', 'dd into the mount');
+  await settled();
+  const writes = events.filter((e) => e.op === 'write');
+  t.same(writes.map((e) => e.received), [1 << 20, 1 << 20], 'buffered 1 MiB writes arrive as 1 MiB WRITEs');
+  t.same(writes.map((e) => e.lengthAfterAnswer), [0, 0], "a WRITE's data is released once answered (not left to a garbage collection)");
 
   child.stdin.write('stop\n');
   await next((e) => e.op === 'unmounted');

@@ -1,5 +1,5 @@
-// A child process serving a tiny read-only tree through the libfuse3 binding (src/fuse/lowlevel.ts), for
-// test/fuse-lowlevel.test.ts: the root holds `data` (SIZE bytes of a known pattern). It reports every request it
+// A child process serving a tiny tree through the libfuse3 binding (src/fuse/lowlevel.ts), for
+// test/fuse-lowlevel.test.ts: the root holds `data` (SIZE bytes of a known pattern; writes are answered and reported, not kept). It reports every request it
 // sees as a JSON line on stdout and takes commands on stdin ("ping <id>" answered after every earlier event,
 // "inval <ino>", "stop"), so the test can drive the mount from its own process and check what the kernel sent.
 import { createInterface } from 'node:readline';
@@ -63,7 +63,12 @@ const handler: LowLevelHandler = {
     const length = Math.max(0, Math.min(size, SIZE - offset));
     return { data: pattern(offset, length), length };
   },
-  write: notSupported,
+  write: async (_ino, _fh, data, offset) => {
+    // Keeps the Buffer past the answer: the binding releases a WRITE's data once answered (it is then empty).
+    const received = data.length;
+    setImmediate(() => emit({ op: 'write', offset, received, lengthAfterAnswer: data.length }));
+    return received;
+  },
   flush: async () => undefined,
   release: async () => undefined,
   fsync: async () => undefined,
@@ -78,7 +83,7 @@ const handler: LowLevelHandler = {
 };
 
 const { session, negotiated } = await LowLevelSession.mount(mountpoint!, handler, {
-  mountOptions: ['fsname=blobhsm', 'subtype=blobhsm', 'default_permissions', 'allow_other', 'ro'],
+  mountOptions: ['fsname=blobhsm', 'subtype=blobhsm', 'default_permissions', 'allow_other'],
   maxRead: 1 << 20,
   maxWrite: 1 << 20,
   maxBackground: 64,

@@ -872,6 +872,22 @@ static napi_value js_peer_cred(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// releaseBuffer(data): detaches a WRITE's data buffer once it was written. Its memory goes back at once instead of
+// when a garbage collection finds the Buffer: 1 MiB of external memory per WRITE made V8 run a full mark-compact
+// every few dozen MiB written (measured: 41 % of the daemon's CPU under 8 parallel writers). JS holding the Buffer
+// afterwards sees it empty, never freed memory.
+static napi_value js_release_buffer(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], ab;
+  napi_typedarray_type type;
+  size_t length, offset;
+  void *data;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  CHECK(napi_get_typedarray_info(env, argv[0], &type, &length, &data, &ab, &offset));
+  CHECK(napi_detach_arraybuffer(env, ab));
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"mount", 0, js_mount, 0, 0, 0, napi_default, 0},
@@ -891,6 +907,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"replyStatfs", 0, js_reply_statfs, 0, 0, 0, napi_default, 0},
       {"replyDir", 0, js_reply_dir, 0, 0, 0, napi_default, 0},
       {"peerCred", 0, js_peer_cred, 0, 0, 0, napi_default, 0},
+      {"releaseBuffer", 0, js_release_buffer, 0, 0, 0, napi_default, 0},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;
