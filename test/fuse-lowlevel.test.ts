@@ -2,7 +2,7 @@
 // a child process (test/helpers/lowlevel-child.ts) and driven from this process: INIT negotiates 1 MiB READ and
 // WRITE, the mount is fuse.blobhsm, requests carry the caller's uid/gid, direct reads arrive as 1 MiB READs,
 // pages stay cached across opens until notify_inval_inode (sent from the native notify thread) drops them, and
-// a WRITE's data is released as soon as it is answered, and unmount ends the session loop. Also SO_PEERCRED through the addon.
+// a WRITE's data is released as soon as it is answered, and unmount ends the session loop. Also SO_PEERCRED through the addon, and an addon older than the TypeScript is refused.
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -126,4 +126,13 @@ t.test('peerCredentials reads SO_PEERCRED of a Unix socket connection', async (t
   t.same(peerCredentials(fd), { pid: process.pid, uid: process.getuid!(), gid: process.getgid!() });
   client.destroy();
   s.destroy();
+});
+
+t.test('an addon built from an older blobhsm_fuse.c is refused with what to do', async (t) => {
+  // Any N-API module without releaseBuffer stands for it: fuse-native's prebuilt binary.
+  const stale = resolve(import.meta.dirname, '../node_modules/fuse-native/prebuilds/linux-x64/node.napi.node');
+  const lowlevel = resolve(import.meta.dirname, '../dist/src/fuse/lowlevel.js');
+  const script = `const m = await import(${JSON.stringify(lowlevel)}); const a = m.loadAddon(); console.log(a instanceof Error ? a.message : 'loaded');`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, BLOBHSM_FUSE3_ADDON: stale } });
+  t.match(r.stdout, /is older than this blobhsm \(it has no releaseBuffer\); rebuild it: bash bin\/build-addon.sh/);
 });

@@ -55,7 +55,9 @@ export function loadAddon(env: NodeJS.ProcessEnv = process.env): Native | Error 
   const path = addonPath(env);
   if (!existsSync(path)) return (loaded = new Error(`the libfuse3 binding is not built (${path} is missing; run npm run setup)`));
   try {
-    loaded = require(path) as Native;
+    const addon = require(path) as Native;
+    // Built from an older blobhsm_fuse.c (a rebase without a rebuild): its WRITEs would be answered twice here.
+    loaded = typeof addon.releaseBuffer === 'function' ? addon : new Error(`the libfuse3 binding at ${path} is older than this blobhsm (it has no releaseBuffer); rebuild it: bash bin/build-addon.sh`);
   } catch (err) {
     loaded = new Error(`the libfuse3 binding at ${path} cannot be loaded: ${(err as Error).message}`, { cause: err });
   }
