@@ -12,13 +12,13 @@
 //   same concurrency on the same blobs. AMLFS documents about 2,000 events/s.
 // `--parts listing,visible,feed` runs some of them. Prints the rows as the other benches do and writes them as JSON
 // under bench/results/.
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { existsSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
 import { startEmulator } from '../src/emulator/emulator.js';
 import type { AutoImportMetrics } from '../src/jobs/auto-import.js';
 import { ChangeFeedWriter, type FeedEvent } from '../test/helpers/change-feed-writer.js';
-import { installSignalHandlers, onCleanup, runBench } from './cleanup.js';
+import { onCleanup, runBench, startBench } from './cleanup.js';
 import { run, sleep } from './proc.js';
 import { blobhsmCli, mountBlobhsm, requestDelta, type BlobhsmEnv, type BlobhsmMount } from './blobhsm-mount.js';
 import { startListingServer, wideNamespace } from './listing-server.js';
@@ -308,24 +308,10 @@ async function feedRate(env: BlobhsmEnv, feed: ChangeFeedWriter, blobs: number, 
 
 async function main(): Promise<number> {
   const o = parse(process.argv.slice(2));
-  const started = new Date();
-  const t0 = performance.now();
-  const log = (line: string) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
-  installSignalHandlers(log);
-  const baseDir = mkdtempSync(join(tmpdir(), 'blobhsm-bench-auto-import-'));
-  onCleanup('work directory', () => {
-    rmSync(join(baseDir, 'product', 'node_modules'), { force: true });
-    rmSync(baseDir, { recursive: true, force: true });
-  });
+  const { started, t0, log, baseDir } = startBench('auto-import');
   const product = snapshotProduct(join(baseDir, 'product'));
-  // The libfuse3 addon, where the snapshot's CLI looks for it (src/fuse/lowlevel.ts addonPath): without it the
-  // mounts would fall back to fuse-native, whose kernel caches auto-import cannot invalidate.
-  const addon = 'src/fuse/native/build/Release/blobhsm_fuse.node';
-  if (existsSync(join(REPO, addon))) {
-    mkdirSync(dirname(join(product, addon)), { recursive: true });
-    cpSync(join(REPO, addon), join(product, addon));
-  }
-  else log('the libfuse3 addon is not built (bash bin/build-addon.sh): mounts use fuse-native');
+  // Without the libfuse3 addon the mounts fall back to fuse-native, whose kernel caches auto-import cannot invalidate.
+  if (!existsSync(join(product, 'src/fuse/native/build/Release/blobhsm_fuse.node'))) log('the libfuse3 addon is not built (bash bin/build-addon.sh): mounts use fuse-native');
   const loadStart = loadavg()[0]!;
   log(`auto-import bench: listing passes at ${o.blobs.join(', ')} blobs, ${o.samples} visibility samples per mode, ${o.feedBlobs} feed blobs; load ${loadStart.toFixed(1)}`);
   const rows: Row[] = [];

@@ -1,9 +1,10 @@
 // Teardown for the whole bench run: a stack of cleanup steps run in reverse on success, failure or a signal
 // (mounts, daemons, rclone, the null filesystem, Azurite), and a way to break a FUSE mount that no longer answers
 // (abort its fusectl connection, then detach it lazily). Reads /proc only; never touches the mount.
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { mountTable as mounts, isMounted } from '../src/daemon/mount-checks.js';
 
 export { mounts, isMounted };
@@ -116,4 +117,21 @@ export async function runBench(main: () => Promise<number>): Promise<never> {
     await cleanupAll();
   }
   process.exit(code);
+}
+
+/**
+ * The start of a bench run: its start time, a log with seconds since then, the signal handlers, and a work
+ * directory (its `product` snapshot's node_modules link first) removed by the cleanup.
+ */
+export function startBench(name: string): { started: Date; t0: number; log: (line: string) => void; baseDir: string } {
+  const started = new Date();
+  const t0 = performance.now();
+  const log = (line: string) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
+  installSignalHandlers(log);
+  const baseDir = mkdtempSync(join(tmpdir(), `blobhsm-bench-${name}-`));
+  onCleanup('work directory', () => {
+    rmSync(join(baseDir, 'product', 'node_modules'), { force: true });
+    rmSync(baseDir, { recursive: true, force: true });
+  });
+  return { started, t0, log, baseDir };
 }

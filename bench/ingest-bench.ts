@@ -7,18 +7,17 @@
 //   cache disk;
 // - `rsync -a` of the small-file set into a mount vs into a local directory, and a second `rsync -a` (files sent).
 // `--only writers` runs the parallel-writers rows alone. Prints the rows as the main bench does and writes them as JSON under bench/results/.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { startEmulator } from '../src/emulator/emulator.js';
 import { exportMetadata } from '../src/namespace/blob-encoding.js';
-import { MiB } from './profile.js';
-import { cleanupAll, installSignalHandlers, onCleanup } from './cleanup.js';
+import { onCleanup, runBench, startBench } from './cleanup.js';
 import { run, runOk } from './proc.js';
 import { blobhsmCli, mountBlobhsm, requestDelta, type BlobhsmEnv } from './blobhsm-mount.js';
 import { container, pool, serviceClient, BLOCK_SIZE, UPLOAD_CONCURRENCY } from './sdk.js';
 import { containerSasUrl } from './rclone.js';
-import { defaultResultsPath, table, writeJson } from './report.js';
+import { publish } from './report.js';
 import { REPO, snapshotProduct } from './product.js';
 import type { Row, Verdict } from './targets.js';
 import type { Unit } from './results.js';
@@ -121,15 +120,7 @@ async function ingestRows(o: Options, env: BlobhsmEnv, connectionString: string,
 
 async function main(): Promise<number> {
   const o = parse(process.argv.slice(2));
-  const started = new Date();
-  const t0 = performance.now();
-  const log = (line: string) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
-  installSignalHandlers(log);
-  const baseDir = mkdtempSync(join(tmpdir(), 'blobhsm-bench-ingest-'));
-  onCleanup('work directory', () => {
-    rmSync(join(baseDir, 'product', 'node_modules'), { force: true });
-    rmSync(baseDir, { recursive: true, force: true });
-  });
+  const { started, t0, log, baseDir } = startBench('ingest');
   snapshotProduct(join(baseDir, 'product'));
   const emu = await startEmulator({ dataDir: join(baseDir, 'azurite'), inMemory: true });
   onCleanup('Azurite', () => emu.stop(5000));
@@ -203,20 +194,9 @@ async function main(): Promise<number> {
     await m.unmount();
   }
 
-  const header = `blobhsm ingest bench, ${started.toISOString()}, ${((performance.now() - t0) / 1000).toFixed(0)} s; ${cpus().length} CPUs, Node ${process.version}; load average ${loadStart.toFixed(1)} at start, ${loadavg()[0]!.toFixed(1)} at the end; mount rows on ${binding}`;
-  process.stdout.write(`\n${header}\n\n${table(rows, o.rclone ? 'rclone copy (same transfers)' : 'skipped')}\n`);
-  const out = defaultResultsPath(REPO, 'ingest', started);
-  writeJson(out, { startedAt: started.toISOString(), options: o, binding, rows });
-  process.stdout.write(`\nJSON: ${out}\n`);
+  const elapsedS = (performance.now() - t0) / 1000;
+  publish({ title: `blobhsm ingest bench (mount rows on ${binding})`, profile: 'ingest', repoRoot: REPO, started, elapsedS, loadStart, rows, rcloneNote: o.rclone ? 'rclone copy (same transfers)' : 'skipped', data: { options: o, binding } });
   return 0;
 }
 
-let code = 1;
-try {
-  code = await main();
-} catch (err) {
-  process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
-} finally {
-  await cleanupAll();
-}
-process.exit(code);
+await runBench(main);
