@@ -333,12 +333,14 @@ t.test('a full cache filesystem is ENOSPC for the writer, and the mount stays us
     rmSync(dir, { recursive: true, force: true });
     return void t.plan(0, `cannot mount a tmpfs: ${String(mounted.stderr)}`);
   }
-  const cacheDir = join(dir, 'cache');
-  const m = await mountContainer(t, azurite, [], ['--cache-dir', cacheDir]);
+  // Registered before the mount is tried, so a failing mount does not leave the tmpfs behind; lazy, because the
+  // daemon may still hold files in it when this runs.
   t.teardown(() => {
     spawnSync('umount', ['-l', dir]);
     rmSync(dir, { recursive: true, force: true });
   });
+  const cacheDir = join(dir, 'cache');
+  const m = await mountContainer(t, azurite, [], ['--cache-dir', cacheDir]);
   const full = await m.sh('dd if=/dev/zero of="$MNT/full.bin" bs=1M count=32');
   t.not(full.code, 0);
   t.match(full.stderr, /No space left on device/, 'the writer sees ENOSPC');
