@@ -206,14 +206,7 @@ async function visibility(
   const c = container(env.connectionString, name);
   await c.create();
   await pool(100, 8, async (i) => void (await c.getBlockBlobClient(`old/f${i}`).upload('x', 1)));
-  let chunk = '';
-  if (feed) {
-    const hour = new Date();
-    hour.setUTCMinutes(0, 0, 0);
-    const [shard] = await feed.writeSegment(hour, 1, 'Publishing');
-    await feed.setLastConsumable(hour);
-    chunk = `${shard}00000.avro`;
-  }
+  const chunk = feed ? await feed.openCurrentHour() : '';
   const m = await mountBlobhsm(env, name, name, name, { extraArgs: [...MOUNT_FLAGS, '--auto-import-source', mode] });
   try {
     await until(await metricsUrl(env, m), 'Full Sync', (x) => x.state === 'BlobSync' && x.source === mode);
@@ -254,11 +247,8 @@ async function feedRate(env: BlobhsmEnv, feed: ChangeFeedWriter, blobs: number, 
   const name = 'feed-rate';
   const c = container(env.connectionString, name);
   await c.create();
-  const hour = new Date();
-  hour.setUTCMinutes(0, 0, 0);
-  const [shard] = await feed.writeSegment(hour, 1, 'Publishing');
-  await feed.setLastConsumable(hour);
-  const chunk = `${shard}00001.avro`;
+  // Chunk 1: the change-feed visibility rows may have appended to chunk 0 of this hour's segment already.
+  const chunk = await feed.openCurrentHour(1);
   const m = await mountBlobhsm(env, name, name, name, { extraArgs: [...MOUNT_FLAGS, '--auto-import-source', 'change-feed'] });
   let sequencer = 1_000_000n;
   try {

@@ -284,11 +284,7 @@ t.test('change-feed mode: an event whose etag the local entry records (our own e
   t.teardown(() => azurite.stop());
   const feed = new ChangeFeedWriter(azurite.connectionString);
   await feed.init();
-  const hour = new Date();
-  hour.setUTCMinutes(0, 0, 0);
-  const [shard] = await feed.writeSegment(hour, 1, 'Publishing');
-  await feed.setLastConsumable(hour);
-  const chunk = `${shard}00000.avro`;
+  const chunk = await feed.openCurrentHour();
   const s = await makeStack({ blobs: { 'a.txt': 'a' } });
   t.teardown(() => s.cleanup());
   const a = importer(s, {}, { changeFeed: createAzureStore({ container: '$blobchangefeed', connectionString: azurite.connectionString, env: {} }) });

@@ -204,11 +204,7 @@ t.test('--maximum-errors: failed passes count; past the limit auto-import stops 
 t.test('change-feed mode: events apply; a kill -9 resumes from the cursor without repeating or missing one', async (t) => {
   const feed = new ChangeFeedWriter(azurite.connectionString);
   await feed.init();
-  const hour = new Date();
-  hour.setUTCMinutes(0, 0, 0);
-  const [shard] = await feed.writeSegment(hour, 1, 'Publishing');
-  await feed.setLastConsumable(hour);
-  const chunk = `${shard}00000.avro`;
+  const chunk = await feed.openCurrentHour();
 
   const m = await mountContainer(t, azurite, [{ name: 'base.txt', data: 'base\n' }], [
     '--auto-import', '--auto-import-source', 'change-feed', '--auto-import-interval', '1', '--enable-deletions', '--conflict-mode', 'OverwriteIfDirty', '--attr-timeout', '1',

@@ -92,6 +92,18 @@ export class ChangeFeedWriter {
     return paths;
   }
 
+  /**
+   * Opens the current hour's segment with one shard (Publishing), makes that hour the last consumable one, and
+   * returns the path of the shard's chunk file number `chunk`, for append().
+   */
+  async openCurrentHour(chunk = 0): Promise<string> {
+    const hour = new Date();
+    hour.setUTCMinutes(0, 0, 0);
+    const [shard] = await this.writeSegment(hour, 1, 'Publishing');
+    await this.setLastConsumable(hour);
+    return `${shard}${String(chunk).padStart(5, '0')}.avro`;
+  }
+
   /** Appends one Avro block holding `events` to a chunk file (created with its header on first use). */
   async append(chunk: string, events: FeedEvent[]): Promise<void> {
     const blob = this.client.getAppendBlobClient(chunk);
