@@ -19,13 +19,13 @@ import type { IdMap } from '../namespace/id-map.js';
 import { exportDirectoryRenames } from './directory-rename.js';
 import { JobLog } from './job-log.js';
 import { LOCAL_ONLY_REASON } from '../namespace/file-types.js';
+import { ROOT_INO, type Inode, type KernelCache, type MetaStore } from '../namespace/types.js';
+import { CONFLICT_MODES, decideImport, isConflictMode, type ConflictMode } from './decide-import.js';
 
 /** Whether a path ('/a/b') is under one of the job's prefixes ('/' takes everything). */
 function underPrefixes(prefixes: string[]): (path: string) => boolean {
   return (path) => prefixes.some((p) => p === '/' || path === p || path.startsWith(p.replace(/\/+$/, '') + '/'));
 }
-import { ROOT_INO, type Inode, type KernelCache, type MetaStore } from '../namespace/types.js';
-import { CONFLICT_MODES, decideImport, isConflictMode, type ConflictMode } from './decide-import.js';
 
 export type JobState = 'InProgress' | 'Canceling' | 'Succeeded' | 'Failed' | 'Canceled';
 export type JobKind = 'export' | 'import';
