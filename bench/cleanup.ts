@@ -121,15 +121,21 @@ export async function runBench(main: () => Promise<number>): Promise<never> {
 
 /**
  * The start of a bench run: its start time, a log with seconds since then, the signal handlers, and a work
- * directory (its `product` snapshot's node_modules link first) removed by the cleanup.
+ * directory removed by the cleanup (its `product` snapshot's node_modules link first, never the repo's modules),
+ * unless something is still mounted under it.
  */
-export function startBench(name: string): { started: Date; t0: number; log: (line: string) => void; baseDir: string } {
+export function startBench(name: string | null): { started: Date; t0: number; log: (line: string) => void; baseDir: string } {
   const started = new Date();
   const t0 = performance.now();
   const log = (line: string) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
   installSignalHandlers(log);
-  const baseDir = mkdtempSync(join(tmpdir(), `blobhsm-bench-${name}-`));
+  const baseDir = mkdtempSync(join(tmpdir(), name ? `blobhsm-bench-${name}-` : 'blobhsm-bench-'));
   onCleanup('work directory', () => {
+    const live = mounts().filter((m) => m.mountpoint.startsWith(baseDir + '/'));
+    if (live.length) {
+      log(`not removing ${baseDir}: still mounted: ${live.map((m) => m.mountpoint).join(', ')}`);
+      return;
+    }
     rmSync(join(baseDir, 'product', 'node_modules'), { force: true });
     rmSync(baseDir, { recursive: true, force: true });
   });

@@ -89,14 +89,14 @@ export function defaultResultsPath(repoRoot: string, profile: string, when: Date
 
 /**
  * Prints a run's header (what ran, when, how long, the machine's load at start and end) and its table, and writes
- * the rows with `data` as JSON under bench/results/.
+ * the rows with `data` as JSON under bench/results/ (or `out`).
  */
-export function publish(o: { title: string; profile: string; repoRoot: string; started: Date; elapsedS: number; loadStart: number; rows: Row[]; rcloneNote: string; data?: Record<string, unknown> }): void {
+export function publish(o: { title: string; profile: string; repoRoot: string; out?: string; started: Date; elapsedS: number; loadStart: number; rows: Row[]; rcloneNote: string; data?: Record<string, unknown> }): void {
   const header =
     `${o.title}, ${o.started.toISOString()}, ${o.elapsedS.toFixed(0)} s; ${cpus().length} CPUs, Node ${process.version}; ` +
     `load average ${o.loadStart.toFixed(1)} at start, ${loadavg()[0]!.toFixed(1)} at the end`;
   process.stdout.write(`\n${header}\n\n${table(o.rows, o.rcloneNote)}\n`);
-  const out = defaultResultsPath(o.repoRoot, o.profile, o.started);
+  const out = o.out ?? defaultResultsPath(o.repoRoot, o.profile, o.started);
   writeJson(out, { startedAt: o.started.toISOString(), ...o.data, rows: o.rows });
   process.stdout.write(`\nJSON: ${out}\n`);
 }

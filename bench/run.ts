@@ -2,13 +2,13 @@
 // (in-memory, own free loopback port). References first (SDK, local disk, a null FUSE filesystem), then the peer
 // (rclone mount), then blobhsm on each FUSE binding (`--bindings`, default fuse3 then fuse2); prints the table and writes it as JSON under bench/results/. Everything it
 // starts is stopped at the end, on failure and on SIGINT/SIGTERM.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
+import { rmSync } from 'node:fs';
+import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { startEmulator } from '../src/emulator/emulator.js';
 import { parseArgs, MiB, type Binding, type ScaleArgs } from './profile.js';
 import { runScale } from './scale.js';
-import { cleanupAll, installSignalHandlers, mounts, breakMount, onCleanup } from './cleanup.js';
+import { cleanupAll, mounts, breakMount, onCleanup, runBench, startBench } from './cleanup.js';
 import { canDropCaches, dropCaches, setStuckHandler } from './proc.js';
 import { deleteBlobsUnder, seed } from './seed.js';
 import { measureSdk, measureSdkDrift, type SdkDrift, type SdkRefs } from './sdk-refs.js';
@@ -19,17 +19,14 @@ import { runBlobhsm } from './blobhsm-workloads.js';
 import { mountBlobhsm } from './blobhsm-mount.js';
 import { BIG_DIR, CONTAINERS, LARGE_BLOB, SMALL_DIR } from './names.js';
 import { buildRows, type References, type Row } from './targets.js';
-import { bindingsTable, defaultResultsPath, table, writeJson } from './report.js';
+import { bindingsTable, defaultResultsPath, publish, writeJson } from './report.js';
 import { describeError, type Results } from './results.js';
 import { REPO, snapshotProduct } from './product.js';
 
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
   const p = args.profile;
-  const started = new Date();
-  const t0 = performance.now();
-  const log = (line: string) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
-  installSignalHandlers(log);
+  const { started, t0, log, baseDir } = startBench(null);
   // Per binding measured: the blobhsm passes are most of a run.
   const hardLimitMs = (p.name === 'full' || args.scale ? 120 : 30 * args.bindings.length + 5) * 60_000;
   const watchdog = setTimeout(() => {
@@ -38,15 +35,6 @@ async function main(): Promise<number> {
   }, hardLimitMs);
   watchdog.unref();
 
-  const baseDir = mkdtempSync(join(tmpdir(), 'blobhsm-bench-'));
-  onCleanup('work directory', () => {
-    const live = mounts().filter((m) => m.mountpoint.startsWith(baseDir + '/'));
-    if (live.length) log(`not removing ${baseDir}: still mounted: ${live.map((m) => m.mountpoint).join(', ')}`);
-    else {
-      rmSync(join(baseDir, 'product', 'node_modules'), { force: true }); // the link only, never the repo's modules
-      rmSync(baseDir, { recursive: true, force: true });
-    }
-  });
   snapshotProduct(join(baseDir, 'product'));
   if (args.scale) return scaleMain(args.scale, args.out, baseDir, started, t0, log);
   // A workload child stuck in the kernel (hung FUSE mount): abort every mount of this run so it can die.
@@ -156,26 +144,11 @@ async function main(): Promise<number> {
 /** `--profile scale`: bench/scale.ts on synthetic listing sources; prints and writes its own table. */
 async function scaleMain(s: ScaleArgs, outPath: string | undefined, baseDir: string, started: Date, t0: number, log: (line: string) => void): Promise<number> {
   log(`profile scale: a tree of ${s.treeBlobs} blobs, a directory of ${s.wideBlobs}; work dir ${baseDir}`);
-  const loadBefore = loadavg();
+  const loadStart = loadavg()[0]!;
   const rows = await runScale({ baseDir, treeBlobs: s.treeBlobs, wideBlobs: s.wideBlobs, log });
-  const durationS = (performance.now() - t0) / 1000;
-  const header =
-    `blobhsm bench, profile scale, ${started.toISOString()}, ${durationS.toFixed(0)} s; ${cpus().length} CPUs, ` +
-    `${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, Node ${process.version}; load average ${loadBefore[0]!.toFixed(2)} at start, ${loadavg()[0]!.toFixed(2)} at end`;
-  process.stdout.write(`\n${header}\n\n${table(rows, 'not run in the scale profile')}\n`);
-  const out = outPath ?? defaultResultsPath(REPO, 'scale', started);
-  writeJson(out, { profile: 'scale', scale: s, startedAt: started.toISOString(), durationS, machine: { cpus: cpus().length, loadBefore, loadAfter: loadavg() }, rows });
-  process.stdout.write(`\nJSON: ${out}\n`);
+  const elapsedS = (performance.now() - t0) / 1000;
+  publish({ title: 'blobhsm bench, profile scale', profile: 'scale', repoRoot: REPO, out: outPath, started, elapsedS, loadStart, rows, rcloneNote: 'not run in the scale profile', data: { profile: 'scale', scale: s, durationS: elapsedS } });
   return 0;
 }
 
-let code = 1;
-try {
-  code = await main();
-} catch (err) {
-  process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
-  code = 1;
-} finally {
-  await cleanupAll();
-}
-process.exit(code);
+await runBench(main);
