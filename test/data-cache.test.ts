@@ -279,13 +279,13 @@ t.test('R4: a drop racing a write in flight leaves no ghost bytes in the usage c
   t.equal(await cache.exists(3, 1), false);
 });
 
-t.test('createEmpty makes an empty cache file in one open, and empties one that has data', async (t) => {
+t.test('createEmpty makes an empty cache file in one open on the calling thread, and empties one that has data', async (t) => {
   const dir = t.testdir();
   const opens: number[] = [];
-  const counting = { ...fs, open: ((path: string, flags: number, mode: number, cb: (err: NodeJS.ErrnoException | null, fd: number) => void) => {
+  const counting = { ...fs, openSync: ((path: string, flags: number, mode: number) => {
     opens.push(flags);
-    return fs.open(path, flags, mode, cb);
-  }) as typeof fs.open, ftruncate: (() => t.fail('no ftruncate')) as unknown as typeof fs.ftruncate } as typeof fs;
+    return fs.openSync(path, flags, mode);
+  }) as typeof fs.openSync, open: (() => t.fail('no trip to the thread pool')) as unknown as typeof fs.open, ftruncate: (() => t.fail('no ftruncate')) as unknown as typeof fs.ftruncate } as typeof fs;
   const cache = new DataCache({ dir, fs: counting, reserveBytes: 0 });
   t.teardown(() => cache.close());
   await cache.createEmpty(7, 1);
@@ -299,4 +299,17 @@ t.test('createEmpty makes an empty cache file in one open, and empties one that 
   await cache.createEmpty(7, 1);
   t.equal(await cache.size(7, 1), 0, 'emptied');
   t.equal(cache.bytesUsed(), 0, 'its bytes no longer counted');
+});
+
+t.test('createEmpty on a full disk is ENOSPC naming the cache directory, and the file is not made', async (t) => {
+  const dir = t.testdir();
+  const full = { ...fs, openSync: (() => { throw enospc(); }) as unknown as typeof fs.openSync } as typeof fs;
+  const cache = new DataCache({ dir, fs: full, reserveBytes: 0 });
+  t.teardown(() => cache.close());
+  const err = await cache.createEmpty(5, 1).catch((e: unknown) => e);
+  t.ok(err instanceof FsError);
+  t.equal((err as FsError).code, 'ENOSPC');
+  t.match((err as FsError).message, dir);
+  t.equal(await cache.exists(5, 1), false);
+  t.equal(cache.openFiles(), 0);
 });

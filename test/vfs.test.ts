@@ -471,6 +471,20 @@ t.test('errors are FsErrors with the right codes', async (t) => {
   t.equal(s.inode('/top.txt').hsmFlags, IMPORTED, 'a refused write did not restore or dirty');
 });
 
+t.test('lookup answers null for a missing name and errors only for a bad directory or name', async (t) => {
+  const s = await stack(t);
+  const root = s.inodes.inodeAt('/');
+  const dir = s.inodes.inodeAt('/dir');
+  t.equal(await s.inodes.lookup(root, 'nope'), null, 'a missing name is null, not an error');
+  t.equal(await s.inodes.lookup(dir, '.file.bin.XyZ123'), null, "rsync's temporary name before its create");
+  t.equal((await s.inodes.lookup(dir, 'file.bin'))!.ino, s.inode('/dir/file.bin').ino);
+  await rejectsCode(t, s.inodes.lookup(s.inodes.inodeAt('/top.txt'), 'x'), 'ENOTDIR', 'a lookup under a file');
+  await rejectsCode(t, s.inodes.lookup(root, 'x'.repeat(256)), 'ENAMETOOLONG', 'a name over 255 bytes');
+  await rejectsCode(t, s.inodes.lookup(999_999, 'x'), 'ENOENT', 'a lookup in a gone directory');
+  await s.createFile('/dir/new.txt', 'new\n');
+  t.equal((await s.inodes.lookup(dir, 'new.txt'))!.size, 4, 'a name created since is found');
+});
+
 t.test('changelog records of namespace changes', async (t) => {
   const s = await stack(t);
   s.meta.registerChangelogReader();

@@ -40,12 +40,8 @@ export function buildHandler(vfs: Vfs, log: (line: string) => void): LowLevelHan
       if (!(err instanceof FsError) || err.code === 'EIO') log(`${op}: ${describeError(err)}`);
     },
     lookup: async (_c, parent, name) => {
-      try {
-        return entry(await vfs.lookup(parent, name));
-      } catch (err) {
-        if (err instanceof FsError && err.code === 'ENOENT') return null;
-        throw err;
-      }
+      const found = await vfs.lookup(parent, name);
+      return found ? entry(found) : null;
     },
     forget: (ino, n) => void vfs.forget(ino, n).catch((err: unknown) => log(`forget: ${describeError(err)}`)),
     lookedUp: (ino) => vfs.remember(ino),

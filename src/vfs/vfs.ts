@@ -159,12 +159,17 @@ export class Vfs {
     return { ...root, ino: VIRTUAL_INO + i, kind: 'file', mode: 0o444, size: 0, nlink: 1, target: null, hsmFlags: 0, archiveId: 0, blobName: null, etag: null, contentMd5: null };
   }
 
-  /** The inode a name in a directory points to (a root marker included). */
-  private child(parent: number, name: string): Inode {
+  /** The inode a name in a directory points to (a root marker included), undefined when there is none. */
+  private find(parent: number, name: string): Inode | undefined {
     checkName(name);
     const dir = this.inode(parent);
     if (dir.kind !== 'dir') throw new FsError('ENOTDIR', `inode ${parent} is not a directory`);
-    const found = this.meta.lookup(parent, name) ?? (parent === ROOT_INO ? this.virtualAt(this.rootMarkers().indexOf(name)) : undefined);
+    return this.meta.lookup(parent, name) ?? (parent === ROOT_INO ? this.virtualAt(this.rootMarkers().indexOf(name)) : undefined);
+  }
+
+  /** The inode a name in a directory points to (a root marker included). */
+  private child(parent: number, name: string): Inode {
+    const found = this.find(parent, name);
     if (!found) throw new FsError('ENOENT', `no such file or directory: ${name} in inode ${parent}`);
     return found;
   }
@@ -255,8 +260,14 @@ export class Vfs {
 
   // ---- read side -----------------------------------------------------------------------------------------
 
-  async lookup(parent: number, name: string): Promise<Stat> {
-    return this.statOf(this.child(parent, name));
+  /**
+   * The entry of a name, or null when it does not exist: the kernel asks for missing names all the time (every
+   * new name is looked up before it is created, every rename target before the rename), and an error built for
+   * each was a third of a lookup's cost.
+   */
+  async lookup(parent: number, name: string): Promise<Stat | null> {
+    const found = this.find(parent, name);
+    return found ? this.statOf(found) : null;
   }
 
   async getattr(ino: number): Promise<Stat> {
