@@ -7,11 +7,10 @@
 import t, { type Test } from 'tap';
 import { readFile, readdir } from 'node:fs/promises';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAzurite } from './helpers/azurite.js';
-import { mountContainer, type MountFixture } from './helpers/mount.js';
+import { mountContainer, smallTmpfs, type MountFixture } from './helpers/mount.js';
 import {
   S,
   blobNames,
@@ -327,19 +326,9 @@ t.test('big_writes: 1 MiB writes do not arrive as 4 KiB WRITE requests; sequenti
 });
 
 t.test('a full cache filesystem is ENOSPC for the writer, and the mount stays usable', { skip: process.getuid?.() === 0 ? false : 'needs root to mount a tmpfs' }, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'blobhsm-small-'));
-  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', dir]);
-  if (mounted.status !== 0) {
-    rmSync(dir, { recursive: true, force: true });
-    return void t.plan(0, `cannot mount a tmpfs: ${String(mounted.stderr)}`);
-  }
-  // Registered before the mount is tried, so a failing mount does not leave the tmpfs behind; lazy, because the
-  // daemon may still hold files in it when this runs.
-  t.teardown(() => {
-    spawnSync('umount', ['-l', dir]);
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const cacheDir = join(dir, 'cache');
+  const tmpfs = smallTmpfs(t, '16m', 'small');
+  if ('error' in tmpfs) return void t.plan(0, tmpfs.error);
+  const cacheDir = join(tmpfs.dir, 'cache');
   const m = await mountContainer(t, azurite, [], ['--cache-dir', cacheDir]);
   const full = await m.sh('dd if=/dev/zero of="$MNT/full.bin" bs=1M count=32');
   t.not(full.code, 0);

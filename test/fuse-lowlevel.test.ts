@@ -2,10 +2,10 @@
 // a child process (test/helpers/lowlevel-child.ts) and driven from this process: INIT negotiates 1 MiB READ and
 // WRITE, the mount is fuse.blobhsm, requests carry the caller's uid/gid, direct reads arrive as 1 MiB READs,
 // pages stay cached across opens until notify_inval_inode (sent from the native notify thread) drops them, and
-// a WRITE's data is released as soon as it is answered, and unmount ends the session loop. Also SO_PEERCRED through the addon, and an addon older than the TypeScript is refused.
+// a WRITE's data is released as soon as it is answered, and unmount ends the session loop. Also SO_PEERCRED through the addon, and an addon older than the TypeScript (fuse-native's binary, one without direct writes) is refused.
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -135,4 +135,14 @@ t.test('an addon built from an older blobhsm_fuse.c is refused with what to do',
   const script = `const m = await import(${JSON.stringify(lowlevel)}); const a = m.loadAddon(); console.log(a instanceof Error ? a.message : 'loaded');`;
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, BLOBHSM_FUSE3_ADDON: stale } });
   t.match(r.stdout, /is older than this blobhsm \(it has no releaseBuffer\); rebuild it: bash bin\/build-addon.sh/);
+  // One built before direct writes: every function of the addon but those two (a CommonJS module with the same
+  // exports stands for it; require() loads either).
+  const dir = mkdtempSync(join(tmpdir(), 'blobhsm-stale-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const older = join(dir, 'blobhsm_fuse.cjs');
+  const current = Object.getOwnPropertyNames(addon instanceof Error ? {} : addon).filter((k) => k !== 'grantDirectWrite' && k !== 'revokeDirectWrite');
+  writeFileSync(older, `for (const k of ${JSON.stringify(current)}) exports[k] = () => {};`);
+  const r2 = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, BLOBHSM_FUSE3_ADDON: older } });
+  t.ok(current.includes('releaseBuffer'), 'the stand-in has the older functions');
+  t.match(r2.stdout, /is older than this blobhsm \(it has no grantDirectWrite\); rebuild it: bash bin\/build-addon.sh/, 'an addon without direct writes is refused');
 });

@@ -7,7 +7,12 @@
 // Open file descriptors live in an LRU. Callers that do their own I/O on a raw fd (FUSE reads straight into the
 // kernel's buffer) must hold a lease (withFd/acquire) across the await: an fd evicted from the LRU while leased
 // is closed only when its last lease ends, so its number is never reused under a running read.
+//
+// Another writer may write a cache file itself (the libfuse3 binding's direct writes, through its own dup of the
+// descriptor): lendForWrites gives it the descriptor and a budget of bytes taken from the room now (so the reserve
+// stays free), and it reports each write back (noteLentWrite, lentWriteError) for the accounting.
 import nodeFs from 'node:fs';
+import nodeOs from 'node:os';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { FsError } from '../errors.js';
@@ -289,6 +294,34 @@ export class DataCache {
   }
 
   /**
+   * Lends the descriptor of an existing cache file to a writer outside this process's I/O: `take(fd, budget)` runs
+   * while the descriptor is leased and must be done with the raw number when it returns (dup it), answering
+   * whether it took it. The budget, at most `maxBytes`, is taken from the room as if written (none left beyond the
+   * reserve: take is not called, and writes go through write(), which reports the full disk); given back when not
+   * taken.
+   */
+  async lendForWrites(ino: number, gen: number, maxBytes: number, take: (fd: number, budget: number) => boolean): Promise<boolean> {
+    return this.withEntry(ino, gen, {}, async (entry) => {
+      const budget = await this.takeRoom(maxBytes);
+      if (budget > 0 && !entry.dropped && take(entry.fd, budget)) return true;
+      this.room.free += budget;
+      return false;
+    });
+  }
+
+  /** A write done through a lent descriptor (lendForWrites): counted as write() counts its own (not after a drop). */
+  noteLentWrite(ino: number, gen: number, position: number, length: number): void {
+    if (this.usage.has(key(ino, gen))) this.noteWrite(key(ino, gen), position, length);
+  }
+
+  /** The error a write through a lent descriptor failed with (its errno), as write() would have thrown it. */
+  lentWriteError(ino: number, errno: number): unknown {
+    const code = Object.entries(nodeOs.constants.errno).find(([, n]) => n === errno)?.[0] ?? 'EIO';
+    const err = Object.assign(new Error(`write to the cache file of ino ${ino} failed: ${code}`), { code, errno: -errno });
+    return translateCacheError(err, this.dir, `write of ino ${ino}`);
+  }
+
+  /**
    * The empty cache file of a new file: one open with O_CREAT|O_TRUNC, no ftruncate or fstat, made on the calling
    * thread, as the metadata commit of the create is. A trip to the thread pool and back cost more than the open
    * itself (rsync -a of 2,000 small files: a create took 390 µs that way, 270 µs like this, on 2 loaded cores). An
@@ -429,7 +462,21 @@ export class DataCache {
   /** Approximate accounting after a write: add what it may allocate, capped at the file's rounded size. */
   /** ENOSPC for a write that would eat into the reserve (free space measured at most once a second, or near it). */
   private async ensureRoom(ino: number, length: number): Promise<void> {
-    if (this.reserve === 0) return;
+    const taken = await this.takeRoom(length);
+    if (taken < length) {
+      this.room.free += taken;
+      const full = Object.assign(new Error(`less than ${this.reserve} bytes would be left free`), { code: 'ENOSPC' });
+      throw translateCacheError(full, this.dir, `write of ino ${ino}`);
+    }
+  }
+
+  /**
+   * Takes up to `length` bytes from the room left above the reserve (re-measured every second, and when it gets
+   * low); answers what it took. All of it without a reserve, or when the filesystem cannot say (the write itself
+   * then reports a full disk).
+   */
+  private async takeRoom(length: number): Promise<number> {
+    if (this.reserve === 0) return length;
     const now = Date.now();
     if (now - this.room.measuredMs > 1000 || this.room.free - length < 2 * (this.reserve ?? 0)) {
       try {
@@ -437,14 +484,12 @@ export class DataCache {
         this.room = { free: st.bavail * st.bsize, measuredMs: now };
         this.reserve ??= Math.min(64 * 1024 * 1024, Math.floor(st.blocks * st.bsize * 0.05));
       } catch {
-        return; // no statfs (an odd filesystem or a test's fs): the write itself reports a full disk
+        return length;
       }
     }
-    if (this.room.free - length < (this.reserve ?? 0)) {
-      const full = Object.assign(new Error(`less than ${this.reserve} bytes would be left free`), { code: 'ENOSPC' });
-      throw translateCacheError(full, this.dir, `write of ino ${ino}`);
-    }
-    this.room.free -= length;
+    const taken = Math.max(0, Math.min(length, this.room.free - (this.reserve ?? 0)));
+    this.room.free -= taken;
+    return taken;
   }
 
   private noteWrite(k: string, position: number, length: number): void {

@@ -16,7 +16,7 @@ interface DaemonStatus {
   openFiles?: number;
   inodes: number;
   requests: Record<string, number>;
-  io: { readOps: number; readBytes: number; writeOps: number; writeBytes: number };
+  io: { readOps: number; readBytes: number; writeOps: number; writeBytes: number; directWriteOps?: number };
   hsm: { running: number; waiting: number; concurrency: number };
   integrity?: { verifyMd5: boolean; verified: number; unverified: number; mismatches: number };
   /** The --metrics URL, null without --metrics. */

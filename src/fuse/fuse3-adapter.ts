@@ -1,7 +1,8 @@
 // The libfuse3 adapter (the default binding, src/fuse/lowlevel.ts): the Vfs's inode ops as a LowLevelHandler, one
 // line per op (call the Vfs, convert its Stat to the kernel's Attr, map the error through errnoOf), plus the mount
 // options, the kernel's references (every entry it is given is remembered by the Vfs until forget) and the
-// kernel-cache notifications other layers send when a file or a name changes behind the kernel's back.
+// kernel-cache notifications other layers send when a file or a name changes behind the kernel's back. The
+// session's direct writes are the Vfs's DirectWriter: the addon writes granted handles' data into the cache file.
 import { constants } from 'node:os';
 import { errnoOf, describeError, FsError } from '../errors.js';
 import type { KernelCache } from '../namespace/types.js';
@@ -69,6 +70,7 @@ export function buildHandler(vfs: Vfs, log: (line: string) => void): LowLevelHan
       return { data, length: await vfs.read(fh, data, size, offset) };
     },
     write: (_ino, fh, data, offset) => vfs.write(fh, data, data.length, offset),
+    written: (_ino, fh, token, offset, _size, result) => vfs.written(fh, token, offset, result),
     flush: (_ino, fh) => vfs.flush(fh),
     release: (_ino, fh) => vfs.release(fh),
     fsync: (_ino, fh) => vfs.fsync(fh),
@@ -115,6 +117,7 @@ export async function mountFuse3(mountpoint: string, vfs: Vfs, o: FuseMountOptio
   const log = o.log ?? (() => undefined);
   const options = { ...lowLevelOptions(o), servedXattrs: vfs.servedXattrNames() };
   const { session, negotiated } = await LowLevelSession.mount(mountpoint, buildHandler(vfs, log), options);
+  vfs.useDirectWriter(session.directWrites);
   log(`libfuse3 binding: max_read ${negotiated.maxRead}, max_write ${negotiated.maxWrite}, max_background ${negotiated.maxBackground}, protocol 7.${negotiated.protoMinor}`);
   const told = (what: string) => (result: number) => {
     // -ENOENT: the kernel had nothing cached for it.

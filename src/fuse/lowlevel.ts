@@ -2,7 +2,8 @@
 // its requests types, calls one async handler per operation and answers each request exactly once (an error
 // becomes an errno through the handler's errnoOf). Owns the session's lifetime: mount, unmount (fusermount3 -u, or
 // -uz to detach lazily), the end of the session and its release once every request was answered. Knows nothing of
-// blobhsm's Vfs.
+// blobhsm's Vfs. Direct writes (DirectWrites): a handler may let the addon write a handle's WRITEs into a file
+// descriptor itself; the handler then hears of each one (written) and its answer goes back as for any WRITE.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -45,7 +46,12 @@ interface Native {
   peerCred(fd: number): [pid: number, uid: number, gid: number];
   /** Frees a WRITE's data now (detaches it: empty from then on) instead of at a garbage collection. */
   releaseBuffer(data: Buffer): void;
+  grantDirectWrite(session: object, fh: number, fd: number, token: number, budget: number): void;
+  revokeDirectWrite(session: object, fh: number): number;
 }
+
+/** Functions this TypeScript calls that an addon built from an older blobhsm_fuse.c lacks (newest last). */
+const ADDON_FUNCTIONS = ['releaseBuffer', 'grantDirectWrite', 'revokeDirectWrite'] as const;
 
 let loaded: Native | Error | undefined;
 
@@ -57,7 +63,8 @@ export function loadAddon(env: NodeJS.ProcessEnv = process.env): Native | Error 
   try {
     const addon = require(path) as Native;
     // Built from an older blobhsm_fuse.c (a rebase without a rebuild): its WRITEs would be answered twice here.
-    loaded = typeof addon.releaseBuffer === 'function' ? addon : new Error(`the libfuse3 binding at ${path} is older than this blobhsm (it has no releaseBuffer); rebuild it: bash bin/build-addon.sh`);
+    const missing = ADDON_FUNCTIONS.find((f) => typeof addon[f] !== 'function');
+    loaded = missing === undefined ? addon : new Error(`the libfuse3 binding at ${path} is older than this blobhsm (it has no ${missing}); rebuild it: bash bin/build-addon.sh`);
   } catch (err) {
     loaded = new Error(`the libfuse3 binding at ${path} cannot be loaded: ${(err as Error).message}`, { cause: err });
   }
@@ -118,6 +125,18 @@ export interface DirEntryPlus {
 }
 
 
+/**
+ * Direct writes of open handles (the session's side, for the handler): grant(fh, fd, token, budget) lets the addon
+ * write the handle's WRITEs into fd itself (it keeps its own dup of fd) while the budget lasts; the handler hears of
+ * each through `written` with the grant's token. revoke(fh) ends the grant and answers how many writes were started
+ * through it (-1: none was granted): none starts after it returns, and every one started is reported to `written`
+ * in request order (a request that followed a WRITE is served after it).
+ */
+export interface DirectWrites {
+  grant(fh: number, fd: number, token: number, budget: number): void;
+  revoke(fh: number): number;
+}
+
 /** renameat2 flags. */
 export const RENAME_NOREPLACE = 1;
 export const RENAME_EXCHANGE = 2;
@@ -148,6 +167,12 @@ export interface LowLevelHandler {
   create(c: Caller, parent: number, name: string, mode: number, flags: number): Promise<{ attr: Attr; opened: Opened }>;
   read(ino: number, fh: number, size: number, offset: number): Promise<{ data: Buffer; length: number }>;
   write(ino: number, fh: number, data: Buffer, offset: number): Promise<number>;
+  /**
+   * A WRITE the addon wrote itself through a grant (DirectWrites): `result` is the bytes written or -errno. Answers
+   * the count for the writer (or throws its error); synchronous, so a request that follows sees what it changed.
+   * Only handlers that grant direct writes have it.
+   */
+  written?(ino: number, fh: number, token: number, offset: number, size: number, result: number): number;
   flush(ino: number, fh: number): Promise<void>;
   release(ino: number, fh: number): Promise<void>;
   fsync(ino: number, fh: number, datasync: boolean): Promise<void>;
@@ -196,7 +221,7 @@ const Op = {
   INIT: 0, EXIT: 1, LOOKUP: 2, FORGET: 3, GETATTR: 4, SETATTR: 5, READLINK: 6, MKNOD: 7, MKDIR: 8, UNLINK: 9,
   RMDIR: 10, SYMLINK: 11, RENAME: 12, LINK: 13, OPEN: 14, READ: 15, WRITE: 16, FLUSH: 17, RELEASE: 18, FSYNC: 19,
   OPENDIR: 20, READDIR: 21, RELEASEDIR: 22, STATFS: 23, SETXATTR: 24, GETXATTR: 25, LISTXATTR: 26,
-  REMOVEXATTR: 27, CREATE: 28, READDIRPLUS: 29,
+  REMOVEXATTR: 27, CREATE: 28, READDIRPLUS: 29, WRITTEN: 30,
 } as const;
 const OP_NAMES = Object.fromEntries(Object.entries(Op).map(([k, v]) => [v, k.toLowerCase()])) as Record<number, string>;
 
@@ -298,6 +323,12 @@ export class LowLevelSession {
   deleteEntry(parent: number, child: number, name: string): Promise<number> {
     return this.native.notifyDelete(this.session, parent, child, name);
   }
+
+  /** Direct writes of this session's handles (see DirectWrites). */
+  readonly directWrites: DirectWrites = {
+    grant: (fh, fd, token, budget) => this.native.grantDirectWrite(this.session, fh, fd, token, budget),
+    revoke: (fh) => this.native.revokeDirectWrite(this.session, fh),
+  };
 
   /** Resolves when the session loop ended (unmounted by us or from outside). */
   get ended(): Promise<void> {
@@ -423,6 +454,10 @@ export class LowLevelSession {
         } finally {
           native.releaseBuffer(data!); // written (or failed): nothing reads it any more
         }
+      case Op.WRITTEN: {
+        if (!h.written) throw new Error('the addon wrote through a grant of direct writes this handler never gave');
+        return native.replyWrite(req, h.written(ino, n[5]!, n[9]!, n[7]!, n[6]!, n[8]!));
+      }
       case Op.FLUSH:
         await h.flush(ino, n[5]!);
         return native.replyErr(req, 0);

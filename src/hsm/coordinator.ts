@@ -284,6 +284,32 @@ export class Coordinator {
     return inode;
   }
 
+  /**
+   * Lets a handle write the file's cache file without beforeContentChange for each write (the libfuse3 binding's
+   * direct writes), while the current change stays recorded and no archive of the file runs. `revoke` ends that and
+   * answers how many of its writes have landed but were not reported yet: until each is reported with
+   * contentChangeDone they count as writes in flight (an archive does not start). Revoked when the change is
+   * settled (archive dispatched, last close, data dropped). Answers the function that revokes it the same way
+   * earlier (the handle ends it itself), or undefined when direct writes are not allowed now.
+   */
+  allowDirectWrites(ino: number, revoke: () => number): (() => void) | undefined {
+    const f = this.scheduler.peek(ino);
+    if (!f?.changeRecorded || f.actions.some((a) => a.kind === 'ARCHIVE' && a.status === 'running')) return undefined;
+    f.directWriters.add(revoke);
+    return () => {
+      if (f.directWriters.delete(revoke)) f.writesInFlight += revoke();
+      this.scheduler.release(f);
+    };
+  }
+
+  /** Ends every direct-write grant of the file; their unreported writes count as in flight. */
+  private revokeDirectWrites(ino: number): void {
+    const f = this.scheduler.peek(ino);
+    if (!f) return;
+    for (const revoke of f.directWriters) f.writesInFlight += revoke();
+    f.directWriters.clear();
+  }
+
   contentChangeDone(ino: number): void {
     const f = this.scheduler.peek(ino);
     if (!f) return;
@@ -293,6 +319,7 @@ export class Coordinator {
 
   /** The current content change is no longer recorded (an archive copies it, or the data went). */
   private changeSettled(ino: number): void {
+    this.revokeDirectWrites(ino);
     const f = this.scheduler.peek(ino);
     if (!f) return;
     f.changeRecorded = false;
@@ -580,7 +607,9 @@ export class Coordinator {
     // The file's own blob stays its primary name while it still has that path.
     const primary = Math.max(0, names.indexOf(inode.blobName ?? ''));
     const version = inode.dataVersion;
-    // A write already in flight would land while the upload reads the file (a torn blob): do not start.
+    // A write already in flight would land while the upload reads the file (a torn blob): do not start. Direct
+    // writes end first: those that landed unreported count as in flight.
+    this.revokeDirectWrites(inode.ino);
     const racing = (this.scheduler.peek(inode.ino)?.writesInFlight ?? 0) > 0;
     const stamp = `${this.o.namespaceId}:${inode.ino}:${version}`;
     this.changeSettled(inode.ino);

@@ -59,6 +59,11 @@ export class FileState {
   writesInFlight = 0;
   /** The current content change is already recorded durably (DIRTY, data version + 1): cleared by an archive. */
   changeRecorded = false;
+  /**
+   * Handles whose writes reach the cache file without beforeContentChange (Coordinator.allowDirectWrites): each
+   * entry ends its grant and answers how many of its writes landed but were not reported yet.
+   */
+  readonly directWriters = new Set<() => number>();
   /** Actions queued for this file, the running one first. */
   readonly actions: ScheduledAction[] = [];
   /** The tail of the file's chain. */
@@ -68,7 +73,7 @@ export class FileState {
 
   /** Nothing refers to this state any more (it can be forgotten). */
   get idle(): boolean {
-    return this.opens === 0 && this.writesInFlight === 0 && this.actions.length === 0 && !this.changeRecorded;
+    return this.opens === 0 && this.writesInFlight === 0 && this.actions.length === 0 && !this.changeRecorded && this.directWriters.size === 0;
   }
 }
 

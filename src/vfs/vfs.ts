@@ -3,6 +3,9 @@
 // unlinked while open or referenced lives on with nlink 0 until both are gone) and the in-memory size overlay of
 // files being written; data goes through the DataCache, HSM-driven state changes (restore, dirty marking) through
 // the Coordinator. PathVfs (path-vfs.ts) resolves paths onto this API for the fuse-native binding and tests.
+// With a DirectWriter (the libfuse3 binding), a handle whose first write went through here may write further data
+// into its cache file without this process's I/O: the Vfs grants that once the change is recorded (DIRTY durable
+// before the first byte) and keeps the size, mtime and byte accounting from each write's report (written).
 import { constants as fsConstants, statfs as statfsCb } from 'node:fs';
 import { promisify } from 'node:util';
 import { FsError, describeError, errnoCodeOf } from '../errors.js';
@@ -52,6 +55,36 @@ export interface IoStats {
   readBytes: number;
   writeOps: number;
   writeBytes: number;
+  /** WRITE requests the binding wrote into the cache file itself (DirectWriter), failed ones too. */
+  directWriteOps: number;
+}
+
+/**
+ * Writes open handles' data into their cache files itself (the libfuse3 binding, DirectWrites in
+ * src/fuse/lowlevel.ts): grant(fh, fd, token, budget) lets it write up to budget bytes of handle fh's writes into
+ * (its own dup of) fd, each reported to Vfs.written with the token; revoke(fh) ends that and answers how many
+ * writes it started through the grant (every one of them is reported, in request order).
+ */
+export interface DirectWriter {
+  grant(fh: number, fd: number, token: number, budget: number): void;
+  revoke(fh: number): number;
+}
+
+/** Bytes a grant of direct writes may write before a write comes through here again (room is re-checked then). */
+const DIRECT_WRITE_BUDGET = 64 << 20;
+
+interface Grant {
+  token: number;
+  fh: number;
+  handle: Handle;
+  ino: number;
+  generation: number;
+  /** Writes reported through it so far. */
+  reported: number;
+  /** Once revoked: writes that landed and are not reported yet (each is in flight for the Coordinator). */
+  unreported?: number;
+  /** Revokes it through the Coordinator (its unreported writes then count as in flight). */
+  end: () => void;
 }
 
 interface Handle {
@@ -60,6 +93,8 @@ interface Handle {
   wrote: boolean;
   /** A full cache disk was logged for this open file. */
   noSpaceLogged?: boolean;
+  /** Its writes go into the cache file without passing through write() (DirectWriter). */
+  grant?: Grant;
 }
 
 export interface VfsOptions {
@@ -134,7 +169,11 @@ export class Vfs {
   /** Names of read-only empty files shown in the root without an inode (the import job's IMPORT_<state> marker). */
   private rootMarkers: () => string[] = () => [];
   /** READ and WRITE requests served and their bytes (`blobhsm status`: shows the kernel's request sizes). */
-  private readonly io: IoStats = { readOps: 0, readBytes: 0, writeOps: 0, writeBytes: 0 };
+  private readonly io: IoStats = { readOps: 0, readBytes: 0, writeOps: 0, writeBytes: 0, directWriteOps: 0 };
+  private directWriter: DirectWriter | undefined;
+  /** Grants of direct writes by token, kept until each write started through one was reported. */
+  private readonly grants = new Map<number, Grant>();
+  private nextGrant = 1;
 
   constructor(options: VfsOptions) {
     this.meta = options.meta;
@@ -513,14 +552,19 @@ export class Vfs {
     try {
       written = await this.cache.write(inode.ino, inode.generation, buf, length, position);
     } catch (err) {
-      if (errnoCodeOf(err) === 'ENOSPC' && !h.noSpaceLogged) {
-        h.noSpaceLogged = true; // once per open file: a writer retrying in a loop must not flood the log
-        this.log(`write to ${this.meta.pathOf(inode.ino) ?? `inode ${inode.ino}`} failed: ${describeError(err)}`);
-      }
+      this.logWriteFailure(h, inode.ino, err);
       throw err;
     } finally {
       this.coordinator.contentChangeDone(inode.ino);
     }
+    this.noteWritten(h, inode, position, written);
+    // Later writes of this handle can go straight into the cache file (the change is recorded by now).
+    if (this.directWriter) await this.grantDirectWrites(fh, h, inode);
+    return written;
+  }
+
+  /** The size, mtime and counters after `written` bytes landed at `position`. */
+  private noteWritten(h: Handle, inode: Inode, position: number, written: number): void {
     this.io.writeOps++;
     this.io.writeBytes += written;
     h.wrote = true;
@@ -528,7 +572,74 @@ export class Vfs {
     const size = this.pendingSize.get(inode.ino) ?? inode.size;
     if (position + written > size) this.pendingSize.set(inode.ino, position + written);
     else if (!this.pendingSize.has(inode.ino)) this.pendingSize.set(inode.ino, size);
-    return written;
+  }
+
+  /** The binding that may write handles' data itself from now on (undefined: none; every write comes here). */
+  useDirectWriter(writer: DirectWriter | undefined): void {
+    this.directWriter = writer;
+  }
+
+  /**
+   * Grants handle fh direct writes into its cache file (a grant whose budget ran out is replaced), when the
+   * Coordinator allows it: the current change recorded, no archive running. Otherwise its writes keep coming here.
+   */
+  private async grantDirectWrites(fh: number, h: Handle, inode: Inode): Promise<void> {
+    const writer = this.directWriter!;
+    h.grant?.end();
+    await this.cache.lendForWrites(inode.ino, inode.generation, DIRECT_WRITE_BUDGET, (fd, budget) => {
+      // Released, granted by a concurrent write, or a new generation meanwhile.
+      if (this.handles.get(fh) !== h || h.grant || this.meta.get(inode.ino)?.generation !== inode.generation) return false;
+      const grant: Grant = { token: this.nextGrant++, fh, handle: h, ino: inode.ino, generation: inode.generation, reported: 0, end: () => undefined };
+      const end = this.coordinator.allowDirectWrites(inode.ino, () => this.revoked(writer, grant));
+      if (!end) return false;
+      writer.grant(fh, fd, grant.token, budget);
+      grant.end = end;
+      h.grant = grant;
+      this.grants.set(grant.token, grant);
+      return true;
+    });
+  }
+
+  /** Ends a grant at the writer; answers how many of its writes landed without being reported yet. */
+  private revoked(writer: DirectWriter, g: Grant): number {
+    const started = writer.revoke(g.fh);
+    if (g.handle.grant === g) g.handle.grant = undefined;
+    g.unreported = Math.max(0, started - g.reported);
+    if (g.unreported === 0) this.grants.delete(g.token);
+    return g.unreported;
+  }
+
+  /**
+   * A write the DirectWriter did through grant `token`: `result` is the bytes written at `position`, or -errno.
+   * Answers the bytes written, or throws the write's error (the grant then ends: the next writes come here).
+   * Synchronous, so whatever the kernel asks next (a getattr after the write) sees the new size.
+   */
+  written(fh: number, token: number, position: number, result: number): number {
+    const g = this.grants.get(token);
+    if (!g || g.fh !== fh) throw new FsError('EIO', `a direct write of handle ${fh} was reported through grant ${token}, which is not known`);
+    g.reported++;
+    this.io.directWriteOps++;
+    if (g.unreported !== undefined) {
+      g.unreported--;
+      if (g.unreported === 0) this.grants.delete(token);
+      this.coordinator.contentChangeDone(g.ino);
+    }
+    if (result < 0) {
+      g.end();
+      const err = this.cache.lentWriteError(g.ino, -result);
+      this.logWriteFailure(g.handle, g.ino, err);
+      throw err;
+    }
+    this.cache.noteLentWrite(g.ino, g.generation, position, result);
+    this.noteWritten(g.handle, this.inode(g.ino), position, result);
+    return result;
+  }
+
+  /** A full cache disk is logged once per open file: a writer retrying in a loop must not flood the log. */
+  private logWriteFailure(h: Handle, ino: number, err: unknown): void {
+    if (errnoCodeOf(err) !== 'ENOSPC' || h.noSpaceLogged) return;
+    h.noSpaceLogged = true;
+    this.log(`write to ${this.meta.pathOf(ino) ?? `inode ${ino}`} failed: ${describeError(err)}`);
   }
 
   private async truncateInode(ino: number, size: number): Promise<void> {
@@ -603,6 +714,7 @@ export class Vfs {
   }
 
   async release(fh: number): Promise<void> {
+    this.handle(fh).grant?.end();
     const h = this.dropHandle(fh);
     this.persistWrites(h);
     if (h.wrote) {

@@ -72,6 +72,25 @@ export function breakMount(mountpoint: string): void {
 }
 
 /**
+ * A small tmpfs of `size` (e.g. '16m') mounted on a new temporary directory for a full-disk test, or undefined when
+ * it cannot be mounted (not root). Its teardown is registered before the mount is tried, so a failing test leaves
+ * none behind; lazy, because a daemon may still hold files in it when it runs.
+ */
+export function smallTmpfs(t: TeardownHost, size: string, name: string): { dir: string } | { error: string } {
+  const dir = mkdtempSync(join(tmpdir(), `blobhsm-${name}-`));
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir]);
+  if (mounted.status !== 0) {
+    rmSync(dir, { recursive: true, force: true });
+    return { error: `cannot mount a tmpfs: ${String(mounted.stderr)}` };
+  }
+  t.teardown(() => {
+    spawnSync('umount', ['-l', dir]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { dir };
+}
+
+/**
  * Seeds a fresh container with `blobs`, mounts it with `blobhsm mount` (background daemon) and registers the
  * teardown. `args` are extra mount flags (`--fuse fuse2` for the fuse-native binding), `extraEnv` extra variables
  * for every command of the fixture.

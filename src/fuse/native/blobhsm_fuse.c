@@ -3,11 +3,18 @@
 // the reply* functions, from the JS thread). Notifications run on their own pthread: the kernel can block an
 // invalidation while a READ of that inode waits for JS. Types, lifetimes and "answer exactly once" live in the
 // TypeScript wrapper (src/fuse/lowlevel.ts); nothing here knows the filesystem.
+//
+// Direct writes: JS may grant an open file handle a descriptor (grantDirectWrite; the addon keeps a dup of it) and
+// a byte budget. A WRITE on that handle is then written here, on the session thread, straight from libfuse's
+// receive buffer into that descriptor (no copy for JS, no thread-pool trip), and JS gets only OP_WRITTEN (fh,
+// size, offset, result, grant token) in the same queue as every other request, so it keeps the bookkeeping and
+// answers. Without a grant, or with too little budget left, a WRITE goes to JS with its data as before.
 #define FUSE_USE_VERSION 34
 #define _GNU_SOURCE
 #include <fuse_lowlevel.h>
 #include <node_api.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -15,13 +22,14 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 // Operation codes shared with src/fuse/lowlevel.ts (Op).
 enum {
   OP_INIT = 0, OP_EXIT, OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD, OP_MKDIR, OP_UNLINK,
   OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH, OP_RELEASE, OP_FSYNC, OP_OPENDIR,
   OP_READDIR, OP_RELEASEDIR, OP_STATFS, OP_SETXATTR, OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR, OP_CREATE,
-  OP_READDIRPLUS,
+  OP_READDIRPLUS, OP_WRITTEN,
 };
 
 // Numbers passed with every request: n[0..3] the caller, n[4..] per operation (see lowlevel.ts).
@@ -35,6 +43,20 @@ enum {
       return NULL;                                                                                                   \
     }                                                                                                                \
   } while (0)
+
+// A handle's grant of direct writes. Freed once revoked and no write runs on it.
+typedef struct grant {
+  struct grant *next;
+  uint64_t fh;
+  int fd;            // the addon's own dup: JS closing or reusing its descriptor never redirects a write
+  double token;      // JS's name for this grant, passed back with each write done through it
+  uint64_t budget;   // bytes it may still write
+  double issued;     // writes started through it (revokeDirectWrite answers the count)
+  int running;       // writes in progress on it
+  int revoked;
+} grant_t;
+
+#define GRANT_BUCKETS 256
 
 typedef struct session {
   struct fuse_session *se;
@@ -51,6 +73,9 @@ typedef struct session {
   pthread_cond_t wake;
   struct notification *head, *tail;
   int notify_stop;
+  // direct writes (grants_lock: taken by the session thread per WRITE and by JS to grant and revoke)
+  pthread_mutex_t grants_lock;
+  grant_t *grants[GRANT_BUCKETS];
 } session_t;
 
 typedef struct request {
@@ -228,8 +253,65 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   send_simple(OP_READ, req, ino, NULL, fh_of(fi), (double)size, (double)off);
 }
 
+static grant_t **grant_slot(session_t *s, uint64_t fh) {
+  grant_t **g = &s->grants[fh % GRANT_BUCKETS];
+  while (*g && (*g)->fh != fh) g = &(*g)->next;
+  return g;
+}
+
+static void free_grant(grant_t *g) {
+  close(g->fd);
+  free(g);
+}
+
+// The handle's grant with room for `size` bytes, counted as running (put_grant ends it); NULL: the WRITE goes to JS.
+static grant_t *take_grant(session_t *s, uint64_t fh, size_t size) {
+  pthread_mutex_lock(&s->grants_lock);
+  grant_t *g = *grant_slot(s, fh);
+  if (g && g->budget >= size) {
+    g->budget -= size;
+    g->issued++;
+    g->running++;
+  } else g = NULL;
+  pthread_mutex_unlock(&s->grants_lock);
+  return g;
+}
+
+static void put_grant(session_t *s, grant_t *g) {
+  pthread_mutex_lock(&s->grants_lock);
+  int gone = --g->running == 0 && g->revoked;
+  pthread_mutex_unlock(&s->grants_lock);
+  if (gone) free_grant(g);
+}
+
+// Writes all of buf at off: the bytes written, or -errno.
+static double write_all(int fd, const char *buf, size_t size, off_t off) {
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = pwrite(fd, buf + done, size - done, off + (off_t)done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -errno;
+    if (n == 0) return -EIO;
+    done += (size_t)n;
+  }
+  return (double)done;
+}
+
 static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi) {
+  session_t *s = fuse_req_userdata(req);
+  grant_t *g = take_grant(s, fi->fh, size);
+  if (g) {
+    request_t *r = new_request(OP_WRITTEN, req, ino);
+    r->n[5] = fh_of(fi);
+    r->n[6] = (double)size;
+    r->n[7] = (double)off;
+    r->n[8] = write_all(g->fd, buf, size, off);
+    r->n[9] = g->token;
+    put_grant(s, g);
+    dispatch(r);
+    return;
+  }
   request_t *r = new_request(OP_WRITE, req, ino);
   r->n[5] = fh_of(fi);
   r->n[6] = (double)size;
@@ -510,6 +592,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   }
   pthread_mutex_init(&s->lock, NULL);
   pthread_cond_init(&s->wake, NULL);
+  pthread_mutex_init(&s->grants_lock, NULL);
   struct fuse_args fargs = FUSE_ARGS_INIT((int)nargs + 1, args);
   s->se = fuse_session_new(&fargs, &ops, sizeof ops, s);
   const char *failure = NULL;
@@ -557,6 +640,13 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
     fuse_session_unmount(s->se); // already unmounted: closes the device and frees the mountpoint
     fuse_session_destroy(s->se);
     s->se = NULL;
+    for (int i = 0; i < GRANT_BUCKETS; i++) { // no write runs any more: every grant goes
+      while (s->grants[i]) {
+        grant_t *g = s->grants[i];
+        s->grants[i] = g->next;
+        free_grant(g);
+      }
+    }
   }
   CHECK(napi_create_int32(env, left, &result));
   return result;
@@ -888,6 +978,68 @@ static napi_value js_release_buffer(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// grantDirectWrite(session, fh, fd, token, budget): WRITEs of handle fh go into (a dup of) fd from now on, as long
+// as the budget lasts (a WRITE bigger than what is left goes to JS). The handle must have no grant (revoke first).
+static napi_value js_grant_direct_write(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  session_t *s = session_arg(env, argv[0]);
+  if (!s) return NULL;
+  if (!s->se) {
+    napi_throw_error(env, "ENOTCONN", "the session has ended");
+    return NULL;
+  }
+  uint64_t fh = (uint64_t)num_arg(env, argv[1]);
+  int32_t fd = -1;
+  CHECK(napi_get_value_int32(env, argv[2], &fd));
+  grant_t *g = calloc(1, sizeof *g);
+  g->fh = fh;
+  g->token = num_arg(env, argv[3]);
+  g->budget = (uint64_t)num_arg(env, argv[4]);
+  g->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (g->fd < 0) {
+    free(g);
+    napi_throw_error(env, "EDIRECTWRITE", strerror(errno));
+    return NULL;
+  }
+  pthread_mutex_lock(&s->grants_lock);
+  grant_t **slot = grant_slot(s, fh);
+  int taken = *slot != NULL;
+  if (!taken) *slot = g;
+  pthread_mutex_unlock(&s->grants_lock);
+  if (taken) {
+    free_grant(g);
+    napi_throw_error(env, "EDIRECTWRITE", "this handle already has a grant of direct writes (revoke it first)");
+  }
+  return NULL;
+}
+
+// revokeDirectWrite(session, fh) -> the writes started through the handle's grant (-1: it had none). None starts
+// after this returns; those started are reported (OP_WRITTEN) in the request queue as usual.
+static napi_value js_revoke_direct_write(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], result;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  session_t *s = session_arg(env, argv[0]);
+  if (!s) return NULL;
+  uint64_t fh = (uint64_t)num_arg(env, argv[1]);
+  pthread_mutex_lock(&s->grants_lock);
+  grant_t **slot = grant_slot(s, fh), *g = *slot;
+  double issued = -1;
+  int gone = 0;
+  if (g) {
+    *slot = g->next;
+    issued = g->issued;
+    g->revoked = 1;
+    gone = g->running == 0;
+  }
+  pthread_mutex_unlock(&s->grants_lock);
+  if (gone) free_grant(g);
+  CHECK(napi_create_double(env, issued, &result));
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"mount", 0, js_mount, 0, 0, 0, napi_default, 0},
@@ -908,6 +1060,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"replyDir", 0, js_reply_dir, 0, 0, 0, napi_default, 0},
       {"peerCred", 0, js_peer_cred, 0, 0, 0, napi_default, 0},
       {"releaseBuffer", 0, js_release_buffer, 0, 0, 0, napi_default, 0},
+      {"grantDirectWrite", 0, js_grant_direct_write, 0, 0, 0, napi_default, 0},
+      {"revokeDirectWrite", 0, js_revoke_direct_write, 0, 0, 0, napi_default, 0},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

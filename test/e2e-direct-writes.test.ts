@@ -1,0 +1,102 @@
+// End to end on a real kernel mount (libfuse3 binding) and a real Azurite: direct writes, where the addon writes a
+// handle's WRITEs into its cache file itself once the first write went through JavaScript. What dd writes (one
+// writer, and eight at once) is what the mount reads back, what the cache file holds and what export uploads, and
+// `blobhsm status` counts the direct writes; a direct write that fails in C (the cache filesystem filled behind
+// the daemon's back) is ENOSPC for the writer, and once there is room again the same open file writes on.
+// Semantics without a kernel: test/direct-writes.test.ts.
+import t from 'tap';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startAzurite } from './helpers/azurite.js';
+import { mountContainer, smallTmpfs } from './helpers/mount.js';
+import { exportJson, readBlob, status } from './helpers/write-checks.js';
+
+const azurite = await startAzurite();
+t.teardown(() => azurite.stop());
+
+const MiB = 1 << 20;
+const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
+
+/** md5 of every cache file (under <cache>/data/<shard>/). */
+function cacheFileDigests(cacheDir: string): Set<string> {
+  const data = join(cacheDir, 'data');
+  const digests = new Set<string>();
+  for (const shard of readdirSync(data)) for (const f of readdirSync(join(data, shard))) digests.add(md5(readFileSync(join(data, shard, f))));
+  return digests;
+}
+
+const directWriteOps = async (m: Parameters<typeof status>[0]) => ((await status(m)).io as { directWriteOps: number }).directWriteOps;
+
+t.test('what one and eight dd writers write reaches the cache file and the export, written directly', async (t) => {
+  const m = await mountContainer(t, azurite, []);
+  const src = mkdtempSync(join(tmpdir(), 'blobhsm-direct-src-'));
+  t.teardown(() => rmSync(src, { recursive: true, force: true }));
+  const big = randomBytes(8 * MiB + 12345); // a last WRITE shorter than 1 MiB
+  writeFileSync(join(src, 'big.bin'), big);
+  const parts = Array.from({ length: 8 }, () => randomBytes(2 * MiB));
+  parts.forEach((p, i) => writeFileSync(join(src, `p${i}.bin`), p));
+
+  const one = await m.sh(`dd if="${src}/big.bin" of="$MNT/big.bin" bs=1M conv=fsync status=none`);
+  t.equal(one.code, 0, `dd: ${one.stderr}`);
+  const afterOne = await directWriteOps(m);
+  t.ok(afterOne >= 8, `8 of its 9 WRITEs written directly (${afterOne})`);
+  const eight = await m.sh(`for i in 0 1 2 3 4 5 6 7; do dd if="${src}/p$i.bin" of="$MNT/p$i.bin" bs=1M conv=fsync status=none & done; wait`);
+  t.equal(eight.code, 0, `8 parallel dd: ${eight.stderr}`);
+  t.ok((await directWriteOps(m)) - afterOne >= 8, 'each of the 8 writers wrote its second MiB directly');
+
+  t.equal(statSync(join(m.mountpoint, 'big.bin')).size, big.length, 'stat sees the whole size');
+  t.equal(md5(readFileSync(join(m.mountpoint, 'big.bin'))), md5(big), 'the mount reads back what was written');
+  const digests = cacheFileDigests(m.cacheDir);
+  t.ok(digests.has(md5(big)), 'the cache file holds it');
+  parts.forEach((p, i) => t.ok(digests.has(md5(p)), `p${i}.bin's cache file holds it`));
+
+  const e = await exportJson(m);
+  t.equal(e.code, 0, `export: ${e.stderr}`);
+  t.equal(md5((await readBlob(m.store, 'big.bin'))!.data), md5(big), 'the exported blob is what was written');
+  for (const [i, p] of parts.entries()) t.equal(md5((await readBlob(m.store, `p${i}.bin`))!.data), md5(p), `p${i}.bin exported`);
+  t.equal((await m.unmount()).code, 0);
+});
+
+t.test('a direct write that fails in C is ENOSPC for the writer; with room again the open file writes on', { skip: process.getuid?.() === 0 ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const small = smallTmpfs(t, '32m', 'direct-full');
+  if ('error' in small) return void t.plan(0, small.error);
+  const dir = small.dir;
+  const m = await mountContainer(t, azurite, [], ['--cache-dir', join(dir, 'cache')]);
+  // One open file: a WRITE through JavaScript (the grant), one written directly; then the tmpfs is filled from
+  // outside the mount, so the daemon's budget still allows the next write and only the pwrite in C fails.
+  const script = `
+import errno, os, sys
+mnt, filler = sys.argv[1], sys.argv[2]
+fd = os.open(mnt + '/held.bin', os.O_WRONLY | os.O_CREAT, 0o644)
+chunk = b'x' * (1 << 20)
+os.write(fd, chunk)
+os.write(fd, chunk)
+f = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
+try:
+    while os.write(f, chunk) > 0:
+        pass
+except OSError as e:
+    assert e.errno == errno.ENOSPC, e
+os.close(f)
+try:
+    os.write(fd, chunk)
+    print('full: wrote')
+except OSError as e:
+    print('full: ' + errno.errorcode[e.errno])
+os.remove(filler)
+print('again: %d' % os.write(fd, chunk))
+os.close(fd)
+`;
+  const before = await directWriteOps(m);
+  const run = spawnSync('python3', ['-c', script, m.mountpoint, join(dir, 'filler')], { encoding: 'utf8' });
+  t.equal(run.status, 0, `python: ${run.stderr}`);
+  t.match(run.stdout, /^full: ENOSPC$/m, 'the write into the full cache filesystem is ENOSPC for the writer');
+  t.match(run.stdout, /^again: 1048576$/m, 'after room is freed, the same open file writes again');
+  t.equal((await directWriteOps(m)) - before, 2, 'the second write and the failed third were direct (the first and the fourth, after the failure, went through JavaScript)');
+  const size = statSync(join(m.mountpoint, 'held.bin')).size;
+  t.equal(size, 3 * MiB, 'the file has the three writes that succeeded');
+  t.equal((await m.unmount()).code, 0);
+});
