@@ -7,7 +7,7 @@
 // A pipeline policy counts the requests sent, by operation. No secret (account key, SAS signature) ever reaches
 // an error message: every message goes through scrubSecrets().
 import { randomBytes } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import {
   AnonymousCredential,
@@ -25,7 +25,8 @@ import type { PipelineRequest, PipelineResponse } from '@azure/core-rest-pipelin
 import { BlobError, UsageError } from '../errors.js';
 import { headerPermissions, listPermissionsPolicy, parseListingPermissions, type UrlPolicy } from './hns-listing.js';
 import { DfsPaths } from './hns-paths.js';
-import { hashingBlocks, md5Bytes, md5FromService, md5Of, md5ToService } from './content-md5.js';
+import { formatMd5, md5FromService, md5Of, md5ToService } from './content-md5.js';
+import { HashThreadError, Md5Threads, SharedBlockBuffers } from './md5-threads.js';
 import {
   checkSourceSize,
   type HierarchicalPaths,
@@ -66,6 +67,9 @@ export interface AzureStoreOptions {
   blockSize?: number;
   /** Default number of blocks staged in parallel (8). */
   concurrency?: number;
+  /** The threads that hash staged blocks (shared by several stores; the caller closes it). Default: the store's
+   * own (md5-threads.ts: started on first use, ended by close()). */
+  md5Threads?: Md5Threads;
   /** Environment used for credential resolution (default process.env). */
   env?: Record<string, string | undefined>;
   /** Use this token credential instead of DefaultAzureCredential when only an account is known. */
@@ -510,57 +514,82 @@ function fixedWidthBlockId(uploadId: string, index: number): string {
 
 interface Block {
   index: number;
+  /** A view of a buffer from the upload's SharedBlockBuffers: handed back once sent and hashed. */
   data: Buffer;
 }
 
-async function* blocksOfData(data: Buffer, blockSize: number): AsyncGenerator<Block> {
+async function* blocksOfData(data: Buffer, blockSize: number, buffers: SharedBlockBuffers): AsyncGenerator<Block> {
   let index = 0;
   for (let off = 0; off < data.length; off += blockSize) {
-    yield { index: index++, data: data.subarray(off, Math.min(off + blockSize, data.length)) };
+    const end = Math.min(off + blockSize, data.length);
+    const block = await buffers.take(end - off);
+    data.copy(block, 0, off, end);
+    yield { index: index++, data: block };
   }
 }
 
-async function* blocksOfFile(path: string, blockSize: number): AsyncGenerator<Block> {
+async function* blocksOfFile(path: string, blockSize: number, buffers: SharedBlockBuffers): AsyncGenerator<Block> {
   const fh = await open(path, 'r');
   try {
-    const { size } = await fh.stat();
-    let index = 0;
-    for (let off = 0; off < size; off += blockSize) {
-      const len = Math.min(blockSize, size - off);
-      const buf = Buffer.allocUnsafe(len);
-      let got = 0;
-      while (got < len) {
-        const { bytesRead } = await fh.read(buf, got, len - got, off + got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      if (got === 0) break; // the file shrank while we read it
-      yield { index: index++, data: got === len ? buf : buf.subarray(0, got) };
-    }
+    yield* blocksOfHandle(fh, (await fh.stat()).size, blockSize, buffers);
   } finally {
     await fh.close();
   }
 }
 
-async function* blocksOfStream(stream: Readable, blockSize: number): AsyncGenerator<Block> {
+/** Bytes [0, size) of an open file, read straight into block buffers; stops early if the file ends early. */
+async function* blocksOfHandle(fh: FileHandle, size: number, blockSize: number, buffers: SharedBlockBuffers): AsyncGenerator<Block> {
   let index = 0;
-  let parts: Buffer[] = [];
+  for (let off = 0; off < size; off += blockSize) {
+    const len = Math.min(blockSize, size - off);
+    const buf = await buffers.take(len);
+    let got = 0;
+    while (got < len) {
+      const { bytesRead } = await fh.read(buf, got, len - got, off + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    if (got === 0) {
+      buffers.give(buf);
+      return; // the file shrank while we read it
+    }
+    yield { index: index++, data: got === len ? buf : buf.subarray(0, got) };
+    if (got < len) return;
+  }
+}
+
+/** The source's blocks; a `{ handle }` source's verify() runs after its last byte was read. */
+async function* blocksOf(source: UploadSource, blockSize: number, buffers: SharedBlockBuffers): AsyncGenerator<Block> {
+  if ('data' in source) yield* blocksOfData(source.data, blockSize, buffers);
+  else if ('path' in source) yield* blocksOfFile(source.path, blockSize, buffers);
+  else if ('stream' in source) yield* blocksOfStream(source.stream, blockSize, buffers);
+  else {
+    yield* blocksOfHandle(source.handle, source.size, blockSize, buffers);
+    await source.verify?.();
+  }
+}
+
+/** The stream's bytes copied into whole blocks (the stream may reuse its chunks; a block's bytes must not move). */
+async function* blocksOfStream(stream: Readable, blockSize: number, buffers: SharedBlockBuffers): AsyncGenerator<Block> {
+  let index = 0;
+  let block: Buffer | undefined;
   let have = 0;
   for await (const chunk of stream) {
-    let buf: Buffer = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk as Uint8Array);
-    while (buf.length > 0) {
-      const take = Math.min(blockSize - have, buf.length);
-      parts.push(buf.subarray(0, take));
+    const buf: Uint8Array = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Uint8Array);
+    for (let off = 0; off < buf.length; ) {
+      block ??= await buffers.take(blockSize);
+      const take = Math.min(blockSize - have, buf.length - off);
+      block.set(buf.subarray(off, off + take), have);
       have += take;
-      buf = buf.subarray(take);
+      off += take;
       if (have === blockSize) {
-        yield { index: index++, data: parts.length === 1 ? parts[0]! : Buffer.concat(parts, have) };
-        parts = [];
+        yield { index: index++, data: block };
+        block = undefined;
         have = 0;
       }
     }
   }
-  if (have > 0) yield { index: index++, data: Buffer.concat(parts, have) };
+  if (block) yield { index: index++, data: block.subarray(0, have) };
 }
 
 export class AzureBlobStore implements BlobStore {
@@ -580,6 +609,8 @@ export class AzureBlobStore implements BlobStore {
   private readonly onRetry: ((info: RetryInfo) => void) | undefined;
   private namespaceKind: NamespaceKind = 'flat';
   private readonly paths: DfsPaths;
+  private readonly givenMd5Threads: Md5Threads | undefined;
+  private ownMd5Threads: Md5Threads | undefined;
 
   constructor(
     readonly container: string,
@@ -594,6 +625,7 @@ export class AzureBlobStore implements BlobStore {
     this.blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
     this.concurrency = Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY);
     this.onRetry = options.onRetry;
+    this.givenMd5Threads = options.md5Threads;
     this.secrets = [];
     let credential: StorageSharedKeyCredential | AnonymousCredential | TokenCredential;
     let containerUrl = `${resolved.blobEndpoint}/${encodeURIComponent(container)}`;
@@ -650,6 +682,15 @@ export class AzureBlobStore implements BlobStore {
 
   requestCounts(): RequestCounts {
     return { ...this.counts };
+  }
+
+  private md5Threads(): Md5Threads {
+    return this.givenMd5Threads ?? (this.ownMd5Threads ??= new Md5Threads());
+  }
+
+  /** Ends the store's own MD5 threads (a pool passed in is the caller's to close); uploads after this fail. */
+  async close(): Promise<void> {
+    await this.ownMd5Threads?.close();
   }
 
   get namespace(): NamespaceKind {
@@ -868,15 +909,29 @@ export class AzureBlobStore implements BlobStore {
     const blob = this.client.getBlockBlobClient(name);
     if (options.singleRequest && 'data' in source) return this.putBlob(blob, name, source.data, options);
     const uploadId = randomBytes(6).toString('hex');
-    // The MD5 is taken as each block is handed to a worker: the digest of exactly the bytes staged.
-    const hashed = hashingBlocks(
-      'data' in source
-        ? blocksOfData(source.data, blockSize)
-        : 'path' in source
-          ? blocksOfFile(source.path, blockSize)
-          : blocksOfStream(source.stream, blockSize),
-    );
-    const blocks = hashed.blocks;
+    const md5 = this.md5Threads();
+    // One buffer per block in flight and one being read: a buffer is read into again only after its block was
+    // staged and hashed.
+    const buffers = new SharedBlockBuffers(concurrency + 1);
+    const blocks = blocksOf(source, blockSize, buffers);
+    // The blob's Content-MD5 is fed each block as it is taken, in order: the digest of exactly the bytes staged,
+    // defined only once the source is exhausted (a digest of a partial read is never committed).
+    const blobMd5 = md5.running();
+    let size = 0;
+    const take = async (): Promise<(Block & { inBlobMd5: Promise<void> }) | undefined> => {
+      const next = await blocks.next();
+      if (next.done) return undefined;
+      size += next.value.data.length;
+      const inBlobMd5 = blobMd5.update(next.value.data);
+      inBlobMd5.catch(() => undefined); // awaited by the stager
+      return { ...next.value, inBlobMd5 };
+    };
+    let taking: Promise<unknown> = Promise.resolve();
+    const takeInOrder = () => {
+      const p = taking.then(take);
+      taking = p.catch(() => undefined);
+      return p;
+    };
 
     // Stage blocks with bounded parallelism; the first failure stops the others.
     const internal = new AbortController();
@@ -885,22 +940,23 @@ export class AzureBlobStore implements BlobStore {
     const ids: string[] = [];
     let staged = 0;
     let failure: { err: unknown } | undefined;
-    const worker = async () => {
+    const stager = async () => {
       while (!failure) {
-        let next: IteratorResult<Block>;
+        let block: (Block & { inBlobMd5: Promise<void> }) | undefined;
         try {
-          next = await blocks.next();
+          block = await takeInOrder();
         } catch (err) {
           failure ??= { err };
           internal.abort(err);
           return;
         }
-        if (next.done || failure) return;
-        const { index, data } = next.value;
+        if (!block) return;
+        const { index, data } = block;
         const id = fixedWidthBlockId(uploadId, index);
         ids[index] = id;
-        const blockMd5 = md5Bytes(data);
         try {
+          if (failure) return;
+          const blockMd5 = await md5.md5(data);
           await this.call(
             'stageBlock',
             name,
@@ -909,20 +965,25 @@ export class AzureBlobStore implements BlobStore {
             (abortSignal) => blob.stageBlock(id, data, data.length, { abortSignal, transactionalContentMD5: blockMd5 }),
             { signal: internal.signal, retry: 'idempotent' },
           );
+          await block.inBlobMd5;
         } catch (err) {
           failure ??= { err };
           internal.abort(err);
           return;
+        } finally {
+          await block.inBlobMd5.catch(() => undefined);
+          buffers.give(data);
         }
         staged += data.length;
         options.onProgress?.(staged);
       }
     };
     try {
-      await Promise.all(Array.from({ length: concurrency }, worker));
+      await Promise.all(Array.from({ length: concurrency }, stager));
     } finally {
       options.signal?.removeEventListener('abort', onCallerAbort);
       if (failure) {
+        blobMd5.discard();
         await blocks.return(undefined).catch(() => undefined);
         if ('stream' in source) source.stream.destroy();
       }
@@ -930,14 +991,19 @@ export class AzureBlobStore implements BlobStore {
     if (failure) {
       if (options.signal?.aborted) throw abortReason(options.signal);
       const err = failure.err;
-      if (err instanceof BlobError) throw err;
+      if (err instanceof BlobError || err instanceof HashThreadError) throw err;
       const code = (err as NodeJS.ErrnoException | undefined)?.code;
       if (typeof code === 'string' && code.startsWith('E') && !('statusCode' in (err as object))) throw err; // local I/O
       throw toBlobError(err, 'upload', name, this.secrets).error;
     }
-    const size = hashed.bytes();
-    checkSourceSize(name, size, options.expectedSize);
-    const contentMd5 = hashed.digest();
+    let contentMd5: string;
+    try {
+      checkSourceSize(name, size, options.expectedSize);
+      contentMd5 = formatMd5(await blobMd5.digest());
+    } catch (err) {
+      blobMd5.discard();
+      throw err;
+    }
 
     const conditions = writeConditions(options);
     const metadata = normalizeMetadata(options.metadata);

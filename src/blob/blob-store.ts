@@ -1,4 +1,5 @@
 // The BlobStore seam: everything blobhsm asks of a blob container. Implementations: azure-store, memory-store.
+import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { SourceChangedError } from '../errors.js';
 
@@ -66,7 +67,16 @@ export interface ReadOptions {
   signal?: AbortSignal;
 }
 
-export type UploadSource = { path: string } | { data: Buffer } | { stream: Readable };
+/**
+ * What an upload sends. `{ handle, size }`: bytes [0, size) of a file the caller opened (and closes), read in place
+ * into the upload's block buffers; `verify()` runs once they were all read and before the commit (a check that the
+ * file did not change meanwhile): a throw fails the upload, and nothing is committed.
+ */
+export type UploadSource =
+  | { path: string }
+  | { data: Buffer }
+  | { stream: Readable }
+  | { handle: FileHandle; size: number; verify?: () => Promise<void> };
 
 export interface UploadOptions {
   metadata: Record<string, string>;

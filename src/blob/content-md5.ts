@@ -1,6 +1,6 @@
 // Content-MD5: the whole-blob digest Azure stores with a blob (base64 of the 16 MD5 bytes, as the service shows
-// it). This module owns computing it while the bytes are read for an upload (no second pass), hashing a local file
-// or a growing prefix of one, and spelling digests one way. It never reads a blob: the stores do.
+// it). This module owns hashing a buffer, a local file or a growing prefix of one, and spelling digests one way.
+// It never reads a blob: the stores do. (A staged upload hashes its blocks off the main thread: md5-threads.ts.)
 import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 
@@ -23,45 +23,9 @@ export function md5Of(data: Uint8Array): string {
   return formatMd5(md5Bytes(data));
 }
 
-/** The 16 MD5 bytes of data (a block's transactional Content-MD5). */
+/** The 16 MD5 bytes of data. */
 export function md5Bytes(data: Uint8Array): Uint8Array {
   return new Uint8Array(createHash('md5').update(data).digest());
-}
-
-/**
- * Wraps a sequence of blocks so the MD5 of their bytes, in order, is computed as each block is taken: an upload
- * that stages the blocks it takes gets the digest of exactly the staged bytes. `digest()` is defined once the
- * sequence is exhausted (it throws before, so a digest of a partial read can never be committed). Concurrent
- * consumers are fine: an async generator hands out blocks one at a time, in order.
- */
-export function hashingBlocks<T extends { data: Uint8Array }>(
-  blocks: AsyncIterator<T>,
-): { blocks: AsyncGenerator<T>; digest(): string; bytes(): number } {
-  const hash = createHash('md5');
-  let total = 0;
-  let done = false;
-  async function* wrapped(): AsyncGenerator<T> {
-    try {
-      for (;;) {
-        const next = await blocks.next();
-        if (next.done) break;
-        hash.update(next.value.data);
-        total += next.value.data.length;
-        yield next.value;
-      }
-      done = true;
-    } finally {
-      await blocks.return?.(undefined);
-    }
-  }
-  return {
-    blocks: wrapped(),
-    digest: () => {
-      if (!done) throw new Error('hashingBlocks: digest() before every block was read');
-      return formatMd5(hash.digest());
-    },
-    bytes: () => total,
-  };
 }
 
 const READ_SIZE = 1024 * 1024;

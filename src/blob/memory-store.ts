@@ -95,6 +95,17 @@ async function* chunksOf(source: UploadSource, blockSize: number): AsyncGenerato
     }
     return;
   }
+  if ('handle' in source) {
+    for (let off = 0; off < source.size; ) {
+      const buf = Buffer.alloc(Math.min(blockSize, source.size - off));
+      const { bytesRead } = await source.handle.read(buf, 0, buf.length, off);
+      if (bytesRead === 0) break;
+      off += bytesRead;
+      yield buf.subarray(0, bytesRead);
+    }
+    await source.verify?.();
+    return;
+  }
   if ('path' in source) {
     const fh = await open(source.path, 'r');
     try {

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { UsageError, describeError } from '../errors.js';
 import { normalisePrefix, parseSize, stateHome } from '../config.js';
-import { createAzureStore } from '../blob/azure-store.js';
+import { type AzureBlobStore, createAzureStore } from '../blob/azure-store.js';
 import { readSecretFlags } from './secret-args.js';
 import { IngestJournal } from '../ingest/journal.js';
 import { Ingester, type IngestLogRecord, type IngestSummary } from '../ingest/ingester.js';
@@ -117,6 +117,7 @@ function lazyLog(path: string): { write: (r: IngestLogRecord) => void; close: ()
 export async function runIngest(sources: string[], flags: IngestFlags, io: CliIo): Promise<number> {
   await readSecretFlags(flags, io);
   let ingester: Ingester;
+  let store: AzureBlobStore;
   let journal: IngestJournal;
   let logPath: string;
   const abort = new AbortController();
@@ -137,7 +138,7 @@ export async function runIngest(sources: string[], flags: IngestFlags, io: CliIo
       largeFileConcurrency: positiveInt(flags.largeFiles, '--large-files', INGEST_DEFAULTS.largeFiles),
       maximumErrors: maximumErrorsOf(flags.maximumErrors),
     };
-    const store = createAzureStore({ ...storage, timeoutMs: timeout * 1000, env: io.env });
+    store = createAzureStore({ ...storage, timeoutMs: timeout * 1000, env: io.env });
     const resolvedSources = sources.map((s) => (s.endsWith('/') ? resolve(s) + '/' : resolve(s)));
     const destination = `${store.auth.blobEndpoint}/${storage.container}/${prefix}`;
     const journalPath = resolve(flags.journal ?? defaultJournalPath(destination, resolvedSources, io.env));
@@ -194,6 +195,7 @@ export async function runIngest(sources: string[], flags: IngestFlags, io: CliIo
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     journal.close();
+    await store.close();
   }
   const logged = await log.close();
   if (flags.json) io.stdout.write(JSON.stringify({ ...summary, ...(logged ? { logFile: logPath } : {}) }) + '\n');

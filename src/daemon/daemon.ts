@@ -216,6 +216,8 @@ async function startParts(
       notice(line);
     },
   });
+  // Its MD5 threads end last (reverse order), after the coordinator's uploads.
+  cleanups.push(() => azureStore.close());
   const store = metrics ? meterStore(azureStore, metrics) : azureStore;
   const where = `container '${storage.container}' at ${store.description}`;
   let exists: boolean;

@@ -8,7 +8,6 @@
 import { open, readlink, type FileHandle } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
 import { setMaxListeners } from 'node:events';
-import { Readable } from 'node:stream';
 import PQueue from 'p-queue';
 import { BlobError, SourceChangedError, UsageError, describeError } from '../errors.js';
 import type { BlobStore, UploadOptions, UploadSource } from '../blob/blob-store.js';
@@ -318,7 +317,7 @@ export class Ingester {
         entry = { ...entry, stat: st };
         const size = Number(st.size);
         const send = () =>
-          size <= this.o.singleRequestMaxBytes ? this.readWhole(fh, st, entry.path) : this.streamBlocks(fh, st, entry.path);
+          size <= this.o.singleRequestMaxBytes ? this.readWhole(fh, st, entry.path) : this.fileBlocks(fh, st, entry.path);
         if (size <= this.o.singleRequestMaxBytes) return await this.put(name, 'file', version, st, send);
         return await this.largeFiles.add(() => this.put(name, 'file', version, st, send));
       } catch (err) {
@@ -359,36 +358,12 @@ export class Ingester {
   }
 
   /**
-   * A large file as a stream of its bytes (the store hashes them as it stages them); at the end, before the store
-   * commits, the file is checked unchanged, else the stream fails and the staged blocks are never committed.
+   * A large file, read by the store from the open file straight into its block buffers; once every byte was read,
+   * before the store commits, the file is checked unchanged, else the upload fails and its staged blocks are never
+   * committed.
    */
-  private streamBlocks(fh: FileHandle, st: BigIntStats, path: string): UploadSource {
-    const size = Number(st.size);
-    let offset = 0;
-    // Whole blocks: the store stages each chunk as it is, without copying it into a block buffer.
-    const chunk = this.o.blockSize;
-    const stream = new Readable({
-      highWaterMark: chunk,
-      read: () => {
-        void (async () => {
-          try {
-            if (offset >= size) {
-              await this.checkUnchanged(fh, st, path);
-              stream.push(null);
-              return;
-            }
-            const buf = Buffer.allocUnsafe(Math.min(chunk, size - offset));
-            const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
-            if (bytesRead === 0) throw new SourceChangedError(`${path} shrank while it was read`);
-            offset += bytesRead;
-            stream.push(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead));
-          } catch (err) {
-            stream.destroy(err as Error);
-          }
-        })();
-      },
-    });
-    return { stream };
+  private fileBlocks(fh: FileHandle, st: BigIntStats, path: string): UploadSource {
+    return { handle: fh, size: Number(st.size), verify: () => this.checkUnchanged(fh, st, path) };
   }
 
   /**
