@@ -303,6 +303,31 @@ t.test('filesMatching, exportCandidates and evictionCandidates', async (t) => {
   t.same(all.filter((i) => matches(i.hsmFlags, EVICTABLE) && i.size > 0).map((i) => i.ino).sort((a, b) => a - b), [clean2, clean1, clean3].sort((a, b) => a - b));
 });
 
+t.test('every query answers an inode with all its fields (rows are read by column position)', async (t) => {
+  const m = mem(t);
+  const dir = m.create(ROOT_INO, 'd', fields('dir')).ino;
+  // Every field distinct, so a column read into the wrong field shows.
+  const full = fields('file', {
+    mode: 0o640, uid: 11, gid: 12, size: 13, atimeMs: 14, mtimeMs: 15, ctimeMs: 16, hsmFlags: 0x0b, archiveId: 17,
+    dataVersion: 18, archivedVersion: 19, blobName: 'd/f', etag: '"0x20"', contentMd5: 'md5==', generation: 21, lastAccessMs: 22,
+  });
+  const ino = m.create(dir, 'f', full).ino;
+  const expected = { ...full, ino, nlink: 1 };
+  t.same(m.get(ino), expected, 'get');
+  t.same(m.lookup(dir, 'f'), expected, 'lookup');
+  t.same(m.resolve('/d/f'), expected, 'resolve');
+  t.same(m.readdir(dir), [{ name: 'f', inode: expected }], 'readdir');
+  t.same(m.readdirPage(dir, undefined, 10), [{ name: 'f', inode: expected }], 'readdirPage');
+  t.same(m.filesMatching(DIRTY_FILE), [expected], 'filesMatching');
+  t.same(m.exportCandidates(), [expected], 'exportCandidates');
+  t.same(m.inodesOfBlob('d/f', 0), [expected], 'inodesOfBlob');
+  t.same(m.update(ino, { size: 23 }), { ...expected, size: 23 }, 'update answers the updated inode');
+  t.same(m.update(ino, { hsmFlags: 0x09 }), { ...expected, size: 23, hsmFlags: 0x09 }, 'a durable update too');
+  t.equal(code(() => m.update(999_999, { size: 1 })), 'ENOENT', 'update of a missing inode');
+  const link = m.create(ROOT_INO, 'l', fields('symlink', { target: 'd/f', size: 3 })).ino;
+  t.equal(m.get(link)!.target, 'd/f');
+});
+
 t.test('settings', async (t) => {
   const m = mem(t);
   t.equal(m.getSetting('x'), undefined);

@@ -273,6 +273,8 @@ export class LowLevelSession {
   /** fusermount3 took the mount out of the namespace (the session may still serve open files). */
   private detached = false;
   private onAllAnswered: (() => void) | undefined;
+  /** The attributes of the reply being sent: the addon copies them before the reply call returns. */
+  private readonly attrs = new Float64Array(ATTR_FIELDS);
 
   private constructor(
     native: Native,
@@ -387,7 +389,7 @@ export class LowLevelSession {
   }
 
   private entry(req: Req, attr: Attr): void {
-    this.native.replyEntry(req, packAttr(attr, new Float64Array(ATTR_FIELDS)), this.options.entryTimeout, this.options.attrTimeout);
+    this.native.replyEntry(req, packAttr(attr, this.attrs), this.options.entryTimeout, this.options.attrTimeout);
   }
 
   private async run(op: number, req: Req, c: Caller, ino: number, n: Float64Array, name: string | undefined, name2: string | undefined, data: Buffer | undefined): Promise<void> {
@@ -401,7 +403,7 @@ export class LowLevelSession {
         return;
       }
       case Op.GETATTR:
-        return native.replyAttr(req, packAttr(await h.getattr(c, ino), new Float64Array(ATTR_FIELDS)), this.options.attrTimeout);
+        return native.replyAttr(req, packAttr(await h.getattr(c, ino), this.attrs), this.options.attrTimeout);
       case Op.SETATTR: {
         const valid = n[5]!;
         const time = (set: number, now: number, sec: number, nsec: number) => (valid & now ? 'now' : valid & set ? { sec, nsec } : undefined);
@@ -415,7 +417,7 @@ export class LowLevelSession {
         if (atime) changes.atime = atime;
         if (mtime) changes.mtime = mtime;
         const attr = await h.setattr(c, ino, changes, n[10]! >= 0 ? n[10]! : undefined);
-        return native.replyAttr(req, packAttr(attr, new Float64Array(ATTR_FIELDS)), this.options.attrTimeout);
+        return native.replyAttr(req, packAttr(attr, this.attrs), this.options.attrTimeout);
       }
       case Op.READLINK:
         return native.replyReadlink(req, await h.readlink(c, ino));
@@ -442,7 +444,7 @@ export class LowLevelSession {
       }
       case Op.CREATE: {
         const { attr, opened } = await h.create(c, ino, name!, n[5]!, n[6]!);
-        return native.replyCreate(req, packAttr(attr, new Float64Array(ATTR_FIELDS)), this.options.entryTimeout, this.options.attrTimeout, opened.fh, openFlags(opened));
+        return native.replyCreate(req, packAttr(attr, this.attrs), this.options.entryTimeout, this.options.attrTimeout, opened.fh, openFlags(opened));
       }
       case Op.READ: {
         const { data: out, length } = await h.read(ino, n[5]!, n[6]!, n[7]!);

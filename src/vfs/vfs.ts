@@ -681,12 +681,13 @@ export class Vfs {
     const at = (t: TimeToSet | undefined) => (t === 'now' ? now : t);
     const patch = { mode: changes.mode === undefined ? undefined : changes.mode & 0o7777, uid: changes.uid, gid: changes.gid, atimeMs: at(changes.atime), mtimeMs: at(changes.mtime) };
     if (changes.mtime !== undefined) this.pendingMtime.delete(ino); // cp -p sets the mtime after its last write
+    let updated: Inode | undefined;
     if (Object.values(patch).some((v) => v !== undefined)) {
-      this.meta.update(ino, { ...patch, ctimeMs: now });
+      updated = this.meta.update(ino, { ...patch, ctimeMs: now });
       if (changes.mode !== undefined || changes.uid !== undefined || changes.gid !== undefined) this.changelog.record('SATTR', ino, 0, '');
       if (changes.atime !== undefined || changes.mtime !== undefined) this.changelog.record('MTIME', ino, 0, '');
     }
-    return this.statOf(this.inode(ino));
+    return this.statOf(updated ?? this.inode(ino));
   }
 
   /** Persists the size and the time of the last write of a written file. */
@@ -861,8 +862,9 @@ export class Vfs {
     return { ...blankInode(kind, bits, caller.uid, gid, now), dataVersion: 1, generation: 1 };
   }
 
+  /** A directory's entries changed (every caller found the directory just before, with no await between). */
   private touchDir(ino: number, now: number): void {
-    if (ino === ROOT_INO || this.meta.get(ino)) this.meta.update(ino, { mtimeMs: now, ctimeMs: now });
+    this.meta.update(ino, { mtimeMs: now, ctimeMs: now });
   }
 
   private touchDirs(a: number, b: number, now: number): void {
