@@ -2,7 +2,8 @@
 // a child process (test/helpers/lowlevel-child.ts) and driven from this process: INIT negotiates 1 MiB READ and
 // WRITE, the mount is fuse.blobhsm, requests carry the caller's uid/gid, direct reads arrive as 1 MiB READs,
 // pages stay cached across opens until notify_inval_inode (sent from the native notify thread) drops them, and
-// a WRITE's data is released as soon as it is answered, and unmount ends the session loop. Also SO_PEERCRED through the addon, and an addon older than the TypeScript (fuse-native's binary, one without direct writes) is refused.
+// a WRITE's data is released as soon as it is answered, the FLUSH of a read-only handle is answered by the
+// binding (a writable one's reaches the handler), and unmount ends the session loop. Also SO_PEERCRED through the addon, and an addon older than the TypeScript (fuse-native's binary, one without direct writes) is refused.
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -102,6 +103,18 @@ t.test('a mount served through the libfuse3 binding', async (t) => {
   const writes = events.filter((e) => e.op === 'write');
   t.same(writes.map((e) => e.received), [1 << 20, 1 << 20], 'buffered 1 MiB writes arrive as 1 MiB WRITEs');
   t.same(writes.map((e) => e.lengthAfterAnswer), [0, 0], "a WRITE's data is released once answered (not left to a garbage collection)");
+
+  // A read-only handle's FLUSH is answered by the binding; a writable one's reaches the handler (close waits for
+  // it). Every handle's RELEASE (sent after close returns) reaches the handler with the fh the handler chose.
+  const opens = events.filter((e) => e.op === 'open');
+  await Promise.all(opens.map((o) => next((e) => e.op === 'release' && e.fh === o.fh)));
+  t.pass('every handle was released under its own fh');
+  const flushed = new Set(events.filter((e) => e.op === 'flush').map((e) => e.fh));
+  const readOnly = opens.filter((e) => e.noFlush);
+  const writable = opens.filter((e) => !e.noFlush);
+  t.ok(readOnly.length >= 3 && writable.length === 1, 'the reads opened read-only, dd opened for writing');
+  t.same(readOnly.filter((e) => flushed.has(e.fh)), [], 'no FLUSH of a read-only handle reached the handler');
+  t.ok(flushed.has(writable[0]!.fh), "the writable handle's FLUSH reached the handler");
 
   child.stdin.write('stop\n');
   await next((e) => e.op === 'unmounted');

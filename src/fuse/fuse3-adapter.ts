@@ -77,7 +77,10 @@ export function buildHandler(vfs: Vfs, log: (line: string) => void): LowLevelHan
     rename: (_c, parent, name, newParent, newName, flags) => vfs.rename(parent, name, newParent, newName, flags),
     link: async (_c, ino, newParent, newName) => entry(await vfs.link(ino, newParent, newName)),
     // Pages stay across opens: whatever changes a file behind the kernel's back invalidates them (KernelCache).
-    open: async (_c, ino, flags) => ({ fh: await vfs.open(ino, flags), keepCache: true }),
+    open: async (_c, ino, flags) => {
+      const fh = await vfs.open(ino, flags);
+      return { fh, keepCache: true, noFlush: !vfs.flushes(fh) };
+    },
     create: async (c, parent, name, mode) => {
       const { fh, stat } = await vfs.create(parent, name, mode, c);
       return { attr: entry(stat), opened: { fh, keepCache: true } };

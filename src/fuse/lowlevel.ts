@@ -117,6 +117,8 @@ export interface Opened {
   /** Keep the kernel's pages of this file from earlier opens (FOPEN_KEEP_CACHE). */
   keepCache?: boolean;
   directIo?: boolean;
+  /** A close of this handle has nothing to persist (read-only): the binding answers its FLUSH itself. */
+  noFlush?: boolean;
 }
 
 export interface DirEntryPlus {
@@ -253,7 +255,7 @@ function packAttr(a: Attr, out: Float64Array, at = 0): Float64Array {
 const NEGATIVE = new Float64Array(ATTR_FIELDS);
 
 function openFlags(o: Opened): number {
-  return (o.keepCache ? 1 : 0) | (o.directIo ? 2 : 0);
+  return (o.keepCache ? 1 : 0) | (o.directIo ? 2 : 0) | (o.noFlush ? 4 : 0);
 }
 
 /** Answers a getxattr/listxattr request: the size when asked for it, ERANGE when it does not fit. */

@@ -703,6 +703,14 @@ export class Vfs {
     if (mtime !== undefined || 'size' in grown) this.meta.update(h.ino, { ...grown, ...(mtime === undefined ? {} : { mtimeMs: mtime, ctimeMs: mtime }) });
   }
 
+  /**
+   * Whether a flush of this handle can have anything to persist: only a handle open for writing records writes
+   * (a read-only one never does, whatever other handles of its file write).
+   */
+  flushes(fh: number): boolean {
+    return this.handle(fh).writable;
+  }
+
   async flush(fh: number): Promise<void> {
     this.persistWrites(this.handle(fh));
   }

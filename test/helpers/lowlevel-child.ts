@@ -34,6 +34,8 @@ const attrOf = (ino: number): Attr => ({
   ctime: t,
 });
 
+let nextFh = 100;
+
 const notSupported = async (): Promise<never> => {
   throw fail('EROFS');
 };
@@ -57,7 +59,13 @@ const handler: LowLevelHandler = {
   rename: notSupported,
   link: notSupported,
   create: notSupported,
-  open: async (_c, ino) => ({ fh: ino, keepCache: true }),
+  // Each open its own fh; a read-only one has nothing to flush (the binding then answers its FLUSH itself).
+  open: async (_c, ino, flags) => {
+    const fh = nextFh++;
+    const noFlush = (flags & 3) === 0; // O_RDONLY
+    emit({ op: 'open', ino, fh, noFlush });
+    return { fh, keepCache: true, noFlush };
+  },
   read: async (_ino, _fh, size, offset) => {
     emit({ op: 'read', size, offset });
     const length = Math.max(0, Math.min(size, SIZE - offset));
@@ -69,8 +77,8 @@ const handler: LowLevelHandler = {
     setImmediate(() => emit({ op: 'write', offset, received, lengthAfterAnswer: data.length }));
     return received;
   },
-  flush: async () => undefined,
-  release: async () => undefined,
+  flush: async (_ino, fh) => void emit({ op: 'flush', fh }),
+  release: async (_ino, fh) => void emit({ op: 'release', fh }),
   fsync: async () => undefined,
   opendir: async () => 1,
   readdir: async (_ino, _fh, offset) => [{ name: 'data', attr: attrOf(DATA_INO) }].slice(offset),

@@ -138,7 +138,13 @@ static void send_simple(int op, fuse_req_t req, fuse_ino_t ino, const char *name
   dispatch(r);
 }
 
-static double fh_of(struct fuse_file_info *fi) { return fi ? (double)fi->fh : 0; }
+// A bit the addon adds to the fh of a handle JS opened with "no flush" (open flag 4: read-only, nothing to persist
+// at close): its FLUSH is answered here, without a trip to JS (one of the 19 requests rsync sends per file). JS
+// never sees the bit: every fh handed to it goes through fh_of. Only read-only handles carry it, so a WRITE (and
+// its direct-write grant, keyed by JS's fh) never meets it.
+#define FH_NO_FLUSH (1ull << 62)
+
+static double fh_of(struct fuse_file_info *fi) { return fi ? (double)(fi->fh & ~FH_NO_FLUSH) : 0; }
 
 // ---- session-thread callbacks ---------------------------------------------------------------------------------
 
@@ -198,7 +204,7 @@ static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
   r->n[7] = attr->st_uid;
   r->n[8] = attr->st_gid;
   r->n[9] = (double)attr->st_size;
-  r->n[10] = fi ? (double)fi->fh : -1;
+  r->n[10] = fi ? fh_of(fi) : -1;
   r->n[11] = (double)attr->st_atim.tv_sec;
   r->n[12] = (double)attr->st_atim.tv_nsec;
   r->n[13] = (double)attr->st_mtim.tv_sec;
@@ -325,6 +331,10 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 }
 
 static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  if (fi->fh & FH_NO_FLUSH) {
+    fuse_reply_err(req, 0);
+    return;
+  }
   send_simple(OP_FLUSH, req, ino, NULL, fh_of(fi), 0, 0);
 }
 
@@ -770,7 +780,7 @@ static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
 // Open flags answered to the kernel (OpenFlag in lowlevel.ts).
 static void fill_open(struct fuse_file_info *fi, double fh, int flags) {
   memset(fi, 0, sizeof *fi);
-  fi->fh = (uint64_t)fh;
+  fi->fh = (uint64_t)fh | ((flags & 4) ? FH_NO_FLUSH : 0);
   fi->keep_cache = (flags & 1) != 0;
   fi->direct_io = (flags & 2) != 0;
 }
