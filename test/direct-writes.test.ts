@@ -186,3 +186,25 @@ t.test('a grant whose budget ran out is replaced by the next write through the V
   await s.vfs.release(fh);
   t.equal((await s.readFile('/b')).toString(), 'abb');
 });
+
+t.test('a grant the writer refuses leaves the write done and the handle writing through the Vfs', async (t) => {
+  const { s, w } = await stackWithWriter(t);
+  const grant = w.grant.bind(w);
+  let refuse = true;
+  w.grant = (fh, fd, token, budget) => {
+    if (refuse) throw new Error('EMFILE: too many open files');
+    grant(fh, fd, token, budget);
+  };
+  const fh = await s.vfs.create('/r', 0o644);
+  t.equal(await write(s, w, fh, 'abc', 0), 3, 'the write succeeds');
+  t.notOk(w.grants.has(fh), 'no grant');
+  t.match(s.logs.join('\n'), /direct writes of \/r not granted: .*EMFILE/, 'logged with the cause');
+  refuse = false;
+  await write(s, w, fh, 'd', 3);
+  t.ok(w.grants.has(fh), 'the next write through the Vfs grants');
+  await s.vfs.release(fh);
+  t.equal((await s.readFile('/r')).toString(), 'abcd');
+  const ino = s.inode('/r').ino;
+  await s.coordinator.request('ARCHIVE', ino, 0).done;
+  t.equal(s.store.getData('r')?.toString(), 'abcd', 'nothing was left in flight by the refused grant');
+});

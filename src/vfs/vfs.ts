@@ -592,7 +592,14 @@ export class Vfs {
       const grant: Grant = { token: this.nextGrant++, fh, handle: h, ino: inode.ino, generation: inode.generation, reported: 0, end: () => undefined };
       const end = this.coordinator.allowDirectWrites(inode.ino, () => this.revoked(writer, grant));
       if (!end) return false;
-      writer.grant(fh, fd, grant.token, budget);
+      try {
+        writer.grant(fh, fd, grant.token, budget);
+      } catch (err) {
+        // The write that asked is done; its handle's next writes come here as before.
+        end();
+        this.log(`direct writes of ${this.meta.pathOf(inode.ino) ?? `inode ${inode.ino}`} not granted: ${describeError(err)}`);
+        return false;
+      }
       grant.end = end;
       h.grant = grant;
       this.grants.set(grant.token, grant);
