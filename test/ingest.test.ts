@@ -1,15 +1,17 @@
 // The ingest engine on the in-memory store: a file changing while it is read is never committed torn (read again,
 // or reported after the retries), a blob this journal wrote but did not record (a crash between commit and journal)
 // is recognised by its stamp, a changed source overwrites only our own blob (If-Match), the error limit stops the
-// run, and the names and metadata follow the export encoding. (e2e-ingest.test.ts runs the command on Azurite.)
+// run, and the names and metadata follow the export encoding; small local files are read with blocking calls only
+// on local filesystems, and such a read refuses a file changed since the walk. (e2e-ingest.test.ts: the command on Azurite.)
 import t from 'tap';
-import { appendFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { appendFileSync, lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryBlobStore } from '../src/blob/memory-store.js';
-import { BlobError } from '../src/errors.js';
+import { BlobError, SourceChangedError } from '../src/errors.js';
 import { IngestJournal } from '../src/ingest/journal.js';
-import { Ingester, type IngestLogRecord, type IngestOptions } from '../src/ingest/ingester.js';
+import { Ingester, readSmallFile, type IngestLogRecord, type IngestOptions } from '../src/ingest/ingester.js';
+import { LocalFilesystems, isLocalFilesystemType } from '../src/ingest/local-fs.js';
 
 function setup(t: { teardown(fn: () => unknown): void }) {
   const dir = mkdtempSync(join(tmpdir(), 'blobhsm-ingest-unit-'));
@@ -165,4 +167,44 @@ t.test('a journal in use by another run is refused, saying so', async (t) => {
   const again = IngestJournal.open(path, 'memory/c/', { create: true });
   t.equal(again.get('a')?.etag, 'etag', 'free again once the first run closed it');
   again.close();
+});
+
+t.test('a small local file is read whole, and a change since the walk is refused, reading nothing', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'blobhsm-ingest-small-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'f');
+  writeFileSync(path, 'version one\n');
+  const walked = lstatSync(path, { bigint: true });
+  t.equal(readSmallFile(path, walked).toString(), 'version one\n');
+  appendFileSync(path, 'and more\n');
+  const changed = (() => {
+    try {
+      readSmallFile(path, walked);
+    } catch (err) {
+      return err;
+    }
+  })();
+  t.ok(changed instanceof SourceChangedError, 'a SourceChangedError (the ingester reads it again)');
+  t.match(changed, { message: /changed while it was read \(size 12 → 21\)/ });
+  t.throws(() => readSmallFile(join(dir, 'gone'), walked), { code: 'ENOENT' });
+});
+
+t.test('blocking reads only on local filesystems, asked once per device', async (t) => {
+  t.ok(isLocalFilesystemType(0xef53), 'ext4');
+  t.ok(isLocalFilesystemType(0x01021994), 'tmpfs');
+  t.notOk(isLocalFilesystemType(0x6969), 'NFS');
+  t.notOk(isLocalFilesystemType(0x0bd00bd0), 'Lustre');
+  t.notOk(isLocalFilesystemType(0x65735546), 'FUSE');
+  const asked: string[] = [];
+  const types: Record<string, number> = { '/local/a': 0xef53, '/nfs/a': 0x6969 };
+  const fs = new LocalFilesystems((path) => {
+    asked.push(path);
+    if (!(path in types)) throw Object.assign(new Error('EACCES'), { code: 'EACCES' });
+    return types[path]!;
+  });
+  t.equal(fs.isLocal(1n, '/local/a'), true);
+  t.equal(fs.isLocal(1n, '/local/b'), true, 'the same device: not asked again');
+  t.equal(fs.isLocal(2n, '/nfs/a'), false);
+  t.equal(fs.isLocal(3n, '/unreadable'), false, 'statfs failing: not local');
+  t.same(asked, ['/local/a', '/nfs/a', '/unreadable']);
 });
