@@ -1,12 +1,14 @@
-// `npm run bench:ingest [-- --files N] [--large-mib N] [--no-rclone] [--only writers]`: bulk loading, on one Azurite started here
+// `npm run bench:ingest [-- --files N] [--large-mib N] [--large-rounds N] [--no-rclone] [--only writers|large]`: bulk loading, on one Azurite started here
 // (in memory, own loopback port), each figure held against a reference from the same run:
 // - `blobhsm ingest` of the small-file set (files/s) vs single-PUT SDK uploads of the same files at the same
 //   concurrency, and vs `rclone copy` (same transfers);
-// - `blobhsm ingest` of one large file (MiB/s) vs the SDK's parallel block upload (8 MiB blocks, 8 in flight);
+// - `blobhsm ingest` of one large file (MiB/s) vs the SDK's parallel block upload of the same file from disk
+//   (`uploadFile`, 8 MiB blocks, 8 in flight), with the SDK's upload of the file already in memory (`uploadData`) as
+//   a second figure; the three alternate for --large-rounds rounds (default 3) and each figure is the median;
 // - 8 parallel writers (dd conv=fsync of different files) into a mount vs one writer, and vs the same into the
 //   cache disk;
 // - `rsync -a` of the small-file set into a mount vs into a local directory, and a second `rsync -a` (files sent).
-// `--only writers` runs the parallel-writers rows alone. Prints the rows as the main bench does and writes them as JSON under bench/results/.
+// `--only writers` runs the parallel-writers rows alone, `--only large` the large-file row alone. Prints the rows as the main bench does and writes them as JSON under bench/results/.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -26,22 +28,27 @@ const SMALL_BYTES = 10 * 1024;
 const INGEST_CONCURRENCY = 16;
 const WRITERS = 8;
 
-type Options = { files: number; largeMiB: number; rclone: boolean; only: 'writers' | null };
+type Options = { files: number; largeMiB: number; largeRounds: number; rclone: boolean; only: 'writers' | 'large' | null };
 
 function parse(argv: string[]): Options {
-  const o: Options = { files: 2000, largeMiB: 512, rclone: true, only: null };
+  const o: Options = { files: 2000, largeMiB: 512, largeRounds: 3, rclone: true, only: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--files') o.files = Number(argv[++i]);
     else if (a === '--large-mib') o.largeMiB = Number(argv[++i]);
+    else if (a === '--large-rounds') o.largeRounds = Number(argv[++i]);
     else if (a === '--no-rclone') o.rclone = false;
     else if (a === '--only') {
       const what = argv[++i];
-      if (what !== 'writers') throw new Error(`--only takes 'writers' (the parallel-writers rows alone), not '${what ?? ''}'`);
+      if (what !== 'writers' && what !== 'large') {
+        throw new Error(`--only takes 'writers' (the parallel-writers rows alone) or 'large' (the large-file row alone), not '${what ?? ''}'`);
+      }
       o.only = what;
-    } else throw new Error(`unknown argument '${a}': --files N, --large-mib N, --no-rclone, --only writers`);
+    } else throw new Error(`unknown argument '${a}': --files N, --large-mib N, --large-rounds N, --no-rclone, --only writers|large`);
   }
-  if (!(o.files > 0 && o.largeMiB > 0)) throw new Error('--files and --large-mib need positive numbers');
+  if (!(o.files > 0 && o.largeMiB > 0 && Number.isInteger(o.largeRounds) && o.largeRounds > 0)) {
+    throw new Error('--files, --large-mib and --large-rounds need positive numbers');
+  }
   return o;
 }
 
@@ -63,8 +70,8 @@ function row(id: string, workload: string, value: number, unit: Unit, reference:
 const atLeast = (k: number) => (r: number | null): Verdict => (r !== null && r >= k ? 'meets' : 'short');
 const atMost = (k: number) => (r: number | null): Verdict => (r !== null && r <= k ? 'meets' : 'short');
 
-/** The ingest rows: the small-file set vs SDK single PUTs at the same concurrency and rclone copy; the large file vs the SDK's parallel upload. */
-async function ingestRows(o: Options, env: BlobhsmEnv, connectionString: string, blobEndpoint: string, small: string, largeDir: string, fresh: (name: string) => Promise<string>, rows: Row[], log: (line: string) => void): Promise<void> {
+/** The small-file ingest row: vs SDK single PUTs at the same concurrency, and vs rclone copy. */
+async function ingestRows(o: Options, env: BlobhsmEnv, connectionString: string, blobEndpoint: string, small: string, fresh: (name: string) => Promise<string>, rows: Row[], log: (line: string) => void): Promise<void> {
   // ---- ingest of the small-file set vs SDK single PUTs at the same concurrency, vs rclone copy ----
   log('SDK: single-PUT uploads of the small files...');
   const sdkSmall = container(connectionString, await fresh('sdk-small'));
@@ -97,24 +104,53 @@ async function ingestRows(o: Options, env: BlobhsmEnv, connectionString: string,
     } else smallRow.rclone = { error: `rclone copy exit ${rc.code}: ${rc.stderr.trim().split('\n').pop()}` };
   } else smallRow.notes.push('rclone not measured');
   rows.push(smallRow);
+}
 
-  // ---- ingest of the large file vs the SDK's parallel upload ----
-  log('SDK: parallel block upload of the large file...');
-  const largeData = readFileSync(join(largeDir, 'large.bin'));
-  const sdkLarge = container(connectionString, await fresh('sdk-large'));
-  t = performance.now();
-  await sdkLarge.getBlockBlobClient('large.bin').uploadData(largeData, { blockSize: BLOCK_SIZE, concurrency: UPLOAD_CONCURRENCY });
-  const sdkLargeRate = o.largeMiB / ((performance.now() - t) / 1000);
-  log(`  ${sdkLargeRate.toFixed(0)} MiB/s`);
-  log('blobhsm ingest of the large file...');
-  await fresh('ingest-large');
-  const ingL = await blobhsmCli(env, ['ingest', join(largeDir, 'large.bin'), '--container', 'ingest-large', '--json'], 600_000);
-  if (ingL.code !== 0) throw new Error(`ingest failed (${ingL.code}): ${ingL.stderr}`);
-  const ingLSummary = JSON.parse(ingL.stdout) as { elapsedMs: number; requests: Record<string, number> };
-  const largeRow = row('ingest-large', `ingest of a ${o.largeMiB} MiB file`, o.largeMiB / (ingL.ms / 1000), 'MiB/s', { value: sdkLargeRate, label: 'SDK upload, 8 MiB blocks, c=8' }, '≥0.9× SDK parallel upload', atLeast(0.9), { requests: ingLSummary.requests });
-  // The SDK reference uploads a buffer read before its clock starts and computes no MD5; the CLI reads the file,
-  // hashes it twice (the blob's Content-MD5, each block's transactional MD5) and starts node.
-  largeRow.notes.push(`wall time of the CLI process (node start and the file's read included); inside the run ${(o.largeMiB / (ingLSummary.elapsedMs / 1000)).toFixed(1)} MiB/s`);
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+
+/**
+ * The large-file row: `blobhsm ingest` vs the SDK's `uploadFile` of the same file (it reads the file inside its
+ * clock, as ingest must), and the SDK's `uploadData` of the file read into memory before its clock starts (a second,
+ * informational figure). Neither SDK upload computes an MD5; ingest computes two (the blob's Content-MD5, each
+ * block's transactional MD5) on its hashing threads. The three alternate, `largeRounds` times; medians are reported.
+ */
+async function largeFileRow(o: Options, env: BlobhsmEnv, connectionString: string, largeDir: string, fresh: (name: string) => Promise<string>, rows: Row[], log: (line: string) => void): Promise<void> {
+  const path = join(largeDir, 'large.bin');
+  const rate = (ms: number) => o.largeMiB / (ms / 1000);
+  const fromFile: number[] = [];
+  const fromMemory: number[] = [];
+  const cliWall: number[] = [];
+  const cliInside: number[] = [];
+  let requests: Record<string, number> = {};
+  for (let round = 1; round <= o.largeRounds; round++) {
+    log(`large file, round ${round}/${o.largeRounds}:`);
+    const byFile = container(connectionString, await fresh(`sdk-large-file-${round}`));
+    let t = performance.now();
+    await byFile.getBlockBlobClient('large.bin').uploadFile(path, { blockSize: BLOCK_SIZE, concurrency: UPLOAD_CONCURRENCY });
+    fromFile.push(rate(performance.now() - t));
+    const largeData = readFileSync(path);
+    const byData = container(connectionString, await fresh(`sdk-large-data-${round}`));
+    t = performance.now();
+    await byData.getBlockBlobClient('large.bin').uploadData(largeData, { blockSize: BLOCK_SIZE, concurrency: UPLOAD_CONCURRENCY });
+    fromMemory.push(rate(performance.now() - t));
+    const name = await fresh(`ingest-large-${round}`);
+    const ing = await blobhsmCli(env, ['ingest', path, '--container', name, '--journal', join(env.baseDir, `large-${round}.sqlite`), '--json'], 600_000);
+    if (ing.code !== 0) throw new Error(`ingest failed (${ing.code}): ${ing.stderr}`);
+    const summary = JSON.parse(ing.stdout) as { elapsedMs: number; requests: Record<string, number> };
+    cliWall.push(rate(ing.ms));
+    cliInside.push(rate(summary.elapsedMs));
+    requests = summary.requests;
+    log(`  SDK uploadFile ${fromFile.at(-1)!.toFixed(0)} MiB/s, SDK uploadData ${fromMemory.at(-1)!.toFixed(0)} MiB/s, ingest ${cliWall.at(-1)!.toFixed(0)} MiB/s (${cliInside.at(-1)!.toFixed(0)} inside the run)`);
+  }
+  const value = median(cliWall);
+  const largeRow = row('ingest-large', `ingest of a ${o.largeMiB} MiB file`, value, 'MiB/s', { value: median(fromFile), label: 'SDK uploadFile of the same file, 8 MiB blocks, c=8' }, '≥0.9× SDK parallel upload', atLeast(0.9), { requests });
+  const list = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(', ');
+  largeRow.notes.push(
+    `medians of ${o.largeRounds} alternating rounds; wall time of the CLI process (node start included): ${list(cliWall)} MiB/s; inside the run ${list(cliInside)} (median ${median(cliInside).toFixed(0)})`,
+    `SDK uploadFile: ${list(fromFile)} MiB/s`,
+    `SDK uploadData of the file read into memory before its clock starts: ${list(fromMemory)} MiB/s (median ${median(fromMemory).toFixed(0)}; ${(value / median(fromMemory)).toFixed(2)}× it)`,
+    'neither SDK upload computes an MD5; ingest computes the blob\'s Content-MD5 and each block\'s transactional MD5',
+  );
   rows.push(largeRow);
 }
 
@@ -142,7 +178,14 @@ async function main(): Promise<number> {
   };
   const rows: Row[] = [];
 
-  if (o.only === null) await ingestRows(o, env, emu.connectionString, emu.blobEndpoint, small, largeDir, fresh, rows, log);
+  if (o.only === null) await ingestRows(o, env, emu.connectionString, emu.blobEndpoint, small, fresh, rows, log);
+  if (o.only !== 'writers') await largeFileRow(o, env, emu.connectionString, largeDir, fresh, rows, log);
+  const finish = (binding: string) => {
+    const elapsedS = (performance.now() - t0) / 1000;
+    publish({ title: `blobhsm ingest bench (mount rows on ${binding})`, profile: 'ingest', repoRoot: REPO, started, elapsedS, loadStart, rows, rcloneNote: o.rclone ? 'rclone copy (same transfers)' : 'skipped', data: { options: o, binding } });
+    return 0;
+  };
+  if (o.only === 'large') return finish('no mount');
   // ---- parallel writers into a mount vs one, vs the cache disk ----
   const each = Math.max(1, Math.floor(o.largeMiB / WRITERS));
   const ddAll = async (dir: string, count: number, mib: number) => {
@@ -194,9 +237,7 @@ async function main(): Promise<number> {
     await m.unmount();
   }
 
-  const elapsedS = (performance.now() - t0) / 1000;
-  publish({ title: `blobhsm ingest bench (mount rows on ${binding})`, profile: 'ingest', repoRoot: REPO, started, elapsedS, loadStart, rows, rcloneNote: o.rclone ? 'rclone copy (same transfers)' : 'skipped', data: { options: o, binding } });
-  return 0;
+  return finish(binding);
 }
 
 await runBench(main);
