@@ -2,6 +2,7 @@
 // AzureBlobStore on a real Azurite. Then Azure-only tests: timeouts, retries, error mapping, secrets.
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -13,7 +14,7 @@ import type { BlobInfo, BlobStore } from '../src/blob/blob-store.js';
 import { md5Of } from '../src/blob/content-md5.js';
 import { MemoryBlobStore } from '../src/blob/memory-store.js';
 import { findFreePort, listenerIsOurs, startEmulator } from '../src/emulator/emulator.js';
-import { BlobError, describeError } from '../src/errors.js';
+import { BlobError, describeError, SourceChangedError } from '../src/errors.js';
 import { EMULATOR_ACCOUNT, EMULATOR_KEY, startAzurite, uniqueContainerName, withContainer } from './helpers/azurite.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
 import { startHnsFake } from './helpers/hns-fake.js';
@@ -174,10 +175,13 @@ for (const h of harnesses) {
       writeFileSync(path, body);
       const chunks: Buffer[] = [];
       for (let off = 0; off < body.length; off += 1000) chunks.push(body.subarray(off, off + 1000));
+      const handle = await open(path, 'r');
+      t.teardown(() => handle.close());
       const sources = {
         data: { data: body },
         path: { path },
         stream: { stream: Readable.from(chunks) },
+        handle: { handle, size: body.length },
       };
       for (const [kind, source] of Object.entries(sources)) {
         const name = `up/${kind}`;
@@ -307,10 +311,14 @@ for (const h of harnesses) {
       const path = join(dir, 'src.bin');
       writeFileSync(path, data);
       const expected = md5Of(data);
+      const handle = await open(path, 'r');
+      t.teardown(() => handle.close());
+      let verified = 0;
       const sources = {
         data: { data },
         path: { path },
         stream: { stream: Readable.from([data.subarray(0, 100), data.subarray(100)]) },
+        handle: { handle, size: data.length, verify: async () => void verified++ },
       };
       for (const [kind, source] of Object.entries(sources)) {
         const r = await store.upload(`md5-${kind}`, source, { metadata: {}, blockSize: 1024, expectedSize: data.length });
@@ -318,8 +326,15 @@ for (const h of harnesses) {
         t.equal(r.size, data.length);
         t.equal((await store.head(`md5-${kind}`)).contentMd5, expected, `${kind}: HEAD shows it`);
       }
+      t.equal(verified, 1, 'a handle source is verified once, after its bytes were read');
       const listed = (await listAll(store)).flat().filter((b) => b.name.startsWith('md5-'));
-      t.same(listed.map((b) => b.contentMd5), [expected, expected, expected], 'the listing shows it');
+      t.same(listed.map((b) => b.contentMd5), [expected, expected, expected, expected], 'the listing shows it');
+      // A handle source whose verify() fails (the file changed while it was read) is never committed.
+      await t.rejects(
+        store.upload('md5-changed', { handle, size: data.length, verify: async () => Promise.reject(new SourceChangedError('src.bin changed while it was read')) }, { metadata: {}, blockSize: 1024 }),
+        { code: 'EBUSY', message: /changed while it was read/ },
+      );
+      await rejectsKind(t, store.head('md5-changed'), 'NotFound', 'a source that failed verify() was not committed');
       const empty = await store.upload('md5-empty', { data: Buffer.alloc(0) }, { metadata: {} });
       t.equal(empty.contentMd5, md5Of(Buffer.alloc(0)), 'an empty blob has the empty digest');
       // A source that does not hold the expected bytes is never committed.

@@ -75,6 +75,7 @@ export async function withContainer(
   await store.createContainer();
   t.teardown(async () => {
     await store.deleteContainer().catch(() => undefined);
+    await store.close(); // its MD5 threads
   });
   return store;
 }
