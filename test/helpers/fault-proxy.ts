@@ -94,8 +94,9 @@ export async function startFaultProxy(port: number, azuriteConnectionString: str
       return;
     }
     if (fault?.kind === 'hang') {
+      // Held until the client gives up or clear() resets it. Not req's 'close': that fires once the body is read.
       hung.add(req);
-      req.on('close', () => hung.delete(req));
+      res.on('close', () => hung.delete(req));
       req.resume();
       return;
     }
