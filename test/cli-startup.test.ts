@@ -1,6 +1,7 @@
 // Pins what the lean `lfs` path loads (src/cli/lfs-main.ts): `find | xargs -n 1 lfs hsm_restore` starts one
 // process per file, so none of the Azure SDK, SQLite, fuse-native, commander, p-queue, job, daemon or store code may
-// be reached from it. Runs the real executable under a resolve hook that records every module it loads.
+// be reached from it; main (src/cli/main.ts) loads only the modules of the command it runs. Runs the real
+// executable under a resolve hook that records every module it loads.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -68,4 +69,17 @@ t.test('the other commands still go through main (the recorder sees heavy import
   t.equal(r.code, 0, r.stderr);
   t.ok(r.loaded.includes('dist/src/cli/main.js'));
   t.ok(r.loaded.includes('package commander'), 'commander is loaded outside the lean path');
+});
+
+t.test('a command of main loads its own modules only: version and ingest never load the mount command', async (t) => {
+  const version = loadedBy(['version']);
+  t.equal(version.code, 0, version.stderr);
+  t.same(version.loaded.filter((f) => /^package (?!commander)|^dist\/src\/(blob|ingest|jobs|fuse)\/|^dist\/src\/daemon\/(?!mount-checks\.js)|cli\/mount-command/.test(f)), [], `version: loads only ${version.loaded.join(', ')}`);
+  // A dry run of a missing source (no service asked): fails on the source, after loading what ingest runs on.
+  const ingest = loadedBy(['ingest', join(base, 'nowhere'), '--container', 'abc', '--dry-run', '--json']);
+  t.ok(ingest.loaded.includes('dist/src/ingest/ingester.js'), `ingest reaches the ingester (${ingest.stderr.trim()})`);
+  t.same(ingest.loaded.filter((f) => /cli\/mount-command|^dist\/src\/(jobs|fuse)\/|^dist\/src\/daemon\/(?!mount-checks\.js)/.test(f)), [], 'ingest: no mount, job, FUSE or daemon module');
+  const help = loadedBy(['mount', '--help']);
+  t.equal(help.code, 0, help.stderr);
+  t.ok(help.loaded.includes('dist/src/cli/mount-command.js'), 'mount loads its command');
 });

@@ -8,10 +8,10 @@ import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { UsageError, describeError } from '../errors.js';
 import { normalisePrefix, parseSize, stateHome } from '../config.js';
-import { type AzureBlobStore, createAzureStore } from '../blob/azure-store.js';
+import type { AzureBlobStore } from '../blob/azure-store.js';
 import { readSecretFlags } from './secret-args.js';
-import { IngestJournal } from '../ingest/journal.js';
-import { Ingester, type IngestLogRecord, type IngestSummary } from '../ingest/ingester.js';
+import type { IngestJournal } from '../ingest/journal.js';
+import type { Ingester, IngestLogRecord, IngestProgress, IngestSummary } from '../ingest/ingester.js';
 import { addStorageOptions, storageConfigFromFlags, type StorageFlags } from './storage-options.js';
 import { formatRate, startProgress, wantsProgress, type Progress } from './progress.js';
 import { EXIT_USAGE } from './exit-status.js';
@@ -115,6 +115,12 @@ function lazyLog(path: string): { write: (r: IngestLogRecord) => void; close: ()
 }
 
 export async function runIngest(sources: string[], flags: IngestFlags, io: CliIo): Promise<number> {
+  // Loaded here, not with the command's flags: `blobhsm --help` and the other commands need neither the SDK nor SQLite.
+  const [{ createAzureStore }, { IngestJournal }, { Ingester }] = await Promise.all([
+    import('../blob/azure-store.js'),
+    import('../ingest/journal.js'),
+    import('../ingest/ingester.js'),
+  ]);
   await readSecretFlags(flags, io);
   let ingester: Ingester;
   let store: AzureBlobStore;
@@ -146,8 +152,19 @@ export async function runIngest(sources: string[], flags: IngestFlags, io: CliIo
     journal = IngestJournal.open(journalPath, destination, { create: !flags.dryRun });
     log = lazyLog(logPath);
     const quiet = Boolean(flags.json) || flags.progress === false;
+    const drawing = wantsProgress(io.stderr, quiet);
     bar = await startProgress(io.stderr, { label: 'ingest', unit: 'bytes', json: quiet });
     const startedMs = Date.now();
+    const onProgress = (p: IngestProgress) => {
+      const s = p.stats;
+      const done = s.files + s.directories + s.symlinks + s.alreadyIngested + s.skipped + s.preexistingDirectories + s.conflicts + s.errors;
+      const entries = p.total ? `${done}/${p.total.entries}` : `${done}`;
+      bar?.update({
+        value: p.bytesSent,
+        ...(p.total ? { total: p.total.bytes } : {}),
+        detail: `${entries} entries, ${formatRate('files', done, Date.now() - startedMs)}`,
+      });
+    };
     ingester = new Ingester({
       store,
       journal,
@@ -157,21 +174,13 @@ export async function runIngest(sources: string[], flags: IngestFlags, io: CliIo
       blockSize,
       singleRequestMaxBytes: singleRequestMax,
       changeRetries: 2,
-      survey: wantsProgress(io.stderr, quiet),
+      survey: drawing,
       dryRun: Boolean(flags.dryRun),
       allowExisting: Boolean(flags.allowExisting),
       signal: abort.signal,
       log: (r) => log.write(r),
-      onProgress: (p) => {
-        const s = p.stats;
-        const done = s.files + s.directories + s.symlinks + s.alreadyIngested + s.skipped + s.preexistingDirectories + s.conflicts + s.errors;
-        const entries = p.total ? `${done}/${p.total.entries}` : `${done}`;
-        bar?.update({
-          value: p.bytesSent,
-          ...(p.total ? { total: p.total.bytes } : {}),
-          detail: `${entries} entries, ${formatRate('files', done, Date.now() - startedMs)}`,
-        });
-      },
+      // Updates only for a bar: without one they would be built for nothing.
+      ...(drawing ? { onProgress } : {}),
     });
   } catch (err) {
     io.stderr.write(`blobhsm ingest: ${describeError(err)}\n`);

@@ -2,27 +2,20 @@
 import { Command, CommanderError, Option } from 'commander';
 import { UsageError, describeError } from '../errors.js';
 import { processIo, type CliIo, EXIT_FAILURE } from './io.js';
-import { mountCommandSpec, runMount, runDaemonChild } from './mount-command.js';
-import { runUnmount } from './unmount-command.js';
-import { runList } from './list-command.js';
-import { runStatus } from './status-command.js';
 import { hideSecretArgs } from './secret-args.js';
-import { runChangelog, runChangelogClear, runChangelogRegister } from './changelog-command.js';
-import { runExport, runJobs } from './export-command.js';
-import { runImport } from './import-command.js';
-import { runAutoExport } from './auto-export-command.js';
-import { runVerify } from './verify-command.js';
-import { runAutoImport } from './auto-import-command.js';
 import { isLfsArgv, runLfsMain } from './lfs-main.js';
 import { ingestCommandSpec, runIngest } from './ingest-command.js';
 import { EXIT_USAGE } from './exit-status.js';
-import { runCompletion } from './completion-command.js';
 import { isMountHelperCall, mountHelperFlags } from './fstab-mount.js';
 import { packageVersion } from '../version.js';
 
+// Each command's module is loaded when that command runs: a command line pays for its own command only (the mount
+// command's flags need the job and FUSE modules, and every module it loads costs start-up time).
+const mountCommand = () => import('./mount-command.js');
+
 export async function main(argv: string[], io: CliIo = processIo()): Promise<number> {
   const first = argv[0] ?? '';
-  if (first === '__daemon') return runDaemonChild();
+  if (first === '__daemon') return (await mountCommand()).runDaemonChild();
   hideSecretArgs(argv, io);
   // `blobhsm help hsm_state` (and find, df): the lfs command's usage, as `hsm_state --help` prints it.
   if (first === 'help' && argv[1] !== undefined && isLfsArgv(argv.slice(1))) return runLfsMain([...argv.slice(1), '--help'], io);
@@ -42,7 +35,6 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
         'hsm_restore hsm_remove hsm_cancel, also as `blobhsm hsm <sub>` and `blobhsm lfs <command>`.\n',
     );
 
-  program.addCommand(mountCommandSpec().action(async (mnt: string, flags) => void (status = await runMount(mnt, flags, io))));
   program
     .command('unmount')
     .alias('umount')
@@ -50,33 +42,33 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     .option('--lazy', 'detach even with open files; the daemon serves them until they are closed')
     .option('--all', 'unmount every mount of yours (see blobhsm list)')
     .description('unmount a blobhsm mount (only fstype fuse.blobhsm) and wait for its daemon to finish')
-    .action(async (mnt: string | undefined, o: { lazy?: boolean; all?: boolean }) => void (status = await runUnmount(mnt, o, io)));
+    .action(async (mnt: string | undefined, o: { lazy?: boolean; all?: boolean }) => void (status = await (await import('./unmount-command.js')).runUnmount(mnt, o, io)));
   program
     .command('list')
     .option('--json')
     .description('list running mounts')
-    .action((o: { json?: boolean }) => void (status = runList(io, o.json)));
+    .action(async (o: { json?: boolean }) => void (status = (await import('./list-command.js')).runList(io, o.json)));
   program
     .command('status')
     .argument('<mountpoint>')
     .option('--json', 'the daemon status as one JSON object (requests by operation, I/O, HSM queue, ...)')
     .description("a mount's daemon, cache, open files, HSM actions and blob request counters")
-    .action(async (mnt: string, o: { json?: boolean }) => void (status = await runStatus(mnt, o, io)));
+    .action(async (mnt: string, o: { json?: boolean }) => void (status = await (await import('./status-command.js')).runStatus(mnt, o, io)));
   program
     .command('changelog')
     .argument('<mountpoint>')
     .argument('[start]', 'first record index')
     .option('--follow', 'keep printing new records')
     .option('--json', 'one JSON object per record')
-    .action(async (mnt: string, start: string | undefined, o) => void (status = await runChangelog(mnt, { ...o, from: start }, io)));
+    .action(async (mnt: string, start: string | undefined, o) => void (status = await (await import('./changelog-command.js')).runChangelog(mnt, { ...o, from: start }, io)));
   program
     .command('changelog_register')
     .argument('<mountpoint>')
-    .action(async (mnt: string) => void (status = await runChangelogRegister(mnt, io)));
+    .action(async (mnt: string) => void (status = await (await import('./changelog-command.js')).runChangelogRegister(mnt, io)));
   program
     .command('changelog_clear')
     .arguments('<mountpoint> <reader> <index>')
-    .action(async (mnt: string, reader: string, index: string) => void (status = await runChangelogClear(mnt, reader, index, io)));
+    .action(async (mnt: string, reader: string, index: string) => void (status = await (await import('./changelog-command.js')).runChangelogClear(mnt, reader, index, io)));
   program
     .command('export')
     .argument('<mountpoint>')
@@ -84,7 +76,7 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     .option('--no-wait', 'return once the job has started')
     .option('--json', 'print the job summary as JSON')
     .description('archive every new and modified file to blob')
-    .action(async (mnt: string, o) => void (status = await runExport(mnt, o, io)));
+    .action(async (mnt: string, o) => void (status = await (await import('./export-command.js')).runExport(mnt, o, io)));
   program
     .command('import')
     .argument('<mountpoint>')
@@ -95,7 +87,7 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     .option('--no-wait', 'return once the job has started')
     .option('--json', 'print the job summary as JSON')
     .description('import blobs added or changed in the container (an AMLFS import job)')
-    .action(async (mnt: string, o) => void (status = await runImport(mnt, o, io)));
+    .action(async (mnt: string, o) => void (status = await (await import('./import-command.js')).runImport(mnt, o, io)));
   program.addCommand(ingestCommandSpec().action(async (src: string[], flags) => void (status = await runIngest(src, flags, io))));
   program
     .command('auto-export')
@@ -106,14 +98,14 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     .option('--interval <seconds>', 'seconds between iterations')
     .option('--json', 'print the metrics as JSON')
     .description('show or change auto-export (metrics: totalFilesExported, totalMiBExported, iterationsCompleted, ...)')
-    .action(async (mnt: string, o) => void (status = await runAutoExport(mnt, o, io)));
+    .action(async (mnt: string, o) => void (status = await (await import('./auto-export-command.js')).runAutoExport(mnt, o, io)));
   program
     .command('verify')
     .argument('<mountpoint>')
     .argument('[paths...]', 'files or directories inside the mount (default: all of it)')
     .option('--json', 'print the summary as JSON')
     .description("re-hash hydrated clean files against their blob's Content-MD5; exit 1 on a mismatch")
-    .action(async (mnt: string, paths: string[], o: { json?: boolean }) => void (status = await runVerify(mnt, paths, o, io)));
+    .action(async (mnt: string, paths: string[], o: { json?: boolean }) => void (status = await (await import('./verify-command.js')).runVerify(mnt, paths, o, io)));
   program
     .command('auto-import')
     .argument('<mountpoint>')
@@ -129,7 +121,7 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     .option('--maximum-errors <n>', 'errors a phase tolerates before auto-import stops as Failed: N, 0, or -1 for unlimited')
     .option('--json', 'print the metrics as JSON')
     .description('show or change auto-import (AMLFS metrics for Full Sync and Blob Sync)')
-    .action(async (mnt: string, o) => void (status = await runAutoImport(mnt, o, io)));
+    .action(async (mnt: string, o) => void (status = await (await import('./auto-import-command.js')).runAutoImport(mnt, o, io)));
   program
     .command('jobs')
     .argument('<action-or-mountpoint>', "a mountpoint, or 'cancel'")
@@ -137,6 +129,7 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     .option('--json')
     .description('show the jobs of a mount, or `jobs cancel MOUNTPOINT`')
     .action(async (a: string, b: string | undefined, o: { json?: boolean }) => {
+      const { runJobs } = await import('./export-command.js');
       status = a === 'cancel' && b ? await runJobs(b, { cancel: true }, io) : await runJobs(a, o, io);
     });
 
@@ -148,7 +141,16 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     .command('completion')
     .argument('<shell>', 'bash')
     .description('print a shell completion script: source <(blobhsm completion bash)')
-    .action((shell: string) => void (status = runCompletion(shell, program, (text) => io.stdout.write(text))));
+    .action(async (shell: string) => void (status = (await import('./completion-command.js')).runCompletion(shell, program, (text) => io.stdout.write(text))));
+
+  const otherNames = new Set(program.commands.flatMap((c) => [c.name(), ...c.aliases()]));
+  if (!otherNames.has(first) || first === 'completion') {
+    const { mountCommandSpec, runMount } = await mountCommand();
+    program.addCommand(mountCommandSpec().action(async (mnt: string, flags) => void (status = await runMount(mnt, flags, io))));
+    // Listed first in the help, where it always was.
+    const commands = program.commands as Command[];
+    commands.unshift(commands.pop()!);
+  }
 
   // Commands added with addCommand (mount, ingest) do not inherit these: without them `mount --help` or a missing
   // argument would exit the process itself (and with status 1 instead of the usage status).
@@ -160,7 +162,7 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     // mount(8) through /sbin/mount.fuse: `blobhsm SOURCE MOUNTPOINT -o OPTIONS` (mount -t fuse.blobhsm, /etc/fstab).
     if (isMountHelperCall(argv, new Set(program.commands.flatMap((c) => [c.name(), ...c.aliases()])))) {
       const helper = mountHelperFlags(argv);
-      return await runMount(helper.mountpoint, helper.flags, io);
+      return await (await mountCommand()).runMount(helper.mountpoint, helper.flags, io);
     }
     await program.parseAsync(argv, { from: 'user' });
     return status;
