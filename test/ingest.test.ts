@@ -12,6 +12,7 @@ import { BlobError, SourceChangedError } from '../src/errors.js';
 import { IngestJournal } from '../src/ingest/journal.js';
 import { Ingester, readSmallFile, type IngestLogRecord, type IngestOptions } from '../src/ingest/ingester.js';
 import { LocalFilesystems, isLocalFilesystemType } from '../src/ingest/local-fs.js';
+import { walkSources } from '../src/ingest/source-walk.js';
 
 function setup(t: { teardown(fn: () => unknown): void }) {
   const dir = mkdtempSync(join(tmpdir(), 'blobhsm-ingest-unit-'));
@@ -207,4 +208,26 @@ t.test('blocking reads only on local filesystems, asked once per device', async 
   t.equal(fs.isLocal(2n, '/nfs/a'), false);
   t.equal(fs.isLocal(3n, '/unreadable'), false, 'statfs failing: not local');
   t.same(asked, ['/local/a', '/nfs/a', '/unreadable']);
+});
+
+t.test('the walk yields the same entries whether it stats with blocking calls (local) or on the thread pool', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'blobhsm-ingest-walk-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(join(dir, 'a/b'), { recursive: true });
+  writeFileSync(join(dir, 'a/b/f'), 'f');
+  writeFileSync(join(dir, 'g'), 'gg');
+  symlinkSync('g', join(dir, 'l'));
+  const walk = async (type: number) => {
+    const asked: string[] = [];
+    const out: string[] = [];
+    const fs = new LocalFilesystems((path) => (asked.push(path), type));
+    for await (const e of walkSources([`${dir}/`], fs)) out.push('error' in e ? `error ${e.path}` : `${e.components.join('/')} ${e.kind} ${e.stat.size}`);
+    return { out: out.sort(), asked };
+  };
+  const local = await walk(0xef53);
+  const nfs = await walk(0x6969);
+  const size = (rel: string) => lstatSync(join(dir, rel)).size;
+  t.same(local.out, [`a dir ${size('a')}`, `a/b dir ${size('a/b')}`, 'a/b/f file 1', 'g file 2', 'l symlink 1']);
+  t.same(nfs.out, local.out);
+  t.equal(local.asked.length, 1, 'one device: statfs asked once');
 });

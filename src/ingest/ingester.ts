@@ -213,7 +213,7 @@ export class Ingester {
     if (this.o.survey ?? true) void this.survey();
     try {
       await this.checkDestination();
-      const walk = walkSources(this.o.sources);
+      const walk = walkSources(this.o.sources, this.localFilesystems);
       const worker = async () => {
         while (!this.abort.signal.aborted) {
           const next = await walk.next();
@@ -259,7 +259,7 @@ export class Ingester {
   private async survey(): Promise<void> {
     let entries = 0;
     let bytes = 0;
-    for await (const item of walkSources(this.o.sources)) {
+    for await (const item of walkSources(this.o.sources, this.localFilesystems)) {
       if (this.abort.signal.aborted) return;
       if ('error' in item) continue;
       entries++;

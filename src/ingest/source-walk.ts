@@ -1,10 +1,13 @@
 // Streams the entries of local source trees for `blobhsm ingest`: depth first, a directory before its contents,
 // each entry with its lstat. Only one open directory handle per level is held, never the tree: a walk of a million
-// files needs memory for its depth, not its size. Never follows symlinks; never writes.
+// files needs memory for its depth, not its size. Never follows symlinks; never writes. The walk asks one lstat at
+// a time, so in a directory of a local filesystem (local-fs.ts) it asks with a blocking call (no thread-pool round
+// trip per entry); elsewhere on the thread pool.
 import { lstat, opendir } from 'node:fs/promises';
-import type { BigIntStats, Dir } from 'node:fs';
+import { lstatSync, type BigIntStats, type Dir } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { blobKindOf, fileTypeOf } from '../namespace/file-types.js';
+import { LocalFilesystems } from './local-fs.js';
 
 /** 'special': a FIFO, socket or device (file-types.ts: local only), skipped. */
 export type SourceKind = 'file' | 'dir' | 'symlink' | 'special';
@@ -42,7 +45,10 @@ export function sourceRoot(source: string): { path: string; contentsOnly: boolea
  * Yields every entry of each source tree in turn. Errors reading a directory or stat-ing an entry are yielded
  * (as `{ error }`) and the walk continues.
  */
-export async function* walkSources(sources: readonly string[]): AsyncGenerator<SourceEntry | WalkError> {
+export async function* walkSources(
+  sources: readonly string[],
+  localFilesystems = new LocalFilesystems(),
+): AsyncGenerator<SourceEntry | WalkError> {
   for (const source of sources) {
     const root = sourceRoot(source);
     let stat: BigIntStats;
@@ -54,16 +60,23 @@ export async function* walkSources(sources: readonly string[]): AsyncGenerator<S
     }
     const kind = kindOf(stat);
     if (kind === 'dir' && root.contentsOnly) {
-      yield* walkDir(root.path, []);
+      yield* walkDir(root.path, stat.dev, [], localFilesystems);
       continue;
     }
     const entry: SourceEntry = { path: root.path, components: [basename(root.path)], kind, stat };
     yield entry;
-    if (kind === 'dir') yield* walkDir(root.path, entry.components);
+    if (kind === 'dir') yield* walkDir(root.path, stat.dev, entry.components, localFilesystems);
   }
 }
 
-async function* walkDir(dirPath: string, components: string[]): AsyncGenerator<SourceEntry | WalkError> {
+/** The entries under a directory (`dev`: its device). */
+async function* walkDir(
+  dirPath: string,
+  dev: bigint,
+  components: string[],
+  localFilesystems: LocalFilesystems,
+): AsyncGenerator<SourceEntry | WalkError> {
+  const local = localFilesystems.isLocal(dev, dirPath);
   let dir: Dir;
   try {
     dir = await opendir(dirPath, { bufferSize: 64 });
@@ -76,14 +89,14 @@ async function* walkDir(dirPath: string, components: string[]): AsyncGenerator<S
       const path = join(dirPath, dirent.name);
       let stat: BigIntStats;
       try {
-        stat = await lstat(path, { bigint: true });
+        stat = local ? lstatSync(path, { bigint: true }) : await lstat(path, { bigint: true });
       } catch (err) {
         yield { path, error: err as NodeJS.ErrnoException };
         continue;
       }
       const entry: SourceEntry = { path, components: [...components, dirent.name], kind: kindOf(stat), stat };
       yield entry;
-      if (entry.kind === 'dir') yield* walkDir(path, entry.components);
+      if (entry.kind === 'dir') yield* walkDir(path, stat.dev, entry.components, localFilesystems);
     }
   } catch (err) {
     yield { path: dirPath, error: err as NodeJS.ErrnoException };
