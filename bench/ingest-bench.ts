@@ -1,7 +1,8 @@
-// `npm run bench:ingest [-- --files N] [--large-mib N] [--large-rounds N] [--no-rclone] [--only writers|large]`: bulk loading, on one Azurite started here
+// `npm run bench:ingest [-- --files N] [--large-mib N] [--large-rounds N] [--small-rounds N] [--no-rclone] [--only writers|large]`: bulk loading, on one Azurite started here
 // (in memory, own loopback port), each figure held against a reference from the same run:
 // - `blobhsm ingest` of the small-file set (files/s) vs single-PUT SDK uploads of the same files at the same
-//   concurrency, and vs `rclone copy` (same transfers);
+//   concurrency, each into a fresh container, in alternating order for --small-rounds rounds (default 3; medians),
+//   and vs `rclone copy` (same transfers);
 // - `blobhsm ingest` of one large file (MiB/s) vs the SDK's parallel block upload of the same file from disk
 //   (`uploadFile`, 8 MiB blocks, 8 in flight), with the SDK's upload of the file already in memory (`uploadData`) as
 //   a second figure; the three alternate for --large-rounds rounds (default 3) and each figure is the median;
@@ -28,15 +29,16 @@ const SMALL_BYTES = 10 * 1024;
 const INGEST_CONCURRENCY = 16;
 const WRITERS = 8;
 
-type Options = { files: number; largeMiB: number; largeRounds: number; rclone: boolean; only: 'writers' | 'large' | null };
+type Options = { files: number; largeMiB: number; largeRounds: number; smallRounds: number; rclone: boolean; only: 'writers' | 'large' | null };
 
 function parse(argv: string[]): Options {
-  const o: Options = { files: 2000, largeMiB: 512, largeRounds: 3, rclone: true, only: null };
+  const o: Options = { files: 2000, largeMiB: 512, largeRounds: 3, smallRounds: 3, rclone: true, only: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--files') o.files = Number(argv[++i]);
     else if (a === '--large-mib') o.largeMiB = Number(argv[++i]);
     else if (a === '--large-rounds') o.largeRounds = Number(argv[++i]);
+    else if (a === '--small-rounds') o.smallRounds = Number(argv[++i]);
     else if (a === '--no-rclone') o.rclone = false;
     else if (a === '--only') {
       const what = argv[++i];
@@ -44,10 +46,10 @@ function parse(argv: string[]): Options {
         throw new Error(`--only takes 'writers' (the parallel-writers rows alone) or 'large' (the large-file row alone), not '${what ?? ''}'`);
       }
       o.only = what;
-    } else throw new Error(`unknown argument '${a}': --files N, --large-mib N, --large-rounds N, --no-rclone, --only writers|large`);
+    } else throw new Error(`unknown argument '${a}': --files N, --large-mib N, --large-rounds N, --small-rounds N, --no-rclone, --only writers|large`);
   }
-  if (!(o.files > 0 && o.largeMiB > 0 && Number.isInteger(o.largeRounds) && o.largeRounds > 0)) {
-    throw new Error('--files, --large-mib and --large-rounds need positive numbers');
+  if (!(o.files > 0 && o.largeMiB > 0 && Number.isInteger(o.largeRounds) && o.largeRounds > 0 && Number.isInteger(o.smallRounds) && o.smallRounds > 0)) {
+    throw new Error('--files and --large-mib need positive numbers, --large-rounds and --small-rounds positive integers');
   }
   return o;
 }
@@ -69,30 +71,55 @@ function row(id: string, workload: string, value: number, unit: Unit, reference:
 }
 const atLeast = (k: number) => (r: number | null): Verdict => (r !== null && r >= k ? 'meets' : 'short');
 const atMost = (k: number) => (r: number | null): Verdict => (r !== null && r <= k ? 'meets' : 'short');
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 
-/** The small-file ingest row: vs SDK single PUTs at the same concurrency, and vs rclone copy. */
+/**
+ * The small-file ingest row: `blobhsm ingest` vs SDK single PUTs at the same concurrency, each into a fresh
+ * container, `smallRounds` times in alternating order (the one Azurite slows as it fills, which would favour
+ * whichever goes first); medians are reported. Then rclone copy once.
+ */
 async function ingestRows(o: Options, env: BlobhsmEnv, connectionString: string, blobEndpoint: string, small: string, fresh: (name: string) => Promise<string>, rows: Row[], log: (line: string) => void): Promise<void> {
-  // ---- ingest of the small-file set vs SDK single PUTs at the same concurrency, vs rclone copy ----
-  log('SDK: single-PUT uploads of the small files...');
-  const sdkSmall = container(connectionString, await fresh('sdk-small'));
   const names = Array.from({ length: o.files }, (_, i) => `f${String(i).padStart(6, '0')}`);
-  let t = performance.now();
-  await pool(o.files, INGEST_CONCURRENCY, async (i) => {
-    const data = readFileSync(join(small, names[i]!));
-    await sdkSmall.getBlockBlobClient(names[i]!).upload(data, data.length, { metadata: exportMetadata({ kind: 'file', uid: 0, gid: 0, mode: 0o644, mtimeMs: Date.now() }) });
-  });
-  const sdkSmallRate = o.files / ((performance.now() - t) / 1000);
-  log(`  ${sdkSmallRate.toFixed(0)} files/s`);
-
-  log('blobhsm ingest of the small files...');
-  await fresh('ingest-small');
-  const ing = await blobhsmCli(env, ['ingest', `${small}/`, '--container', 'ingest-small', '--concurrency', String(INGEST_CONCURRENCY), '--json'], 600_000);
-  if (ing.code !== 0) throw new Error(`ingest failed (${ing.code}): ${ing.stderr}`);
-  const ingSummary = JSON.parse(ing.stdout) as { elapsedMs: number; requests: Record<string, number> };
-  const ingRate = o.files / (ing.ms / 1000);
-  log(`  ${ingRate.toFixed(0)} files/s (wall; ${(o.files / (ingSummary.elapsedMs / 1000)).toFixed(0)} files/s inside the run)`);
-  const smallRow = row('ingest-small', `ingest of ${o.files} small files (c=${INGEST_CONCURRENCY})`, ingRate, 'files/s', { value: sdkSmallRate, label: `SDK single PUTs, c=${INGEST_CONCURRENCY}` }, '≥0.9× SDK at equal concurrency; faster than rclone copy', atLeast(0.9), { requests: ingSummary.requests });
-  smallRow.notes.push(`wall time of the CLI process (node start included); inside the run ${(o.files / (ingSummary.elapsedMs / 1000)).toFixed(0)} files/s`);
+  const sdkRates: number[] = [];
+  const cliWall: number[] = [];
+  const cliInside: number[] = [];
+  let requests: Record<string, number> = {};
+  const sdkRound = async (round: number) => {
+    const sdkSmall = container(connectionString, await fresh(`sdk-small-${round}`));
+    const t = performance.now();
+    await pool(o.files, INGEST_CONCURRENCY, async (i) => {
+      const data = readFileSync(join(small, names[i]!));
+      await sdkSmall.getBlockBlobClient(names[i]!).upload(data, data.length, { metadata: exportMetadata({ kind: 'file', uid: 0, gid: 0, mode: 0o644, mtimeMs: Date.now() }) });
+    });
+    sdkRates.push(o.files / ((performance.now() - t) / 1000));
+  };
+  const ingestRound = async (round: number) => {
+    const name = await fresh(`ingest-small-${round}`);
+    const ing = await blobhsmCli(env, ['ingest', `${small}/`, '--container', name, '--journal', join(env.baseDir, `small-${round}.sqlite`), '--concurrency', String(INGEST_CONCURRENCY), '--json'], 600_000);
+    if (ing.code !== 0) throw new Error(`ingest failed (${ing.code}): ${ing.stderr}`);
+    const summary = JSON.parse(ing.stdout) as { elapsedMs: number; requests: Record<string, number> };
+    cliWall.push(o.files / (ing.ms / 1000));
+    cliInside.push(o.files / (summary.elapsedMs / 1000));
+    requests = summary.requests;
+  };
+  for (let round = 1; round <= o.smallRounds; round++) {
+    log(`small files, round ${round}/${o.smallRounds} (${round % 2 ? 'SDK first' : 'ingest first'}):`);
+    if (round % 2) {
+      await sdkRound(round);
+      await ingestRound(round);
+    } else {
+      await ingestRound(round);
+      await sdkRound(round);
+    }
+    log(`  SDK ${sdkRates.at(-1)!.toFixed(0)} files/s, ingest ${cliWall.at(-1)!.toFixed(0)} files/s (${cliInside.at(-1)!.toFixed(0)} inside the run)`);
+  }
+  const ingRate = median(cliWall);
+  const smallRow = row('ingest-small', `ingest of ${o.files} small files (c=${INGEST_CONCURRENCY})`, ingRate, 'files/s', { value: median(sdkRates), label: `SDK single PUTs, c=${INGEST_CONCURRENCY}` }, '≥0.9× SDK at equal concurrency; faster than rclone copy', atLeast(0.9), { requests });
+  const list = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(', ');
+  smallRow.notes.push(
+    `medians of ${o.smallRounds} rounds in alternating order; wall time of the CLI process (node start included): ${list(cliWall)} files/s; inside the run ${list(cliInside)} (median ${median(cliInside).toFixed(0)})`,
+    `SDK single PUTs: ${list(sdkRates)} files/s`,
+  );
   if (o.rclone && (await run('rclone', ['version'], { timeoutMs: 30_000 })).code === 0) {
     await fresh('rclone-small');
     const conf = join(env.baseDir, 'rclone.conf');
@@ -106,7 +133,6 @@ async function ingestRows(o: Options, env: BlobhsmEnv, connectionString: string,
   rows.push(smallRow);
 }
 
-const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 
 /**
  * The large-file row: `blobhsm ingest` vs the SDK's `uploadFile` of the same file (it reads the file inside its
