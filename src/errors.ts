@@ -138,6 +138,15 @@ export function errnoOf(err: unknown): number {
   return constants.errno[errnoCodeOf(err)];
 }
 
+/** Errno names by number (os.constants.errno inverted; the first name of numbers with two, as EAGAIN/EWOULDBLOCK). */
+const errnoNames = new Map<number, FsErrorCode>();
+for (const [name, n] of Object.entries(constants.errno)) if (!errnoNames.has(n)) errnoNames.set(n, name as FsErrorCode);
+
+/** The name of a positive errno number ('ENOSPC' for 28), the inverse of errnoOf; EIO for a number that is none. */
+export function errnoCodeOfNumber(errno: number): FsErrorCode {
+  return errnoNames.get(errno) ?? 'EIO';
+}
+
 export function errnoCodeOf(err: unknown): FsErrorCode {
   if (err instanceof FsError) return err.code;
   if (err instanceof BlobError) return blobKindErrno[err.kind];

@@ -12,10 +12,9 @@
 // descriptor): lendForWrites gives it the descriptor and a budget of bytes taken from the room now (so the reserve
 // stays free), and it reports each write back (noteLentWrite, lentWriteError) for the accounting.
 import nodeFs from 'node:fs';
-import nodeOs from 'node:os';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
-import { FsError } from '../errors.js';
+import { FsError, errnoCodeOfNumber } from '../errors.js';
 
 /** The subset of node:fs the cache uses; tests pass a wrapper to inject faults (ENOSPC, EIO). */
 export type CacheFs = typeof nodeFs;
@@ -316,7 +315,7 @@ export class DataCache {
 
   /** The error a write through a lent descriptor failed with (its errno), as write() would have thrown it. */
   lentWriteError(ino: number, errno: number): unknown {
-    const code = Object.entries(nodeOs.constants.errno).find(([, n]) => n === errno)?.[0] ?? 'EIO';
+    const code = errnoCodeOfNumber(errno);
     const err = Object.assign(new Error(`write to the cache file of ino ${ino} failed: ${code}`), { code, errno: -errno });
     return translateCacheError(err, this.dir, `write of ino ${ino}`);
   }
