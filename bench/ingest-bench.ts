@@ -1,4 +1,4 @@
-// `npm run bench:ingest [-- --files N] [--large-mib N] [--large-rounds N] [--small-rounds N] [--no-rclone] [--only writers|large]`: bulk loading, on one Azurite started here
+// `npm run bench:ingest [-- --files N] [--large-mib N] [--large-rounds N] [--small-rounds N] [--rsync-rounds N] [--no-rclone] [--only writers|large|rsync]`: bulk loading, on one Azurite started here
 // (in memory, own loopback port), each figure held against a reference from the same run:
 // - `blobhsm ingest` of the small-file set (files/s) vs single-PUT SDK uploads of the same files at the same
 //   concurrency, each into a fresh container, in alternating order for --small-rounds rounds (default 3; medians),
@@ -8,8 +8,10 @@
 //   a second figure; the three alternate for --large-rounds rounds (default 3) and each figure is the median;
 // - 8 parallel writers (dd conv=fsync of different files) into a mount vs one writer, and vs the same into the
 //   cache disk;
-// - `rsync -a` of the small-file set into a mount vs into a local directory, and a second `rsync -a` (files sent).
-// `--only writers` runs the parallel-writers rows alone, `--only large` the large-file row alone. Prints the rows as the main bench does and writes them as JSON under bench/results/.
+// - `rsync -a` of the small-file set into a mount vs into a local directory, each into a fresh directory, in
+//   alternating order for --rsync-rounds rounds (default 1; medians), and a second `rsync -a` (files sent).
+// `--only writers` runs the parallel-writers rows alone, `--only large` the large-file row alone, `--only rsync` the
+// rsync rows alone. Prints the rows as the main bench does and writes them as JSON under bench/results/.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -29,27 +31,30 @@ const SMALL_BYTES = 10 * 1024;
 const INGEST_CONCURRENCY = 16;
 const WRITERS = 8;
 
-type Options = { files: number; largeMiB: number; largeRounds: number; smallRounds: number; rclone: boolean; only: 'writers' | 'large' | null };
+type Only = 'writers' | 'large' | 'rsync';
+type Options = { files: number; largeMiB: number; largeRounds: number; smallRounds: number; rsyncRounds: number; rclone: boolean; only: Only | null };
 
 function parse(argv: string[]): Options {
-  const o: Options = { files: 2000, largeMiB: 512, largeRounds: 3, smallRounds: 3, rclone: true, only: null };
+  const o: Options = { files: 2000, largeMiB: 512, largeRounds: 3, smallRounds: 3, rsyncRounds: 1, rclone: true, only: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--files') o.files = Number(argv[++i]);
     else if (a === '--large-mib') o.largeMiB = Number(argv[++i]);
     else if (a === '--large-rounds') o.largeRounds = Number(argv[++i]);
     else if (a === '--small-rounds') o.smallRounds = Number(argv[++i]);
+    else if (a === '--rsync-rounds') o.rsyncRounds = Number(argv[++i]);
     else if (a === '--no-rclone') o.rclone = false;
     else if (a === '--only') {
       const what = argv[++i];
-      if (what !== 'writers' && what !== 'large') {
-        throw new Error(`--only takes 'writers' (the parallel-writers rows alone) or 'large' (the large-file row alone), not '${what ?? ''}'`);
+      if (what !== 'writers' && what !== 'large' && what !== 'rsync') {
+        throw new Error(`--only takes 'writers' (the parallel-writers rows alone), 'large' (the large-file row alone) or 'rsync' (the rsync rows alone), not '${what ?? ''}'`);
       }
       o.only = what;
-    } else throw new Error(`unknown argument '${a}': --files N, --large-mib N, --large-rounds N, --small-rounds N, --no-rclone, --only writers|large`);
+    } else throw new Error(`unknown argument '${a}': --files N, --large-mib N, --large-rounds N, --small-rounds N, --rsync-rounds N, --no-rclone, --only writers|large|rsync`);
   }
-  if (!(o.files > 0 && o.largeMiB > 0 && Number.isInteger(o.largeRounds) && o.largeRounds > 0 && Number.isInteger(o.smallRounds) && o.smallRounds > 0)) {
-    throw new Error('--files and --large-mib need positive numbers, --large-rounds and --small-rounds positive integers');
+  const rounds = [o.largeRounds, o.smallRounds, o.rsyncRounds];
+  if (!(o.files > 0 && o.largeMiB > 0 && rounds.every((r) => Number.isInteger(r) && r > 0))) {
+    throw new Error('--files and --large-mib need positive numbers, --large-rounds, --small-rounds and --rsync-rounds positive integers');
   }
   return o;
 }
@@ -196,7 +201,7 @@ async function main(): Promise<number> {
   for (let i = 0; i < o.files; i++) writeFileSync(join(small, `f${String(i).padStart(6, '0')}`), Buffer.alloc(SMALL_BYTES, i & 0xff));
   const largeDir = join(baseDir, 'src-large');
   mkdirSync(largeDir);
-  await runOk('dd', ['if=/dev/urandom', `of=${join(largeDir, 'large.bin')}`, 'bs=1M', `count=${o.largeMiB}`, 'status=none'], { timeoutMs: 300_000 });
+  if (o.only !== 'rsync') await runOk('dd', ['if=/dev/urandom', `of=${join(largeDir, 'large.bin')}`, 'bs=1M', `count=${o.largeMiB}`, 'status=none'], { timeoutMs: 300_000 });
   const service = serviceClient(emu.connectionString);
   const fresh = async (name: string) => {
     await service.getContainerClient(name).create();
@@ -205,17 +210,33 @@ async function main(): Promise<number> {
   const rows: Row[] = [];
 
   if (o.only === null) await ingestRows(o, env, emu.connectionString, emu.blobEndpoint, small, fresh, rows, log);
-  if (o.only !== 'writers') await largeFileRow(o, env, emu.connectionString, largeDir, fresh, rows, log);
+  if (o.only === null || o.only === 'large') await largeFileRow(o, env, emu.connectionString, largeDir, fresh, rows, log);
   const finish = (binding: string) => {
     const elapsedS = (performance.now() - t0) / 1000;
     publish({ title: `blobhsm ingest bench (mount rows on ${binding})`, profile: 'ingest', repoRoot: REPO, started, elapsedS, loadStart, rows, rcloneNote: o.rclone ? 'rclone copy (same transfers)' : 'skipped', data: { options: o, binding } });
     return 0;
   };
   if (o.only === 'large') return finish('no mount');
-  // ---- parallel writers into a mount vs one, vs the cache disk ----
-  const each = Math.max(1, Math.floor(o.largeMiB / WRITERS));
+  await fresh('writers');
+  const m = await mountBlobhsm(env, 'writers', 'writers', 'writers');
+  let binding = 'unknown binding';
+  try {
+    // The daemon's log names the binding it mounted with (`--fuse auto` falls back to fuse-native without the addon).
+    binding = (m.logPath && / with (fuse\w+) /.exec(readFileSync(m.logPath, 'utf8'))?.[1]) || binding;
+    log(`  mounted with ${binding}`);
+    if (o.only === null || o.only === 'writers') await writerRows(m.mountpoint, baseDir, join(largeDir, 'large.bin'), o.largeMiB, rows, log);
+    if (o.only === null || o.only === 'rsync') await rsyncRows(o, m, small, baseDir, rows, log);
+  } finally {
+    await m.unmount();
+  }
+  return finish(binding);
+}
+
+/** 8 parallel writers (dd conv=fsync of different files) into the mount vs one, and vs the same into the cache disk. */
+async function writerRows(mountpoint: string, baseDir: string, source: string, largeMiB: number, rows: Row[], log: (line: string) => void): Promise<void> {
+  const each = Math.max(1, Math.floor(largeMiB / WRITERS));
   const ddAll = async (dir: string, count: number, mib: number) => {
-    const script = Array.from({ length: count }, (_, i) => `dd if=${join(largeDir, 'large.bin')} of=${dir}/w${i} bs=1M count=${mib} conv=fsync status=none &`).join(' ') + ' wait';
+    const script = Array.from({ length: count }, (_, i) => `dd if=${source} of=${dir}/w${i} bs=1M count=${mib} conv=fsync status=none &`).join(' ') + ' wait';
     const r = await runOk('sh', ['-c', script], { timeoutMs: 600_000 });
     return (count * mib) / (r.ms / 1000);
   };
@@ -227,43 +248,56 @@ async function main(): Promise<number> {
   mkdirSync(diskDir);
   const disk8 = await ddAll(diskDir, WRITERS, each);
   rmSync(diskDir, { recursive: true });
-  await fresh('writers');
-  const m = await mountBlobhsm(env, 'writers', 'writers', 'writers');
-  let binding = 'unknown binding';
-  try {
-    // The daemon's log names the binding it mounted with (`--fuse auto` falls back to fuse-native without the addon).
-    binding = (m.logPath && / with (fuse\w+) /.exec(readFileSync(m.logPath, 'utf8'))?.[1]) || binding;
-    log(`  mounted with ${binding}`);
-    log('mount: 1 and 8 writers...');
-    mkdirSync(join(m.mountpoint, 'one'));
-    mkdirSync(join(m.mountpoint, 'eight'));
-    const mnt1 = await ddAll(join(m.mountpoint, 'one'), 1, each * WRITERS);
-    const mnt8 = await ddAll(join(m.mountpoint, 'eight'), WRITERS, each);
-    const r8 = row('writers-8', `${WRITERS} parallel writers into the mount (${each} MiB each, conv=fsync)`, mnt8, 'MiB/s', { value: disk8, label: `${WRITERS} writers into the cache disk` }, '≥0.8× the disk', atLeast(0.8));
-    r8.notes.push(`one writer into the mount: ${mnt1.toFixed(0)} MiB/s (${(mnt8 / mnt1).toFixed(2)}× for 8); into the disk: ${disk1.toFixed(0)} MiB/s`);
-    rows.push(r8);
-    rows.push(row('writers-1', `1 writer into the mount (${each * WRITERS} MiB, conv=fsync)`, mnt1, 'MiB/s', { value: disk1, label: '1 writer into the cache disk' }, '(reference of the row above)', () => 'n/a'));
+  log('mount: 1 and 8 writers...');
+  mkdirSync(join(mountpoint, 'one'));
+  mkdirSync(join(mountpoint, 'eight'));
+  const mnt1 = await ddAll(join(mountpoint, 'one'), 1, each * WRITERS);
+  const mnt8 = await ddAll(join(mountpoint, 'eight'), WRITERS, each);
+  const r8 = row('writers-8', `${WRITERS} parallel writers into the mount (${each} MiB each, conv=fsync)`, mnt8, 'MiB/s', { value: disk8, label: `${WRITERS} writers into the cache disk` }, '≥0.8× the disk', atLeast(0.8));
+  r8.notes.push(`one writer into the mount: ${mnt1.toFixed(0)} MiB/s (${(mnt8 / mnt1).toFixed(2)}× for 8); into the disk: ${disk1.toFixed(0)} MiB/s`);
+  rows.push(r8);
+  rows.push(row('writers-1', `1 writer into the mount (${each * WRITERS} MiB, conv=fsync)`, mnt1, 'MiB/s', { value: disk1, label: '1 writer into the cache disk' }, '(reference of the row above)', () => 'n/a'));
+}
 
-    // ---- rsync -a of the small-file set: mount vs local directory; a second rsync sends nothing ----
-    if (o.only === null) {
-    log('rsync -a into a local directory and into the mount...');
-    const local = join(baseDir, 'rsync-local');
-    const rl = await runOk('rsync', ['-a', `${small}/`, `${local}/`], { timeoutMs: 600_000 });
+/**
+ * `rsync -a` of the small-file set into the mount vs into a local directory, each into a fresh directory,
+ * `rsyncRounds` times in alternating order (medians); then a second `rsync -a` into the first round's directory
+ * must send nothing.
+ */
+async function rsyncRows(o: Options, m: Awaited<ReturnType<typeof mountBlobhsm>>, small: string, baseDir: string, rows: Row[], log: (line: string) => void): Promise<void> {
+  const localMs: number[] = [];
+  const mountMs: number[] = [];
+  let requests: Record<string, number> = {};
+  const intoLocal = async (round: number) => {
+    localMs.push((await runOk('rsync', ['-a', `${small}/`, `${join(baseDir, `rsync-local-${round}`)}/`], { timeoutMs: 600_000 })).ms);
+  };
+  const intoMount = async (round: number) => {
     const r0 = await m.requests();
-    const rm = await runOk('rsync', ['-a', `${small}/`, `${join(m.mountpoint, 'rsync')}/`], { timeoutMs: 900_000 });
-    const again = await runOk('rsync', ['-a', '--stats', `${small}/`, `${join(m.mountpoint, 'rsync')}/`], { timeoutMs: 900_000 });
-    const sent = Number(/Number of regular files transferred: ([\d,]+)/.exec(again.stdout)?.[1]?.replace(/,/g, '') ?? NaN);
-    const rrow = row('rsync', `rsync -a of ${o.files} small files into the mount`, rm.ms, 'ms', { value: rl.ms, label: 'rsync -a into a local directory' }, '≤3× local', atMost(3), { requests: requestDelta(r0, await m.requests()) });
-    rows.push(rrow);
-    const second = row('rsync-again', 'second rsync -a (files sent again)', again.ms, 'ms', null, '0 files sent', () => (sent === 0 ? 'meets' : 'short'));
-    second.notes.push(`${sent} files sent again (${again.ms.toFixed(0)} ms)`);
-    rows.push(second);
+    mountMs.push((await runOk('rsync', ['-a', `${small}/`, `${join(m.mountpoint, `rsync-${round}`)}/`], { timeoutMs: 900_000 })).ms);
+    requests = requestDelta(r0, await m.requests());
+  };
+  for (let round = 1; round <= o.rsyncRounds; round++) {
+    log(`rsync -a, round ${round}/${o.rsyncRounds} (${round % 2 ? 'local first' : 'mount first'}):`);
+    if (round % 2) {
+      await intoLocal(round);
+      await intoMount(round);
+    } else {
+      await intoMount(round);
+      await intoLocal(round);
     }
-  } finally {
-    await m.unmount();
+    log(`  local ${localMs.at(-1)!.toFixed(0)} ms, mount ${mountMs.at(-1)!.toFixed(0)} ms`);
   }
-
-  return finish(binding);
+  const again = await runOk('rsync', ['-a', '--stats', `${small}/`, `${join(m.mountpoint, 'rsync-1')}/`], { timeoutMs: 900_000 });
+  const sent = Number(/Number of regular files transferred: ([\d,]+)/.exec(again.stdout)?.[1]?.replace(/,/g, '') ?? NaN);
+  const rrow = row('rsync', `rsync -a of ${o.files} small files into the mount`, median(mountMs), 'ms', { value: median(localMs), label: 'rsync -a into a local directory' }, '≤3× local', atMost(3), { requests });
+  if (o.rsyncRounds > 1) {
+    const list = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(', ');
+    rrow.notes.push(`medians of ${o.rsyncRounds} rounds in alternating order: mount ${list(mountMs)} ms, local ${list(localMs)} ms`);
+  }
+  rows.push(rrow);
+  const second = row('rsync-again', 'second rsync -a (files sent again)', again.ms, 'ms', null, '0 files sent', () => (sent === 0 ? 'meets' : 'short'));
+  second.notes.push(`${sent} files sent again (${again.ms.toFixed(0)} ms)`);
+  rows.push(second);
 }
 
 await runBench(main);
