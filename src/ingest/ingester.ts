@@ -300,21 +300,25 @@ export class Ingester {
       return;
     }
     try {
-      let outcome: PutOutcome;
-      if (entry.kind === 'file') outcome = await this.ingestFile(entry, name);
-      else if (this.o.dryRun) outcome = 'written';
-      else {
+      if (entry.kind === 'file') {
+        const { outcome, size } = await this.ingestFile(entry, name);
+        this.count(entry, name, outcome, size);
+        return;
+      }
+      let outcome: PutOutcome = 'written';
+      if (!this.o.dryRun) {
         const data = entry.kind === 'symlink' ? Buffer.from(await readlink(entry.path)) : Buffer.alloc(0);
         outcome = await this.put(name, entry.kind, version, entry.stat, () => ({ data }));
       }
-      this.count(entry, name, outcome);
+      this.count(entry, name, outcome, 0);
     } catch (err) {
       if (this.abort.signal.aborted) return;
       this.error(entry.path, name, describeError(err));
     }
   }
 
-  private count(entry: SourceEntry, name: string, outcome: PutOutcome): void {
+  /** Counts an entry's outcome; `size` is the size of the version that was read (a reread may differ from the walk). */
+  private count(entry: SourceEntry, name: string, outcome: PutOutcome, size: number): void {
     if (outcome === 'conflict') {
       this.stats.conflicts++;
       if (this.conflictNames.length < MAX_CONFLICT_NAMES) this.conflictNames.push(name);
@@ -334,7 +338,7 @@ export class Ingester {
     else if (entry.kind === 'symlink') this.stats.symlinks++;
     else {
       this.stats.files++;
-      this.stats.bytes += Number(entry.stat.size);
+      this.stats.bytes += size;
     }
   }
 
@@ -343,7 +347,7 @@ export class Ingester {
    * attempt takes the walk's lstat as the version it reads (the check after the read compares size, mtime, ctime
    * and inode with it, so a change since the walk is caught the same way); a reread stats the open file.
    */
-  private async ingestFile(entry: SourceEntry, name: string): Promise<PutOutcome> {
+  private async ingestFile(entry: SourceEntry, name: string): Promise<{ outcome: PutOutcome; size: number }> {
     const size = Number(entry.stat.size);
     const blocking =
       !this.o.dryRun &&
@@ -351,10 +355,8 @@ export class Ingester {
       this.localFilesystems.isLocal(entry.stat.dev, entry.path);
     for (let attempt = 0; ; attempt++) {
       try {
-        if (attempt === 0) {
-          return blocking ? await this.putSmallLocalFile(entry.path, name, entry.stat) : await this.putOpenedFile(entry.path, name, entry.stat);
-        }
-        return await this.putOpenedFile(entry.path, name, undefined);
+        if (attempt === 0 && blocking) return { outcome: await this.putSmallLocalFile(entry.path, name, entry.stat), size };
+        return await this.putOpenedFile(entry.path, name, attempt === 0 ? entry.stat : undefined);
       } catch (err) {
         if (!(err instanceof SourceChangedError) || attempt >= this.o.changeRetries) {
           if (err instanceof SourceChangedError) {
@@ -385,18 +387,18 @@ export class Ingester {
    * is the walk's lstat on a first attempt (already looked up in the journal by ingestEntry); a reread stats the
    * open file and looks that version up.
    */
-  private async putOpenedFile(path: string, name: string, walked: BigIntStats | undefined): Promise<PutOutcome> {
+  private async putOpenedFile(path: string, name: string, walked: BigIntStats | undefined): Promise<{ outcome: PutOutcome; size: number }> {
     const fh = await open(path, 'r');
     try {
       const st = walked ?? (await fh.stat({ bigint: true }));
       if (!st.isFile()) throw new SourceChangedError(`${path} is no longer a regular file`);
-      if (this.o.dryRun) return 'written';
-      const version = this.stamp('file', st);
-      if (!walked && this.o.journal.get(name)?.stamp === version) return 'ours';
       const size = Number(st.size);
+      if (this.o.dryRun) return { outcome: 'written', size };
+      const version = this.stamp('file', st);
+      if (!walked && this.o.journal.get(name)?.stamp === version) return { outcome: 'ours', size };
       const send = () => (size <= this.o.singleRequestMaxBytes ? this.readWhole(fh, st, path) : this.fileBlocks(fh, st, path));
-      if (size <= this.o.singleRequestMaxBytes) return await this.put(name, 'file', version, st, send);
-      return await this.largeFiles.add(() => this.put(name, 'file', version, st, send));
+      const outcome = size <= this.o.singleRequestMaxBytes ? await this.put(name, 'file', version, st, send) : await this.largeFiles.add(() => this.put(name, 'file', version, st, send));
+      return { outcome, size };
     } finally {
       await fh.close();
     }
