@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { startEmulator } from '../src/emulator/emulator.js';
 import { exportMetadata } from '../src/namespace/blob-encoding.js';
 import { onCleanup, runBench, startBench } from './cleanup.js';
-import { run, runOk } from './proc.js';
+import { procCpu, run, runOk } from './proc.js';
 import { blobhsmCli, mountBlobhsm, requestDelta, type BlobhsmEnv } from './blobhsm-mount.js';
 import { container, pool, serviceClient, BLOCK_SIZE, UPLOAD_CONCURRENCY } from './sdk.js';
 import { containerSasUrl } from './rclone.js';
@@ -145,19 +145,28 @@ async function ingestRows(o: Options, env: BlobhsmEnv, connectionString: string,
  * informational figure). Neither SDK upload computes an MD5; ingest computes two (the blob's Content-MD5, each
  * block's transactional MD5) on its hashing threads. The three alternate, `largeRounds` times; medians are reported.
  */
-async function largeFileRow(o: Options, env: BlobhsmEnv, connectionString: string, largeDir: string, fresh: (name: string) => Promise<string>, rows: Row[], log: (line: string) => void): Promise<void> {
+async function largeFileRow(o: Options, env: BlobhsmEnv, connectionString: string, azuritePid: number, largeDir: string, fresh: (name: string) => Promise<string>, rows: Row[], log: (line: string) => void): Promise<void> {
   const path = join(largeDir, 'large.bin');
   const rate = (ms: number) => o.largeMiB / (ms / 1000);
   const fromFile: number[] = [];
   const fromMemory: number[] = [];
   const cliWall: number[] = [];
   const cliInside: number[] = [];
+  // CPU seconds of each upload: the uploading client's (the SDK runs in this process, ingest in a child) and Azurite's.
+  const cpu = { sdkFile: [] as Array<{ client: number; azurite: number; wallS: number }>, ingest: [] as Array<{ client: number; azurite: number; wallS: number }> };
+  const measured = async <T>(client: 'self' | 'children', into: (typeof cpu)['ingest'], upload: () => Promise<T>): Promise<T> => {
+    const [a0, c0, t0] = [procCpu(azuritePid), procCpu('self'), performance.now()];
+    const result = await upload();
+    const [a1, c1, wallS] = [procCpu(azuritePid), procCpu('self'), (performance.now() - t0) / 1000];
+    if (a0 && a1 && c0 && c1) into.push({ client: c1[client] - c0[client], azurite: a1.self - a0.self, wallS });
+    return result;
+  };
   let requests: Record<string, number> = {};
   for (let round = 1; round <= o.largeRounds; round++) {
     log(`large file, round ${round}/${o.largeRounds}:`);
     const byFile = container(connectionString, await fresh(`sdk-large-file-${round}`));
     let t = performance.now();
-    await byFile.getBlockBlobClient('large.bin').uploadFile(path, { blockSize: BLOCK_SIZE, concurrency: UPLOAD_CONCURRENCY });
+    await measured('self', cpu.sdkFile, () => byFile.getBlockBlobClient('large.bin').uploadFile(path, { blockSize: BLOCK_SIZE, concurrency: UPLOAD_CONCURRENCY }));
     fromFile.push(rate(performance.now() - t));
     const largeData = readFileSync(path);
     const byData = container(connectionString, await fresh(`sdk-large-data-${round}`));
@@ -165,7 +174,7 @@ async function largeFileRow(o: Options, env: BlobhsmEnv, connectionString: strin
     await byData.getBlockBlobClient('large.bin').uploadData(largeData, { blockSize: BLOCK_SIZE, concurrency: UPLOAD_CONCURRENCY });
     fromMemory.push(rate(performance.now() - t));
     const name = await fresh(`ingest-large-${round}`);
-    const ing = await blobhsmCli(env, ['ingest', path, '--container', name, '--journal', join(env.baseDir, `large-${round}.sqlite`), '--json'], 600_000);
+    const ing = await measured('children', cpu.ingest, () => blobhsmCli(env, ['ingest', path, '--container', name, '--journal', join(env.baseDir, `large-${round}.sqlite`), '--json'], 600_000));
     if (ing.code !== 0) throw new Error(`ingest failed (${ing.code}): ${ing.stderr}`);
     const summary = JSON.parse(ing.stdout) as { elapsedMs: number; requests: Record<string, number> };
     cliWall.push(rate(ing.ms));
@@ -182,7 +191,27 @@ async function largeFileRow(o: Options, env: BlobhsmEnv, connectionString: strin
     `SDK uploadData of the file read into memory before its clock starts: ${list(fromMemory)} MiB/s (median ${median(fromMemory).toFixed(0)}; ${(value / median(fromMemory)).toFixed(2)}× it)`,
     'neither SDK upload computes an MD5; ingest computes the blob\'s Content-MD5 and each block\'s transactional MD5',
   );
+  const cpuNote = cpuBound(cpu.sdkFile, cpu.ingest);
+  if (cpuNote) largeRow.notes.push(cpuNote);
   rows.push(largeRow);
+}
+
+/**
+ * What the CPU the uploads used allows on 2 cores: an upload's wall time is at least (client + Azurite CPU) / 2
+ * (both on the 2 cores, nothing else running). The ratio of ingest's floor to uploadFile's is the ratio ingest could
+ * reach by using the cores as well as the SDK does. Medians of the rounds.
+ */
+function cpuBound(sdk: Array<{ client: number; azurite: number; wallS: number }>, ingest: Array<{ client: number; azurite: number; wallS: number }>): string | undefined {
+  if (sdk.length === 0 || ingest.length === 0) return undefined;
+  const m = (xs: Array<{ client: number; azurite: number; wallS: number }>, k: 'client' | 'azurite' | 'wallS') => median(xs.map((x) => x[k]));
+  const [sc, sa, sw] = [m(sdk, 'client'), m(sdk, 'azurite'), m(sdk, 'wallS')];
+  const [ic, ia, iw] = [m(ingest, 'client'), m(ingest, 'azurite'), m(ingest, 'wallS')];
+  const [sdkFloor, ingestFloor] = [(sc + sa) / 2, (ic + ia) / 2];
+  return (
+    `CPU per upload (medians): uploadFile ${sc.toFixed(2)} s in the client + ${sa.toFixed(2)} s in Azurite over ${sw.toFixed(2)} s of wall time (floor on 2 cores ${sdkFloor.toFixed(2)} s, ${((100 * sdkFloor) / sw).toFixed(0)} % of it); ` +
+    `ingest ${ic.toFixed(2)} s in the CLI + ${ia.toFixed(2)} s in Azurite over ${iw.toFixed(2)} s (floor ${ingestFloor.toFixed(2)} s, ${((100 * ingestFloor) / iw).toFixed(0)} %); ` +
+    `using the cores as well as uploadFile does, ingest would reach ${(sdkFloor / ingestFloor).toFixed(2)}× it`
+  );
 }
 
 async function main(): Promise<number> {
@@ -210,7 +239,7 @@ async function main(): Promise<number> {
   const rows: Row[] = [];
 
   if (o.only === null) await ingestRows(o, env, emu.connectionString, emu.blobEndpoint, small, fresh, rows, log);
-  if (o.only === null || o.only === 'large') await largeFileRow(o, env, emu.connectionString, largeDir, fresh, rows, log);
+  if (o.only === null || o.only === 'large') await largeFileRow(o, env, emu.connectionString, emu.pid, largeDir, fresh, rows, log);
   const finish = (binding: string) => {
     const elapsedS = (performance.now() - t0) / 1000;
     publish({ title: `blobhsm ingest bench (mount rows on ${binding})`, profile: 'ingest', repoRoot: REPO, started, elapsedS, loadStart, rows, rcloneNote: o.rclone ? 'rclone copy (same transfers)' : 'skipped', data: { options: o, binding } });

@@ -124,4 +124,25 @@ export function ioDelta(a: ProcIo | undefined, b: ProcIo | undefined): ProcIo | 
   return { rchar: b.rchar - a.rchar, wchar: b.wchar - a.wchar, syscr: b.syscr - a.syscr, syscw: b.syscw - a.syscw };
 }
 
+/** CPU seconds (user + system) of a process and of its waited-for children (/proc/PID/stat), or undefined. */
+export interface ProcCpu {
+  self: number;
+  children: number;
+}
+
+/** Clock ticks per second of /proc/PID/stat's times: USER_HZ, 100 on every Linux architecture Node runs on. */
+const USER_HZ = 100;
+
+export function procCpu(pid: number | 'self'): ProcCpu | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces, so split after its closing parenthesis): the 12th-15th
+    // are utime, stime, cutime, cstime.
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ').map(Number);
+    return { self: (f[11]! + f[12]!) / USER_HZ, children: (f[13]! + f[14]!) / USER_HZ };
+  } catch {
+    return undefined;
+  }
+}
+
 export { isAlive } from '../src/control/registry.js';
