@@ -60,6 +60,37 @@ t.test('what one and eight dd writers write reaches the cache file and the expor
   t.equal((await m.unmount()).code, 0);
 });
 
+t.test('a direct write answered by the addon is seen by the next request: stat and read after each write', async (t) => {
+  const m = await mountContainer(t, azurite, []);
+  // Each os.write of 1 MiB after the first is written and answered in C; its report to JavaScript is queued ahead
+  // of whatever the writer asks next, so a stat (GETATTR through JavaScript: the kernel drops its attributes on
+  // every write) and a read of the new bytes through another handle see it.
+  const script = `
+import os, sys
+path = sys.argv[1] + '/seen.bin'
+fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+rd = os.open(path, os.O_RDONLY)
+bad = []
+for i in range(24):
+    chunk = bytes([i]) * (1 << 20)
+    os.write(fd, chunk)
+    size = os.stat(path).st_size
+    if size != (i + 1) << 20: bad.append('after write %d: stat size %d' % (i, size))
+    if os.pread(rd, 1 << 20, i << 20) != chunk: bad.append('after write %d: read back differs' % i)
+os.fsync(fd)
+os.close(fd)
+os.close(rd)
+print('; '.join(bad) or 'all seen')
+`;
+  const before = await directWriteOps(m);
+  const run = spawnSync('python3', ['-c', script, m.mountpoint], { encoding: 'utf8' });
+  t.equal(run.status, 0, `python: ${run.stderr}`);
+  t.equal(run.stdout.trim(), 'all seen', 'every stat and read after a write saw it');
+  t.ok((await directWriteOps(m)) - before >= 23, 'the writes after the first were direct');
+  t.equal(statSync(join(m.mountpoint, 'seen.bin')).size, 24 * MiB);
+  t.equal((await m.unmount()).code, 0);
+});
+
 t.test('a direct write that fails in C is ENOSPC for the writer; with room again the open file writes on', { skip: process.getuid?.() === 0 ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const small = smallTmpfs(t, '32m', 'direct-full');
   if ('error' in small) return void t.plan(0, small.error);

@@ -3,7 +3,8 @@
 // becomes an errno through the handler's errnoOf). Owns the session's lifetime: mount, unmount (fusermount3 -u, or
 // -uz to detach lazily), the end of the session and its release once every request was answered. Knows nothing of
 // blobhsm's Vfs. Direct writes (DirectWrites): a handler may let the addon write a handle's WRITEs into a file
-// descriptor itself; the handler then hears of each one (written) and its answer goes back as for any WRITE.
+// descriptor itself; the handler then hears of each one (written). The addon answers those written in full; the
+// handler's answer goes back for a short or failed one.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -171,7 +172,8 @@ export interface LowLevelHandler {
   write(ino: number, fh: number, data: Buffer, offset: number): Promise<number>;
   /**
    * A WRITE the addon wrote itself through a grant (DirectWrites): `result` is the bytes written or -errno. Answers
-   * the count for the writer (or throws its error); synchronous, so a request that follows sees what it changed.
+   * the count for the writer (or throws its error), which reaches the writer only when the write fell short of
+   * `size` (a whole one was answered by the addon); synchronous, so a request that follows sees what it changed.
    * Only handlers that grant direct writes have it.
    */
   written?(ino: number, fh: number, token: number, offset: number, size: number, result: number): number;
@@ -294,7 +296,7 @@ export class LowLevelSession {
       if (op === Op.INIT) return ready({ maxRead: n[4]!, maxWrite: n[5]!, maxBackground: n[6]!, writebackCache: n[7] === 1, protoMinor: n[8]! });
       if (op === Op.EXIT) return exit();
       if (op === Op.FORGET) return handler.forget(n[4]!, n[5]!);
-      if (op === Op.WRITTEN) return this.serveWritten(req!, n);
+      if (op === Op.WRITTEN) return this.serveWritten(req, n);
       this.serve(op, req!, n, name, name2, data);
     }, options.servedXattrs ?? null);
   }
@@ -391,14 +393,18 @@ export class LowLevelSession {
     );
   }
 
-  /** A direct write's report: the handler's bookkeeping and the answer, at once (no promise per 1 MiB WRITE). */
-  private serveWritten(req: Req, n: Float64Array): void {
+  /**
+   * A direct write's report: the handler's bookkeeping, synchronous (no promise per 1 MiB WRITE). A WRITE written
+   * in full was answered by the addon already (no request comes with it); a short or failed one is answered here.
+   */
+  private serveWritten(req: Req | undefined, n: Float64Array): void {
     try {
       if (!this.handler.written) throw new Error('the addon wrote through a grant of direct writes this handler never gave');
-      this.native.replyWrite(req, this.handler.written(n[4]!, n[5]!, n[9]!, n[7]!, n[6]!, n[8]!));
+      const count = this.handler.written(n[4]!, n[5]!, n[9]!, n[7]!, n[6]!, n[8]!);
+      if (req) this.native.replyWrite(req, count);
     } catch (err) {
       this.handler.onError?.('write', err);
-      this.native.replyErr(req, this.handler.errnoOf(err));
+      if (req) this.native.replyErr(req, this.handler.errnoOf(err));
     }
   }
 

@@ -7,8 +7,9 @@
 // Direct writes: JS may grant an open file handle a descriptor (grantDirectWrite; the addon keeps a dup of it) and
 // a byte budget. A WRITE on that handle is then written here, on the session thread, straight from libfuse's
 // receive buffer into that descriptor (no copy for JS, no thread-pool trip), and JS gets only OP_WRITTEN (fh,
-// size, offset, result, grant token) in the same queue as every other request, so it keeps the bookkeeping and
-// answers. Without a grant, or with too little budget left, a WRITE goes to JS with its data as before.
+// size, offset, result, grant token) in the same queue as every other request, so it keeps the bookkeeping. A
+// WRITE written in full is answered here (the writer does not wait for the JS thread); JS answers a failed one.
+// Without a grant, or with too little budget left, a WRITE goes to JS with its data as before.
 #define FUSE_USE_VERSION 34
 #define _GNU_SOURCE
 #include <fuse_lowlevel.h>
@@ -303,19 +304,38 @@ static double write_all(int fd, const char *buf, size_t size, off_t off) {
   return (double)done;
 }
 
+// A direct write's report to JS. All of it written: answered here at once, after the report is queued (whatever
+// the writer asks next is queued behind it, so JS has seen the write by then), and the report carries no request.
+// Short or failed: the report carries the request and JS answers (its error mapping, its log).
+static void report_written(session_t *s, fuse_req_t req, fuse_ino_t ino, double fh, size_t size, off_t off,
+                           double result, double token) {
+  int whole = result == (double)size;
+  request_t *r = new_request(OP_WRITTEN, whole ? NULL : req, ino);
+  r->n[5] = fh;
+  r->n[6] = (double)size;
+  r->n[7] = (double)off;
+  r->n[8] = result;
+  r->n[9] = token;
+  if (!whole) {
+    dispatch(r);
+    return;
+  }
+  if (napi_call_threadsafe_function(s->requests, r, napi_tsfn_nonblocking) != napi_ok) {
+    free(r);
+    fuse_reply_err(req, EIO); // JS would never count it: the writer must not believe it landed
+    return;
+  }
+  fuse_reply_write(req, size);
+}
+
 static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi) {
   session_t *s = fuse_req_userdata(req);
   grant_t *g = take_grant(s, fi->fh, size);
   if (g) {
-    request_t *r = new_request(OP_WRITTEN, req, ino);
-    r->n[5] = fh_of(fi);
-    r->n[6] = (double)size;
-    r->n[7] = (double)off;
-    r->n[8] = write_all(g->fd, buf, size, off);
-    r->n[9] = g->token;
+    double result = write_all(g->fd, buf, size, off), token = g->token;
     put_grant(s, g);
-    dispatch(r);
+    report_written(s, req, ino, fh_of(fi), size, off, result, token);
     return;
   }
   request_t *r = new_request(OP_WRITE, req, ino);
