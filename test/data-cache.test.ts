@@ -118,10 +118,10 @@ t.test('fd LRU closes evicted descriptors, but not while leased', async (t) => {
   const closed: number[] = [];
   const wrapped = {
     ...fs,
-    close: ((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+    closeSync: ((fd: number) => {
       closed.push(fd);
-      fs.close(fd, cb);
-    }) as typeof fs.close,
+      fs.closeSync(fd);
+    }) as typeof fs.closeSync,
   } as typeof fs;
   const cache = new DataCache({ dir: t.testdir(), maxOpenFiles: 2, fs: wrapped });
   t.teardown(() => cache.close());
@@ -175,20 +175,27 @@ t.test('a full disk is ENOSPC naming the cache directory and the fix', async (t)
       if (fail) return process.nextTick(() => cb(enospc()));
       return (fs.write as (...a: unknown[]) => void)(...args);
     }) as typeof fs.write,
+    writeSync: ((...args: unknown[]) => {
+      if (fail) throw enospc();
+      return (fs.writeSync as (...a: unknown[]) => number)(...args);
+    }) as typeof fs.writeSync,
   } as typeof fs;
   const cache = new DataCache({ dir, fs: wrapped });
   t.teardown(() => cache.close());
   await cache.truncate(7, 1, 0);
   fail = true;
-  const err = await cache.write(7, 1, Buffer.alloc(10), 10, 0).catch((e: unknown) => e);
-  t.ok(err instanceof FsError);
-  t.equal((err as FsError).code, 'ENOSPC');
-  t.equal(errnoCodeOf(err), 'ENOSPC');
-  t.match((err as FsError).message, dir);
-  t.match((err as FsError).message, /is full/);
-  t.match((err as FsError).message, /--cache-size/);
-  t.match((err as FsError).message, /free space/);
-  t.equal(((err as FsError).cause as NodeJS.ErrnoException).code, 'ENOSPC');
+  // A small write is made on the calling thread, a large one on the thread pool: both report the full disk alike.
+  for (const size of [10, 1 << 20]) {
+    const err = await cache.write(7, 1, Buffer.alloc(size), size, 0).catch((e: unknown) => e);
+    t.ok(err instanceof FsError, `${size} bytes`);
+    t.equal((err as FsError).code, 'ENOSPC');
+    t.equal(errnoCodeOf(err), 'ENOSPC');
+    t.match((err as FsError).message, dir);
+    t.match((err as FsError).message, /is full/);
+    t.match((err as FsError).message, /--cache-size/);
+    t.match((err as FsError).message, /free space/);
+    t.equal(((err as FsError).cause as NodeJS.ErrnoException).code, 'ENOSPC');
+  }
 });
 
 t.test('writes leave a reserve free for the metadata store', async (t) => {
@@ -269,7 +276,8 @@ t.test('R4: a drop racing a write in flight leaves no ghost bytes in the usage c
   t.teardown(() => cache.close());
   await cache.scan();
   await cache.truncate(3, 1, 0);
-  const writing = cache.write(3, 1, Buffer.alloc(64 * 1024, 1), 64 * 1024, 0);
+  // Larger than what is written on the calling thread: this write goes to the thread pool, where a drop can race it.
+  const writing = cache.write(3, 1, Buffer.alloc(256 * 1024, 1), 256 * 1024, 0);
   await inside;
   await cache.drop(3, 1);
   t.equal(cache.bytesUsed(), 0, 'the dropped file counts nothing');
@@ -299,6 +307,33 @@ t.test('createEmpty makes an empty cache file in one open on the calling thread,
   await cache.createEmpty(7, 1);
   t.equal(await cache.size(7, 1), 0, 'emptied');
   t.equal(cache.bytesUsed(), 0, 'its bytes no longer counted');
+});
+
+t.test('a write of up to 64 KiB is made on the calling thread, a larger one on the thread pool; closes are on the calling thread', async (t) => {
+  const calls: string[] = [];
+  const counting = {
+    ...fs,
+    write: ((...args: unknown[]) => {
+      calls.push(`pool write ${args[3] as number}`);
+      return (fs.write as (...a: unknown[]) => void)(...args);
+    }) as typeof fs.write,
+    writeSync: ((...args: unknown[]) => {
+      calls.push(`write ${args[3] as number}`);
+      return (fs.writeSync as (...a: unknown[]) => number)(...args);
+    }) as typeof fs.writeSync,
+    close: (() => t.fail('no close on the thread pool')) as unknown as typeof fs.close,
+  } as typeof fs;
+  const cache = new DataCache({ dir: t.testdir(), fs: counting, reserveBytes: 0, maxOpenFiles: 1 });
+  t.teardown(() => cache.close());
+  await cache.createEmpty(1, 1);
+  t.equal(await cache.write(1, 1, Buffer.alloc(64 * 1024, 1), 64 * 1024, 0), 64 * 1024);
+  t.equal(await cache.write(1, 1, Buffer.alloc(64 * 1024 + 1, 2), 64 * 1024 + 1, 64 * 1024), 64 * 1024 + 1);
+  t.same(calls, ['write 65536', 'pool write 65537']);
+  await cache.createEmpty(2, 1); // evicts (closes) the descriptor of ino 1
+  t.equal(cache.openFiles(), 1);
+  const back = Buffer.alloc(128 * 1024 + 1);
+  t.equal(await cache.read(1, 1, back, back.length, 0), back.length);
+  t.ok(back.subarray(0, 64 * 1024).every((b) => b === 1) && back.subarray(64 * 1024).every((b) => b === 2), 'both landed');
 });
 
 t.test('createEmpty on a full disk is ENOSPC naming the cache directory, and the file is not made', async (t) => {

@@ -6,6 +6,7 @@ import { BlobError, FsError, type FsErrorCode } from '../src/errors.js';
 import { HsmFlag } from '../src/hsm/flags.js';
 import { decideImport } from '../src/jobs/decide-import.js';
 import { importNamespace } from '../src/namespace/importer.js';
+import { Vfs } from '../src/vfs/vfs.js';
 import { makeStack, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, type TestStack, type TestStackOptions } from './helpers/stack.js';
 
 const KiB = 1024;
@@ -561,6 +562,46 @@ t.test('ctime changes on unlink, rename over, link, chmod, chown and truncate', 
     await op();
     t.ok(s.meta.get(which)!.ctimeMs > 1, `${what} updates the ctime`);
   }
+});
+
+t.test("rsync's requests on a new file: its first write, and a chmod to the mode and ctime it has, commit nothing", async (t) => {
+  const s = await stack(t);
+  let clock = Date.UTC(2026, 0, 1);
+  const vfs = new Vfs({ meta: s.meta, cache: s.cache, coordinator: s.coordinator, changelog: s.changelog, readOnly: false, now: () => clock });
+  const updates: string[] = [];
+  const update = s.meta.update.bind(s.meta);
+  s.meta.update = ((ino, patch, o) => {
+    updates.push(Object.keys(patch).filter((k) => patch[k as keyof typeof patch] !== undefined).join(','));
+    return update(ino, patch, o);
+  }) as typeof s.meta.update;
+  const dir = s.inode('/dir').ino;
+  const { fh, stat } = await vfs.create(dir, 'new', 0o600, { uid: 1, gid: 1 });
+  const ino = stat.ino;
+  updates.length = 0;
+  t.match(await vfs.setattr(ino, { mode: 0o600 }, fh), { mode: 0o100600, ctime: clock });
+  t.same(updates, [], 'a chmod to the mode it was created with, in the millisecond of its create: nothing changes, no commit');
+  t.equal(await vfs.write(fh, Buffer.from('abc'), 3, 0), 3);
+  t.same(updates, [], 'the first write of a file created here commits nothing (its create was its first version)');
+  await vfs.flush(fh);
+  t.same(updates, ['size,mtimeMs,ctimeMs'], 'flush persists its size and mtime');
+  clock += 1;
+  updates.length = 0;
+  t.match(await vfs.setattr(ino, { mode: 0o600 }, fh), { ctime: clock });
+  t.same(updates, ['mode,ctimeMs'], 'a millisecond later the same chmod changes its ctime: committed');
+  await vfs.setattr(ino, { mode: 0o644 }, fh);
+  await vfs.setattr(ino, { uid: 1, gid: 1 }, fh);
+  t.same(updates, ['mode,ctimeMs', 'mode,ctimeMs'], 'a new mode is committed; a chown to its own owner in the same millisecond is not');
+  await vfs.release(fh);
+  t.match(s.meta.get(ino), { mode: 0o644, size: 3, ctimeMs: clock, dataVersion: 1, hsmFlags: 0 });
+  t.equal((await s.readFile('/dir/new')).toString(), 'abc');
+
+  // An archive between the create and the first write settles the change: the write then records a new version.
+  const { fh: fh2, stat: other } = await vfs.create(dir, 'archived-empty', 0o644, { uid: 1, gid: 1 });
+  await s.coordinator.request('ARCHIVE', other.ino).done;
+  t.equal(s.meta.get(other.ino)!.hsmFlags & ARCHIVED, ARCHIVED, 'archived while empty and open');
+  await vfs.write(fh2, Buffer.from('data'), 4, 0);
+  await vfs.release(fh2);
+  t.match(s.meta.get(other.ino), { dataVersion: 2, hsmFlags: MODIFIED }, 'the write after the archive made it dirty, a new version');
 });
 
 t.test('readdir lists . and .. first, with the directory and its parent', async (t) => {

@@ -285,6 +285,16 @@ export class Coordinator {
   }
 
   /**
+   * A file was just created here, and the handle of its create is open: a new, empty file that was never archived,
+   * whose creation committed its first data version. Its content change counts as recorded, so its first write
+   * commits nothing more (there is no DIRTY to set; an archive that starts before that write settles the change
+   * as it does for any file, and the write then records a new version).
+   */
+  created(ino: number): void {
+    this.scheduler.file(ino).changeRecorded = true;
+  }
+
+  /**
    * Lets a handle write the file's cache file without beforeContentChange for each write (the libfuse3 binding's
    * direct writes), while the current change stays recorded and no archive of the file runs. `revoke` ends that and
    * answers how many of its writes have landed but were not reported yet: until each is reported with

@@ -21,6 +21,18 @@ import type { Changelog } from '../hsm/changelog.js';
 
 const statfsAsync = promisify(statfsCb);
 
+/** Whether an inode already has every attribute of a setattr patch (the fields present) and this ctime. */
+function sameAttrs(inode: Inode, patch: { mode?: number; uid?: number; gid?: number; atimeMs?: number; mtimeMs?: number }, ctimeMs: number): boolean {
+  return (
+    inode.ctimeMs === ctimeMs &&
+    (patch.mode === undefined || patch.mode === inode.mode) &&
+    (patch.uid === undefined || patch.uid === inode.uid) &&
+    (patch.gid === undefined || patch.gid === inode.gid) &&
+    (patch.atimeMs === undefined || patch.atimeMs === inode.atimeMs) &&
+    (patch.mtimeMs === undefined || patch.mtimeMs === inode.mtimeMs)
+  );
+}
+
 const O_ACCMODE = 3;
 const { O_RDONLY, O_TRUNC } = fsConstants;
 
@@ -107,6 +119,8 @@ export interface VfsOptions {
   posixAcls?: boolean;
   /** The daemon's log (a full cache disk is logged once per open file). */
   log?: (line: string) => void;
+  /** The clock of file times, ms since the epoch (Date.now; tests inject one). */
+  now?: () => number;
 }
 
 /** Who asks: new files are theirs. */
@@ -158,6 +172,7 @@ export class Vfs {
   private readonly readOnly: boolean;
   private readonly posixAcls: boolean;
   private readonly log: (line: string) => void;
+  private readonly now: () => number;
   private readonly handles = new Map<number, Handle>();
   private nextHandle = 1;
   /** The kernel's references to inodes (entries it was given minus forgets). */
@@ -183,6 +198,7 @@ export class Vfs {
     this.readOnly = options.readOnly;
     this.posixAcls = options.posixAcls ?? false;
     this.log = options.log ?? (() => undefined);
+    this.now = options.now ?? Date.now;
   }
 
   // ---- lookups -------------------------------------------------------------------------------------------
@@ -500,7 +516,7 @@ export class Vfs {
   async create(parent: number, name: string, mode: number, caller: Caller): Promise<{ fh: number; stat: Stat }> {
     this.writable();
     const dir = this.directory(parent, name);
-    const now = Date.now();
+    const now = this.now();
     // One commit for the new name, the directory's times and the changelog record.
     const inode = this.meta.transaction(() => {
       const created = this.meta.create(parent, name, this.newInode('file', mode & 0o7777, now, caller, dir));
@@ -510,6 +526,7 @@ export class Vfs {
     });
     // Open before the first await: an import job meanwhile sees a busy file and does not replace it.
     const fh = this.openHandle(inode.ino, true);
+    this.coordinator.created(inode.ino);
     try {
       await this.cache.createEmpty(inode.ino, inode.generation);
     } catch (err) {
@@ -535,7 +552,7 @@ export class Vfs {
     if (type === 'device') throw new FsError('EPERM', `${name}: device files cannot be created in a blobhsm mount`);
     if (type !== 'fifo' && type !== 'socket') throw new FsError('EINVAL', `${name}: mknod of file type 0${(mode & fsConstants.S_IFMT).toString(8)}`);
     const dir = this.directory(parent, name);
-    const now = Date.now();
+    const now = this.now();
     const inode = this.meta.create(parent, name, this.newInode(type, mode & 0o7777, now, caller, dir));
     this.touchDir(parent, now);
     this.changelog.record('MKNOD', inode.ino, parent, name);
@@ -568,7 +585,7 @@ export class Vfs {
     this.io.writeOps++;
     this.io.writeBytes += written;
     h.wrote = true;
-    this.pendingMtime.set(inode.ino, Date.now());
+    this.pendingMtime.set(inode.ino, this.now());
     const size = this.pendingSize.get(inode.ino) ?? inode.size;
     if (position + written > size) this.pendingSize.set(inode.ino, position + written);
     else if (!this.pendingSize.has(inode.ino)) this.pendingSize.set(inode.ino, size);
@@ -662,7 +679,7 @@ export class Vfs {
       this.coordinator.contentChangeDone(ino);
     }
     this.pendingSize.delete(ino);
-    const now = Date.now();
+    const now = this.now();
     this.meta.update(ino, { size, mtimeMs: now, ctimeMs: now });
     this.changelog.record('TRUNC', ino, 0, '');
   }
@@ -675,7 +692,7 @@ export class Vfs {
   async setattr(ino: number, changes: AttrChanges, fh?: number): Promise<Stat> {
     this.writable();
     if (ino >= VIRTUAL_INO) throw new FsError('EACCES', `inode ${ino} is read-only`);
-    this.inode(ino);
+    let current = this.inode(ino);
     if (changes.size !== undefined) {
       const held = fh === undefined ? this.openHandle(ino, true) : undefined;
       try {
@@ -683,18 +700,20 @@ export class Vfs {
       } finally {
         if (held !== undefined) this.dropHandle(held);
       }
+      current = this.inode(ino);
     }
-    const now = Date.now();
+    const now = this.now();
     const at = (t: TimeToSet | undefined) => (t === 'now' ? now : t);
     const patch = { mode: changes.mode === undefined ? undefined : changes.mode & 0o7777, uid: changes.uid, gid: changes.gid, atimeMs: at(changes.atime), mtimeMs: at(changes.mtime) };
     if (changes.mtime !== undefined) this.pendingMtime.delete(ino); // cp -p sets the mtime after its last write
-    let updated: Inode | undefined;
     if (Object.values(patch).some((v) => v !== undefined)) {
-      updated = this.meta.update(ino, { ...patch, ctimeMs: now });
+      // A change to what the file already has within the same millisecond (rsync's fchmod to the mode it was just
+      // created with) changes nothing: nothing to commit.
+      if (!sameAttrs(current, patch, now)) current = this.meta.update(ino, { ...patch, ctimeMs: now });
       if (changes.mode !== undefined || changes.uid !== undefined || changes.gid !== undefined) this.changelog.record('SATTR', ino, 0, '');
       if (changes.atime !== undefined || changes.mtime !== undefined) this.changelog.record('MTIME', ino, 0, '');
     }
-    return this.statOf(updated ?? this.inode(ino));
+    return this.statOf(current);
   }
 
   /** Persists the size and the time of the last write of a written file. */
@@ -765,7 +784,7 @@ export class Vfs {
   async mkdir(parent: number, name: string, mode: number, caller: Caller): Promise<Stat> {
     this.writable();
     const dir = this.directory(parent, name);
-    const now = Date.now();
+    const now = this.now();
     const inode = this.meta.create(parent, name, this.newInode('dir', mode & 0o7777, now, caller, dir));
     this.touchDir(parent, now);
     this.changelog.record('MKDIR', inode.ino, parent, name);
@@ -775,7 +794,7 @@ export class Vfs {
   async symlink(parent: number, name: string, target: string, caller: Caller): Promise<Stat> {
     this.writable();
     const dir = this.directory(parent, name);
-    const now = Date.now();
+    const now = this.now();
     const inode = this.meta.create(parent, name, {
       ...this.newInode('symlink', 0o777, now, caller, dir),
       target,
@@ -793,7 +812,7 @@ export class Vfs {
     if (inode.nlink === 0) throw new FsError('ENOENT', `inode ${ino} was unlinked`);
     this.directory(newParent, newName);
     this.meta.link(ino, newParent, newName);
-    const now = Date.now();
+    const now = this.now();
     const linked = this.meta.update(ino, { ctimeMs: now });
     this.touchDir(newParent, now);
     this.changelog.record('HLINK', ino, newParent, newName);
@@ -805,7 +824,7 @@ export class Vfs {
     const inode = this.child(parent, name);
     if (inode.kind === 'dir') throw new FsError('EISDIR', `${name} is a directory`);
     const left = this.meta.unlink(parent, name, { keepInode: this.inUse(inode.ino) });
-    const now = Date.now();
+    const now = this.now();
     // POSIX: unlink marks the file's ctime (its link count changed) and the directory's mtime and ctime.
     if (left.nlink > 0 || this.inUse(inode.ino)) this.meta.update(inode.ino, { ctimeMs: now });
     this.touchDir(parent, now);
@@ -822,7 +841,7 @@ export class Vfs {
     if (inode.kind !== 'dir') throw new FsError('ENOTDIR', `${name} is not a directory`);
     if (this.meta.hasEntries(inode.ino)) throw new FsError('ENOTEMPTY', `directory not empty: ${name}`);
     this.meta.unlink(parent, name);
-    this.touchDir(parent, Date.now());
+    this.touchDir(parent, this.now());
     this.changelog.record('RMDIR', inode.ino, parent, name);
   }
 
@@ -834,7 +853,7 @@ export class Vfs {
       throw new FsError('EINVAL', `unsupported rename flags 0x${flags.toString(16)}`);
     }
     const target = this.meta.lookup(newParent, newName);
-    const now = Date.now();
+    const now = this.now();
     if (flags & RENAME_EXCHANGE) {
       if (!target) throw new FsError('ENOENT', `no such file or directory: ${newName}`);
       this.meta.exchange(parent, name, newParent, newName);
