@@ -91,6 +91,40 @@ print('; '.join(bad) or 'all seen')
   t.equal((await m.unmount()).code, 0);
 });
 
+t.test('a write-only file alone stays out of the kernel page cache; beside a cached reader it is cached and seen', async (t) => {
+  const m = await mountContainer(t, azurite, []);
+  const pagesCached = (p: string) => {
+    const r = spawnSync('fincore', ['--raw', '--noheadings', '--output', 'PAGES', join(m.mountpoint, p)], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`fincore: ${r.stderr}`);
+    return Number(r.stdout.trim());
+  };
+  const script = `
+import os, sys
+mnt = sys.argv[1]
+def fill(path, flags, byte):
+    fd = os.open(path, flags | os.O_CREAT, 0o644)
+    for i in range(4): os.write(fd, bytes([byte]) * (1 << 20))
+    os.close(fd)
+fill(mnt + '/wo.bin', os.O_WRONLY, 1)
+fill(mnt + '/rw.bin', os.O_RDWR, 2)
+# A reader caches the file's pages; a write-only handle opened beside it overwrites them: the reader sees the new bytes.
+rd = os.open(mnt + '/rw.bin', os.O_RDONLY)
+assert os.pread(rd, 1 << 20, 0) == bytes([2]) * (1 << 20)
+wr = os.open(mnt + '/rw.bin', os.O_WRONLY)
+os.pwrite(wr, bytes([3]) * (1 << 20), 0)
+print('reader: %s' % ('new' if os.pread(rd, 1 << 20, 0) == bytes([3]) * (1 << 20) else 'stale'))
+os.close(wr)
+os.close(rd)
+`;
+  const run = spawnSync('python3', ['-c', script, m.mountpoint], { encoding: 'utf8' });
+  t.equal(run.status, 0, `python: ${run.stderr}`);
+  t.equal(pagesCached('wo.bin'), 0, 'what a write-only handle alone wrote is not in the page cache of the mount');
+  t.equal(pagesCached('rw.bin'), 1024, 'what a read-write handle wrote is (4 MiB)');
+  t.match(run.stdout, /^reader: new$/m, 'a cached reader sees what a write-only handle opened beside it wrote');
+  t.equal(md5(readFileSync(join(m.mountpoint, 'wo.bin'))), md5(Buffer.alloc(4 * MiB, 1)), 'the write-only file reads back');
+  t.equal((await m.unmount()).code, 0);
+});
+
 t.test('a direct write that fails in C is ENOSPC for the writer; with room again the open file writes on', { skip: process.getuid?.() === 0 ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const small = smallTmpfs(t, '32m', 'direct-full');
   if ('error' in small) return void t.plan(0, small.error);
@@ -99,10 +133,13 @@ t.test('a direct write that fails in C is ENOSPC for the writer; with room again
   // One open file: a WRITE through JavaScript (the grant), one written directly; then the tmpfs is filled from
   // outside the mount, so the daemon's budget still allows the next write and only the pwrite in C fails.
   const script = `
-import errno, os, sys
+import errno, mmap, os, sys
 mnt, filler = sys.argv[1], sys.argv[2]
 fd = os.open(mnt + '/held.bin', os.O_WRONLY | os.O_CREAT, 0o644)
-chunk = b'x' * (1 << 20)
+# Page-aligned (an anonymous mapping): the kernel keeps this write-only file out of its page cache, so a WRITE
+# carries the writer's own pages, and an unaligned 1 MiB buffer would span 257 pages, one more than a WRITE takes.
+chunk = mmap.mmap(-1, 1 << 20)
+chunk.write(b'x' * (1 << 20))
 os.write(fd, chunk)
 os.write(fd, chunk)
 f = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
