@@ -217,6 +217,40 @@ t.test('writes leave a reserve free for the metadata store', async (t) => {
   t.equal(await none.write(1, 1, Buffer.alloc(10), 10, 0, { create: true }), 10, 'reserveBytes 0: no check');
 });
 
+t.test('a lent budget goes back to the room, unless the room was measured again since it was taken', async (t) => {
+  const MiB = 1024 * 1024;
+  let free = 4 * MiB; // what statfs answers: the 1 MiB reserve and 3 MiB above it
+  let statfsCalls = 0;
+  let clock = 10_000;
+  const wrapped = {
+    ...fs,
+    promises: { ...fs.promises, statfs: async () => (statfsCalls++, { bavail: free / 4096, bsize: 4096, blocks: 1024 * 1024 }) },
+  } as unknown as typeof fs;
+  const cache = new DataCache({ dir: t.testdir(), fs: wrapped, reserveBytes: MiB, now: () => clock });
+  t.teardown(() => cache.close());
+  await cache.createEmpty(1, 1);
+  const lend = async (max: number) => {
+    let got: { budget: number; giveBack: (unused: number) => void } | undefined;
+    await cache.lendForWrites(1, 1, max, (_fd, budget, giveBack) => ((got = { budget, giveBack }), true));
+    return got;
+  };
+  const a = await lend(2 * MiB);
+  t.equal(a?.budget, 2 * MiB);
+  a!.giveBack(2 * MiB);
+  free = 0; // a new measurement now would find the disk full
+  const b = await lend(2 * MiB);
+  t.equal(b?.budget, 2 * MiB, 'the budget given back is room again: the next lending gets it without a new measurement');
+  t.equal(statfsCalls, 1);
+  clock += 2000;
+  free = 2 * MiB;
+  await cache.write(1, 1, Buffer.alloc(4096), 4096, 0); // measured again: 1 MiB above the reserve, less this write
+  b!.giveBack(2 * MiB);
+  free = MiB + 512 * 1024;
+  const c = await lend(MiB);
+  t.equal(c?.budget, 512 * 1024, 'given back after a new measurement, it is not counted twice (the next lending measures and gets what is there)');
+  t.equal(statfsCalls, 3);
+});
+
 t.test('translateCacheError', async (t) => {
   const e1 = translateCacheError(enospc(), '/c', 'x');
   t.ok(e1 instanceof FsError && e1.code === 'ENOSPC');

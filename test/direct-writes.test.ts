@@ -39,12 +39,12 @@ class ModelWriter implements DirectWriter {
   }
 
   /** A WRITE on handle fh as the addon serves it: written here if granted (the report to pass on), else undefined. */
-  write(fh: number, data: Buffer, position: number): { token: number; result: number } | undefined {
+  write(fh: number, data: Buffer, position: number): { token: number; size: number; result: number } | undefined {
     const g = this.grants.get(fh);
     if (!g || g.budget < data.length) return undefined;
     g.budget -= data.length;
     g.started++;
-    return { token: g.token, result: writeSync(g.fd, data, 0, data.length, position) };
+    return { token: g.token, size: data.length, result: writeSync(g.fd, data, 0, data.length, position) };
   }
 }
 
@@ -60,7 +60,7 @@ async function stackWithWriter(t: { teardown(fn: () => Promise<void>): void }, b
 async function write(s: TestStack, w: ModelWriter, fh: number, data: string, position: number): Promise<number> {
   const buf = Buffer.from(data);
   const direct = w.write(fh, buf, position);
-  return direct ? s.inodes.written(fh, direct.token, position, direct.result) : s.vfs.write(fh, buf, buf.length, position);
+  return direct ? s.inodes.written(fh, direct.token, position, direct.size, direct.result) : s.vfs.write(fh, buf, buf.length, position);
 }
 
 t.test('after the first write, a handle writes directly; size, mtime, counters and content follow the reports', async (t) => {
@@ -74,7 +74,7 @@ t.test('after the first write, a handle writes directly; size, mtime, counters a
   const mtimeBefore = (await s.vfs.getattr('/new.txt')).mtime;
   const report = w.write(fh, Buffer.from('DEFGH'), 5)!;
   t.ok(report, 'the next write goes direct');
-  t.equal(s.inodes.written(fh, report.token, 5, report.result), 5, 'the report answers the bytes written');
+  t.equal(s.inodes.written(fh, report.token, 5, report.size, report.result), 5, 'the report answers the bytes written');
   const st = await s.vfs.getattr('/new.txt');
   t.equal(st.size, 10, 'the size includes the direct write at once');
   t.ok(st.mtime >= mtimeBefore, 'the mtime follows the last write');
@@ -115,7 +115,7 @@ t.test('an archive revokes grants; a direct write that landed unreported keeps i
   const landed = w.write(fh, Buffer.from('two'), 4)!; // in the cache file, its report still queued
   await t.rejects(s.coordinator.request('ARCHIVE', ino, 0).done, { code: 'EBUSY' }, 'the archive does not start: a write is in flight');
   t.notOk(w.grants.has(fh), 'the archive revoked the grant');
-  t.equal(s.inodes.written(fh, landed.token, 4, landed.result), 3, 'the queued report is still accounted');
+  t.equal(s.inodes.written(fh, landed.token, 4, landed.size, landed.result), 3, 'the queued report is still accounted');
   t.equal((await s.vfs.getattr('/f')).size, 7);
   t.notOk(w.write(fh, Buffer.from('!'), 7), 'after a revoke, writes come through the Vfs');
   await write(s, w, fh, '!', 7);
@@ -157,7 +157,7 @@ t.test('a direct write that failed is its errno for the writer and ends the gran
   const { token } = w.grants.get(fh)!;
   w.grants.get(fh)!.started++; // the addon's pwrite failed with ENOSPC
   try {
-    s.inodes.written(fh, token, 2, -constants.errno.ENOSPC);
+    s.inodes.written(fh, token, 2, 5, -constants.errno.ENOSPC);
     t.fail('a failed direct write must throw');
   } catch (err) {
     t.ok(err instanceof FsError && err.code === 'ENOSPC', `ENOSPC for the writer: ${String(err)}`);
@@ -168,7 +168,7 @@ t.test('a direct write that failed is its errno for the writer and ends the gran
   t.equal((await s.vfs.getattr('/full.bin')).size, 2, 'the failed write changed no size');
   await write(s, w, fh, 'again', 2);
   t.ok(w.grants.has(fh), 'a write through the Vfs grants again');
-  t.throws(() => s.inodes.written(fh, token, 0, 1), { code: 'EIO' }, 'a report through an unknown (ended) grant is EIO');
+  t.throws(() => s.inodes.written(fh, token, 0, 1, 1), { code: 'EIO' }, 'a report through an unknown (ended) grant is EIO');
   await s.vfs.release(fh);
   t.equal((await s.readFile('/full.bin')).toString(), 'okagain');
 });
@@ -207,4 +207,33 @@ t.test('a grant the writer refuses leaves the write done and the handle writing 
   const ino = s.inode('/r').ino;
   await s.coordinator.request('ARCHIVE', ino, 0).done;
   t.equal(s.store.getData('r')?.toString(), 'abcd', 'nothing was left in flight by the refused grant');
+});
+
+t.test("a grant's unused budget goes back to the cache's room once it ended and its writes were reported", async (t) => {
+  const { s, w } = await stackWithWriter(t);
+  const returned: number[] = [];
+  const lend = s.cache.lendForWrites.bind(s.cache);
+  s.cache.lendForWrites = (ino, gen, max, take) => lend(ino, gen, max, (fd, budget, giveBack) => take(fd, budget, (unused) => {
+    returned.push(unused);
+    giveBack(unused);
+  }));
+  const fh = await s.vfs.create('/f', 0o644);
+  await write(s, w, fh, 'abc', 0);
+  const budget = w.grants.get(fh)!.budget;
+  await write(s, w, fh, 'defgh', 3);
+  await write(s, w, fh, 'ijklm', 8);
+  t.same(returned, [], 'nothing while the grant lasts');
+  await s.vfs.release(fh);
+  t.same(returned, [budget - 10], 'the release gives back what the two direct writes did not take');
+
+  const g = await s.vfs.create('/g', 0o644);
+  await write(s, w, g, 'one ', 0);
+  const second = w.grants.get(g)!.budget;
+  const landed = w.write(g, Buffer.from('two'), 4)!; // in the cache file, its report still queued
+  await t.rejects(s.coordinator.request('ARCHIVE', s.inode('/g').ino, 0).done, { code: 'EBUSY' });
+  t.same(returned, [budget - 10], 'revoked with a write unreported: not yet');
+  s.inodes.written(g, landed.token, 4, landed.size, landed.result);
+  t.same(returned, [budget - 10, second - 3], 'given back once that write was reported');
+  await s.vfs.release(g);
+  t.equal(returned.length, 2, 'once');
 });

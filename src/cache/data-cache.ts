@@ -10,7 +10,8 @@
 //
 // Another writer may write a cache file itself (the libfuse3 binding's direct writes, through its own dup of the
 // descriptor): lendForWrites gives it the descriptor and a budget of bytes taken from the room now (so the reserve
-// stays free), and it reports each write back (noteLentWrite, lentWriteError) for the accounting.
+// stays free), and it reports each write back (noteLentWrite, lentWriteError) for the accounting; what it did not
+// write goes back to the room when the lending ends.
 import nodeFs from 'node:fs';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
@@ -27,6 +28,8 @@ export interface DataCacheOptions {
   /** Bytes writes leave free on the filesystem (default 5 % of its size, at most 64 MiB); 0 = none. */
   reserveBytes?: number;
   fs?: CacheFs;
+  /** The clock of free-space measurements, ms (Date.now; tests inject one). */
+  now?: () => number;
 }
 
 /** One cache file found by scan(). */
@@ -105,14 +108,16 @@ export class DataCache {
   private readonly shards = new Set<string>();
   private used = 0;
   private reserve: number | undefined;
-  /** Free bytes on the cache filesystem as last measured, minus what was written since. */
-  private room = { free: Infinity, measuredMs: 0 };
+  /** Free bytes on the cache filesystem as last measured (the epoch-th measurement), minus what was taken since. */
+  private room = { free: Infinity, measuredMs: 0, epoch: 0 };
+  private readonly now: () => number;
 
   constructor(options: DataCacheOptions) {
     this.dir = options.dir;
     this.reserve = options.reserveBytes;
     this.dataDir = join(options.dir, 'data');
     this.fs = options.fs ?? nodeFs;
+    this.now = options.now ?? Date.now;
     this.fds = new LRUCache<string, Entry>({
       max: Math.max(1, options.maxOpenFiles ?? 256),
       dispose: (entry) => this.retire(entry),
@@ -299,17 +304,23 @@ export class DataCache {
   }
 
   /**
-   * Lends the descriptor of an existing cache file to a writer outside this process's I/O: `take(fd, budget)` runs
-   * while the descriptor is leased and must be done with the raw number when it returns (dup it), answering
-   * whether it took it. The budget, at most `maxBytes`, is taken from the room as if written (none left beyond the
-   * reserve: take is not called, and writes go through write(), which reports the full disk); given back when not
-   * taken.
+   * Lends the descriptor of an existing cache file to a writer outside this process's I/O: `take(fd, budget,
+   * giveBack)` runs while the descriptor is leased and must be done with the raw number when it returns (dup it),
+   * answering whether it took it. The budget, at most `maxBytes`, is taken from the room as if written (none left
+   * beyond the reserve: take is not called, and writes go through write(), which reports the full disk); given back
+   * when not taken. The writer calls giveBack(unused) once its lending ended with that much of it unwritten.
    */
-  async lendForWrites(ino: number, gen: number, maxBytes: number, take: (fd: number, budget: number) => boolean): Promise<boolean> {
+  async lendForWrites(ino: number, gen: number, maxBytes: number, take: (fd: number, budget: number, giveBack: (unused: number) => void) => boolean): Promise<boolean> {
     return this.withEntry(ino, gen, {}, async (entry) => {
-      const budget = await this.takeRoom(maxBytes);
-      if (budget > 0 && !entry.dropped && take(entry.fd, budget)) return true;
-      this.room.free += budget;
+      const { taken: budget, epoch } = await this.takeRoom(maxBytes);
+      let owed = budget;
+      const giveBack = (unused: number) => {
+        const back = Math.min(owed, Math.max(0, unused));
+        owed -= back;
+        this.giveRoom(back, epoch);
+      };
+      if (budget > 0 && !entry.dropped && take(entry.fd, budget, giveBack)) return true;
+      this.giveRoom(budget, epoch);
       return false;
     });
   }
@@ -485,9 +496,9 @@ export class DataCache {
   /** Approximate accounting after a write: add what it may allocate, capped at the file's rounded size. */
   /** ENOSPC for a write that would eat into the reserve (free space measured at most once a second, or near it). */
   private async ensureRoom(ino: number, length: number): Promise<void> {
-    const taken = await this.takeRoom(length);
+    const { taken, epoch } = await this.takeRoom(length);
     if (taken < length) {
-      this.room.free += taken;
+      this.giveRoom(taken, epoch);
       const full = Object.assign(new Error(`less than ${this.reserve} bytes would be left free`), { code: 'ENOSPC' });
       throw translateCacheError(full, this.dir, `write of ino ${ino}`);
     }
@@ -495,24 +506,32 @@ export class DataCache {
 
   /**
    * Takes up to `length` bytes from the room left above the reserve (re-measured every second, and when it gets
-   * low); answers what it took. All of it without a reserve, or when the filesystem cannot say (the write itself
-   * then reports a full disk).
+   * low); answers what it took, and from which measurement (giveRoom). All of it, from none, without a reserve or
+   * when the filesystem cannot say (the write itself then reports a full disk).
    */
-  private async takeRoom(length: number): Promise<number> {
-    if (this.reserve === 0) return length;
-    const now = Date.now();
+  private async takeRoom(length: number): Promise<{ taken: number; epoch: number | undefined }> {
+    if (this.reserve === 0) return { taken: length, epoch: undefined };
+    const now = this.now();
     if (now - this.room.measuredMs > 1000 || this.room.free - length < 2 * (this.reserve ?? 0)) {
       try {
         const st = await this.fs.promises.statfs(this.dir);
-        this.room = { free: st.bavail * st.bsize, measuredMs: now };
+        this.room = { free: st.bavail * st.bsize, measuredMs: now, epoch: this.room.epoch + 1 };
         this.reserve ??= Math.min(64 * 1024 * 1024, Math.floor(st.blocks * st.bsize * 0.05));
       } catch {
-        return length;
+        return { taken: length, epoch: undefined };
       }
     }
     const taken = Math.max(0, Math.min(length, this.room.free - (this.reserve ?? 0)));
     this.room.free -= taken;
-    return taken;
+    return { taken, epoch: this.room.epoch };
+  }
+
+  /**
+   * Gives back bytes takeRoom took from measurement `epoch` and nothing used. After a new measurement they are
+   * not added: the free space it found already counts every byte that was not written.
+   */
+  private giveRoom(bytes: number, epoch: number | undefined): void {
+    if (epoch !== undefined && epoch === this.room.epoch) this.room.free += bytes;
   }
 
   private noteWrite(k: string, position: number, length: number): void {

@@ -137,7 +137,7 @@ export function buildHandler(vfs: Vfs, log: (line: string) => void): LowLevelHan
       return { data, length: await vfs.read(fh, data, size, offset) };
     },
     write: (_ino, fh, data, offset) => vfs.write(fh, data, data.length, offset),
-    written: (_ino, fh, token, offset, _size, result) => vfs.written(fh, token, offset, result),
+    written: (_ino, fh, token, offset, size, result) => vfs.written(fh, token, offset, size, result),
     flush: (_ino, fh) => vfs.flush(fh),
     release: (ino, fh) => {
       bypass.released(ino, fh);

@@ -93,6 +93,11 @@ interface Grant {
   generation: number;
   /** Writes reported through it so far. */
   reported: number;
+  /** Bytes it may write (taken from the cache's room), and what the writes reported so far took of them. */
+  budget: number;
+  spent: number;
+  /** Gives the cache's room what it did not take (once the writer holds it; called once, when it is over). */
+  giveBack?: (unused: number) => void;
   /** Once revoked: writes that landed and are not reported yet (each is in flight for the Coordinator). */
   unreported?: number;
   /** Revokes it through the Coordinator (its unreported writes then count as in flight). */
@@ -603,10 +608,10 @@ export class Vfs {
   private async grantDirectWrites(fh: number, h: Handle, inode: Inode): Promise<void> {
     const writer = this.directWriter!;
     h.grant?.end();
-    await this.cache.lendForWrites(inode.ino, inode.generation, DIRECT_WRITE_BUDGET, (fd, budget) => {
+    await this.cache.lendForWrites(inode.ino, inode.generation, DIRECT_WRITE_BUDGET, (fd, budget, giveBack) => {
       // Released, granted by a concurrent write, or a new generation meanwhile.
       if (this.handles.get(fh) !== h || h.grant || this.meta.get(inode.ino)?.generation !== inode.generation) return false;
-      const grant: Grant = { token: this.nextGrant++, fh, handle: h, ino: inode.ino, generation: inode.generation, reported: 0, end: () => undefined };
+      const grant: Grant = { token: this.nextGrant++, fh, handle: h, ino: inode.ino, generation: inode.generation, reported: 0, budget, spent: 0, end: () => undefined };
       const end = this.coordinator.allowDirectWrites(inode.ino, () => this.revoked(writer, grant));
       if (!end) return false;
       try {
@@ -618,6 +623,7 @@ export class Vfs {
         return false;
       }
       grant.end = end;
+      grant.giveBack = giveBack;
       h.grant = grant;
       this.grants.set(grant.token, grant);
       return true;
@@ -629,23 +635,33 @@ export class Vfs {
     const started = writer.revoke(g.fh);
     if (g.handle.grant === g) g.handle.grant = undefined;
     g.unreported = Math.max(0, started - g.reported);
-    if (g.unreported === 0) this.grants.delete(g.token);
+    if (g.unreported === 0) this.retire(g);
     return g.unreported;
   }
 
+  /** A grant revoked with every write reported: forgotten, and what its writes did not take goes back to the room. */
+  private retire(g: Grant): void {
+    this.grants.delete(g.token);
+    const giveBack = g.giveBack;
+    g.giveBack = undefined;
+    giveBack?.(g.budget - g.spent);
+  }
+
   /**
-   * A write the DirectWriter did through grant `token`: `result` is the bytes written at `position`, or -errno.
-   * Answers the bytes written, or throws the write's error (the grant then ends: the next writes come here).
-   * Synchronous, so whatever the kernel asks next (a getattr after the write) sees the new size.
+   * A write the DirectWriter did through grant `token`: `size` bytes asked for at `position` (what it took of the
+   * grant's budget), `result` the bytes written or -errno. Answers the bytes written, or throws the write's error
+   * (the grant then ends: the next writes come here). Synchronous, so whatever the kernel asks next (a getattr
+   * after the write) sees the new size.
    */
-  written(fh: number, token: number, position: number, result: number): number {
+  written(fh: number, token: number, position: number, size: number, result: number): number {
     const g = this.grants.get(token);
     if (!g || g.fh !== fh) throw new FsError('EIO', `a direct write of handle ${fh} was reported through grant ${token}, which is not known`);
     g.reported++;
+    g.spent += size;
     this.io.directWriteOps++;
     if (g.unreported !== undefined) {
       g.unreported--;
-      if (g.unreported === 0) this.grants.delete(token);
+      if (g.unreported === 0) this.retire(g);
       this.coordinator.contentChangeDone(g.ino);
     }
     if (result < 0) {
