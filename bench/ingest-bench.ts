@@ -1,4 +1,4 @@
-// `npm run bench:ingest [-- --files N] [--large-mib N] [--large-rounds N] [--small-rounds N] [--rsync-rounds N] [--no-rclone] [--only writers|large|rsync]`: bulk loading, on one Azurite started here
+// `npm run bench:ingest [-- --files N] [--large-mib N] [--large-rounds N] [--small-rounds N] [--rsync-rounds N] [--no-rclone] [--only small|writers|large|rsync]`: bulk loading, on one Azurite started here
 // (in memory, own loopback port), each figure held against a reference from the same run:
 // - `blobhsm ingest` of the small-file set (files/s) vs single-PUT SDK uploads of the same files at the same
 //   concurrency, each into a fresh container, in alternating order for --small-rounds rounds (default 3; medians),
@@ -10,8 +10,9 @@
 //   cache disk;
 // - `rsync -a` of the small-file set into a mount vs into a local directory, each into a fresh directory, in
 //   alternating order for --rsync-rounds rounds (default 1; medians), and a second `rsync -a` (files sent).
-// `--only writers` runs the parallel-writers rows alone, `--only large` the large-file row alone, `--only rsync` the
-// rsync rows alone. Prints the rows as the main bench does and writes them as JSON under bench/results/.
+// `--only small` runs the small-file row alone (no large file, no mount), `--only writers` the parallel-writers
+// rows alone, `--only large` the large-file row alone, `--only rsync` the rsync rows alone. Prints the rows as the
+// main bench does and writes them as JSON under bench/results/.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -31,7 +32,7 @@ const SMALL_BYTES = 10 * 1024;
 const INGEST_CONCURRENCY = 16;
 const WRITERS = 8;
 
-type Only = 'writers' | 'large' | 'rsync';
+type Only = 'small' | 'writers' | 'large' | 'rsync';
 type Options = { files: number; largeMiB: number; largeRounds: number; smallRounds: number; rsyncRounds: number; rclone: boolean; only: Only | null };
 
 function parse(argv: string[]): Options {
@@ -46,11 +47,11 @@ function parse(argv: string[]): Options {
     else if (a === '--no-rclone') o.rclone = false;
     else if (a === '--only') {
       const what = argv[++i];
-      if (what !== 'writers' && what !== 'large' && what !== 'rsync') {
-        throw new Error(`--only takes 'writers' (the parallel-writers rows alone), 'large' (the large-file row alone) or 'rsync' (the rsync rows alone), not '${what ?? ''}'`);
+      if (what !== 'small' && what !== 'writers' && what !== 'large' && what !== 'rsync') {
+        throw new Error(`--only takes 'small' (the small-file row alone), 'writers' (the parallel-writers rows alone), 'large' (the large-file row alone) or 'rsync' (the rsync rows alone), not '${what ?? ''}'`);
       }
       o.only = what;
-    } else throw new Error(`unknown argument '${a}': --files N, --large-mib N, --large-rounds N, --small-rounds N, --rsync-rounds N, --no-rclone, --only writers|large|rsync`);
+    } else throw new Error(`unknown argument '${a}': --files N, --large-mib N, --large-rounds N, --small-rounds N, --rsync-rounds N, --no-rclone, --only small|writers|large|rsync`);
   }
   const rounds = [o.largeRounds, o.smallRounds, o.rsyncRounds];
   if (!(o.files > 0 && o.largeMiB > 0 && rounds.every((r) => Number.isInteger(r) && r > 0))) {
@@ -230,7 +231,7 @@ async function main(): Promise<number> {
   for (let i = 0; i < o.files; i++) writeFileSync(join(small, `f${String(i).padStart(6, '0')}`), Buffer.alloc(SMALL_BYTES, i & 0xff));
   const largeDir = join(baseDir, 'src-large');
   mkdirSync(largeDir);
-  if (o.only !== 'rsync') await runOk('dd', ['if=/dev/urandom', `of=${join(largeDir, 'large.bin')}`, 'bs=1M', `count=${o.largeMiB}`, 'status=none'], { timeoutMs: 300_000 });
+  if (o.only !== 'rsync' && o.only !== 'small') await runOk('dd', ['if=/dev/urandom', `of=${join(largeDir, 'large.bin')}`, 'bs=1M', `count=${o.largeMiB}`, 'status=none'], { timeoutMs: 300_000 });
   const service = serviceClient(emu.connectionString);
   const fresh = async (name: string) => {
     await service.getContainerClient(name).create();
@@ -238,14 +239,14 @@ async function main(): Promise<number> {
   };
   const rows: Row[] = [];
 
-  if (o.only === null) await ingestRows(o, env, emu.connectionString, emu.blobEndpoint, small, fresh, rows, log);
+  if (o.only === null || o.only === 'small') await ingestRows(o, env, emu.connectionString, emu.blobEndpoint, small, fresh, rows, log);
   if (o.only === null || o.only === 'large') await largeFileRow(o, env, emu.connectionString, emu.pid, largeDir, fresh, rows, log);
   const finish = (binding: string) => {
     const elapsedS = (performance.now() - t0) / 1000;
     publish({ title: `blobhsm ingest bench (mount rows on ${binding})`, profile: 'ingest', repoRoot: REPO, started, elapsedS, loadStart, rows, rcloneNote: o.rclone ? 'rclone copy (same transfers)' : 'skipped', data: { options: o, binding } });
     return 0;
   };
-  if (o.only === 'large') return finish('no mount');
+  if (o.only === 'large' || o.only === 'small') return finish('no mount');
   await fresh('writers');
   const m = await mountBlobhsm(env, 'writers', 'writers', 'writers');
   let binding = 'unknown binding';

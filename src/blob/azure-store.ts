@@ -4,7 +4,8 @@
 // Every service call runs through `call()`: a client-side timeout per attempt (combined with the caller's
 // signal), bounded exponential backoff with jitter, and one mapping from SDK errors to BlobError. The SDK's own
 // retry policy is disabled (maxTries 1) and it sets no timeouts, so what runs is what this file says.
-// A pipeline policy counts the requests sent, by operation. No secret (account key, SAS signature) ever reaches
+// A pipeline policy counts the requests sent, by operation (a core-pipeline policy: a legacy RequestPolicyFactory
+// in the SDK's Pipeline would have every request and answer converted to and from the old WebResource shape). No secret (account key, SAS signature) ever reaches
 // an error message: every message goes through scrubSecrets().
 import { randomBytes } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
@@ -15,10 +16,6 @@ import {
   ContainerClient,
   newPipeline,
   StorageSharedKeyCredential,
-  type HttpOperationResponse,
-  type RequestPolicy,
-  type RequestPolicyFactory,
-  type WebResource,
 } from '@azure/storage-blob';
 import type { TokenCredential } from '@azure/identity';
 import type { PipelineRequest, PipelineResponse } from '@azure/core-rest-pipeline';
@@ -342,16 +339,16 @@ export function classifyRequest(method: string, url: string): string {
   return m.toLowerCase();
 }
 
-class RequestCountingPolicy implements RequestPolicy {
-  constructor(
-    private readonly next: RequestPolicy,
-    private readonly counts: RequestCounts,
-  ) {}
-  sendRequest(request: WebResource): Promise<HttpOperationResponse> {
-    const op = classifyRequest(request.method, request.url);
-    this.counts[op] = (this.counts[op] ?? 0) + 1;
-    return this.next.sendRequest(request);
-  }
+/** Counts every request the client's core pipeline sends (each attempt of a retried call too), by operation. */
+function requestCountingPolicy(counts: RequestCounts): SdkPolicy {
+  return {
+    name: 'blobhsmRequestCounts',
+    sendRequest(request, next) {
+      const op = classifyRequest(request.method, request.url);
+      counts[op] = (counts[op] ?? 0) + 1;
+      return next(request);
+    },
+  };
 }
 
 // Network errors after which the request cannot have reached the service: safe to retry any call.
@@ -650,15 +647,11 @@ export class AzureBlobStore implements BlobStore {
       retryOptions: { maxTries: 1 },
       userAgentOptions: { userAgentPrefix: 'blobhsm' },
     });
-    const counts = this.counts;
-    const counting: RequestPolicyFactory = {
-      create: (next: RequestPolicy) => new RequestCountingPolicy(next, counts),
-    };
-    pipeline.factories.push(counting);
     this.client = new ContainerClient(containerUrl, pipeline);
-    // Internal to the SDK (pinned by test/hns-listing.test.ts): the client's core pipeline, for the List Blobs
-    // include=permissions policy and for sending the DFS path calls through the same credential policy.
+    // Internal to the SDK (pinned by test/hns-listing.test.ts): the client's core pipeline, for the request counter,
+    // the List Blobs include=permissions policy and for sending the DFS path calls through the same credential policy.
     const context = (this.client as unknown as { storageClientContext: SdkServiceClient }).storageClientContext;
+    context.pipeline.addPolicy(requestCountingPolicy(this.counts));
     context.pipeline.addPolicy(listPermissionsPolicy(() => this.namespaceKind === 'hns'), { phase: 'Serialize' });
     this.paths = new DfsPaths(
       containerUrl,
@@ -1134,9 +1127,15 @@ export class AzureBlobStore implements BlobStore {
   }
 }
 
+/** A core-rest-pipeline policy (the part of its request this file reads). */
+interface SdkPolicy {
+  name: string;
+  sendRequest(request: PipelineRequest, next: (request: PipelineRequest) => Promise<PipelineResponse>): Promise<PipelineResponse>;
+}
+
 /** The SDK's internal service client of a ContainerClient (its core pipeline and raw sender). */
 interface SdkServiceClient {
-  pipeline: { addPolicy(policy: UrlPolicy, options: { phase: 'Serialize' }): void };
+  pipeline: { addPolicy(policy: UrlPolicy | SdkPolicy, options?: { phase: 'Serialize' }): void };
   sendRequest(request: PipelineRequest): Promise<PipelineResponse>;
 }
 
