@@ -170,6 +170,23 @@ t.test('a journal in use by another run is refused, saying so', async (t) => {
   again.close();
 });
 
+t.test('journal rows recorded in one turn are committed together, at its end; close commits what is pending', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'blobhsm-ingest-journal-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'j.sqlite');
+  const journal = IngestJournal.open(path, 'memory/c/', { create: true });
+  const recorded = [journal.record('a', 'stamp-a', 'etag-a'), journal.record('b', 'stamp-b', 'etag-b')];
+  t.equal(journal.get('a'), undefined, 'not committed before the turn ends');
+  await Promise.all(recorded);
+  t.same([journal.get('a'), journal.get('b')], [{ stamp: 'stamp-a', etag: 'etag-a' }, { stamp: 'stamp-b', etag: 'etag-b' }], 'committed once record() resolved');
+  void journal.record('c', 'stamp-c', 'etag-c');
+  journal.close();
+  const again = IngestJournal.open(path, 'memory/c/', { create: true });
+  t.same(again.get('c'), { stamp: 'stamp-c', etag: 'etag-c' }, 'a row still pending at close is committed by it');
+  t.equal(again.count(), 3);
+  again.close();
+});
+
 t.test('a small local file is read whole, and a change since the walk is refused, reading nothing', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'blobhsm-ingest-small-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));

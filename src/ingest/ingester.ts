@@ -468,7 +468,7 @@ export class Ingester {
       };
       try {
         const r = await this.o.store.upload(name, source, options);
-        this.o.journal.record(name, version, r.etag);
+        await this.o.journal.record(name, version, r.etag);
         return 'written';
       } catch (err) {
         this.bytesSent -= reported;
@@ -478,7 +478,7 @@ export class Ingester {
       const info = await this.o.store.head(name, { signal: this.abort.signal });
       const stamp = info.metadata[VERSION_KEY];
       if (stamp === version) {
-        this.o.journal.record(name, version, info.etag);
+        await this.o.journal.record(name, version, info.etag);
         return 'ours';
       }
       if (stamp?.startsWith(`ingest:${this.o.journal.id}:`) && attempt === 0) {

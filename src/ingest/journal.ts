@@ -3,6 +3,9 @@
 // after a crash, Ctrl-C or network failure skips a blob whose source still has that version, with no request.
 // Commits use WAL with synchronous=NORMAL: a killed process (kill -9) loses nothing; a power loss may lose the
 // last rows, and those blobs are then recognised by their `blobhsm_version` stamp (one HEAD each) on the rerun.
+// Rows recorded in one turn of the event loop are committed together (one transaction), and record() resolves
+// only once its row is committed: a caller that awaits it before taking more work keeps the bound "a kill loses
+// the rows of the uploads in flight, no more".
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -15,12 +18,21 @@ export interface JournalRow {
   etag: string;
 }
 
+interface PendingRow extends JournalRow {
+  name: string;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
 export class IngestJournal {
   /** Identifies this journal in the stamps of the blobs it wrote. */
   readonly id: string;
   private readonly db: Database.Database;
   private readonly getStmt: Database.Statement<[string], JournalRow>;
   private readonly putStmt: Database.Statement<[string, string, string]>;
+  private readonly commitRows: (rows: readonly PendingRow[]) => void;
+  /** Rows recorded since the last commit, committed together at the end of this turn of the event loop. */
+  private pending: PendingRow[] = [];
 
   private constructor(db: Database.Database, id: string) {
     this.db = db;
@@ -29,6 +41,9 @@ export class IngestJournal {
     this.putStmt = db.prepare(
       'INSERT INTO blobs (name, stamp, etag) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET stamp = excluded.stamp, etag = excluded.etag',
     );
+    this.commitRows = db.transaction((rows: readonly PendingRow[]) => {
+      for (const r of rows) this.putStmt.run(r.name, r.stamp, r.etag);
+    });
   }
 
   /**
@@ -83,9 +98,29 @@ export class IngestJournal {
     return this.getStmt.get(name);
   }
 
-  /** Records a committed blob (replacing an earlier row for that name). */
-  record(name: string, stamp: string, etag: string): void {
-    this.putStmt.run(name, stamp, etag);
+  /**
+   * Records a committed blob (replacing an earlier row for that name); resolves once the row is committed, with
+   * the other rows recorded in the same turn of the event loop (one commit per row cost 30–40 µs of CPU per file
+   * in an ingest of small files). get() sees a row once it is committed.
+   */
+  record(name: string, stamp: string, etag: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.pending.length === 0) setImmediate(() => this.commitPending());
+      this.pending.push({ name, stamp, etag, resolve, reject });
+    });
+  }
+
+  private commitPending(): void {
+    const rows = this.pending;
+    if (rows.length === 0) return;
+    this.pending = [];
+    try {
+      this.commitRows(rows);
+    } catch (err) {
+      for (const r of rows) r.reject(err);
+      return;
+    }
+    for (const r of rows) r.resolve();
   }
 
   /** Number of blobs recorded. */
@@ -93,7 +128,9 @@ export class IngestJournal {
     return (this.db.prepare('SELECT count(*) AS n FROM blobs').get() as { n: number }).n;
   }
 
+  /** Commits the rows still pending, then closes. */
   close(): void {
+    this.commitPending();
     this.db.close();
   }
 }
