@@ -2,7 +2,10 @@
 // handle's WRITEs into its cache file itself once the first write went through JavaScript. What dd writes (one
 // writer, and eight at once) is what the mount reads back, what the cache file holds and what export uploads, and
 // `blobhsm status` counts the direct writes; a direct write that fails in C (the cache filesystem filled behind
-// the daemon's back) is ENOSPC for the writer, and once there is room again the same open file writes on.
+// the daemon's back) is ENOSPC for the writer, and once there is room again the same open file writes on. A
+// write answered by the addon is seen by the stat and the read that follow it; a write-only file alone stays out
+// of the kernel page cache (fincore), a reader beside it cannot map it shared, a cached reader beside a write-only
+// handle sees its writes.
 // Semantics without a kernel: test/direct-writes.test.ts.
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
@@ -116,12 +119,36 @@ print('reader: %s' % ('new' if os.pread(rd, 1 << 20, 0) == bytes([3]) * (1 << 20
 os.close(wr)
 os.close(rd)
 `;
+  // Beside a write-only handle alone (uncached), a reader is uncached too: no shared mapping (ENODEV); once the
+  // writer is closed, a new reader maps the file.
+  const mapScript = `
+import errno, mmap, os, sys
+mnt = sys.argv[1]
+wr = os.open(mnt + '/wo.bin', os.O_WRONLY)
+rd = os.open(mnt + '/wo.bin', os.O_RDONLY)
+try:
+    mmap.mmap(rd, 0, prot=mmap.PROT_READ)
+    print('map beside: mapped')
+except OSError as e:
+    print('map beside: ' + errno.errorcode[e.errno])
+os.close(rd)
+os.close(wr)
+rd = os.open(mnt + '/wo.bin', os.O_RDONLY)
+m = mmap.mmap(rd, 0, prot=mmap.PROT_READ)
+print('map after: %d' % m[0])
+m.close()
+os.close(rd)
+`;
   const run = spawnSync('python3', ['-c', script, m.mountpoint], { encoding: 'utf8' });
   t.equal(run.status, 0, `python: ${run.stderr}`);
   t.equal(pagesCached('wo.bin'), 0, 'what a write-only handle alone wrote is not in the page cache of the mount');
   t.equal(pagesCached('rw.bin'), 1024, 'what a read-write handle wrote is (4 MiB)');
   t.match(run.stdout, /^reader: new$/m, 'a cached reader sees what a write-only handle opened beside it wrote');
   t.equal(md5(readFileSync(join(m.mountpoint, 'wo.bin'))), md5(Buffer.alloc(4 * MiB, 1)), 'the write-only file reads back');
+  const map = spawnSync('python3', ['-c', mapScript, m.mountpoint], { encoding: 'utf8' });
+  t.equal(map.status, 0, `python: ${map.stderr}`);
+  t.match(map.stdout, /^map beside: ENODEV$/m, 'a reader opened beside a write-only handle alone cannot map the file shared');
+  t.match(map.stdout, /^map after: 1$/m, 'once the writer closed, a reader maps it');
   t.equal((await m.unmount()).code, 0);
 });
 
