@@ -564,7 +564,7 @@ t.test('ctime changes on unlink, rename over, link, chmod, chown and truncate', 
   }
 });
 
-t.test("rsync's requests on a new file: its first write, and a chmod to the mode and ctime it has, commit nothing", async (t) => {
+t.test("rsync's requests on a new file: its first write, a chmod to the mode and ctime it has, and a directory's second touch in a millisecond commit nothing", async (t) => {
   const s = await stack(t);
   let clock = Date.UTC(2026, 0, 1);
   const vfs = new Vfs({ meta: s.meta, cache: s.cache, coordinator: s.coordinator, changelog: s.changelog, readOnly: false, now: () => clock });
@@ -602,6 +602,21 @@ t.test("rsync's requests on a new file: its first write, and a chmod to the mode
   await vfs.write(fh2, Buffer.from('data'), 4, 0);
   await vfs.release(fh2);
   t.match(s.meta.get(other.ino), { dataVersion: 2, hsmFlags: MODIFIED }, 'the write after the archive made it dirty, a new version');
+
+  // The directory's times: written once per millisecond however many creates and renames change it.
+  clock += 1;
+  updates.length = 0;
+  const a = await vfs.create(dir, '.a.tmp', 0o600, { uid: 1, gid: 1 });
+  t.same(updates, ['mtimeMs,ctimeMs'], 'the first create of the millisecond touches the directory');
+  const b = await vfs.create(dir, '.b.tmp', 0o600, { uid: 1, gid: 1 });
+  await vfs.rename(dir, '.a.tmp', dir, 'a');
+  t.same(updates, ['mtimeMs,ctimeMs', 'ctimeMs'], 'a second create and a rename in the same millisecond write only the renamed file');
+  clock += 1;
+  await vfs.rename(dir, '.b.tmp', dir, 'b');
+  t.same(updates.slice(2), ['ctimeMs', 'mtimeMs,ctimeMs'], 'a rename a millisecond later touches it again');
+  t.match(s.meta.get(dir), { mtimeMs: clock, ctimeMs: clock });
+  await vfs.release(a.fh);
+  await vfs.release(b.fh);
 });
 
 t.test('readdir lists . and .. first, with the directory and its parent', async (t) => {

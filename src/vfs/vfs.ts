@@ -525,7 +525,7 @@ export class Vfs {
     // One commit for the new name, the directory's times and the changelog record.
     const inode = this.meta.transaction(() => {
       const created = this.meta.create(parent, name, this.newInode('file', mode & 0o7777, now, caller, dir));
-      this.touchDir(parent, now);
+      this.touchDir(parent, now, dir);
       this.changelog.record('CREAT', created.ino, parent, name);
       return created;
     });
@@ -864,7 +864,7 @@ export class Vfs {
   async rename(parent: number, name: string, newParent: number, newName: string, flags = 0): Promise<void> {
     this.writable();
     const moving = this.child(parent, name);
-    this.directory(newParent, newName);
+    const into = this.directory(newParent, newName);
     if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) || (flags & RENAME_NOREPLACE && flags & RENAME_EXCHANGE)) {
       throw new FsError('EINVAL', `unsupported rename flags 0x${flags.toString(16)}`);
     }
@@ -874,7 +874,7 @@ export class Vfs {
       if (!target) throw new FsError('ENOENT', `no such file or directory: ${newName}`);
       this.meta.exchange(parent, name, newParent, newName);
       for (const ino of [moving.ino, target.ino]) this.meta.update(ino, { ctimeMs: now });
-      this.touchDirs(parent, newParent, now);
+      this.touchDirs(parent, newParent, now, into);
       this.changelog.record('RENME', moving.ino, newParent, newName, { sourceParent: parent, sourceName: name, targetIno: target.ino });
       this.changelog.record('RENME', target.ino, parent, name, { sourceParent: newParent, sourceName: newName, targetIno: moving.ino });
       return;
@@ -886,7 +886,7 @@ export class Vfs {
       this.meta.update(moving.ino, { ctimeMs: now });
       // A replaced file that keeps other names (or is still open) lost one link: its ctime changes too.
       if (gone && gone.ino !== moving.ino && (gone.nlink > 0 || this.inUse(gone.ino))) this.meta.update(gone.ino, { ctimeMs: now });
-      this.touchDirs(parent, newParent, now);
+      this.touchDirs(parent, newParent, now, into);
       this.changelog.record('RENME', moving.ino, newParent, newName, {
         sourceParent: parent,
         sourceName: name,
@@ -912,14 +912,20 @@ export class Vfs {
     return { ...blankInode(kind, bits, caller.uid, gid, now), dataVersion: 1, generation: 1 };
   }
 
-  /** A directory's entries changed (every caller found the directory just before, with no await between). */
-  private touchDir(ino: number, now: number): void {
+  /**
+   * A directory's entries changed (every caller found the directory just before, with no await between). `seen`
+   * is the directory as the caller read it: already at these times (another change in the same millisecond, as
+   * when rsync creates and renames files), there is nothing to write.
+   */
+  private touchDir(ino: number, now: number, seen?: Inode): void {
+    if (seen?.mtimeMs === now && seen.ctimeMs === now) return;
     this.meta.update(ino, { mtimeMs: now, ctimeMs: now });
   }
 
-  private touchDirs(a: number, b: number, now: number): void {
-    this.touchDir(a, now);
-    if (b !== a) this.touchDir(b, now);
+  /** touchDir of a source and a target directory; `seenTarget` as the caller read the target. */
+  private touchDirs(a: number, b: number, now: number, seenTarget?: Inode): void {
+    if (b !== a) this.touchDir(a, now);
+    this.touchDir(b, now, seenTarget);
   }
 
   /** The last name of an inode is gone: its blob etag is remembered; its data goes once nothing uses it. */
