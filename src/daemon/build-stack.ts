@@ -35,6 +35,8 @@ export interface StackOptions {
   hydrator?: HydratorTuning;
   /** The clock of access times (eviction's LRU order); tests inject one. */
   now?: () => number;
+  /** The clock of file times (mtime, ctime, atime the Vfs sets); tests inject one. */
+  fileTimes?: () => number;
   /** The mount's kernel caches (told about releases and evictions). */
   kernel?: KernelCache;
   /** uid/gid of new files made through paths (`paths`; the daemon's own when absent). */
@@ -86,6 +88,6 @@ export async function buildStack(o: StackOptions): Promise<Stack> {
   });
   const report = await reconcileCache(meta, cache, cacheFiles);
   for (const line of report) log(line);
-  const vfs = new Vfs({ meta, cache, coordinator, changelog, readOnly: o.readOnly, log, posixAcls: o.posixAcls ?? false });
+  const vfs = new Vfs({ meta, cache, coordinator, changelog, readOnly: o.readOnly, log, posixAcls: o.posixAcls ?? false, ...(o.fileTimes ? { now: o.fileTimes } : {}) });
   return { cache, changelog, hydrator, coordinator, vfs, paths: new PathVfs(vfs, o.owner) };
 }

@@ -31,6 +31,8 @@ export interface TestStackOptions {
   namespaceId?: string;
   /** The coordinator's clock of access times (eviction order). */
   now?: () => number;
+  /** The Vfs's clock of file times. */
+  fileTimes?: () => number;
   /** uid/gid of new files (default 1000:1000). */
   owner?: { uid: number; gid: number };
 }
@@ -100,6 +102,7 @@ async function assemble(
     readOnly: options.readOnly ?? false,
     namespaceId: options.namespaceId ?? 'test-ns',
     ...(options.now ? { now: options.now } : {}),
+    ...(options.fileTimes ? { fileTimes: options.fileTimes } : {}),
     log,
     owner: options.owner ?? { uid: 1000, gid: 1000 },
     hydrator: { backgroundHoldMs: 0, ...options.hydrator } as HydratorTuning,
