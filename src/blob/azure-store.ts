@@ -10,16 +10,11 @@
 import { randomBytes } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import {
-  AnonymousCredential,
-  type BlockBlobClient,
-  ContainerClient,
-  newPipeline,
-  StorageSharedKeyCredential,
-} from '@azure/storage-blob';
+import type { AnonymousCredential, BlockBlobClient, ContainerClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import type { TokenCredential } from '@azure/identity';
 import type { PipelineRequest, PipelineResponse } from '@azure/core-rest-pipeline';
 import { BlobError, UsageError } from '../errors.js';
+import { loadIdentity, storageBlob } from './azure-sdk.js';
 import { headerPermissions, listPermissionsPolicy, parseListingPermissions, type UrlPolicy } from './hns-listing.js';
 import { DfsPaths } from './hns-paths.js';
 import { formatMd5, md5FromService, md5Of, md5ToService } from './content-md5.js';
@@ -629,13 +624,13 @@ export class AzureBlobStore implements BlobStore {
     switch (resolved.kind) {
       case 'sharedKey':
         this.secrets.push(resolved.accountKey);
-        credential = new StorageSharedKeyCredential(resolved.account, resolved.accountKey);
+        credential = new storageBlob.StorageSharedKeyCredential(resolved.account, resolved.accountKey);
         break;
       case 'sas': {
         this.secrets.push(resolved.sasToken);
         const sig = new URLSearchParams(resolved.sasToken).get('sig');
         if (sig) this.secrets.push(sig);
-        credential = new AnonymousCredential();
+        credential = new storageBlob.AnonymousCredential();
         containerUrl += `?${resolved.sasToken}`;
         break;
       }
@@ -643,11 +638,11 @@ export class AzureBlobStore implements BlobStore {
         credential = options.tokenCredential ?? lazyDefaultAzureCredential();
         break;
     }
-    const pipeline = newPipeline(credential, {
+    const pipeline = storageBlob.newPipeline(credential, {
       retryOptions: { maxTries: 1 },
       userAgentOptions: { userAgentPrefix: 'blobhsm' },
     });
-    this.client = new ContainerClient(containerUrl, pipeline);
+    this.client = new storageBlob.ContainerClient(containerUrl, pipeline);
     // Internal to the SDK (pinned by test/hns-listing.test.ts): the client's core pipeline, for the request counter,
     // the List Blobs include=permissions policy and for sending the DFS path calls through the same credential policy.
     const context = (this.client as unknown as { storageClientContext: SdkServiceClient }).storageClientContext;
@@ -1144,7 +1139,7 @@ function lazyDefaultAzureCredential(): TokenCredential {
   let inner: Promise<TokenCredential> | undefined;
   return {
     async getToken(scopes, options) {
-      inner ??= import('@azure/identity').then((m) => new m.DefaultAzureCredential());
+      inner ??= Promise.resolve().then(() => new (loadIdentity().DefaultAzureCredential)());
       return (await inner).getToken(scopes, options);
     },
   };

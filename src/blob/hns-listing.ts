@@ -6,7 +6,7 @@
 // parsed here for those elements. test/hns-listing.test.ts pins both against the pinned SDK version.
 // HEAD answers carry the same attributes as `x-ms-owner`, `x-ms-group`, `x-ms-permissions`, `x-ms-acl`,
 // `x-ms-resource-type`. Pure functions and a policy object; no I/O of its own.
-import { parseXML } from '@azure/core-xml';
+import { coreXml } from './azure-sdk.js';
 import type { HnsAttributes } from './blob-store.js';
 
 /** The part of a core-rest-pipeline request and policy this module needs. */
@@ -62,7 +62,7 @@ function blobName(node: XmlNode | undefined): string | undefined {
 export async function parseListingPermissions(xml: string): Promise<Map<string, HnsAttributes>> {
   const out = new Map<string, HnsAttributes>();
   if (!xml) return out;
-  const root = (await parseXML(xml, { includeRoot: false })) as { Blobs?: { Blob?: unknown } };
+  const root = (await coreXml.parseXML(xml, { includeRoot: false })) as { Blobs?: { Blob?: unknown } };
   const raw = root.Blobs?.Blob;
   const blobs = (raw === undefined ? [] : Array.isArray(raw) ? raw : [raw]) as Array<{ Name?: XmlNode; Properties?: Record<string, unknown> }>;
   for (const b of blobs) {

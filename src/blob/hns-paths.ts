@@ -5,12 +5,13 @@
 // loopback one). @azure/storage-file-datalake is not used: its rename drops the account segment of path-style URLs.
 // REST: https://learn.microsoft.com/rest/api/storageservices/datalakestoragegen2/path/create (create, rename) and
 // .../path/update (action=setAccessControl). Errors are given the SDK's shape so the store maps them as usual.
-import { createHttpHeaders, createPipelineRequest, type PipelineResponse } from '@azure/core-rest-pipeline';
+import type { PipelineResponse } from '@azure/core-rest-pipeline';
+import { coreRestPipeline } from './azure-sdk.js';
 import type { HierarchicalPaths, HnsAccess, WriteResult } from './blob-store.js';
 import { normalizeEtag } from './blob-store.js';
 
 /** Sends one request through the blob client's pipeline. */
-export type PipelineSender = (request: ReturnType<typeof createPipelineRequest>) => Promise<PipelineResponse>;
+export type PipelineSender = (request: ReturnType<typeof coreRestPipeline.createPipelineRequest>) => Promise<PipelineResponse>;
 
 /** Runs one service call with the store's timeout, retries and error mapping. */
 export type CallRunner = <T>(
@@ -83,13 +84,13 @@ export class DfsPaths implements HierarchicalPaths {
     headers: Record<string, string | undefined>,
     signal: AbortSignal,
   ): Promise<PipelineResponse> {
-    const h = createHttpHeaders();
+    const h = coreRestPipeline.createHttpHeaders();
     for (const [k, v] of Object.entries(headers)) if (v !== undefined) h.set(k, v);
     h.set('content-length', '0');
     const url = this.url(name, query);
     // As the SDK does for an http: endpoint (the emulator, a loopback fake).
     const allowInsecureConnection = url.startsWith('http:');
-    const res = await this.send(createPipelineRequest({ url, method, headers: h, abortSignal: signal, allowInsecureConnection }));
+    const res = await this.send(coreRestPipeline.createPipelineRequest({ url, method, headers: h, abortSignal: signal, allowInsecureConnection }));
     if (res.status >= 300) throw new DfsResponseError(res);
     return res;
   }
