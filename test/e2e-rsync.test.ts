@@ -66,6 +66,20 @@ t.test('a second rsync -a into the mount sends nothing, also after export, relea
   t.same(await rsync(fresh, src, join(fresh.mountpoint, 'tree')), { transferred: 0, changes: [] }, 'fresh mount from the blobs: nothing sent');
 });
 
+t.test('with the JavaScript thread reading the device (BLOBHSM_FUSE_LOOP=main): the tree arrives whole, a second rsync -a sends nothing, the mount unmounts', async (t) => {
+  const src = sourceTree();
+  const m = await mountContainer(t, azurite, [], [], undefined, { BLOBHSM_FUSE_LOOP: 'main' });
+  const logged = await m.sh('cat "$BLOBHSM_STATE_DIR"/logs/*.log');
+  t.match(logged.stdout, /libfuse3 binding: [^"]*, \/dev\/fuse read by the JavaScript thread/, 'the daemon reads the device on its JavaScript thread');
+  const dest = join(m.mountpoint, 'tree');
+  t.equal((await rsync(m, src, dest)).transferred, 25, 'the first run sends every regular file');
+  t.same(await rsync(m, src, dest), { transferred: 0, changes: [] }, 'second run: nothing sent, no attribute changed');
+  const same = await m.sh(`diff -r '${src}' '${dest}' && echo same`);
+  t.equal(same.stdout, 'same\n', `every byte and symlink as in the source: ${same.stdout}${same.stderr}`);
+  const unmounted = await m.unmount();
+  t.equal(unmounted.code, 0, unmounted.stderr);
+});
+
 t.test('with auto-export archiving the files as rsync writes them, a second rsync -a sends nothing', async (t) => {
   const src = sourceTree();
   const m = await mountContainer(t, azurite, [], ['--auto-export', '--auto-export-min-age', '1', '--auto-export-interval', '1']);
