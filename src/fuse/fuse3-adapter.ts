@@ -188,7 +188,7 @@ export async function mountFuse3(mountpoint: string, vfs: Vfs, o: FuseMountOptio
   const options = { ...lowLevelOptions(o), servedXattrs: vfs.servedXattrNames() };
   const { session, negotiated } = await LowLevelSession.mount(mountpoint, buildHandler(vfs, log), options);
   vfs.useDirectWriter(session.directWrites);
-  log(`libfuse3 binding: max_read ${negotiated.maxRead}, max_write ${negotiated.maxWrite}, max_background ${negotiated.maxBackground}, protocol 7.${negotiated.protoMinor}, /dev/fuse read by ${negotiated.readsOnJsThread ? 'the JavaScript thread' : 'a session thread'}`);
+  log(`libfuse3 binding: max_read ${negotiated.maxRead}, max_write ${negotiated.maxWrite}, max_background ${negotiated.maxBackground}, protocol 7.${negotiated.protoMinor}, /dev/fuse read by ${negotiated.deviceReader === 'auto' ? 'the JavaScript thread, a session thread while direct writes stream' : `the ${negotiated.deviceReader}`}`);
   const told = (what: string) => (result: number) => {
     // -ENOENT: the kernel had nothing cached for it.
     if (result < 0 && result !== -ENOENT) log(`${what}: notification answered ${result}`);

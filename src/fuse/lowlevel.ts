@@ -218,8 +218,11 @@ export interface Negotiated {
   maxBackground: number;
   writebackCache: boolean;
   protoMinor: number;
-  /** The JS thread reads /dev/fuse itself (BLOBHSM_FUSE_LOOP=main), not a session thread. */
-  readsOnJsThread: boolean;
+  /**
+   * Which thread reads /dev/fuse: the JS thread, but a session thread while direct writes stream ('auto', the
+   * default), a session thread only (BLOBHSM_FUSE_LOOP=thread) or the JS thread only (BLOBHSM_FUSE_LOOP=main).
+   */
+  deviceReader: 'session thread' | 'JavaScript thread' | 'auto';
 }
 
 // Operation codes (the enum at the top of blobhsm_fuse.c).
@@ -295,7 +298,7 @@ export class LowLevelSession {
     const tuning = new Float64Array([options.maxRead, options.maxWrite, options.maxBackground, options.congestionThreshold, options.writebackCache ? 1 : 0]);
     const args = ['-o', [...options.mountOptions, `max_read=${options.maxRead}`].join(','), ...(options.debug ? ['-d'] : [])];
     this.session = native.mount(mountpoint, args, tuning, (op, req, n, name, name2, data) => {
-      if (op === Op.INIT) return ready({ maxRead: n[4]!, maxWrite: n[5]!, maxBackground: n[6]!, writebackCache: n[7] === 1, protoMinor: n[8]!, readsOnJsThread: n[9] === 1 });
+      if (op === Op.INIT) return ready({ maxRead: n[4]!, maxWrite: n[5]!, maxBackground: n[6]!, writebackCache: n[7] === 1, protoMinor: n[8]!, deviceReader: n[9] === 2 ? 'auto' : n[9] === 1 ? 'JavaScript thread' : 'session thread' });
       if (op === Op.EXIT) return exit();
       if (op === Op.FORGET) return handler.forget(n[4]!, n[5]!);
       if (op === Op.WRITTEN) return this.serveWritten(req, n);

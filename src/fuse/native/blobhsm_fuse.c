@@ -1,15 +1,16 @@
-// The libfuse3 low-level binding: owns the FUSE protocol only. One pthread runs the session loop and hands each
-// request to JS through a thread-safe function (request ids are externals wrapping fuse_req_t, answered later by
-// the reply* functions, from the JS thread). Notifications run on their own pthread: the kernel can block an
-// invalidation while a READ of that inode waits for JS. Types, lifetimes and "answer exactly once" live in the
-// TypeScript wrapper (src/fuse/lowlevel.ts); nothing here knows the filesystem.
-//
-// BLOBHSM_FUSE_LOOP=main: the JS thread reads /dev/fuse itself instead (a uv_poll on the non-blocking device; each
-// readable event reads and processes what is queued, then hands the requests it made to JS in order, through
-// napi_make_callback). One thread wakeup per request where the hand-over costs two: rsync -a of 2,000 small files
-// 28 -> 3-6 voluntary context switches per file, daemon CPU and wall time about -45 %. But direct writes then
-// run on the JS thread too: 8 parallel writers (write-only, direct I/O) fell to 0.4-0.7x of their rate with the
-// session thread, so it is not the default (README, "rsync into a mount").
+// The libfuse3 low-level binding: owns the FUSE protocol only. The JS thread reads /dev/fuse itself (a uv_poll
+// on the non-blocking device; each readable event reads and processes what is queued, then hands the requests it
+// made to JS in order, through napi_make_callback), one thread wakeup per request where a session thread handing
+// each request over costs two (rsync -a of 2,000 small files: 28 -> 3-7 voluntary context switches per file).
+// But direct writes (below) would then run on the JS thread too, and parallel writers slowed to 0.4-0.7x: so once
+// a direct write happens, a session thread reads instead (requests reach JS through a thread-safe function, as
+// before), and it hands the device back (OP_HANDOFF, queued behind what it read) when it finds nothing queued and
+// wrote nothing directly for 50 ms. One thread reads at any time, so requests reach JS in the kernel's order.
+// BLOBHSM_FUSE_LOOP=thread keeps the session thread reading, BLOBHSM_FUSE_LOOP=main the JS thread (comparisons).
+// Request ids are externals wrapping fuse_req_t, answered later by the reply* functions, from the JS thread.
+// Notifications run on their own pthread: the kernel can block an invalidation while a READ of that inode waits
+// for JS. Types, lifetimes and "answer exactly once" live in the TypeScript wrapper (src/fuse/lowlevel.ts);
+// nothing here knows the filesystem.
 //
 // Direct writes: JS may grant an open file handle a descriptor (grantDirectWrite; the addon keeps a dup of it) and
 // a byte budget. A WRITE on that handle is then written here, by the thread that read it, straight from libfuse's
@@ -24,6 +25,7 @@
 #include <uv.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -31,6 +33,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 // Operation codes shared with src/fuse/lowlevel.ts (Op).
@@ -39,6 +42,7 @@ enum {
   OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH, OP_RELEASE, OP_FSYNC, OP_OPENDIR,
   OP_READDIR, OP_RELEASEDIR, OP_STATFS, OP_SETXATTR, OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR, OP_CREATE,
   OP_READDIRPLUS, OP_WRITTEN,
+  OP_HANDOFF, // auto mode, C only: the session thread stopped reading; the JS thread reads from here on
 };
 
 // Numbers passed with every request: n[0..3] the caller, n[4..] per operation (see lowlevel.ts).
@@ -91,8 +95,20 @@ typedef struct session {
   napi_ref js_dispatch;
   napi_async_context async_ctx;
   uv_poll_t poll;
+  int poll_closed;
   struct fuse_buf fbuf;
   struct request *pending_head, *pending_tail;
+  // auto mode (BLOBHSM_FUSE_LOOP=auto): the JS thread reads until a direct write happens; then the session thread
+  // reads, and hands back when it finds nothing queued and wrote nothing directly for 50 ms (see the header)
+  int auto_loop;
+  pthread_t js_thread;
+  pthread_mutex_t reader_lock;
+  pthread_cond_t reader_wake;
+  int thread_reads;  // the session thread is the reader (reader_lock)
+  int thread_stop;   // the session ended: the waiting session thread exits (reader_lock)
+  int to_thread;     // JS thread: a direct write happened, hand reading to the session thread
+  int64_t last_direct_ms; // session thread: when it last wrote a direct write (CLOCK_MONOTONIC)
+  struct fuse_buf tbuf;
 } session_t;
 
 typedef struct request {
@@ -120,7 +136,7 @@ static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 // Hands a request to JS: queued on the thread-safe function (session thread), or, in main-loop mode, kept until
 // the buffer that made it is processed (then delivered in order). Non-zero when it could not be queued.
 static int to_js(session_t *s, request_t *r) {
-  if (s->main_loop) {
+  if (s->main_loop && pthread_equal(pthread_self(), s->js_thread)) {
     r->next = NULL;
     if (s->pending_tail) s->pending_tail->next = r;
     else s->pending_head = r;
@@ -199,7 +215,7 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   r->n[6] = conn->max_background;
   r->n[7] = (conn->want & FUSE_CAP_WRITEBACK_CACHE) != 0;
   r->n[8] = conn->proto_minor;
-  r->n[9] = s->main_loop;
+  r->n[9] = s->auto_loop ? 2 : s->main_loop;
   if (to_js(s, r)) free(r);
 }
 
@@ -322,6 +338,12 @@ static void put_grant(session_t *s, grant_t *g) {
   if (gone) free_grant(g);
 }
 
+static int64_t monotonic_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 // Writes all of buf at off: the bytes written, or -errno.
 static double write_all(int fd, const char *buf, size_t size, off_t off) {
   size_t done = 0;
@@ -366,6 +388,10 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
   if (g) {
     double result = write_all(g->fd, buf, size, off), token = g->token;
     put_grant(s, g);
+    if (s->auto_loop) {
+      if (pthread_equal(pthread_self(), s->js_thread)) s->to_thread = 1;
+      else s->last_direct_ms = monotonic_ms();
+    }
     report_written(s, req, ino, fh_of(fi), size, off, result, token);
     return;
   }
@@ -504,9 +530,24 @@ static void free_buffer(napi_env env, void *data, void *hint) {
 
 static void call_js_with(napi_env env, napi_value js_dispatch, request_t *r, napi_async_context async_ctx);
 
+static void on_device(uv_poll_t *handle, int status, int events);
+
 static void call_js(napi_env env, napi_value js_dispatch, void *context, void *data) {
-  (void)context;
-  call_js_with(env, js_dispatch, data, NULL);
+  session_t *s = context;
+  request_t *r = data;
+  if (r->op == OP_HANDOFF) { // behind every request the session thread read: the JS thread reads from now on
+    free(r);
+    if (env && !s->poll_closed) {
+      napi_unref_threadsafe_function(env, s->requests); // the poll handle keeps the loop alive again
+      uv_poll_start(&s->poll, UV_READABLE, on_device);
+    }
+    return;
+  }
+  if (r->op == OP_EXIT && s->auto_loop && !s->poll_closed) { // the session thread saw the end
+    s->poll_closed = 1;
+    uv_close((uv_handle_t *)&s->poll, NULL);
+  }
+  call_js_with(env, js_dispatch, r, NULL);
 }
 
 // Calls JS's dispatch with one request: from the thread-safe function's callback, or (main-loop mode, async_ctx
@@ -573,7 +614,14 @@ static void deliver_pending(session_t *s) {
 
 static void main_loop_end(session_t *s) {
   uv_poll_stop(&s->poll);
+  s->poll_closed = 1;
   uv_close((uv_handle_t *)&s->poll, NULL);
+  if (s->auto_loop) { // the waiting session thread exits (js_close joins it)
+    pthread_mutex_lock(&s->reader_lock);
+    s->thread_stop = 1;
+    pthread_cond_signal(&s->reader_wake);
+    pthread_mutex_unlock(&s->reader_lock);
+  }
   free(s->fbuf.mem);
   s->fbuf.mem = NULL;
   atomic_store(&s->loop_done, 1);
@@ -599,7 +647,66 @@ static void on_device(uv_poll_t *handle, int status, int events) {
     }
     fuse_session_process_buf(s->se, &s->fbuf);
     deliver_pending(s);
+    if (s->to_thread) { // auto mode: a direct write happened; the session thread reads from here on
+      s->to_thread = 0;
+      uv_poll_stop(&s->poll);
+      napi_ref_threadsafe_function(s->env, s->requests); // while the poll handle is stopped
+      pthread_mutex_lock(&s->reader_lock);
+      s->thread_reads = 1;
+      pthread_cond_signal(&s->reader_wake);
+      pthread_mutex_unlock(&s->reader_lock);
+      return;
+    }
   }
+}
+
+// Auto mode's session thread: waits until the JS thread hands it the device (after a direct write), reads, and
+// hands the device back (OP_HANDOFF, queued behind what it read) once it finds nothing queued and wrote nothing
+// directly for 50 ms. Only one thread reads at any time, so requests reach JS in the order the kernel sent them.
+static void *auto_thread_main(void *arg) {
+  session_t *s = arg;
+  int fd = fuse_session_fd(s->se);
+  for (;;) {
+    pthread_mutex_lock(&s->reader_lock);
+    while (!s->thread_reads && !s->thread_stop) pthread_cond_wait(&s->reader_wake, &s->reader_lock);
+    int stop = s->thread_stop;
+    pthread_mutex_unlock(&s->reader_lock);
+    if (stop) break;
+    s->last_direct_ms = monotonic_ms(); // handed over just after a direct write
+    for (;;) {
+      int res = fuse_session_receive_buf(s->se, &s->tbuf);
+      if (res == -EINTR) continue;
+      if (res == -EAGAIN) {
+        // Nothing queued and no direct write for 50 ms (rsync's one WRITE per small file never writes directly):
+        // the JS thread reads again.
+        if (monotonic_ms() - s->last_direct_ms > 50) {
+          pthread_mutex_lock(&s->reader_lock);
+          s->thread_reads = 0;
+          pthread_mutex_unlock(&s->reader_lock);
+          request_t *r = calloc(1, sizeof *r);
+          r->op = OP_HANDOFF;
+          if (napi_call_threadsafe_function(s->requests, r, napi_tsfn_nonblocking) != napi_ok) free(r);
+          break;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        poll(&p, 1, 20);
+        continue;
+      }
+      if (res <= 0 || fuse_session_exited(s->se)) {
+        free(s->tbuf.mem);
+        s->tbuf.mem = NULL;
+        atomic_store(&s->loop_done, 1);
+        request_t *r = calloc(1, sizeof *r);
+        r->op = OP_EXIT;
+        if (napi_call_threadsafe_function(s->requests, r, napi_tsfn_nonblocking) != napi_ok) free(r);
+        napi_release_threadsafe_function(s->requests, napi_tsfn_release);
+        return NULL;
+      }
+      fuse_session_process_buf(s->se, &s->tbuf);
+    }
+  }
+  free(s->tbuf.mem);
+  return NULL;
 }
 
 // ---- notifications (own thread) ---------------------------------------------------------------------------------
@@ -738,12 +845,15 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     return NULL;
   }
   CHECK(napi_create_string_utf8(env, "blobhsm-fuse", NAPI_AUTO_LENGTH, &name));
-  CHECK(napi_create_threadsafe_function(env, argv[3], NULL, name, 0, 1, NULL, NULL, NULL, call_js, &s->requests));
+  CHECK(napi_create_threadsafe_function(env, argv[3], NULL, name, 0, 1, NULL, NULL, s, call_js, &s->requests));
   CHECK(napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, NULL, NULL, NULL, notified_js, &s->notified));
   napi_unref_threadsafe_function(env, s->notified);
   pthread_create(&s->notify_thread, NULL, notify_main, s);
   const char *loop_mode = getenv("BLOBHSM_FUSE_LOOP");
-  s->main_loop = loop_mode && strcmp(loop_mode, "main") == 0;
+  int thread_only = loop_mode && strcmp(loop_mode, "thread") == 0;
+  s->auto_loop = !thread_only && !(loop_mode && strcmp(loop_mode, "main") == 0);
+  s->main_loop = !thread_only;
+  s->js_thread = pthread_self();
   if (s->main_loop) {
     uv_loop_t *loop;
     int fd = fuse_session_fd(s->se);
@@ -756,6 +866,11 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     uv_poll_init(loop, &s->poll, fd);
     s->poll.data = s;
     uv_poll_start(&s->poll, UV_READABLE, on_device);
+    if (s->auto_loop) {
+      pthread_mutex_init(&s->reader_lock, NULL);
+      pthread_cond_init(&s->reader_wake, NULL);
+      pthread_create(&s->loop_thread, NULL, auto_thread_main, s);
+    }
   } else {
     pthread_create(&s->loop_thread, NULL, loop_main, s);
   }
@@ -774,7 +889,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   if (!s) return NULL;
   int left = atomic_load(&s->outstanding);
   if (s->se && left == 0 && atomic_load(&s->loop_done)) {
-    if (!s->main_loop) pthread_join(s->loop_thread, NULL);
+    if (!s->main_loop || s->auto_loop) pthread_join(s->loop_thread, NULL);
     pthread_mutex_lock(&s->lock);
     s->notify_stop = 1;
     pthread_cond_signal(&s->wake);
