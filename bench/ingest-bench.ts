@@ -1,8 +1,9 @@
 // `npm run bench:ingest [-- --files N] [--large-mib N] [--large-rounds N] [--small-rounds N] [--rsync-rounds N] [--no-rclone] [--only small|writers|large|rsync]`: bulk loading, on one Azurite started here
 // (in memory, own loopback port), each figure held against a reference from the same run:
 // - `blobhsm ingest` of the small-file set (files/s) vs single-PUT SDK uploads of the same files at the same
-//   concurrency, each into a fresh container, in alternating order for --small-rounds rounds (default 3; medians),
-//   and vs `rclone copy` (same transfers);
+//   concurrency from this process, each into a fresh container (deleted after the round), for --small-rounds rounds
+//   (default 3; medians), with the same SDK loop as a process of its own (bench/sdk-put-files.ts) as a second,
+//   informational figure: ingest runs between the two, whose order alternates; and vs `rclone copy` (same transfers);
 // - `blobhsm ingest` of one large file (MiB/s) vs the SDK's parallel block upload of the same file from disk
 //   (`uploadFile`, 8 MiB blocks, 8 in flight), with the SDK's upload of the file already in memory (`uploadData`) as
 //   a second figure; the three alternate for --large-rounds rounds (default 3) and each figure is the median;
@@ -15,13 +16,13 @@
 // main bench does and writes them as JSON under bench/results/.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { startEmulator } from '../src/emulator/emulator.js';
-import { exportMetadata } from '../src/namespace/blob-encoding.js';
 import { onCleanup, runBench, startBench } from './cleanup.js';
 import { procCpu, run, runOk } from './proc.js';
 import { blobhsmCli, mountBlobhsm, requestDelta, type BlobhsmEnv } from './blobhsm-mount.js';
-import { container, pool, serviceClient, BLOCK_SIZE, UPLOAD_CONCURRENCY } from './sdk.js';
+import { container, putFiles, serviceClient, BLOCK_SIZE, UPLOAD_CONCURRENCY } from './sdk.js';
 import { containerSasUrl } from './rclone.js';
 import { publish } from './report.js';
 import { REPO, snapshotProduct } from './product.js';
@@ -85,19 +86,26 @@ const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.len
  * whichever goes first); medians are reported. Then rclone copy once.
  */
 async function ingestRows(o: Options, env: BlobhsmEnv, connectionString: string, blobEndpoint: string, small: string, fresh: (name: string) => Promise<string>, rows: Row[], log: (line: string) => void): Promise<void> {
+  const service = serviceClient(connectionString);
   const names = Array.from({ length: o.files }, (_, i) => `f${String(i).padStart(6, '0')}`);
   const sdkRates: number[] = [];
+  const sdkProcessRates: number[] = [];
   const cliWall: number[] = [];
   const cliInside: number[] = [];
   let requests: Record<string, number> = {};
   const sdkRound = async (round: number) => {
     const sdkSmall = container(connectionString, await fresh(`sdk-small-${round}`));
     const t = performance.now();
-    await pool(o.files, INGEST_CONCURRENCY, async (i) => {
-      const data = readFileSync(join(small, names[i]!));
-      await sdkSmall.getBlockBlobClient(names[i]!).upload(data, data.length, { metadata: exportMetadata({ kind: 'file', uid: 0, gid: 0, mode: 0o644, mtimeMs: Date.now() }) });
-    });
+    await putFiles(sdkSmall, small, names, INGEST_CONCURRENCY);
     sdkRates.push(o.files / ((performance.now() - t) / 1000));
+  };
+  // The same SDK loop as a process of its own (node start, SDK load and a cold JIT, as the CLI has): informational.
+  const sdkProcessRound = async (round: number) => {
+    const name = await fresh(`sdk-process-small-${round}`);
+    const script = join(dirname(fileURLToPath(import.meta.url)), 'sdk-put-files.js');
+    const r = await run(process.execPath, [script, small, name, String(INGEST_CONCURRENCY)], { env: { ...process.env, AZURE_STORAGE_CONNECTION_STRING: connectionString }, timeoutMs: 600_000 });
+    if (r.code !== 0) throw new Error(`the SDK process failed (${r.code}): ${r.stderr}`);
+    sdkProcessRates.push(o.files / (r.ms / 1000));
   };
   const ingestRound = async (round: number) => {
     const name = await fresh(`ingest-small-${round}`);
@@ -109,15 +117,15 @@ async function ingestRows(o: Options, env: BlobhsmEnv, connectionString: string,
     requests = summary.requests;
   };
   for (let round = 1; round <= o.smallRounds; round++) {
-    log(`small files, round ${round}/${o.smallRounds} (${round % 2 ? 'SDK first' : 'ingest first'}):`);
-    if (round % 2) {
-      await sdkRound(round);
-      await ingestRound(round);
-    } else {
-      await ingestRound(round);
-      await sdkRound(round);
-    }
-    log(`  SDK ${sdkRates.at(-1)!.toFixed(0)} files/s, ingest ${cliWall.at(-1)!.toFixed(0)} files/s (${cliInside.at(-1)!.toFixed(0)} inside the run)`);
+    // Ingest between the two SDK figures; which of them goes first alternates.
+    log(`small files, round ${round}/${o.smallRounds} (${round % 2 ? 'SDK first' : 'SDK process first'}):`);
+    await (round % 2 ? sdkRound : sdkProcessRound)(round);
+    await ingestRound(round);
+    await (round % 2 ? sdkProcessRound : sdkRound)(round);
+    // The round's containers go (untimed): the one in-memory Azurite slows as it holds more blobs (18:08: the SDK's
+    // rate fell 767 -> 584 -> 528 files/s over three rounds; 19:54, keeping them, 732 -> 127 over five).
+    for (const name of [`sdk-small-${round}`, `sdk-process-small-${round}`, `ingest-small-${round}`]) await service.getContainerClient(name).delete();
+    log(`  SDK ${sdkRates.at(-1)!.toFixed(0)} files/s (as its own process ${sdkProcessRates.at(-1)!.toFixed(0)}), ingest ${cliWall.at(-1)!.toFixed(0)} files/s (${cliInside.at(-1)!.toFixed(0)} inside the run)`);
   }
   const ingRate = median(cliWall);
   const smallRow = row('ingest-small', `ingest of ${o.files} small files (c=${INGEST_CONCURRENCY})`, ingRate, 'files/s', { value: median(sdkRates), label: `SDK single PUTs, c=${INGEST_CONCURRENCY}` }, '≥0.9× SDK at equal concurrency; faster than rclone copy', atLeast(0.9), { requests });
@@ -125,6 +133,7 @@ async function ingestRows(o: Options, env: BlobhsmEnv, connectionString: string,
   smallRow.notes.push(
     `medians of ${o.smallRounds} rounds in alternating order; wall time of the CLI process (node start included): ${list(cliWall)} files/s; inside the run ${list(cliInside)} (median ${median(cliInside).toFixed(0)})`,
     `SDK single PUTs: ${list(sdkRates)} files/s`,
+    `the same SDK loop as a process of its own (node start, SDK load, cold JIT; informational): ${list(sdkProcessRates)} files/s (median ${median(sdkProcessRates).toFixed(0)}; ingest ${(ingRate / median(sdkProcessRates)).toFixed(2)}× it)`,
   );
   if (o.rclone && (await run('rclone', ['version'], { timeoutMs: 30_000 })).code === 0) {
     await fresh('rclone-small');

@@ -1,6 +1,9 @@
 // The Azure SDK as the bench uses it (references and seeding): a service client for the bench's Azurite, a
 // bounded-concurrency pool, and a block blob upload with blobhsm's block size and concurrency.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
+import { exportMetadata } from '../src/namespace/blob-encoding.js';
 
 /** blobhsm's upload parameters (src/blob/azure-store.ts defaults), so the SDK reference is like for like. */
 export const BLOCK_SIZE = 8 * 1024 * 1024;
@@ -31,6 +34,15 @@ export async function pool(count: number, concurrency: number, fn: (i: number) =
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
   if (failed !== undefined) throw failed;
+}
+
+/** The small-file reference: every named file of `dir` read and sent as one Put Blob with the export metadata, at
+ * `concurrency` uploads at once (bench/ingest-bench.ts, in its own process and through bench/sdk-put-files.ts). */
+export async function putFiles(c: ContainerClient, dir: string, names: readonly string[], concurrency: number): Promise<void> {
+  await pool(names.length, concurrency, async (i) => {
+    const data = readFileSync(join(dir, names[i]!));
+    await c.getBlockBlobClient(names[i]!).upload(data, data.length, { metadata: exportMetadata({ kind: 'file', uid: 0, gid: 0, mode: 0o644, mtimeMs: Date.now() }) });
+  });
 }
 
 /** Uploads a buffer as a block blob (staged blocks + commit with metadata); ms taken. */
