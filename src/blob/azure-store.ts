@@ -1,5 +1,5 @@
 // The BlobStore on Azure Blob Storage (and Azurite). With hns-listing.ts and hns-paths.ts (the hierarchical-
-// namespace parts), the only modules that import @azure/*.
+// namespace parts), the only modules that use @azure/* (loaded through azure-sdk.ts).
 //
 // Every service call runs through `call()`: a client-side timeout per attempt (combined with the caller's
 // signal), bounded exponential backoff with jitter, and one mapping from SDK errors to BlobError. The SDK's own
