@@ -509,14 +509,19 @@ static const struct fuse_lowlevel_ops ops = {
     .create = ll_create,
 };
 
-static void *loop_main(void *arg) {
-  session_t *s = arg;
-  fuse_session_loop(s->se);
+// A session thread saw the session end: JS hears OP_EXIT behind every request, and the thread lets go of the queue.
+static void session_thread_ended(session_t *s) {
   atomic_store(&s->loop_done, 1);
   request_t *r = calloc(1, sizeof *r);
   r->op = OP_EXIT;
   if (napi_call_threadsafe_function(s->requests, r, napi_tsfn_nonblocking) != napi_ok) free(r);
   napi_release_threadsafe_function(s->requests, napi_tsfn_release);
+}
+
+static void *loop_main(void *arg) {
+  session_t *s = arg;
+  fuse_session_loop(s->se);
+  session_thread_ended(s);
   return NULL;
 }
 
@@ -695,11 +700,7 @@ static void *auto_thread_main(void *arg) {
       if (res <= 0 || fuse_session_exited(s->se)) {
         free(s->tbuf.mem);
         s->tbuf.mem = NULL;
-        atomic_store(&s->loop_done, 1);
-        request_t *r = calloc(1, sizeof *r);
-        r->op = OP_EXIT;
-        if (napi_call_threadsafe_function(s->requests, r, napi_tsfn_nonblocking) != napi_ok) free(r);
-        napi_release_threadsafe_function(s->requests, napi_tsfn_release);
+        session_thread_ended(s);
         return NULL;
       }
       fuse_session_process_buf(s->se, &s->tbuf);
