@@ -580,8 +580,15 @@ export class Vfs {
       this.coordinator.contentChangeDone(inode.ino);
     }
     this.noteWritten(h, inode, position, written);
-    // Later writes of this handle can go straight into the cache file (the change is recorded by now).
-    if (this.directWriter) await this.grantDirectWrites(fh, h, inode);
+    // Later writes of this handle can go straight into the cache file (the change is recorded by now). The bytes
+    // are written either way: a grant that cannot be made leaves the handle's writes coming here, never an error.
+    if (this.directWriter) {
+      try {
+        await this.grantDirectWrites(fh, h, inode);
+      } catch (err) {
+        this.log(`direct writes not granted for ${this.meta.pathOf(inode.ino) ?? `inode ${inode.ino}`}: ${describeError(err)}`);
+      }
+    }
     return written;
   }
 
