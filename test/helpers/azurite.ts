@@ -47,6 +47,8 @@ export async function startAzurite(opts: { dataDir?: string; inMemory?: boolean 
 /** The minimal part of a tap Test these helpers use. */
 export interface TeardownHost {
   teardown(fn: () => unknown): void;
+  /** tap's: false once an assertion of the test failed. */
+  passing?(): boolean;
 }
 
 /** A unique, valid container name (3–63 lower-case letters, digits and dashes). */

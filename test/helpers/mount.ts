@@ -2,7 +2,7 @@
 // daemon in its own process (started with the real CLI), and driven from child processes / this test process
 // (never from the serving process). Teardown unmounts, and breaks a hung mount if it has to.
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -151,6 +151,8 @@ export async function mountContainer(
   t.teardown(async () => {
     const pid = fixture.daemonPid();
     const r = await fixture.unmount();
+    // A failed test shows the daemon's log, which goes with the temporary directory below.
+    if (t.passing?.() === false) printDaemonLogs(join(base, 'state', 'logs'));
     if (r.code !== 0 && existsSync(mountpoint)) breakMount(mountpoint);
     if (pid) {
       try {
@@ -164,6 +166,15 @@ export async function mountContainer(
   const r = await fixture.remount();
   if (r.code !== 0) throw new Error(`blobhsm mount failed (${r.code}): ${r.stderr}${r.stdout}`);
   return fixture;
+}
+
+/** The last lines of each daemon log under `dir`, on stderr (tap keeps them with the test's output). */
+function printDaemonLogs(dir: string): void {
+  if (!existsSync(dir)) return;
+  for (const name of readdirSync(dir)) {
+    const lines = readFileSync(join(dir, name), 'utf8').trimEnd().split('\n');
+    process.stderr.write(`--- daemon log ${name} (last ${Math.min(40, lines.length)} of ${lines.length} lines)\n${lines.slice(-40).join('\n')}\n`);
+  }
 }
 
 export { execFileAsync };
