@@ -163,8 +163,8 @@ async function largeFileRow(o: Options, env: BlobhsmEnv, connectionString: strin
   const cliWall: number[] = [];
   const cliInside: number[] = [];
   // CPU seconds of each upload: the uploading client's (the SDK runs in this process, ingest in a child) and Azurite's.
-  const cpu = { sdkFile: [] as Array<{ client: number; azurite: number; wallS: number }>, ingest: [] as Array<{ client: number; azurite: number; wallS: number }> };
-  const measured = async <T>(client: 'self' | 'children', into: (typeof cpu)['ingest'], upload: () => Promise<T>): Promise<T> => {
+  const cpu = { sdkFile: [] as UploadCpu[], ingest: [] as UploadCpu[] };
+  const measured = async <T>(client: 'self' | 'children', into: UploadCpu[], upload: () => Promise<T>): Promise<T> => {
     const [a0, c0, t0] = [procCpu(azuritePid), procCpu('self'), performance.now()];
     const result = await upload();
     const [a1, c1, wallS] = [procCpu(azuritePid), procCpu('self'), (performance.now() - t0) / 1000];
@@ -206,14 +206,17 @@ async function largeFileRow(o: Options, env: BlobhsmEnv, connectionString: strin
   rows.push(largeRow);
 }
 
+/** CPU seconds of one upload: the uploading client's and Azurite's, over its wall time. */
+type UploadCpu = { client: number; azurite: number; wallS: number };
+
 /**
  * What the CPU the uploads used allows on 2 cores: an upload's wall time is at least (client + Azurite CPU) / 2
  * (both on the 2 cores, nothing else running). The ratio of ingest's floor to uploadFile's is the ratio ingest could
  * reach by using the cores as well as the SDK does. Medians of the rounds.
  */
-function cpuBound(sdk: Array<{ client: number; azurite: number; wallS: number }>, ingest: Array<{ client: number; azurite: number; wallS: number }>): string | undefined {
+function cpuBound(sdk: UploadCpu[], ingest: UploadCpu[]): string | undefined {
   if (sdk.length === 0 || ingest.length === 0) return undefined;
-  const m = (xs: Array<{ client: number; azurite: number; wallS: number }>, k: 'client' | 'azurite' | 'wallS') => median(xs.map((x) => x[k]));
+  const m = (xs: UploadCpu[], k: keyof UploadCpu) => median(xs.map((x) => x[k]));
   const [sc, sa, sw] = [m(sdk, 'client'), m(sdk, 'azurite'), m(sdk, 'wallS')];
   const [ic, ia, iw] = [m(ingest, 'client'), m(ingest, 'azurite'), m(ingest, 'wallS')];
   const [sdkFloor, ingestFloor] = [(sc + sa) / 2, (ic + ia) / 2];

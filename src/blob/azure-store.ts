@@ -5,8 +5,8 @@
 // signal), bounded exponential backoff with jitter, and one mapping from SDK errors to BlobError. The SDK's own
 // retry policy is disabled (maxTries 1) and it sets no timeouts, so what runs is what this file says.
 // A pipeline policy counts the requests sent, by operation (a core-pipeline policy: a legacy RequestPolicyFactory
-// in the SDK's Pipeline would have every request and answer converted to and from the old WebResource shape). No secret (account key, SAS signature) ever reaches
-// an error message: every message goes through scrubSecrets().
+// in the SDK's Pipeline would have every request and answer converted to and from the old WebResource shape).
+// No secret (account key, SAS signature) ever reaches an error message: every message goes through scrubSecrets().
 import { randomBytes } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
