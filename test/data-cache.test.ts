@@ -251,6 +251,51 @@ t.test('a lent budget goes back to the room, unless the room was measured again 
   t.equal(statfsCalls, 3);
 });
 
+t.test('a write short of room while a cache file is being deleted waits for the delete and measures again', async (t) => {
+  const MiB = 1024 * 1024;
+  let free = MiB + 64 * 1024; // what statfs answers: the 1 MiB reserve and 64 KiB above it
+  let measured: (() => void) | undefined;
+  let letGo!: () => void;
+  const gate = new Promise<void>((r) => (letGo = r));
+  const wrapped = {
+    ...fs,
+    promises: {
+      ...fs.promises,
+      statfs: async () => {
+        const answer = { bavail: free / 4096, bsize: 4096, blocks: 1024 * 1024 };
+        measured?.();
+        return answer;
+      },
+      // The deleted file held 8 MiB: its room is free once the unlink is done.
+      unlink: async (path: string) => {
+        await gate;
+        await fs.promises.unlink(path);
+        free += 8 * MiB;
+      },
+    },
+  } as unknown as typeof fs;
+  let clock = 10_000;
+  const cache = new DataCache({ dir: t.testdir(), fs: wrapped, reserveBytes: MiB, now: () => clock });
+  t.teardown(() => cache.close());
+  await cache.scan();
+  await cache.write(1, 1, Buffer.alloc(4096), 4096, 0, { create: true });
+  await cache.createEmpty(2, 1);
+  // The drop of file 1 (an rm, answered once its file is deleted, or a last release after one) is under way when
+  // the next request's write asks for more room than is left.
+  const dropping = cache.drop(1, 1);
+  const seen = new Promise<void>((r) => (measured = r));
+  const writing = cache.write(2, 1, Buffer.alloc(256 * 1024), 256 * 1024, 0);
+  await seen; // it measured the disk while the delete had freed nothing yet (before, that was ENOSPC at once)
+  letGo();
+  t.equal(await writing, 256 * 1024, 'the write waited for the delete and found the room it freed');
+  await dropping;
+  t.notOk(await cache.exists(1, 1));
+  free = MiB + 64 * 1024;
+  clock += 2000; // measured again
+  const err = await cache.write(2, 1, Buffer.alloc(256 * 1024), 256 * 1024, 0).catch((e: unknown) => e);
+  t.equal(errnoCodeOf(err), 'ENOSPC', 'with nothing being deleted, a write that does not fit is ENOSPC at once');
+});
+
 t.test('translateCacheError', async (t) => {
   const e1 = translateCacheError(enospc(), '/c', 'x');
   t.ok(e1 instanceof FsError && e1.code === 'ENOSPC');

@@ -434,6 +434,46 @@ t.test('unlink, rmdir, mkdir, hard links, symlinks', async (t) => {
   await rejectsCode(t, s.vfs.readlink('/dir/sl'), 'ENOENT', 'unlinked symlink');
 });
 
+t.test('an unlink the kernel still references: the data goes before the unlink answers (a write after rm finds the room), the record at forget', async (t) => {
+  const s = await stack(t);
+  await s.createFile('/full.bin', Buffer.alloc(256 * KiB, 7));
+  const { ino, generation } = s.inode('/full.bin');
+  s.inodes.remember(ino); // the kernel's reference from a lookup: FUSE forgets it later, on its own
+  const used = s.cache.bytesUsed();
+  t.ok(used >= 256 * KiB);
+  await s.vfs.unlink('/full.bin');
+  // Before, the data went only at the forget, which the kernel sends after the unlink was answered: a write
+  // right after `rm` of the file that filled the cache disk found no room (ENOSPC, "echo: I/O error" in dash).
+  t.notOk(await s.cache.exists(ino, generation), 'the cache file is deleted before the unlink answers');
+  t.equal(s.cache.bytesUsed(), used - 256 * KiB, 'its bytes are free');
+  t.match(await s.inodes.getattr(ino), { ino, nlink: 0 }, 'the record stays while the kernel references it');
+  await rejectsCode(t, s.inodes.open(ino, O_RDONLY), 'ENOENT', 'an open that raced the unlink finds the file gone');
+  await rejectsCode(t, s.inodes.setattr(ino, { size: 0 }), 'ENOENT', 'so does a truncate (no cache file is made again)');
+  t.notOk(await s.cache.exists(ino, generation));
+  await s.inodes.forget(ino, 1);
+  t.equal(s.meta.get(ino), undefined, 'forgotten: the record goes');
+});
+
+t.test('a file unlinked while open: readable through its handle, its data goes at the last release, its record at forget', async (t) => {
+  const s = await stack(t);
+  await s.createFile('/open.txt', 'still here\n');
+  const { ino, generation } = s.inode('/open.txt');
+  s.inodes.remember(ino);
+  const fh = await s.inodes.open(ino, O_RDONLY);
+  await s.vfs.unlink('/open.txt');
+  t.ok(await s.cache.exists(ino, generation), 'open: its data stays');
+  const buf = Buffer.alloc(64);
+  const n = await s.inodes.read(fh, buf, 64, 0);
+  t.equal(buf.subarray(0, n).toString(), 'still here\n', 'and reads through the handle');
+  const again = await s.inodes.open(ino, O_RDONLY);
+  await s.inodes.release(again);
+  await s.inodes.release(fh);
+  t.notOk(await s.cache.exists(ino, generation), 'the last release deletes it, though the kernel still references the inode');
+  t.match(await s.inodes.getattr(ino), { nlink: 0 });
+  await s.inodes.forget(ino, 1);
+  t.equal(s.meta.get(ino), undefined);
+});
+
 t.test('a read-only mount refuses every change with EROFS', async (t) => {
   const s = await stack(t, { readOnly: true });
   const ops: Array<[string, () => Promise<unknown>]> = [

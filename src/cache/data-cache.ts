@@ -2,7 +2,9 @@
 // data, and a bumped generation never reuses stale bytes). Layout: <dir>/data/<ino & 0xff as 2 hex>/<ino>.<gen>.
 //
 // Writes leave a reserve free on the cache's filesystem (ENOSPC before the disk is full): the metadata store
-// lives in the same directory, and an unlink must still be able to record itself to free space again.
+// lives in the same directory, and an unlink must still be able to record itself to free space again. A write that
+// finds too little room while cache files are being deleted (drop) waits for those deletes and measures again:
+// the room they free belongs to the requests that came after them.
 //
 // Open file descriptors live in an LRU. Callers that do their own I/O on a raw fd (FUSE reads straight into the
 // kernel's buffer) must hold a lease (withFd/acquire) across the await: an fd evicted from the LRU while leased
@@ -106,6 +108,8 @@ export class DataCache {
   private readonly opening = new Map<string, Promise<Entry>>();
   private readonly usage = new Map<string, Usage>();
   private readonly shards = new Set<string>();
+  /** Deletes of cache files under way (drop): a write short of room waits for them (ensureRoom). */
+  private readonly deletes = new Set<Promise<void>>();
   private used = 0;
   private reserve: number | undefined;
   /** Free bytes on the cache filesystem as last measured (the epoch-th measurement), minus what was taken since. */
@@ -376,6 +380,16 @@ export class DataCache {
 
   /** Closes the descriptor (once no lease holds it) and deletes the cache file. Missing files are fine. */
   async drop(ino: number, gen: number): Promise<void> {
+    const deleting = this.deleteFile(ino, gen);
+    this.deletes.add(deleting);
+    try {
+      await deleting;
+    } finally {
+      this.deletes.delete(deleting);
+    }
+  }
+
+  private async deleteFile(ino: number, gen: number): Promise<void> {
     const k = key(ino, gen);
     const pending = this.opening.get(k);
     if (pending) await pending.catch(() => undefined);
@@ -493,10 +507,17 @@ export class DataCache {
     if (!entry.dropped) this.setUsage(key(ino, gen), { allocated: st.blocks * 512, size: st.size });
   }
 
-  /** Approximate accounting after a write: add what it may allocate, capped at the file's rounded size. */
-  /** ENOSPC for a write that would eat into the reserve (free space measured at most once a second, or near it). */
+  /**
+   * ENOSPC for a write that would eat into the reserve (free space measured at most once a second, or near it).
+   * Short of room while cache files are being deleted, it waits for those deletes and measures again first.
+   */
   private async ensureRoom(ino: number, length: number): Promise<void> {
-    const { taken, epoch } = await this.takeRoom(length);
+    let { taken, epoch } = await this.takeRoom(length);
+    if (taken < length && this.deletes.size > 0) {
+      this.giveRoom(taken, epoch);
+      await Promise.allSettled(this.deletes);
+      ({ taken, epoch } = await this.takeRoom(length)); // measured again: the room is short
+    }
     if (taken < length) {
       this.giveRoom(taken, epoch);
       const full = Object.assign(new Error(`less than ${this.reserve} bytes would be left free`), { code: 'ENOSPC' });
@@ -534,6 +555,7 @@ export class DataCache {
     if (epoch !== undefined && epoch === this.room.epoch) this.room.free += bytes;
   }
 
+  /** Approximate accounting after a write: add what it may allocate, capped at the file's rounded size. */
   private noteWrite(k: string, position: number, length: number): void {
     const cur = this.usage.get(k) ?? { allocated: 0, size: 0 };
     const size = Math.max(cur.size, position + length);

@@ -1,6 +1,7 @@
 // Filesystem semantics with the FUSE low-level op names: inode based, async, throwing typed FsErrors. Knows nothing
 // of FUSE. Owns open handles, the kernel's references to inodes (lookup counts, dropped by forget: a file
-// unlinked while open or referenced lives on with nlink 0 until both are gone) and the in-memory size overlay of
+// unlinked while open keeps its data until its last release, and its record, nlink 0, until the kernel forgot it
+// too) and the in-memory size overlay of
 // files being written; data goes through the DataCache, HSM-driven state changes (restore, dirty marking) through
 // the Coordinator. PathVfs (path-vfs.ts) resolves paths onto this API for the fuse-native binding and tests.
 // With a DirectWriter (the libfuse3 binding), a handle whose first write went through here may write further data
@@ -313,7 +314,16 @@ export class Vfs {
     await this.endIfUnused(ino);
   }
 
-  /** Open or known to the kernel: an unlinked file is kept (nlink 0) while this holds. */
+  /**
+   * A file whose last name went while no handle had it open has no data any more (lastNameGone): only its record
+   * is left, for the kernel's reference. An open or truncate of it (one that raced the unlink, as the kernel may
+   * send it after the unlink was answered) is ENOENT, the answer it would have had a moment later.
+   */
+  private notDeleted(inode: Inode): void {
+    if (inode.kind === 'file' && inode.nlink === 0 && !this.isOpen(inode.ino)) throw new FsError('ENOENT', `inode ${inode.ino} was unlinked`);
+  }
+
+  /** Open or known to the kernel: an unlinked file's record is kept (nlink 0) while this holds. */
   private inUse(ino: number): boolean {
     return this.kernelRefs.has(ino) || this.isOpen(ino);
   }
@@ -407,6 +417,7 @@ export class Vfs {
     if (inode.kind === 'dir') throw new FsError('EISDIR', `inode ${ino} is a directory`);
     // The kernel opens FIFOs and refuses sockets itself (the request never comes here); the path view might ask.
     if (isLocalOnly(inode.kind)) throw new FsError('ENXIO', `inode ${ino} is a ${inode.kind}: the kernel opens it, not blobhsm`);
+    this.notDeleted(inode);
     const writable = (flags & O_ACCMODE) !== O_RDONLY;
     if (writable || flags & O_TRUNC) this.writable();
     if (inode.ino >= VIRTUAL_INO && (writable || flags & O_TRUNC)) throw new FsError('EACCES', `inode ${ino} is read-only`);
@@ -717,6 +728,7 @@ export class Vfs {
     if (ino >= VIRTUAL_INO) throw new FsError('EACCES', `inode ${ino} is read-only`);
     let current = this.inode(ino);
     if (changes.size !== undefined) {
+      if (fh === undefined) this.notDeleted(current);
       const held = fh === undefined ? this.openHandle(ino, true) : undefined;
       try {
         await this.truncateInode(fh === undefined ? ino : this.handle(fh).ino, changes.size);
@@ -935,18 +947,28 @@ export class Vfs {
     this.touchDir(b, now, seenTarget);
   }
 
-  /** The last name of an inode is gone: its blob etag is remembered; its data goes once nothing uses it. */
+  /**
+   * The last name of an inode is gone: its blob etag is remembered, and its data goes before the unlink (or rename)
+   * is answered unless a handle has the file open (then at its last release), as a local filesystem frees a file's
+   * blocks before unlink returns. A write after `rm` must find the room: the kernel's forget, which used to free
+   * it, comes later and on its own (a 6-byte write after `rm` of the file that had filled the cache disk was ENOSPC
+   * whenever it ran before the forget's delete had finished). The record stays while the kernel references it.
+   */
   private async lastNameGone(inode: Inode): Promise<void> {
     this.coordinator.onDropped(inode);
-    if (!this.inUse(inode.ino)) await this.dropData(inode);
+    if (!this.isOpen(inode.ino)) await this.dropData(inode);
   }
 
-  /** Ends an unlinked file kept for its handles and kernel references once neither is left. */
+  /**
+   * An unlinked file that no handle has open any more (its last release, or a forget): its data goes, and its
+   * record too once the kernel does not reference it either. At a forget the data went already; the delete is
+   * made again (a missing file is fine), so nothing a request that raced the unlink wrote is left behind.
+   */
   private async endIfUnused(ino: number): Promise<void> {
-    if (this.inUse(ino)) return;
+    if (this.isOpen(ino)) return;
     const inode = this.meta.get(ino);
     if (!inode || inode.nlink > 0 || inode.kind === 'dir') return;
-    this.meta.deleteInode(ino);
+    if (!this.kernelRefs.has(ino)) this.meta.deleteInode(ino);
     await this.dropData(inode);
   }
 
