@@ -1,7 +1,8 @@
 // `npm run bench:ingest [-- --files N] [--large-mib N] [--large-rounds N] [--small-rounds N] [--rsync-rounds N] [--no-rclone] [--only small|writers|large|rsync]`: bulk loading, on one Azurite started here
 // (in memory, own loopback port), each figure held against a reference from the same run:
 // - `blobhsm ingest` of the small-file set (files/s) vs single-PUT SDK uploads of the same files at the same
-//   concurrency from this process, each into a fresh container (deleted after the round), for --small-rounds rounds
+//   concurrency from this process, each into a fresh container (deleted once measured; one untimed SDK upload of the
+//   set first: the one Azurite slows as it fills and runs cold at first), for --small-rounds rounds
 //   (default 3; medians), with the same SDK loop as a process of its own (bench/sdk-put-files.ts) as a second,
 //   informational figure: ingest runs between the two, whose order alternates; and vs `rclone copy` (same transfers);
 // - `blobhsm ingest` of one large file (MiB/s) vs the SDK's parallel block upload of the same file from disk
@@ -85,7 +86,7 @@ const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.len
  * container, `smallRounds` times in alternating order (the one Azurite slows as it fills, which would favour
  * whichever goes first); medians are reported. Then rclone copy once.
  */
-async function ingestRows(o: Options, env: BlobhsmEnv, connectionString: string, blobEndpoint: string, small: string, fresh: (name: string) => Promise<string>, rows: Row[], log: (line: string) => void): Promise<void> {
+async function ingestRows(o: Options, env: BlobhsmEnv, connectionString: string, blobEndpoint: string, azuritePid: number, small: string, fresh: (name: string) => Promise<string>, rows: Row[], log: (line: string) => void): Promise<void> {
   const service = serviceClient(connectionString);
   const names = Array.from({ length: o.files }, (_, i) => `f${String(i).padStart(6, '0')}`);
   const sdkRates: number[] = [];
@@ -93,38 +94,54 @@ async function ingestRows(o: Options, env: BlobhsmEnv, connectionString: string,
   const cliWall: number[] = [];
   const cliInside: number[] = [];
   let requests: Record<string, number> = {};
-  const sdkRound = async (round: number) => {
-    const sdkSmall = container(connectionString, await fresh(`sdk-small-${round}`));
-    const t = performance.now();
-    await putFiles(sdkSmall, small, names, INGEST_CONCURRENCY);
-    sdkRates.push(o.files / ((performance.now() - t) / 1000));
+  // Azurite's CPU seconds during each upload of the set (the load each figure put on the one server).
+  const azurite = { sdk: [] as number[], sdkProcess: [] as number[], ingest: [] as number[] };
+  // Each upload goes into a fresh container, deleted as soon as it is measured (untimed): the one in-memory Azurite
+  // slows as it holds more blobs, so a figure taken beside the round's earlier uploads was slower than one taken
+  // first (2026-12-01 21:44, the SDK loop three times a round, 4 rounds, containers deleted at the round's end:
+  // Azurite's CPU per upload 2.9-3.7 s first, 4.1-4.9 s third; deleted after each upload: 3.0-3.4 s in every place).
+  const measured = async (what: keyof typeof azurite, name: string, upload: () => Promise<void>) => {
+    await fresh(name);
+    const a0 = procCpu(azuritePid);
+    await upload();
+    const a1 = procCpu(azuritePid);
+    if (a0 && a1) azurite[what].push(a1.self - a0.self);
+    await service.getContainerClient(name).delete();
   };
+  const sdkRound = (round: number) =>
+    measured('sdk', `sdk-small-${round}`, async () => {
+      const t = performance.now();
+      await putFiles(container(connectionString, `sdk-small-${round}`), small, names, INGEST_CONCURRENCY);
+      sdkRates.push(o.files / ((performance.now() - t) / 1000));
+    });
   // The same SDK loop as a process of its own (node start, SDK load and a cold JIT, as the CLI has): informational.
-  const sdkProcessRound = async (round: number) => {
-    const name = await fresh(`sdk-process-small-${round}`);
-    const script = join(dirname(fileURLToPath(import.meta.url)), 'sdk-put-files.js');
-    const r = await run(process.execPath, [script, small, name, String(INGEST_CONCURRENCY)], { env: { ...process.env, AZURE_STORAGE_CONNECTION_STRING: connectionString }, timeoutMs: 600_000 });
-    if (r.code !== 0) throw new Error(`the SDK process failed (${r.code}): ${r.stderr}`);
-    sdkProcessRates.push(o.files / (r.ms / 1000));
-  };
-  const ingestRound = async (round: number) => {
-    const name = await fresh(`ingest-small-${round}`);
-    const ing = await blobhsmCli(env, ['ingest', `${small}/`, '--container', name, '--journal', join(env.baseDir, `small-${round}.sqlite`), '--concurrency', String(INGEST_CONCURRENCY), '--json'], 600_000);
-    if (ing.code !== 0) throw new Error(`ingest failed (${ing.code}): ${ing.stderr}`);
-    const summary = JSON.parse(ing.stdout) as { elapsedMs: number; requests: Record<string, number> };
-    cliWall.push(o.files / (ing.ms / 1000));
-    cliInside.push(o.files / (summary.elapsedMs / 1000));
-    requests = summary.requests;
-  };
+  const sdkProcessRound = (round: number) =>
+    measured('sdkProcess', `sdk-process-small-${round}`, async () => {
+      const script = join(dirname(fileURLToPath(import.meta.url)), 'sdk-put-files.js');
+      const r = await run(process.execPath, [script, small, `sdk-process-small-${round}`, String(INGEST_CONCURRENCY)], { env: { ...process.env, AZURE_STORAGE_CONNECTION_STRING: connectionString }, timeoutMs: 600_000 });
+      if (r.code !== 0) throw new Error(`the SDK process failed (${r.code}): ${r.stderr}`);
+      sdkProcessRates.push(o.files / (r.ms / 1000));
+    });
+  const ingestRound = (round: number) =>
+    measured('ingest', `ingest-small-${round}`, async () => {
+      const ing = await blobhsmCli(env, ['ingest', `${small}/`, '--container', `ingest-small-${round}`, '--journal', join(env.baseDir, `small-${round}.sqlite`), '--concurrency', String(INGEST_CONCURRENCY), '--json'], 600_000);
+      if (ing.code !== 0) throw new Error(`ingest failed (${ing.code}): ${ing.stderr}`);
+      const summary = JSON.parse(ing.stdout) as { elapsedMs: number; requests: Record<string, number> };
+      cliWall.push(o.files / (ing.ms / 1000));
+      cliInside.push(o.files / (summary.elapsedMs / 1000));
+      requests = summary.requests;
+    });
+  // One untimed upload of the set first: a fresh Azurite (and this process's SDK) run cold at first, and the first
+  // round's first figure paid for it (21:46: Azurite's CPU 4.5 s for that upload, 3.0-3.4 s for each later one).
+  log('small files, warm-up (untimed SDK upload of the set)');
+  await measured('sdk', 'warm-up-small', () => putFiles(container(connectionString, 'warm-up-small'), small, names, INGEST_CONCURRENCY));
+  azurite.sdk.length = 0;
   for (let round = 1; round <= o.smallRounds; round++) {
     // Ingest between the two SDK figures; which of them goes first alternates.
     log(`small files, round ${round}/${o.smallRounds} (${round % 2 ? 'SDK first' : 'SDK process first'}):`);
     await (round % 2 ? sdkRound : sdkProcessRound)(round);
     await ingestRound(round);
     await (round % 2 ? sdkProcessRound : sdkRound)(round);
-    // The round's containers go (untimed): the one in-memory Azurite slows as it holds more blobs (18:08: the SDK's
-    // rate fell 767 -> 584 -> 528 files/s over three rounds; 19:54, keeping them, 732 -> 127 over five).
-    for (const name of [`sdk-small-${round}`, `sdk-process-small-${round}`, `ingest-small-${round}`]) await service.getContainerClient(name).delete();
     log(`  SDK ${sdkRates.at(-1)!.toFixed(0)} files/s (as its own process ${sdkProcessRates.at(-1)!.toFixed(0)}), ingest ${cliWall.at(-1)!.toFixed(0)} files/s (${cliInside.at(-1)!.toFixed(0)} inside the run)`);
   }
   const ingRate = median(cliWall);
@@ -135,6 +152,8 @@ async function ingestRows(o: Options, env: BlobhsmEnv, connectionString: string,
     `SDK single PUTs: ${list(sdkRates)} files/s`,
     `the same SDK loop as a process of its own (node start, SDK load, cold JIT; informational): ${list(sdkProcessRates)} files/s (median ${median(sdkProcessRates).toFixed(0)}; ingest ${(ingRate / median(sdkProcessRates)).toFixed(2)}× it)`,
   );
+  const seconds = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(', ');
+  if (azurite.ingest.length > 0) smallRow.notes.push(`Azurite's CPU per upload of the set: SDK ${seconds(azurite.sdk)} s; ingest ${seconds(azurite.ingest)} s; SDK process ${seconds(azurite.sdkProcess)} s`);
   if (o.rclone && (await run('rclone', ['version'], { timeoutMs: 30_000 })).code === 0) {
     await fresh('rclone-small');
     const conf = join(env.baseDir, 'rclone.conf');
@@ -251,7 +270,7 @@ async function main(): Promise<number> {
   };
   const rows: Row[] = [];
 
-  if (o.only === null || o.only === 'small') await ingestRows(o, env, emu.connectionString, emu.blobEndpoint, small, fresh, rows, log);
+  if (o.only === null || o.only === 'small') await ingestRows(o, env, emu.connectionString, emu.blobEndpoint, emu.pid, small, fresh, rows, log);
   if (o.only === null || o.only === 'large') await largeFileRow(o, env, emu.connectionString, emu.pid, largeDir, fresh, rows, log);
   const finish = (binding: string) => {
     const elapsedS = (performance.now() - t0) / 1000;
