@@ -1,21 +1,22 @@
 // End to end on a real kernel mount (libfuse3 binding) and a real Azurite: direct writes, where the addon writes a
 // handle's WRITEs into its cache file itself once the first write went through JavaScript. What dd writes (one
 // writer, and eight at once) is what the mount reads back, what the cache file holds and what export uploads, and
-// `blobhsm status` counts the direct writes; a direct write that fails in C (the cache filesystem filled behind
-// the daemon's back) is ENOSPC for the writer, and once there is room again the same open file writes on. A
-// write answered by the addon is seen by the stat and the read that follow it; a write-only file alone stays out
-// of the kernel page cache (fincore), a reader beside it cannot map it shared, a cached reader beside a write-only
-// handle sees its writes.
+// `blobhsm status` counts the direct writes; eight processes writing at once (a pair of them into one new file, a
+// pair into an archived one) each see every write in the stat and read after it, and sizes, content, HSM states and
+// the export come out right; a direct write that fails in C (the cache filesystem filled behind the daemon's back) is
+// ENOSPC for the writer, and once there is room again the same open file writes on. A write answered by the addon is
+// seen by the stat and the read that follow it; a write-only file alone stays out of the kernel page cache (fincore),
+// a reader beside it cannot map it shared, a cached reader beside a write-only handle sees its writes.
 // Semantics without a kernel: test/direct-writes.test.ts.
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAzurite } from './helpers/azurite.js';
 import { mountContainer, smallTmpfs } from './helpers/mount.js';
-import { exportJson, readBlob, status } from './helpers/write-checks.js';
+import { S, exportJson, readBlob, states, status } from './helpers/write-checks.js';
 
 const azurite = await startAzurite();
 t.teardown(() => azurite.stop());
@@ -30,6 +31,12 @@ function cacheFileDigests(cacheDir: string): Set<string> {
   for (const shard of readdirSync(data)) for (const f of readdirSync(join(data, shard))) digests.add(md5(readFileSync(join(data, shard, f))));
   return digests;
 }
+
+/** A python3 script run as a process of its own (many at once), never rejecting. */
+const python = (script: string, ...args: string[]) =>
+  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+    execFile('python3', ['-c', script, ...args], { maxBuffer: 1 << 20 }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr })),
+  );
 
 const directWriteOps = async (m: Parameters<typeof status>[0]) => ((await status(m)).io as { directWriteOps: number }).directWriteOps;
 
@@ -61,6 +68,67 @@ t.test('what one and eight dd writers write reaches the cache file and the expor
   t.equal(md5((await readBlob(m.store, 'big.bin'))!.data), md5(big), 'the exported blob is what was written');
   for (const [i, p] of parts.entries()) t.equal(md5((await readBlob(m.store, `p${i}.bin`))!.data), md5(p), `p${i}.bin exported`);
   t.equal((await m.unmount()).code, 0);
+});
+
+t.test('eight processes writing directly at once, two of them into one file each: content, sizes, states, export', async (t) => {
+  const CHUNKS = 16;
+  const sources = ['solo0', 'solo1', 'solo2', 'solo3', 'shared', 'archived'].map((name) => ({ name, data: randomBytes(CHUNKS * MiB) }));
+  const old = randomBytes(CHUNKS * MiB);
+  const m = await mountContainer(t, azurite, [{ name: 'archived.bin', data: old }]);
+  const src = mkdtempSync(join(tmpdir(), 'blobhsm-direct-src-'));
+  t.teardown(() => rmSync(src, { recursive: true, force: true }));
+  for (const f of sources) writeFileSync(join(src, `${f.name}.bin`), f.data);
+  writeFileSync(join(m.mountpoint, 'shared.bin'), '');
+  // Each writer copies every stride-th MiB of its source from `start` on into its file (page-aligned, so each
+  // write() is one direct WRITE), and after each write checks that a stat and a read through another handle see
+  // it. Eight writers stream at once: four into files of their own, two into one new file and two into an archived
+  // one (each its own MiBs): every report must reach JavaScript before whatever follows its answer, whichever
+  // handle it came from.
+  const script = `
+import mmap, os, sys
+src, dst, start, stride = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+fd = os.open(dst, os.O_WRONLY | os.O_CREAT, 0o644)
+rd = os.open(dst, os.O_RDONLY)
+s = os.open(src, os.O_RDONLY)
+buf = mmap.mmap(-1, 1 << 20)
+bad = []
+for i in range(start, os.fstat(s).st_size >> 20, stride):
+    chunk = os.pread(s, 1 << 20, i << 20)
+    buf.seek(0)
+    buf.write(chunk)
+    os.pwrite(fd, buf, i << 20)
+    size = os.stat(dst).st_size
+    if size < (i + 1) << 20: bad.append('after MiB %d: stat size %d' % (i, size))
+    if os.pread(rd, 1 << 20, i << 20) != chunk: bad.append('after MiB %d: read back differs' % i)
+os.fsync(fd)
+for f in (fd, rd, s): os.close(f)
+print('; '.join(bad) or 'all seen')
+`;
+  const writers: [file: string, start: number, stride: number][] = [['solo0', 0, 1], ['solo1', 0, 1], ['solo2', 0, 1], ['solo3', 0, 1], ['shared', 0, 2], ['shared', 1, 2], ['archived', 0, 2], ['archived', 1, 2]];
+  const before = await directWriteOps(m);
+  const runs = await Promise.all(writers.map(([f, start, stride]) => python(script, join(src, `${f}.bin`), join(m.mountpoint, `${f}.bin`), String(start), String(stride))));
+  runs.forEach((r, i) => {
+    t.equal(r.code, 0, `writer ${i}: ${r.stderr}`);
+    t.equal(r.stdout.trim(), 'all seen', `writer ${i} (${writers[i]![0]}): every stat and read after its writes saw them`);
+  });
+  // A handle's first WRITE goes through JavaScript, and so may one of a handle whose file another handle changed
+  // through JavaScript meanwhile (the grant ends then): the four files with one writer each write the rest directly.
+  const direct = (await directWriteOps(m)) - before;
+  t.ok(direct >= 4 * (CHUNKS - 1) && direct <= sources.length * CHUNKS - writers.length, `at least the lone writers' WRITEs after their first were direct (${direct})`);
+  const digests = cacheFileDigests(m.cacheDir);
+  for (const f of sources) {
+    const path = join(m.mountpoint, `${f.name}.bin`);
+    t.equal(statSync(path).size, CHUNKS * MiB, `${f.name}: stat sees the whole size`);
+    t.equal(md5(readFileSync(path)), md5(f.data), `${f.name}: the mount reads back what was written`);
+    t.ok(digests.has(md5(f.data)), `${f.name}: its cache file holds it`);
+  }
+  const names = sources.map((f) => `${f.name}.bin`);
+  t.same(await states(m, names), { 'solo0.bin': S.NEW, 'solo1.bin': S.NEW, 'solo2.bin': S.NEW, 'solo3.bin': S.NEW, 'shared.bin': S.NEW, 'archived.bin': S.DIRTY }, 'new files new, the archived one dirty');
+  const e = await exportJson(m);
+  t.equal(e.code, 0, `export: ${e.stderr}`);
+  for (const f of sources) t.equal(md5((await readBlob(m.store, `${f.name}.bin`))!.data), md5(f.data), `${f.name}: the exported blob is what was written`);
+  t.same(Object.values(await states(m, names)), names.map(() => S.CLEAN), 'all archived and clean after the export');
+  t.equal((await m.unmount()).code, 0, 'the unmount is clean');
 });
 
 t.test('a direct write answered by the addon is seen by the next request: stat and read after each write', async (t) => {
