@@ -6,6 +6,8 @@ process.stdout.on('error', (err) => {
   if (err.code === 'EPIPE') process.exit(0);
   throw err;
 });
+// Node 22+: modules load from V8's compile cache (src/cli/compile-cache.ts); before the command's modules load.
+(await import('../dist/src/cli/compile-cache.js')).enableCompileCache();
 const argv = process.argv.slice(2);
 // The lfs commands run once per file in shell loops: they load only the lean entry (no commander, SDK, SQLite).
 const lean = await import('../dist/src/cli/lfs-main.js');

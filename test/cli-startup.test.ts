@@ -1,10 +1,12 @@
 // Pins what the lean `lfs` path loads (src/cli/lfs-main.ts): `find | xargs -n 1 lfs hsm_restore` starts one
 // process per file, so none of the Azure SDK, SQLite, fuse-native, commander, p-queue, job, daemon or store code may
 // be reached from it; main (src/cli/main.ts) loads only the modules of the command it runs. Runs the real
-// executable under a resolve hook that records every module it loads.
+// executable under a resolve hook that records every module it loads. Also: where Node has V8's compile cache
+// (22.1+), every command keeps it under the user's cache directory (src/cli/compile-cache.ts).
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import nodeModule from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -82,4 +84,31 @@ t.test('a command of main loads its own modules only: version and ingest never l
   const help = loadedBy(['mount', '--help']);
   t.equal(help.code, 0, help.stderr);
   t.ok(help.loaded.includes('dist/src/cli/mount-command.js'), 'mount loads its command');
+});
+
+t.test('the compile cache: under XDG_CACHE_HOME/blobhsm where Node has one (22.1+), none on Node 20, none when disabled', async (t) => {
+  const { NODE_OPTIONS: _tapLoader, NODE_COMPILE_CACHE: _own, NODE_DISABLE_COMPILE_CACHE: _off, ...env } = process.env;
+  const version = (cacheHome: string, extra: NodeJS.ProcessEnv = {}) => {
+    const r = spawnSync(process.execPath, [BIN, 'version'], { env: { ...env, XDG_CACHE_HOME: cacheHome, ...extra }, encoding: 'utf8' });
+    t.equal(r.status, 0, r.stderr);
+    t.match(r.stdout, /^blobhsm \d/, 'the command still runs');
+  };
+  const cached = (cacheHome: string) => {
+    const dir = join(cacheHome, 'blobhsm', 'compile-cache');
+    // One directory per Node version and V8 flags, holding one file per module compiled.
+    return existsSync(dir) ? readdirSync(dir).flatMap((v) => readdirSync(join(dir, v))) : [];
+  };
+  const on = join(base, 'cache-on');
+  version(on);
+  version(on);
+  const hasCache = typeof (nodeModule as { enableCompileCache?: unknown }).enableCompileCache === 'function';
+  if (hasCache) t.ok(cached(on).length >= 10, `the modules of \`version\` are cached (${cached(on).length} entries)`);
+  else t.notOk(existsSync(join(on, 'blobhsm')), `Node ${process.version} has no compile cache: nothing is written`);
+  const off = join(base, 'cache-off');
+  version(off, { NODE_DISABLE_COMPILE_CACHE: '1' });
+  t.notOk(existsSync(join(off, 'blobhsm', 'compile-cache')), 'NODE_DISABLE_COMPILE_CACHE=1 turns it off');
+  const own = join(base, 'cache-own');
+  version(join(base, 'cache-unused'), { NODE_COMPILE_CACHE: own });
+  t.notOk(existsSync(join(base, 'cache-unused', 'blobhsm', 'compile-cache')), 'NODE_COMPILE_CACHE takes precedence');
+  if (hasCache) t.ok(existsSync(own), 'and Node writes its cache there');
 });
