@@ -17,7 +17,11 @@
 // receive buffer into that descriptor (no copy for JS, no thread-pool trip), and JS gets only OP_WRITTEN (fh,
 // size, offset, result, grant token) in the same queue as every other request, so it keeps the bookkeeping. A
 // WRITE written in full is answered here (the writer does not wait for JS's bookkeeping); JS answers a failed one.
-// Without a grant, or with too little budget left, a WRITE goes to JS with its data as before.
+// Without a grant, or with too little budget left, a WRITE goes to JS with its data as before. A WRITE whose offset
+// and size are whole pages goes to the disk through the grant's O_DIRECT descriptor (the JS thread's and the auto
+// session thread's receive buffers put a WRITE's data on a page; BLOBHSM_FUSE_LOOP=thread reads into libfuse's own):
+// no copy into the cache file's page cache, which cost more than the rest of the daemon's work; the others, and
+// any a filesystem refuses O_DIRECT for, go through the page cache.
 #define FUSE_USE_VERSION 34
 #define _GNU_SOURCE
 #include <fuse_lowlevel.h>
@@ -62,12 +66,36 @@ typedef struct grant {
   struct grant *next;
   uint64_t fh;
   int fd;            // the addon's own dup: JS closing or reusing its descriptor never redirects a write
+  int direct_fd;     // the same file opened again with O_DIRECT (page-aligned writes), or -1
   double token;      // JS's name for this grant, passed back with each write done through it
   uint64_t budget;   // bytes it may still write
   double issued;     // writes started through it (revokeDirectWrite answers the count)
   int running;       // writes in progress on it
   int revoked;
 } grant_t;
+
+// A receive buffer (JS thread, session thread) laid out so that a WRITE's data, after the 40-byte fuse_in_header and
+// the 40-byte fuse_write_in of <linux/fuse.h>, starts on a page: whole-page writes can go out through O_DIRECT.
+// libfuse reads at most its bufsize (256 pages and one of header in 3.14) into a buffer given to it.
+#define PAGE 4096u
+#define WRITE_DATA_AT 80u
+#define RECEIVE_BYTES (2u << 20)
+
+typedef struct receive_buffer {
+  struct fuse_buf buf;
+  void *base; // what to free: NULL when libfuse allocated buf.mem itself (no aligned memory to be had)
+} receive_buffer_t;
+
+static void receive_buffer_init(receive_buffer_t *b) {
+  if (posix_memalign(&b->base, PAGE, PAGE + RECEIVE_BYTES) == 0) b->buf.mem = (char *)b->base + PAGE - WRITE_DATA_AT;
+  else b->base = NULL;
+}
+
+static void receive_buffer_free(receive_buffer_t *b) {
+  free(b->base ? b->base : b->buf.mem);
+  b->base = NULL;
+  b->buf.mem = NULL;
+}
 
 #define GRANT_BUCKETS 256
 
@@ -96,7 +124,7 @@ typedef struct session {
   napi_async_context async_ctx;
   uv_poll_t poll;
   int poll_closed;
-  struct fuse_buf fbuf;
+  receive_buffer_t fbuf;
   struct request *pending_head, *pending_tail;
   // auto mode (BLOBHSM_FUSE_LOOP=auto): the JS thread reads until a direct write happens; then the session thread
   // reads, and hands back when it finds nothing queued and wrote nothing directly for 50 ms (see the header)
@@ -108,7 +136,7 @@ typedef struct session {
   int thread_stop;   // the session ended: the waiting session thread exits (reader_lock)
   int to_thread;     // JS thread: a direct write happened, hand reading to the session thread
   int64_t last_direct_ms; // session thread: when it last wrote a direct write (CLOCK_MONOTONIC)
-  struct fuse_buf tbuf;
+  receive_buffer_t tbuf;
 } session_t;
 
 typedef struct request {
@@ -315,6 +343,7 @@ static grant_t **grant_slot(session_t *s, uint64_t fh) {
 
 static void free_grant(grant_t *g) {
   close(g->fd);
+  if (g->direct_fd >= 0) close(g->direct_fd);
   free(g);
 }
 
@@ -344,11 +373,19 @@ static int64_t monotonic_ms(void) {
   return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-// Writes all of buf at off: the bytes written, or -errno.
-static double write_all(int fd, const char *buf, size_t size, off_t off) {
+// Writes all of buf at off: the bytes written, or -errno. Whole pages from a page-aligned buffer go through the
+// grant's O_DIRECT descriptor; the rest, and whatever O_DIRECT refused (EINVAL) or left over, through its dup.
+static double write_all(grant_t *g, const char *buf, size_t size, off_t off) {
   size_t done = 0;
+  if (g->direct_fd >= 0 && ((uintptr_t)buf | (uintptr_t)size | (uintptr_t)off) % PAGE == 0) {
+    ssize_t n;
+    do n = pwrite(g->direct_fd, buf, size, off);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EINVAL) return -errno;
+    if (n > 0) done = (size_t)n;
+  }
   while (done < size) {
-    ssize_t n = pwrite(fd, buf + done, size - done, off + (off_t)done);
+    ssize_t n = pwrite(g->fd, buf + done, size - done, off + (off_t)done);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return -errno;
     if (n == 0) return -EIO;
@@ -386,7 +423,7 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
   session_t *s = fuse_req_userdata(req);
   grant_t *g = take_grant(s, fi->fh, size);
   if (g) {
-    double result = write_all(g->fd, buf, size, off), token = g->token;
+    double result = write_all(g, buf, size, off), token = g->token;
     put_grant(s, g);
     if (s->auto_loop) {
       if (pthread_equal(pthread_self(), s->js_thread)) s->to_thread = 1;
@@ -627,8 +664,7 @@ static void main_loop_end(session_t *s) {
     pthread_cond_signal(&s->reader_wake);
     pthread_mutex_unlock(&s->reader_lock);
   }
-  free(s->fbuf.mem);
-  s->fbuf.mem = NULL;
+  receive_buffer_free(&s->fbuf);
   atomic_store(&s->loop_done, 1);
   request_t *r = calloc(1, sizeof *r);
   r->op = OP_EXIT;
@@ -643,14 +679,14 @@ static void on_device(uv_poll_t *handle, int status, int events) {
   (void)events;
   session_t *s = handle->data;
   for (int i = 0; i < 64; i++) {
-    int res = fuse_session_receive_buf(s->se, &s->fbuf);
+    int res = fuse_session_receive_buf(s->se, &s->fbuf.buf);
     if (res == -EINTR) continue;
     if (res == -EAGAIN) break;
     if (res <= 0 || fuse_session_exited(s->se)) {
       main_loop_end(s);
       return;
     }
-    fuse_session_process_buf(s->se, &s->fbuf);
+    fuse_session_process_buf(s->se, &s->fbuf.buf);
     deliver_pending(s);
     if (s->to_thread) { // auto mode: a direct write happened; the session thread reads from here on
       s->to_thread = 0;
@@ -671,6 +707,7 @@ static void on_device(uv_poll_t *handle, int status, int events) {
 static void *auto_thread_main(void *arg) {
   session_t *s = arg;
   int fd = fuse_session_fd(s->se);
+  receive_buffer_init(&s->tbuf);
   for (;;) {
     pthread_mutex_lock(&s->reader_lock);
     while (!s->thread_reads && !s->thread_stop) pthread_cond_wait(&s->reader_wake, &s->reader_lock);
@@ -679,7 +716,7 @@ static void *auto_thread_main(void *arg) {
     if (stop) break;
     s->last_direct_ms = monotonic_ms(); // handed over just after a direct write
     for (;;) {
-      int res = fuse_session_receive_buf(s->se, &s->tbuf);
+      int res = fuse_session_receive_buf(s->se, &s->tbuf.buf);
       if (res == -EINTR) continue;
       if (res == -EAGAIN) {
         // Nothing queued and no direct write for 50 ms (rsync's one WRITE per small file never writes directly):
@@ -698,15 +735,14 @@ static void *auto_thread_main(void *arg) {
         continue;
       }
       if (res <= 0 || fuse_session_exited(s->se)) {
-        free(s->tbuf.mem);
-        s->tbuf.mem = NULL;
+        receive_buffer_free(&s->tbuf);
         session_thread_ended(s);
         return NULL;
       }
-      fuse_session_process_buf(s->se, &s->tbuf);
+      fuse_session_process_buf(s->se, &s->tbuf.buf);
     }
   }
-  free(s->tbuf.mem);
+  receive_buffer_free(&s->tbuf);
   return NULL;
 }
 
@@ -864,6 +900,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     CHECK(napi_async_init(env, NULL, name, &s->async_ctx));
     CHECK(napi_get_uv_event_loop(env, &loop));
     napi_unref_threadsafe_function(env, s->requests);
+    receive_buffer_init(&s->fbuf);
     uv_poll_init(loop, &s->poll, fd);
     s->poll.data = s;
     uv_poll_start(&s->poll, UV_READABLE, on_device);
@@ -1262,6 +1299,9 @@ static napi_value js_grant_direct_write(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "EDIRECTWRITE", strerror(errno));
     return NULL;
   }
+  char path[32];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", g->fd);
+  g->direct_fd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC); // -1 (no O_DIRECT here): through the page cache
   pthread_mutex_lock(&s->grants_lock);
   grant_t **slot = grant_slot(s, fh);
   int taken = *slot != NULL;
