@@ -253,7 +253,7 @@ t.test('a lent budget goes back to the room, unless the room was measured again 
 
 t.test('a write short of room while a cache file is being deleted waits for the delete and measures again', async (t) => {
   const MiB = 1024 * 1024;
-  let free = MiB + 64 * 1024; // what statfs answers: the 1 MiB reserve and 64 KiB above it
+  let free = 4 * MiB; // what statfs answers
   let measured: (() => void) | undefined;
   let letGo!: () => void;
   const gate = new Promise<void>((r) => (letGo = r));
@@ -278,8 +278,10 @@ t.test('a write short of room while a cache file is being deleted waits for the 
   const cache = new DataCache({ dir: t.testdir(), fs: wrapped, reserveBytes: MiB, now: () => clock });
   t.teardown(() => cache.close());
   await cache.scan();
-  await cache.write(1, 1, Buffer.alloc(4096), 4096, 0, { create: true });
+  await cache.write(1, 1, Buffer.alloc(128 * 1024), 128 * 1024, 0, { create: true });
   await cache.createEmpty(2, 1);
+  free = MiB + 64 * 1024; // the 1 MiB reserve and 64 KiB above it
+  clock += 2000; // measured again by the next write
   // The drop of file 1 (an rm, answered once its file is deleted, or a last release after one) is under way when
   // the next request's write asks for more room than is left.
   const dropping = cache.drop(1, 1);

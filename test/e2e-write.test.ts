@@ -337,14 +337,14 @@ t.test('a full cache filesystem is ENOSPC for the writer, and the mount stays us
   // the room above the reserve, up to what is left after its last whole MiB).
   const small = await m.sh(': > "$MNT/small.txt" && ls "$MNT"');
   t.equal(small.stdout, 'full.bin\nsmall.txt\n', `a new file is still created: the metadata store kept room (${small.stderr})`);
-  // rm is answered once the cache file is deleted (the kernel forgets the inode later, on its own): the room is
-  // back when it returns, for the writes right behind it. The small one goes through dd, which names the errno of
-  // a failed write (dash's echo says "I/O error" for any, ENOSPC included).
-  const rm = await m.sh(`rm "$MNT/full.bin" && stat -f -c "%a %S" "${tmpfs.dir}" && echo small | dd of="$MNT/small.txt" status=none && dd if=/dev/zero of="$MNT/again.bin" bs=1M count=8 status=none && cat "$MNT/small.txt"`);
+  // rm starts the delete of the cache file (the kernel forgets the inode later, on its own): the mount's statfs and
+  // the writes right behind it find the room. The small one goes through dd, which names the errno of a failed
+  // write (dash's echo says "I/O error" for any, ENOSPC included).
+  const rm = await m.sh('rm "$MNT/full.bin" && stat -f -c "%a %S" "$MNT" && echo small | dd of="$MNT/small.txt" status=none && dd if=/dev/zero of="$MNT/again.bin" bs=1M count=8 status=none && cat "$MNT/small.txt"');
   t.equal(rm.code, 0, `rm frees the space for new writes: ${rm.stderr}`);
   const [room, content] = rm.stdout.split('\n');
   const [blocks, blockSize] = (room ?? '').split(' ').map(Number);
-  t.ok(blocks! * blockSize! >= 9 * 1048576, `rm gave the room back before it returned (${blocks! * blockSize!} bytes free)`);
+  t.ok(blocks! * blockSize! >= 9 * 1048576, `statfs after rm shows the room (${blocks! * blockSize!} bytes free)`);
   t.equal(content, 'small', 'small.txt holds what was written');
   t.same(await states(m, ['small.txt', 'again.bin']), { 'small.txt': S.NEW, 'again.bin': S.NEW });
   const e = await exportJson(m);

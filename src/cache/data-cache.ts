@@ -389,6 +389,11 @@ export class DataCache {
     }
   }
 
+  /** Resolves once the deletes under way now (drop) are done, failed ones too. */
+  async deletesDone(): Promise<void> {
+    await Promise.allSettled(this.deletes);
+  }
+
   private async deleteFile(ino: number, gen: number): Promise<void> {
     const k = key(ino, gen);
     const pending = this.opening.get(k);
@@ -515,7 +520,7 @@ export class DataCache {
     let { taken, epoch } = await this.takeRoom(length);
     if (taken < length && this.deletes.size > 0) {
       this.giveRoom(taken, epoch);
-      await Promise.allSettled(this.deletes);
+      await this.deletesDone();
       ({ taken, epoch } = await this.takeRoom(length)); // measured again: the room is short
     }
     if (taken < length) {

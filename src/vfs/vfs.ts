@@ -306,12 +306,18 @@ export class Vfs {
     this.kernelRefs.set(ino, (this.kernelRefs.get(ino) ?? 0) + 1);
   }
 
-  /** The kernel dropped n references; an unlinked file nothing references any more ends. */
+  /**
+   * The kernel dropped n references; the record of an unlinked file nothing references any more goes. Its data
+   * went already, with its last name or at its last release (a cache file something made after that is deleted
+   * by the next mount's reconcile).
+   */
   async forget(ino: number, n: number): Promise<void> {
     const left = (this.kernelRefs.get(ino) ?? 0) - n;
     if (left > 0) return void this.kernelRefs.set(ino, left);
     this.kernelRefs.delete(ino);
-    await this.endIfUnused(ino);
+    if (this.isOpen(ino)) return;
+    const inode = this.meta.get(ino);
+    if (inode && inode.nlink === 0 && inode.kind !== 'dir') this.meta.deleteInode(ino);
   }
 
   /**
@@ -397,6 +403,7 @@ export class Vfs {
   }
 
   async statfs(): Promise<StatFs> {
+    await this.cache.deletesDone(); // df right after rm shows the room
     const disk = await statfsAsync(this.cache.dir);
     const files = this.meta.countInodes();
     return {
@@ -948,22 +955,24 @@ export class Vfs {
   }
 
   /**
-   * The last name of an inode is gone: its blob etag is remembered, and its data goes before the unlink (or rename)
-   * is answered unless a handle has the file open (then at its last release), as a local filesystem frees a file's
-   * blocks before unlink returns. A write after `rm` must find the room: the kernel's forget, which used to free
-   * it, comes later and on its own (a 6-byte write after `rm` of the file that had filled the cache disk was ENOSPC
-   * whenever it ran before the forget's delete had finished). The record stays while the kernel references it.
+   * The last name of an inode is gone: its blob etag is remembered, and the delete of its data starts now unless a
+   * handle has the file open (then at its last release). It used to start at the kernel's forget, which comes
+   * later and on its own: a write right after `rm` of the file that had filled the cache disk was ENOSPC whenever
+   * it ran first. The writes (and statfs) behind the unlink wait for the deletes under way (DataCache). While the
+   * kernel references the inode (every unlink through the libfuse3 binding) its record stays, and the unlink is
+   * answered without waiting for the delete (rm -r waits on each unlink, and an ext4 unlink can take milliseconds
+   * while its journal is busy); without a reference the record went with the name, and the unlink waits for the
+   * delete as before.
    */
   private async lastNameGone(inode: Inode): Promise<void> {
     this.coordinator.onDropped(inode);
-    if (!this.isOpen(inode.ino)) await this.dropData(inode);
+    if (this.isOpen(inode.ino)) return;
+    const deleting = this.dropData(inode);
+    if (!this.kernelRefs.has(inode.ino)) return deleting;
+    deleting.catch((err: unknown) => this.log(`the cache data of unlinked inode ${inode.ino} was not deleted: ${describeError(err)}`));
   }
 
-  /**
-   * An unlinked file that no handle has open any more (its last release, or a forget): its data goes, and its
-   * record too once the kernel does not reference it either. At a forget the data went already; the delete is
-   * made again (a missing file is fine), so nothing a request that raced the unlink wrote is left behind.
-   */
+  /** The last release of an unlinked file: its data goes, and its record too unless the kernel references it. */
   private async endIfUnused(ino: number): Promise<void> {
     if (this.isOpen(ino)) return;
     const inode = this.meta.get(ino);
