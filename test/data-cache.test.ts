@@ -1,7 +1,7 @@
 import t from 'tap';
 import fs from 'node:fs';
 import { join } from 'node:path';
-import { DataCache, translateCacheError } from '../src/cache/data-cache.js';
+import { DataCache, translateCacheError, type Lending } from '../src/cache/data-cache.js';
 import { FsError, errnoCodeOf } from '../src/errors.js';
 
 function enospc(): NodeJS.ErrnoException {
@@ -217,7 +217,7 @@ t.test('writes leave a reserve free for the metadata store', async (t) => {
   t.equal(await none.write(1, 1, Buffer.alloc(10), 10, 0, { create: true }), 10, 'reserveBytes 0: no check');
 });
 
-t.test('a lent budget goes back to the room, unless the room was measured again since it was taken', async (t) => {
+t.test('a lent budget: what was not spent goes back to the room, and what may still be written is taken from every new measurement', async (t) => {
   const MiB = 1024 * 1024;
   let free = 4 * MiB; // what statfs answers: the 1 MiB reserve and 3 MiB above it
   let statfsCalls = 0;
@@ -230,25 +230,29 @@ t.test('a lent budget goes back to the room, unless the room was measured again 
   t.teardown(() => cache.close());
   await cache.createEmpty(1, 1);
   const lend = async (max: number) => {
-    let got: { budget: number; giveBack: (unused: number) => void } | undefined;
-    await cache.lendForWrites(1, 1, max, (_fd, budget, giveBack) => ((got = { budget, giveBack }), true));
-    return got;
+    let got: Lending | undefined;
+    await cache.lendForWrites(1, 1, max, (_fd, lending) => ((got = lending), true));
+    return got!;
   };
   const a = await lend(2 * MiB);
-  t.equal(a?.budget, 2 * MiB);
-  a!.giveBack(2 * MiB);
+  t.equal(a.budget, 2 * MiB);
+  a.end();
   free = 0; // a new measurement now would find the disk full
   const b = await lend(2 * MiB);
-  t.equal(b?.budget, 2 * MiB, 'the budget given back is room again: the next lending gets it without a new measurement');
+  t.equal(b.budget, 2 * MiB, 'the budget given back is room again: the next lending gets it without a new measurement');
   t.equal(statfsCalls, 1);
+  b.spend(MiB); // b wrote 1 MiB and may write 1 MiB more
   clock += 2000;
-  free = 2 * MiB;
-  await cache.write(1, 1, Buffer.alloc(4096), 4096, 0); // measured again: 1 MiB above the reserve, less this write
-  b!.giveBack(2 * MiB);
-  free = MiB + 512 * 1024;
-  const c = await lend(MiB);
-  t.equal(c?.budget, 512 * 1024, 'given back after a new measurement, it is not counted twice (the next lending measures and gets what is there)');
+  free = 3 * MiB; // the disk after b's 1 MiB
+  const c = await lend(2 * MiB);
+  t.equal(statfsCalls, 2, 'measured again');
+  t.equal(c.budget, MiB, "a new measurement counts what b may still write as taken: 3 MiB free, 1 MiB of it b's, 1 MiB the reserve");
+  b.end();
+  c.end();
+  b.end(); // a second end gives nothing back
+  const d = await lend(3 * MiB);
   t.equal(statfsCalls, 3);
+  t.equal(d.budget, 2 * MiB, 'ended after that measurement, their unspent budget is room again, and counted once');
 });
 
 t.test('a write short of room while a cache file is being deleted waits for the delete and measures again', async (t) => {

@@ -213,10 +213,15 @@ t.test("a grant's unused budget goes back to the cache's room once it ended and 
   const { s, w } = await stackWithWriter(t);
   const returned: number[] = [];
   const lend = s.cache.lendForWrites.bind(s.cache);
-  s.cache.lendForWrites = (ino, gen, max, take) => lend(ino, gen, max, (fd, budget, giveBack) => take(fd, budget, (unused) => {
-    returned.push(unused);
-    giveBack(unused);
-  }));
+  s.cache.lendForWrites = (ino, gen, max, take) =>
+    lend(ino, gen, max, (fd, lending) => {
+      let spent = 0;
+      return take(fd, {
+        budget: lending.budget,
+        spend: (bytes) => ((spent += bytes), lending.spend(bytes)),
+        end: () => (returned.push(lending.budget - spent), lending.end()),
+      });
+    });
   const fh = await s.vfs.create('/f', 0o644);
   await write(s, w, fh, 'abc', 0);
   const budget = w.grants.get(fh)!.budget;

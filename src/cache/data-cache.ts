@@ -13,11 +13,21 @@
 // Another writer may write a cache file itself (the libfuse3 binding's direct writes, through its own dup of the
 // descriptor): lendForWrites gives it the descriptor and a budget of bytes taken from the room now (so the reserve
 // stays free), and it reports each write back (noteLentWrite, lentWriteError) for the accounting; what it did not
-// write goes back to the room when the lending ends.
+// write goes back to the room when the lending ends. Budget lent and not yet spent is taken from every new
+// measurement of the room too: the free space found then does not know those bytes may still be written.
 import nodeFs from 'node:fs';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { FsError, errnoCodeOfNumber } from '../errors.js';
+
+/** A budget of bytes lent for direct writes (lendForWrites), as the writer uses it. */
+export interface Lending {
+  readonly budget: number;
+  /** The writer spent `bytes` of it: a write of that size was made through the descriptor (written or not). */
+  spend(bytes: number): void;
+  /** The lending is over: what was not spent goes back to the room. Once; later calls do nothing. */
+  end(): void;
+}
 
 /** The subset of node:fs the cache uses; tests pass a wrapper to inject faults (ENOSPC, EIO). */
 export type CacheFs = typeof nodeFs;
@@ -114,6 +124,8 @@ export class DataCache {
   private reserve: number | undefined;
   /** Free bytes on the cache filesystem as last measured (the epoch-th measurement), minus what was taken since. */
   private room = { free: Infinity, measuredMs: 0, epoch: 0 };
+  /** Bytes lent for direct writes and not spent yet (lendForWrites): taken from each new measurement of the room. */
+  private lentUnspent = 0;
   private readonly now: () => number;
 
   constructor(options: DataCacheOptions) {
@@ -308,23 +320,34 @@ export class DataCache {
   }
 
   /**
-   * Lends the descriptor of an existing cache file to a writer outside this process's I/O: `take(fd, budget,
-   * giveBack)` runs while the descriptor is leased and must be done with the raw number when it returns (dup it),
-   * answering whether it took it. The budget, at most `maxBytes`, is taken from the room as if written (none left
-   * beyond the reserve: take is not called, and writes go through write(), which reports the full disk); given back
-   * when not taken. The writer calls giveBack(unused) once its lending ended with that much of it unwritten.
+   * Lends the descriptor of an existing cache file to a writer outside this process's I/O: `take(fd, lending)` runs
+   * while the descriptor is leased and must be done with the raw number when it returns (dup it), answering whether
+   * it took it. The lending's budget, at most `maxBytes`, is taken from the room as if written (none left beyond the
+   * reserve: take is not called, and writes go through write(), which reports the full disk); given back when not
+   * taken. The writer spends it write by write and ends the lending, which gives back what it did not spend.
    */
-  async lendForWrites(ino: number, gen: number, maxBytes: number, take: (fd: number, budget: number, giveBack: (unused: number) => void) => boolean): Promise<boolean> {
+  async lendForWrites(ino: number, gen: number, maxBytes: number, take: (fd: number, lending: Lending) => boolean): Promise<boolean> {
     return this.withEntry(ino, gen, {}, async (entry) => {
       const { taken: budget, epoch } = await this.takeRoom(maxBytes);
-      let owed = budget;
-      const giveBack = (unused: number) => {
-        const back = Math.min(owed, Math.max(0, unused));
-        owed -= back;
-        this.giveRoom(back, epoch);
+      // Taken from no measurement (no reserve, or statfs failed): nothing to keep count of or give back.
+      let unspent = epoch === undefined ? 0 : budget;
+      this.lentUnspent += unspent;
+      const lending: Lending = {
+        budget,
+        spend: (bytes) => {
+          const spent = Math.min(unspent, Math.max(0, bytes));
+          unspent -= spent;
+          this.lentUnspent -= spent;
+        },
+        end: () => {
+          // Before or after a new measurement alike: each one took the unspent budget from the free space it found.
+          this.lentUnspent -= unspent;
+          this.room.free += unspent;
+          unspent = 0;
+        },
       };
-      if (budget > 0 && !entry.dropped && take(entry.fd, budget, giveBack)) return true;
-      this.giveRoom(budget, epoch);
+      if (budget > 0 && !entry.dropped && take(entry.fd, lending)) return true;
+      lending.end();
       return false;
     });
   }
@@ -541,7 +564,7 @@ export class DataCache {
     if (now - this.room.measuredMs > 1000 || this.room.free - length < 2 * (this.reserve ?? 0)) {
       try {
         const st = await this.fs.promises.statfs(this.dir);
-        this.room = { free: st.bavail * st.bsize, measuredMs: now, epoch: this.room.epoch + 1 };
+        this.room = { free: st.bavail * st.bsize - this.lentUnspent, measuredMs: now, epoch: this.room.epoch + 1 };
         this.reserve ??= Math.min(64 * 1024 * 1024, Math.floor(st.blocks * st.bsize * 0.05));
       } catch {
         return { taken: length, epoch: undefined };

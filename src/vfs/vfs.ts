@@ -10,7 +10,7 @@
 import { constants as fsConstants, statfs as statfsCb } from 'node:fs';
 import { promisify } from 'node:util';
 import { FsError, describeError, errnoCodeOf } from '../errors.js';
-import type { DataCache } from '../cache/data-cache.js';
+import type { DataCache, Lending } from '../cache/data-cache.js';
 import type { Coordinator } from '../hsm/coordinator.js';
 import { flagsHex, isArchived, isReleased, stateWords } from '../hsm/flags.js';
 import type { Inode, MetaStore, NewInode } from '../namespace/types.js';
@@ -94,11 +94,8 @@ interface Grant {
   generation: number;
   /** Writes reported through it so far. */
   reported: number;
-  /** Bytes it may write (taken from the cache's room), and what the writes reported so far took of them. */
-  budget: number;
-  spent: number;
-  /** Gives the cache's room what it did not take (once the writer holds it; called once, when it is over). */
-  giveBack?: (unused: number) => void;
+  /** The bytes it may write, lent from the cache's room: each reported write spends its size; ended at retire. */
+  lending: Lending;
   /** Once revoked: writes that landed and are not reported yet (each is in flight for the Coordinator). */
   unreported?: number;
   /** Revokes it through the Coordinator (its unreported writes then count as in flight). */
@@ -633,14 +630,14 @@ export class Vfs {
   private async grantDirectWrites(fh: number, h: Handle, inode: Inode): Promise<void> {
     const writer = this.directWriter!;
     h.grant?.end();
-    await this.cache.lendForWrites(inode.ino, inode.generation, DIRECT_WRITE_BUDGET, (fd, budget, giveBack) => {
+    await this.cache.lendForWrites(inode.ino, inode.generation, DIRECT_WRITE_BUDGET, (fd, lending) => {
       // Released, granted by a concurrent write, or a new generation meanwhile.
       if (this.handles.get(fh) !== h || h.grant || this.meta.get(inode.ino)?.generation !== inode.generation) return false;
-      const grant: Grant = { token: this.nextGrant++, fh, handle: h, ino: inode.ino, generation: inode.generation, reported: 0, budget, spent: 0, end: () => undefined };
+      const grant: Grant = { token: this.nextGrant++, fh, handle: h, ino: inode.ino, generation: inode.generation, reported: 0, lending, end: () => undefined };
       const end = this.coordinator.allowDirectWrites(inode.ino, () => this.revoked(writer, grant));
       if (!end) return false;
       try {
-        writer.grant(fh, fd, grant.token, budget);
+        writer.grant(fh, fd, grant.token, lending.budget);
       } catch (err) {
         // The write that asked is done; its handle's next writes come here as before.
         end();
@@ -648,7 +645,6 @@ export class Vfs {
         return false;
       }
       grant.end = end;
-      grant.giveBack = giveBack;
       h.grant = grant;
       this.grants.set(grant.token, grant);
       return true;
@@ -667,9 +663,7 @@ export class Vfs {
   /** A grant revoked with every write reported: forgotten, and what its writes did not take goes back to the room. */
   private retire(g: Grant): void {
     this.grants.delete(g.token);
-    const giveBack = g.giveBack;
-    g.giveBack = undefined;
-    giveBack?.(g.budget - g.spent);
+    g.lending.end();
   }
 
   /**
@@ -682,7 +676,7 @@ export class Vfs {
     const g = this.grants.get(token);
     if (!g || g.fh !== fh) throw new FsError('EIO', `a direct write of handle ${fh} was reported through grant ${token}, which is not known`);
     g.reported++;
-    g.spent += size;
+    g.lending.spend(size);
     this.io.directWriteOps++;
     if (g.unreported !== undefined) {
       g.unreported--;
