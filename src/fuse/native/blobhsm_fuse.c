@@ -5,8 +5,16 @@
 // But direct writes (below) would then run on the JS thread too, and parallel writers slowed to 0.4-0.7x: so once
 // a direct write happens, a session thread reads instead (requests reach JS through a thread-safe function, as
 // before), and it hands the device back (OP_HANDOFF, queued behind what it read) when it finds nothing queued and
-// wrote nothing directly for 50 ms. One thread reads at any time, so requests reach JS in the kernel's order.
-// BLOBHSM_FUSE_LOOP=thread keeps the session thread reading, BLOBHSM_FUSE_LOOP=main the JS thread (comparisons).
+// wrote nothing directly for 50 ms. While direct writes of two or more handles stream (each written in the last
+// 10 ms), a second session thread (the helper) reads beside it, so that one thread's write into a cache file (an
+// O_DIRECT one waits for the disk) runs while the other reads the next WRITE: both then hold read_order from a
+// read until what they read is queued to JS, except that a direct write lets go of it once its grant is taken. So
+// every request but a direct write reaches JS in the kernel's order (a RELEASE before the next OPEN, say); a direct
+// write's report may come after requests read later, all of them sent before the write was answered (its report
+// is queued before its answer, so whatever its writer asks next comes after it). A lone writer keeps one reader
+// and the path it had without the helper (no read_order while the helper is parked): with two readers the kernel
+// hands its WRITEs to each in turn.
+// BLOBHSM_FUSE_LOOP=thread keeps one session thread reading, BLOBHSM_FUSE_LOOP=main the JS thread (comparisons).
 // Request ids are externals wrapping fuse_req_t, answered later by the reply* functions, from the JS thread.
 // Notifications run on their own pthread: the kernel can block an invalidation while a READ of that inode waits
 // for JS. Types, lifetimes and "answer exactly once" live in the TypeScript wrapper (src/fuse/lowlevel.ts);
@@ -135,8 +143,18 @@ typedef struct session {
   int thread_reads;  // the session thread is the reader (reader_lock)
   int thread_stop;   // the session ended: the waiting session thread exits (reader_lock)
   int to_thread;     // JS thread: a direct write happened, hand reading to the session thread
-  int64_t last_direct_ms; // session thread: when it last wrote a direct write (CLOCK_MONOTONIC)
+  atomic_llong last_direct_ms; // session threads: when they last wrote a direct write (CLOCK_MONOTONIC)
   receive_buffer_t tbuf;
+  // auto mode's helper (see the header): reads beside the session thread while several handles stream
+  pthread_mutex_t read_order; // held from a request's read until it is queued to JS (a direct write: its grant taken)
+  pthread_t helper_thread;
+  pthread_cond_t helper_wake; // reader_lock: helper_on or helper_exit set, or helper_busy cleared
+  atomic_int helper_on;       // the helper should read (set under reader_lock)
+  atomic_int helper_busy;     // the helper is reading, not parked (set under reader_lock)
+  int helper_exit;            // reader_lock
+  receive_buffer_t hbuf;
+  struct { uint64_t fh; int64_t ms; } streaming[2]; // grants_lock: the last two handles written directly, newest first
+  atomic_llong other_stream_ms; // streaming[1].ms, read without the lock after every request
 } session_t;
 
 typedef struct request {
@@ -335,6 +353,30 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   send_simple(OP_READ, req, ino, NULL, fh_of(fi), (double)size, (double)off);
 }
 
+static int64_t monotonic_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+// A handle streams while it was written directly in the last STREAMING_MS; the helper reads while two do.
+#define STREAMING_MS 10
+
+static int several_streaming(session_t *s) {
+  int64_t other = atomic_load_explicit(&s->other_stream_ms, memory_order_relaxed);
+  return other && monotonic_ms() - other <= STREAMING_MS;
+}
+
+// The read_order lock this thread holds while it processes a request it read (auto mode's session threads).
+static __thread pthread_mutex_t *held_read_order;
+
+static void let_read_order_go(void) {
+  if (!held_read_order) return;
+  pthread_mutex_t *m = held_read_order;
+  held_read_order = NULL;
+  pthread_mutex_unlock(m);
+}
+
 static grant_t **grant_slot(session_t *s, uint64_t fh) {
   grant_t **g = &s->grants[fh % GRANT_BUCKETS];
   while (*g && (*g)->fh != fh) g = &(*g)->next;
@@ -355,6 +397,10 @@ static grant_t *take_grant(session_t *s, uint64_t fh, size_t size) {
     g->budget -= size;
     g->issued++;
     g->running++;
+    if (s->streaming[0].fh != fh) s->streaming[1] = s->streaming[0];
+    s->streaming[0].fh = fh;
+    s->streaming[0].ms = monotonic_ms();
+    atomic_store_explicit(&s->other_stream_ms, s->streaming[1].ms, memory_order_relaxed);
   } else g = NULL;
   pthread_mutex_unlock(&s->grants_lock);
   return g;
@@ -365,12 +411,6 @@ static void put_grant(session_t *s, grant_t *g) {
   int gone = --g->running == 0 && g->revoked;
   pthread_mutex_unlock(&s->grants_lock);
   if (gone) free_grant(g);
-}
-
-static int64_t monotonic_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 // Writes all of buf at off: the bytes written, or -errno. Whole pages from a page-aligned buffer go through the
@@ -423,11 +463,12 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
   session_t *s = fuse_req_userdata(req);
   grant_t *g = take_grant(s, fi->fh, size);
   if (g) {
+    let_read_order_go(); // the other reader may read on while this one writes (see the header)
     double result = write_all(g, buf, size, off), token = g->token;
     put_grant(s, g);
     if (s->auto_loop) {
       if (pthread_equal(pthread_self(), s->js_thread)) s->to_thread = 1;
-      else s->last_direct_ms = monotonic_ms();
+      else atomic_store(&s->last_direct_ms, monotonic_ms());
     }
     report_written(s, req, ino, fh_of(fi), size, off, result, token);
     return;
@@ -701,27 +742,97 @@ static void on_device(uv_poll_t *handle, int status, int events) {
   }
 }
 
-// Auto mode's session thread: waits until the JS thread hands it the device (after a direct write), reads, and
-// hands the device back (OP_HANDOFF, queued behind what it read) once it finds nothing queued and wrote nothing
-// directly for 50 ms. Only one thread reads at any time, so requests reach JS in the order the kernel sent them.
+// Reads one request and processes it, holding read_order when `ordered` (the helper may be reading: a direct write
+// lets go of it once its grant is taken, ll_write). Answers what fuse_session_receive_buf did: 0 or less (but
+// -EINTR, -EAGAIN) when the session ended.
+static int read_in_order(session_t *s, struct fuse_buf *buf, int ordered) {
+  if (ordered) {
+    pthread_mutex_lock(&s->read_order);
+    held_read_order = &s->read_order;
+  }
+  int res = fuse_session_receive_buf(s->se, buf);
+  if (res > 0 && !fuse_session_exited(s->se)) fuse_session_process_buf(s->se, buf);
+  let_read_order_go();
+  return res;
+}
+
+static void helper_wake(session_t *s) {
+  pthread_mutex_lock(&s->reader_lock);
+  atomic_store(&s->helper_on, 1);
+  pthread_cond_broadcast(&s->helper_wake);
+  pthread_mutex_unlock(&s->reader_lock);
+}
+
+// Stops the helper and waits until it parked: what it read is queued to JS by then.
+static void helper_park(session_t *s) {
+  pthread_mutex_lock(&s->reader_lock);
+  atomic_store(&s->helper_on, 0);
+  while (atomic_load(&s->helper_busy)) pthread_cond_wait(&s->helper_wake, &s->reader_lock);
+  pthread_mutex_unlock(&s->reader_lock);
+}
+
+// The helper: parked until the session thread wakes it (several handles stream), then reads beside it until fewer
+// than two stream, it is parked, or the session ends (the session thread sees that end too, and ends the session).
+static void *helper_main(void *arg) {
+  session_t *s = arg;
+  int fd = fuse_session_fd(s->se);
+  pthread_setname_np(pthread_self(), "fuse-helper"); // its CPU shows apart in /proc/PID/task (bench, top -H)
+  receive_buffer_init(&s->hbuf);
+  pthread_mutex_lock(&s->reader_lock);
+  for (;;) {
+    while (!atomic_load(&s->helper_on) && !s->helper_exit) pthread_cond_wait(&s->helper_wake, &s->reader_lock);
+    if (s->helper_exit) break;
+    atomic_store(&s->helper_busy, 1);
+    pthread_mutex_unlock(&s->reader_lock);
+    while (atomic_load(&s->helper_on) && several_streaming(s)) {
+      int res = read_in_order(s, &s->hbuf.buf, 1);
+      if (res == -EINTR) continue;
+      if (res == -EAGAIN) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        poll(&p, 1, STREAMING_MS);
+        continue;
+      }
+      if (res <= 0 || fuse_session_exited(s->se)) break;
+    }
+    pthread_mutex_lock(&s->reader_lock);
+    atomic_store(&s->helper_busy, 0);
+    atomic_store(&s->helper_on, 0);
+    pthread_cond_broadcast(&s->helper_wake);
+  }
+  pthread_mutex_unlock(&s->reader_lock);
+  receive_buffer_free(&s->hbuf);
+  return NULL;
+}
+
+// Auto mode's session thread: waits until the JS thread hands it the device (after a direct write), reads (with
+// the helper beside it while several handles stream), and hands the device back (OP_HANDOFF, queued behind what
+// both read) once it finds nothing queued and nothing was written directly for 50 ms.
 static void *auto_thread_main(void *arg) {
   session_t *s = arg;
   int fd = fuse_session_fd(s->se);
   receive_buffer_init(&s->tbuf);
-  for (;;) {
+  pthread_setname_np(pthread_self(), "fuse-reader");
+  pthread_create(&s->helper_thread, NULL, helper_main, s);
+  int ended = 0, helper_awake = 0;
+  while (!ended) {
     pthread_mutex_lock(&s->reader_lock);
     while (!s->thread_reads && !s->thread_stop) pthread_cond_wait(&s->reader_wake, &s->reader_lock);
     int stop = s->thread_stop;
     pthread_mutex_unlock(&s->reader_lock);
     if (stop) break;
-    s->last_direct_ms = monotonic_ms(); // handed over just after a direct write
+    atomic_store(&s->last_direct_ms, monotonic_ms()); // handed over just after a direct write
     for (;;) {
-      int res = fuse_session_receive_buf(s->se, &s->tbuf.buf);
+      // While the helper is parked (it reads only once woken, by this thread) nothing needs ordering: a lone
+      // writer runs the path it ran before the helper existed.
+      if (helper_awake && !atomic_load(&s->helper_on) && !atomic_load(&s->helper_busy)) helper_awake = 0;
+      int res = read_in_order(s, &s->tbuf.buf, helper_awake);
       if (res == -EINTR) continue;
       if (res == -EAGAIN) {
         // Nothing queued and no direct write for 50 ms (rsync's one WRITE per small file never writes directly):
         // the JS thread reads again.
-        if (monotonic_ms() - s->last_direct_ms > 50) {
+        if (monotonic_ms() - atomic_load(&s->last_direct_ms) > 50) {
+          helper_park(s);
+          helper_awake = 0;
           pthread_mutex_lock(&s->reader_lock);
           s->thread_reads = 0;
           pthread_mutex_unlock(&s->reader_lock);
@@ -735,14 +846,23 @@ static void *auto_thread_main(void *arg) {
         continue;
       }
       if (res <= 0 || fuse_session_exited(s->se)) {
-        receive_buffer_free(&s->tbuf);
-        session_thread_ended(s);
-        return NULL;
+        ended = 1;
+        break;
       }
-      fuse_session_process_buf(s->se, &s->tbuf.buf);
+      if (!helper_awake && several_streaming(s)) {
+        helper_awake = 1;
+        helper_wake(s);
+      }
     }
   }
+  helper_park(s); // OP_EXIT goes behind what the helper read
+  pthread_mutex_lock(&s->reader_lock);
+  s->helper_exit = 1;
+  pthread_cond_broadcast(&s->helper_wake);
+  pthread_mutex_unlock(&s->reader_lock);
+  pthread_join(s->helper_thread, NULL);
   receive_buffer_free(&s->tbuf);
+  if (ended) session_thread_ended(s);
   return NULL;
 }
 
@@ -907,6 +1027,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     if (s->auto_loop) {
       pthread_mutex_init(&s->reader_lock, NULL);
       pthread_cond_init(&s->reader_wake, NULL);
+      pthread_mutex_init(&s->read_order, NULL);
+      pthread_cond_init(&s->helper_wake, NULL);
       pthread_create(&s->loop_thread, NULL, auto_thread_main, s);
     }
   } else {
@@ -1333,6 +1455,13 @@ static napi_value js_revoke_direct_write(napi_env env, napi_callback_info info) 
     g->revoked = 1;
     gone = g->running == 0;
   }
+  // A closed (or re-granted) handle streams no more: a lone cp of one file after another keeps one reader.
+  if (s->streaming[1].fh == fh) s->streaming[1].ms = 0;
+  if (s->streaming[0].fh == fh) {
+    s->streaming[0] = s->streaming[1];
+    s->streaming[1].ms = 0;
+  }
+  atomic_store_explicit(&s->other_stream_ms, s->streaming[1].ms, memory_order_relaxed);
   pthread_mutex_unlock(&s->grants_lock);
   if (gone) free_grant(g);
   CHECK(napi_create_double(env, issued, &result));
