@@ -162,63 +162,6 @@ print('; '.join(bad) or 'all seen')
   t.equal((await m.unmount()).code, 0);
 });
 
-t.test('whole-page direct writes skip the cache file\'s page cache (O_DIRECT); mixed with page-cache writes they read back right', async (t) => {
-  const m = await mountContainer(t, azurite, []);
-  // A first WRITE through JavaScript (the page cache), whole-page direct ones (O_DIRECT) beside it and over it,
-  // unaligned ones (the page cache again) into bytes written by O_DIRECT and past the end: every read through
-  // another handle, the stat, the mount and the cache file must show the last bytes written at each place.
-  const script = `
-import mmap, os, sys
-path = sys.argv[1] + '/mixed.bin'
-fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-rd = os.open(path, os.O_RDONLY)
-buf = mmap.mmap(-1, 1 << 20)
-want = bytearray()
-bad = []
-def put(data, off, what):
-    os.pwrite(fd, data, off)
-    if off + len(data) > len(want): want.extend(bytes(off + len(data) - len(want)))
-    want[off:off + len(data)] = data
-    if os.stat(path).st_size != len(want): bad.append(what + ': stat size %d' % os.stat(path).st_size)
-    if os.pread(rd, len(want), 0) != want: bad.append(what + ': read back differs')
-def page_aligned(byte):
-    buf.seek(0)
-    buf.write(bytes([byte]) * (1 << 20))
-    return buf
-put(page_aligned(1), 0, 'first, through JavaScript')
-put(page_aligned(2), 1 << 20, 'direct, beside it')
-put(page_aligned(3), 0, 'direct, over the first')
-put(b'x' * 1000, (1 << 20) + 10, 'unaligned, into direct bytes')
-put(page_aligned(4), 2 << 20, 'direct, extending')
-put(b'y' * 5000, (3 << 20) - 2000, 'unaligned, past the end')
-os.fsync(fd)
-os.close(fd)
-os.close(rd)
-sys.stdout.write('; '.join(bad) or 'all seen')
-sys.stderr.write(__import__('hashlib').md5(want).hexdigest())
-`;
-  const run = spawnSync('python3', ['-c', script, m.mountpoint], { encoding: 'utf8' });
-  t.equal(run.status, 0, `python: ${run.stderr}`);
-  t.equal(run.stdout, 'all seen', 'every stat and read after a write saw the bytes last written');
-  const want = run.stderr.trim();
-  t.equal(statSync(join(m.mountpoint, 'mixed.bin')).size, (3 << 20) + 3000);
-  t.equal(md5(readFileSync(join(m.mountpoint, 'mixed.bin'))), want, 'the mount reads back the last bytes written everywhere');
-  t.ok(cacheFileDigests(m.cacheDir).has(want), 'so does the cache file');
-
-  // 16 MiB by dd: the first MiB goes through JavaScript (the page cache), the other 15 through O_DIRECT. tmpfs
-  // keeps everything in memory, O_DIRECT or not (the cache directory is there when the temporary directory is).
-  const dd = await m.sh('dd if=/dev/urandom of="$MNT/dd.bin" bs=1M count=16 conv=fsync status=none');
-  t.equal(dd.code, 0, `dd: ${dd.stderr}`);
-  const fsType = spawnSync('stat', ['-f', '-c', '%T', m.cacheDir], { encoding: 'utf8' }).stdout.trim();
-  const data = join(m.cacheDir, 'data');
-  const cached = readdirSync(data).flatMap((shard) => readdirSync(join(data, shard)).map((f) => join(data, shard, f))).filter((f) => statSync(f).size === 16 * MiB);
-  t.equal(cached.length, 1, 'one cache file of 16 MiB');
-  const pages = Number(spawnSync('fincore', ['--raw', '--noheadings', '--output', 'PAGES', cached[0]!], { encoding: 'utf8' }).stdout.trim());
-  if (fsType === 'tmpfs') t.comment(`the cache directory is on tmpfs: ${pages} pages cached, O_DIRECT or not`);
-  else t.ok(pages <= 256, `at most the first MiB of the cache file is in the page cache (${pages} pages of 4,096)`);
-  t.equal((await m.unmount()).code, 0);
-});
-
 t.test('a write-only file alone stays out of the kernel page cache; beside a cached reader it is cached and seen', async (t) => {
   const m = await mountContainer(t, azurite, []);
   const pagesCached = (p: string) => {

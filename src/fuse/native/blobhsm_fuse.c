@@ -5,16 +5,8 @@
 // But direct writes (below) would then run on the JS thread too, and parallel writers slowed to 0.4-0.7x: so once
 // a direct write happens, a session thread reads instead (requests reach JS through a thread-safe function, as
 // before), and it hands the device back (OP_HANDOFF, queued behind what it read) when it finds nothing queued and
-// wrote nothing directly for 50 ms. While direct writes of two or more handles stream (each written in the last
-// 10 ms), a second session thread (the helper) reads beside it, so that one thread's write into a cache file (an
-// O_DIRECT one waits for the disk) runs while the other reads the next WRITE: both then hold read_order from a
-// read until what they read is queued to JS, except that a direct write lets go of it once its grant is taken. So
-// every request but a direct write reaches JS in the kernel's order (a RELEASE before the next OPEN, say); a direct
-// write's report may come after requests read later, all of them sent before the write was answered (its report
-// is queued before its answer, so whatever its writer asks next comes after it). A lone writer keeps one reader
-// and the path it had without the helper (no read_order while the helper is parked): with two readers the kernel
-// hands its WRITEs to each in turn.
-// BLOBHSM_FUSE_LOOP=thread keeps one session thread reading, BLOBHSM_FUSE_LOOP=main the JS thread (comparisons).
+// wrote nothing directly for 50 ms. One thread reads at any time, so requests reach JS in the kernel's order.
+// BLOBHSM_FUSE_LOOP=thread keeps the session thread reading, BLOBHSM_FUSE_LOOP=main the JS thread (comparisons).
 // Request ids are externals wrapping fuse_req_t, answered later by the reply* functions, from the JS thread.
 // Notifications run on their own pthread: the kernel can block an invalidation while a READ of that inode waits
 // for JS. Types, lifetimes and "answer exactly once" live in the TypeScript wrapper (src/fuse/lowlevel.ts);
@@ -25,11 +17,7 @@
 // receive buffer into that descriptor (no copy for JS, no thread-pool trip), and JS gets only OP_WRITTEN (fh,
 // size, offset, result, grant token) in the same queue as every other request, so it keeps the bookkeeping. A
 // WRITE written in full is answered here (the writer does not wait for JS's bookkeeping); JS answers a failed one.
-// Without a grant, or with too little budget left, a WRITE goes to JS with its data as before. A WRITE whose offset
-// and size are whole pages goes to the disk through the grant's O_DIRECT descriptor (the JS thread's and the auto
-// session thread's receive buffers put a WRITE's data on a page; BLOBHSM_FUSE_LOOP=thread reads into libfuse's own):
-// no copy into the cache file's page cache, which cost more than the rest of the daemon's work; the others, and
-// any a filesystem refuses O_DIRECT for, go through the page cache.
+// Without a grant, or with too little budget left, a WRITE goes to JS with its data as before.
 #define FUSE_USE_VERSION 34
 #define _GNU_SOURCE
 #include <fuse_lowlevel.h>
@@ -74,36 +62,12 @@ typedef struct grant {
   struct grant *next;
   uint64_t fh;
   int fd;            // the addon's own dup: JS closing or reusing its descriptor never redirects a write
-  int direct_fd;     // the same file opened again with O_DIRECT (page-aligned writes), or -1
   double token;      // JS's name for this grant, passed back with each write done through it
   uint64_t budget;   // bytes it may still write
   double issued;     // writes started through it (revokeDirectWrite answers the count)
   int running;       // writes in progress on it
   int revoked;
 } grant_t;
-
-// A receive buffer (JS thread, session thread) laid out so that a WRITE's data, after the 40-byte fuse_in_header and
-// the 40-byte fuse_write_in of <linux/fuse.h>, starts on a page: whole-page writes can go out through O_DIRECT.
-// libfuse reads at most its bufsize (256 pages and one of header in 3.14) into a buffer given to it.
-#define PAGE 4096u
-#define WRITE_DATA_AT 80u
-#define RECEIVE_BYTES (2u << 20)
-
-typedef struct receive_buffer {
-  struct fuse_buf buf;
-  void *base; // what to free: NULL when libfuse allocated buf.mem itself (no aligned memory to be had)
-} receive_buffer_t;
-
-static void receive_buffer_init(receive_buffer_t *b) {
-  if (posix_memalign(&b->base, PAGE, PAGE + RECEIVE_BYTES) == 0) b->buf.mem = (char *)b->base + PAGE - WRITE_DATA_AT;
-  else b->base = NULL;
-}
-
-static void receive_buffer_free(receive_buffer_t *b) {
-  free(b->base ? b->base : b->buf.mem);
-  b->base = NULL;
-  b->buf.mem = NULL;
-}
 
 #define GRANT_BUCKETS 256
 
@@ -132,7 +96,7 @@ typedef struct session {
   napi_async_context async_ctx;
   uv_poll_t poll;
   int poll_closed;
-  receive_buffer_t fbuf;
+  struct fuse_buf fbuf;
   struct request *pending_head, *pending_tail;
   // auto mode (BLOBHSM_FUSE_LOOP=auto): the JS thread reads until a direct write happens; then the session thread
   // reads, and hands back when it finds nothing queued and wrote nothing directly for 50 ms (see the header)
@@ -143,18 +107,8 @@ typedef struct session {
   int thread_reads;  // the session thread is the reader (reader_lock)
   int thread_stop;   // the session ended: the waiting session thread exits (reader_lock)
   int to_thread;     // JS thread: a direct write happened, hand reading to the session thread
-  atomic_llong last_direct_ms; // session threads: when they last wrote a direct write (CLOCK_MONOTONIC)
-  receive_buffer_t tbuf;
-  // auto mode's helper (see the header): reads beside the session thread while several handles stream
-  pthread_mutex_t read_order; // held from a request's read until it is queued to JS (a direct write: its grant taken)
-  pthread_t helper_thread;
-  pthread_cond_t helper_wake; // reader_lock: helper_on or helper_exit set, or helper_busy cleared
-  atomic_int helper_on;       // the helper should read (set under reader_lock)
-  atomic_int helper_busy;     // the helper is reading, not parked (set under reader_lock)
-  int helper_exit;            // reader_lock
-  receive_buffer_t hbuf;
-  struct { uint64_t fh; int64_t ms; } streaming[2]; // grants_lock: the last two handles written directly, newest first
-  atomic_llong other_stream_ms; // streaming[1].ms, read without the lock after every request
+  int64_t last_direct_ms; // session thread: when it last wrote a direct write (CLOCK_MONOTONIC)
+  struct fuse_buf tbuf;
 } session_t;
 
 typedef struct request {
@@ -353,30 +307,6 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   send_simple(OP_READ, req, ino, NULL, fh_of(fi), (double)size, (double)off);
 }
 
-static int64_t monotonic_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-// A handle streams while it was written directly in the last STREAMING_MS; the helper reads while two do.
-#define STREAMING_MS 10
-
-static int several_streaming(session_t *s) {
-  int64_t other = atomic_load_explicit(&s->other_stream_ms, memory_order_relaxed);
-  return other && monotonic_ms() - other <= STREAMING_MS;
-}
-
-// The read_order lock this thread holds while it processes a request it read (auto mode's session threads).
-static __thread pthread_mutex_t *held_read_order;
-
-static void let_read_order_go(void) {
-  if (!held_read_order) return;
-  pthread_mutex_t *m = held_read_order;
-  held_read_order = NULL;
-  pthread_mutex_unlock(m);
-}
-
 static grant_t **grant_slot(session_t *s, uint64_t fh) {
   grant_t **g = &s->grants[fh % GRANT_BUCKETS];
   while (*g && (*g)->fh != fh) g = &(*g)->next;
@@ -385,7 +315,6 @@ static grant_t **grant_slot(session_t *s, uint64_t fh) {
 
 static void free_grant(grant_t *g) {
   close(g->fd);
-  if (g->direct_fd >= 0) close(g->direct_fd);
   free(g);
 }
 
@@ -397,10 +326,6 @@ static grant_t *take_grant(session_t *s, uint64_t fh, size_t size) {
     g->budget -= size;
     g->issued++;
     g->running++;
-    if (s->streaming[0].fh != fh) s->streaming[1] = s->streaming[0];
-    s->streaming[0].fh = fh;
-    s->streaming[0].ms = monotonic_ms();
-    atomic_store_explicit(&s->other_stream_ms, s->streaming[1].ms, memory_order_relaxed);
   } else g = NULL;
   pthread_mutex_unlock(&s->grants_lock);
   return g;
@@ -413,19 +338,17 @@ static void put_grant(session_t *s, grant_t *g) {
   if (gone) free_grant(g);
 }
 
-// Writes all of buf at off: the bytes written, or -errno. Whole pages from a page-aligned buffer go through the
-// grant's O_DIRECT descriptor; the rest, and whatever O_DIRECT refused (EINVAL) or left over, through its dup.
-static double write_all(grant_t *g, const char *buf, size_t size, off_t off) {
+static int64_t monotonic_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+// Writes all of buf at off: the bytes written, or -errno.
+static double write_all(int fd, const char *buf, size_t size, off_t off) {
   size_t done = 0;
-  if (g->direct_fd >= 0 && ((uintptr_t)buf | (uintptr_t)size | (uintptr_t)off) % PAGE == 0) {
-    ssize_t n;
-    do n = pwrite(g->direct_fd, buf, size, off);
-    while (n < 0 && errno == EINTR);
-    if (n < 0 && errno != EINVAL) return -errno;
-    if (n > 0) done = (size_t)n;
-  }
   while (done < size) {
-    ssize_t n = pwrite(g->fd, buf + done, size - done, off + (off_t)done);
+    ssize_t n = pwrite(fd, buf + done, size - done, off + (off_t)done);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return -errno;
     if (n == 0) return -EIO;
@@ -463,12 +386,11 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
   session_t *s = fuse_req_userdata(req);
   grant_t *g = take_grant(s, fi->fh, size);
   if (g) {
-    let_read_order_go(); // the other reader may read on while this one writes (see the header)
-    double result = write_all(g, buf, size, off), token = g->token;
+    double result = write_all(g->fd, buf, size, off), token = g->token;
     put_grant(s, g);
     if (s->auto_loop) {
       if (pthread_equal(pthread_self(), s->js_thread)) s->to_thread = 1;
-      else atomic_store(&s->last_direct_ms, monotonic_ms());
+      else s->last_direct_ms = monotonic_ms();
     }
     report_written(s, req, ino, fh_of(fi), size, off, result, token);
     return;
@@ -705,7 +627,8 @@ static void main_loop_end(session_t *s) {
     pthread_cond_signal(&s->reader_wake);
     pthread_mutex_unlock(&s->reader_lock);
   }
-  receive_buffer_free(&s->fbuf);
+  free(s->fbuf.mem);
+  s->fbuf.mem = NULL;
   atomic_store(&s->loop_done, 1);
   request_t *r = calloc(1, sizeof *r);
   r->op = OP_EXIT;
@@ -720,14 +643,14 @@ static void on_device(uv_poll_t *handle, int status, int events) {
   (void)events;
   session_t *s = handle->data;
   for (int i = 0; i < 64; i++) {
-    int res = fuse_session_receive_buf(s->se, &s->fbuf.buf);
+    int res = fuse_session_receive_buf(s->se, &s->fbuf);
     if (res == -EINTR) continue;
     if (res == -EAGAIN) break;
     if (res <= 0 || fuse_session_exited(s->se)) {
       main_loop_end(s);
       return;
     }
-    fuse_session_process_buf(s->se, &s->fbuf.buf);
+    fuse_session_process_buf(s->se, &s->fbuf);
     deliver_pending(s);
     if (s->to_thread) { // auto mode: a direct write happened; the session thread reads from here on
       s->to_thread = 0;
@@ -742,97 +665,26 @@ static void on_device(uv_poll_t *handle, int status, int events) {
   }
 }
 
-// Reads one request and processes it, holding read_order when `ordered` (the helper may be reading: a direct write
-// lets go of it once its grant is taken, ll_write). Answers what fuse_session_receive_buf did: 0 or less (but
-// -EINTR, -EAGAIN) when the session ended.
-static int read_in_order(session_t *s, struct fuse_buf *buf, int ordered) {
-  if (ordered) {
-    pthread_mutex_lock(&s->read_order);
-    held_read_order = &s->read_order;
-  }
-  int res = fuse_session_receive_buf(s->se, buf);
-  if (res > 0 && !fuse_session_exited(s->se)) fuse_session_process_buf(s->se, buf);
-  let_read_order_go();
-  return res;
-}
-
-static void helper_wake(session_t *s) {
-  pthread_mutex_lock(&s->reader_lock);
-  atomic_store(&s->helper_on, 1);
-  pthread_cond_broadcast(&s->helper_wake);
-  pthread_mutex_unlock(&s->reader_lock);
-}
-
-// Stops the helper and waits until it parked: what it read is queued to JS by then.
-static void helper_park(session_t *s) {
-  pthread_mutex_lock(&s->reader_lock);
-  atomic_store(&s->helper_on, 0);
-  while (atomic_load(&s->helper_busy)) pthread_cond_wait(&s->helper_wake, &s->reader_lock);
-  pthread_mutex_unlock(&s->reader_lock);
-}
-
-// The helper: parked until the session thread wakes it (several handles stream), then reads beside it until fewer
-// than two stream, it is parked, or the session ends (the session thread sees that end too, and ends the session).
-static void *helper_main(void *arg) {
-  session_t *s = arg;
-  int fd = fuse_session_fd(s->se);
-  pthread_setname_np(pthread_self(), "fuse-helper"); // its CPU shows apart in /proc/PID/task (bench, top -H)
-  receive_buffer_init(&s->hbuf);
-  pthread_mutex_lock(&s->reader_lock);
-  for (;;) {
-    while (!atomic_load(&s->helper_on) && !s->helper_exit) pthread_cond_wait(&s->helper_wake, &s->reader_lock);
-    if (s->helper_exit) break;
-    atomic_store(&s->helper_busy, 1);
-    pthread_mutex_unlock(&s->reader_lock);
-    while (atomic_load(&s->helper_on) && several_streaming(s)) {
-      int res = read_in_order(s, &s->hbuf.buf, 1);
-      if (res == -EINTR) continue;
-      if (res == -EAGAIN) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        poll(&p, 1, STREAMING_MS);
-        continue;
-      }
-      if (res <= 0 || fuse_session_exited(s->se)) break;
-    }
-    pthread_mutex_lock(&s->reader_lock);
-    atomic_store(&s->helper_busy, 0);
-    atomic_store(&s->helper_on, 0);
-    pthread_cond_broadcast(&s->helper_wake);
-  }
-  pthread_mutex_unlock(&s->reader_lock);
-  receive_buffer_free(&s->hbuf);
-  return NULL;
-}
-
-// Auto mode's session thread: waits until the JS thread hands it the device (after a direct write), reads (with
-// the helper beside it while several handles stream), and hands the device back (OP_HANDOFF, queued behind what
-// both read) once it finds nothing queued and nothing was written directly for 50 ms.
+// Auto mode's session thread: waits until the JS thread hands it the device (after a direct write), reads, and
+// hands the device back (OP_HANDOFF, queued behind what it read) once it finds nothing queued and wrote nothing
+// directly for 50 ms. Only one thread reads at any time, so requests reach JS in the order the kernel sent them.
 static void *auto_thread_main(void *arg) {
   session_t *s = arg;
   int fd = fuse_session_fd(s->se);
-  receive_buffer_init(&s->tbuf);
-  pthread_setname_np(pthread_self(), "fuse-reader");
-  pthread_create(&s->helper_thread, NULL, helper_main, s);
-  int ended = 0, helper_awake = 0;
-  while (!ended) {
+  for (;;) {
     pthread_mutex_lock(&s->reader_lock);
     while (!s->thread_reads && !s->thread_stop) pthread_cond_wait(&s->reader_wake, &s->reader_lock);
     int stop = s->thread_stop;
     pthread_mutex_unlock(&s->reader_lock);
     if (stop) break;
-    atomic_store(&s->last_direct_ms, monotonic_ms()); // handed over just after a direct write
+    s->last_direct_ms = monotonic_ms(); // handed over just after a direct write
     for (;;) {
-      // While the helper is parked (it reads only once woken, by this thread) nothing needs ordering: a lone
-      // writer runs the path it ran before the helper existed.
-      if (helper_awake && !atomic_load(&s->helper_on) && !atomic_load(&s->helper_busy)) helper_awake = 0;
-      int res = read_in_order(s, &s->tbuf.buf, helper_awake);
+      int res = fuse_session_receive_buf(s->se, &s->tbuf);
       if (res == -EINTR) continue;
       if (res == -EAGAIN) {
         // Nothing queued and no direct write for 50 ms (rsync's one WRITE per small file never writes directly):
         // the JS thread reads again.
-        if (monotonic_ms() - atomic_load(&s->last_direct_ms) > 50) {
-          helper_park(s);
-          helper_awake = 0;
+        if (monotonic_ms() - s->last_direct_ms > 50) {
           pthread_mutex_lock(&s->reader_lock);
           s->thread_reads = 0;
           pthread_mutex_unlock(&s->reader_lock);
@@ -846,23 +698,15 @@ static void *auto_thread_main(void *arg) {
         continue;
       }
       if (res <= 0 || fuse_session_exited(s->se)) {
-        ended = 1;
-        break;
+        free(s->tbuf.mem);
+        s->tbuf.mem = NULL;
+        session_thread_ended(s);
+        return NULL;
       }
-      if (!helper_awake && several_streaming(s)) {
-        helper_awake = 1;
-        helper_wake(s);
-      }
+      fuse_session_process_buf(s->se, &s->tbuf);
     }
   }
-  helper_park(s); // OP_EXIT goes behind what the helper read
-  pthread_mutex_lock(&s->reader_lock);
-  s->helper_exit = 1;
-  pthread_cond_broadcast(&s->helper_wake);
-  pthread_mutex_unlock(&s->reader_lock);
-  pthread_join(s->helper_thread, NULL);
-  receive_buffer_free(&s->tbuf);
-  if (ended) session_thread_ended(s);
+  free(s->tbuf.mem);
   return NULL;
 }
 
@@ -1020,15 +864,12 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     CHECK(napi_async_init(env, NULL, name, &s->async_ctx));
     CHECK(napi_get_uv_event_loop(env, &loop));
     napi_unref_threadsafe_function(env, s->requests);
-    receive_buffer_init(&s->fbuf);
     uv_poll_init(loop, &s->poll, fd);
     s->poll.data = s;
     uv_poll_start(&s->poll, UV_READABLE, on_device);
     if (s->auto_loop) {
       pthread_mutex_init(&s->reader_lock, NULL);
       pthread_cond_init(&s->reader_wake, NULL);
-      pthread_mutex_init(&s->read_order, NULL);
-      pthread_cond_init(&s->helper_wake, NULL);
       pthread_create(&s->loop_thread, NULL, auto_thread_main, s);
     }
   } else {
@@ -1421,9 +1262,6 @@ static napi_value js_grant_direct_write(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "EDIRECTWRITE", strerror(errno));
     return NULL;
   }
-  char path[32];
-  snprintf(path, sizeof path, "/proc/self/fd/%d", g->fd);
-  g->direct_fd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC); // -1 (no O_DIRECT here): through the page cache
   pthread_mutex_lock(&s->grants_lock);
   grant_t **slot = grant_slot(s, fh);
   int taken = *slot != NULL;
@@ -1455,13 +1293,6 @@ static napi_value js_revoke_direct_write(napi_env env, napi_callback_info info) 
     g->revoked = 1;
     gone = g->running == 0;
   }
-  // A closed (or re-granted) handle streams no more: a lone cp of one file after another keeps one reader.
-  if (s->streaming[1].fh == fh) s->streaming[1].ms = 0;
-  if (s->streaming[0].fh == fh) {
-    s->streaming[0] = s->streaming[1];
-    s->streaming[1].ms = 0;
-  }
-  atomic_store_explicit(&s->other_stream_ms, s->streaming[1].ms, memory_order_relaxed);
   pthread_mutex_unlock(&s->grants_lock);
   if (gone) free_grant(g);
   CHECK(napi_create_double(env, issued, &result));
