@@ -1,4 +1,4 @@
-// `npm run bench:ingest [-- --files N] [--large-mib N] [--large-rounds N] [--small-rounds N] [--rsync-rounds N] [--no-rclone] [--only small|writers|large|rsync]`: bulk loading, on one Azurite started here
+// `npm run bench:ingest [-- --files N] [--large-mib N] [--large-rounds N] [--small-rounds N] [--rsync-rounds N] [--writer-rounds N] [--no-rclone] [--only small|writers|large|rsync]`: bulk loading, on one Azurite started here
 // (in memory, own loopback port), each figure held against a reference from the same run:
 // - `blobhsm ingest` of the small-file set (files/s) vs single-PUT SDK uploads of the same files at the same
 //   concurrency from this process, each into a fresh container (deleted once measured; one untimed SDK upload of the
@@ -9,7 +9,8 @@
 //   (`uploadFile`, 8 MiB blocks, 8 in flight), with the SDK's upload of the file already in memory (`uploadData`) as
 //   a second figure; the three alternate for --large-rounds rounds (default 3) and each figure is the median;
 // - 8 parallel writers (dd conv=fsync of different files) into a mount vs one writer, and vs the same into the
-//   cache disk;
+//   cache disk, in alternating order for --writer-rounds rounds (default 3; medians), each write right after an
+//   untimed one of its size on the cache disk (this VM is slow to reuse pages untouched for a while);
 // - `rsync -a` of the small-file set into a mount vs into a local directory, each into a fresh directory, in
 //   alternating order for --rsync-rounds rounds (default 1; medians), and a second `rsync -a` (files sent).
 // `--only small` runs the small-file row alone (no large file, no mount), `--only writers` the parallel-writers
@@ -35,10 +36,10 @@ const INGEST_CONCURRENCY = 16;
 const WRITERS = 8;
 
 type Only = 'small' | 'writers' | 'large' | 'rsync';
-type Options = { files: number; largeMiB: number; largeRounds: number; smallRounds: number; rsyncRounds: number; rclone: boolean; only: Only | null };
+type Options = { files: number; largeMiB: number; largeRounds: number; smallRounds: number; rsyncRounds: number; writerRounds: number; rclone: boolean; only: Only | null };
 
 function parse(argv: string[]): Options {
-  const o: Options = { files: 2000, largeMiB: 512, largeRounds: 3, smallRounds: 3, rsyncRounds: 1, rclone: true, only: null };
+  const o: Options = { files: 2000, largeMiB: 512, largeRounds: 3, smallRounds: 3, rsyncRounds: 1, writerRounds: 3, rclone: true, only: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--files') o.files = Number(argv[++i]);
@@ -46,6 +47,7 @@ function parse(argv: string[]): Options {
     else if (a === '--large-rounds') o.largeRounds = Number(argv[++i]);
     else if (a === '--small-rounds') o.smallRounds = Number(argv[++i]);
     else if (a === '--rsync-rounds') o.rsyncRounds = Number(argv[++i]);
+    else if (a === '--writer-rounds') o.writerRounds = Number(argv[++i]);
     else if (a === '--no-rclone') o.rclone = false;
     else if (a === '--only') {
       const what = argv[++i];
@@ -53,11 +55,11 @@ function parse(argv: string[]): Options {
         throw new Error(`--only takes 'small' (the small-file row alone), 'writers' (the parallel-writers rows alone), 'large' (the large-file row alone) or 'rsync' (the rsync rows alone), not '${what ?? ''}'`);
       }
       o.only = what;
-    } else throw new Error(`unknown argument '${a}': --files N, --large-mib N, --large-rounds N, --small-rounds N, --rsync-rounds N, --no-rclone, --only small|writers|large|rsync`);
+    } else throw new Error(`unknown argument '${a}': --files N, --large-mib N, --large-rounds N, --small-rounds N, --rsync-rounds N, --writer-rounds N, --no-rclone, --only small|writers|large|rsync`);
   }
-  const rounds = [o.largeRounds, o.smallRounds, o.rsyncRounds];
+  const rounds = [o.largeRounds, o.smallRounds, o.rsyncRounds, o.writerRounds];
   if (!(o.files > 0 && o.largeMiB > 0 && rounds.every((r) => Number.isInteger(r) && r > 0))) {
-    throw new Error('--files and --large-mib need positive numbers, --large-rounds, --small-rounds and --rsync-rounds positive integers');
+    throw new Error('--files and --large-mib need positive numbers, --large-rounds, --small-rounds, --rsync-rounds and --writer-rounds positive integers');
   }
   return o;
 }
@@ -285,7 +287,7 @@ async function main(): Promise<number> {
     // The daemon's log names the binding it mounted with (`--fuse auto` falls back to fuse-native without the addon).
     binding = (m.logPath && / with (fuse\w+) /.exec(readFileSync(m.logPath, 'utf8'))?.[1]) || binding;
     log(`  mounted with ${binding}`);
-    if (o.only === null || o.only === 'writers') await writerRows(m.mountpoint, baseDir, join(largeDir, 'large.bin'), o.largeMiB, rows, log);
+    if (o.only === null || o.only === 'writers') await writerRows(m.mountpoint, baseDir, join(largeDir, 'large.bin'), o, rows, log);
     if (o.only === null || o.only === 'rsync') await rsyncRows(o, m, small, baseDir, rows, log);
   } finally {
     await m.unmount();
@@ -294,28 +296,43 @@ async function main(): Promise<number> {
 }
 
 /** 8 parallel writers (dd conv=fsync of different files) into the mount vs one, and vs the same into the cache disk. */
-async function writerRows(mountpoint: string, baseDir: string, source: string, largeMiB: number, rows: Row[], log: (line: string) => void): Promise<void> {
-  const each = Math.max(1, Math.floor(largeMiB / WRITERS));
+async function writerRows(mountpoint: string, baseDir: string, source: string, o: Options, rows: Row[], log: (line: string) => void): Promise<void> {
+  const each = Math.max(1, Math.floor(o.largeMiB / WRITERS));
   const ddAll = async (dir: string, count: number, mib: number) => {
     const script = Array.from({ length: count }, (_, i) => `dd if=${source} of=${dir}/w${i} bs=1M count=${mib} conv=fsync status=none &`).join(' ') + ' wait';
     const r = await runOk('sh', ['-c', script], { timeoutMs: 600_000 });
     return (count * mib) / (r.ms / 1000);
   };
-  const diskDir = join(baseDir, 'disk-writers');
-  mkdirSync(diskDir);
-  log('cache disk: 1 and 8 writers...');
-  const disk1 = await ddAll(diskDir, 1, each * WRITERS);
-  rmSync(diskDir, { recursive: true });
-  mkdirSync(diskDir);
-  const disk8 = await ddAll(diskDir, WRITERS, each);
-  rmSync(diskDir, { recursive: true });
-  log('mount: 1 and 8 writers...');
-  mkdirSync(join(mountpoint, 'one'));
-  mkdirSync(join(mountpoint, 'eight'));
-  const mnt1 = await ddAll(join(mountpoint, 'one'), 1, each * WRITERS);
-  const mnt8 = await ddAll(join(mountpoint, 'eight'), WRITERS, each);
+  // Each timed write starts on page-cache pages just used: this VM makes pages untouched for a while slow to use
+  // again (about 10 µs each: bench/README.md), which hit whichever side wrote first after a delete. So an untimed
+  // file of the same size is written and deleted on the cache disk just before, and each write's files are deleted
+  // once it is measured, on the disk and in the mount alike.
+  const warm = join(baseDir, 'writers-warm-up');
+  const measured = async (dir: string, count: number, mib: number) => {
+    await runOk('sh', ['-c', `dd if=${source} of=${warm} bs=1M count=${count * mib} status=none && rm -f ${warm}`], { timeoutMs: 600_000 });
+    mkdirSync(dir);
+    const rate = await ddAll(dir, count, mib);
+    rmSync(dir, { recursive: true });
+    return rate;
+  };
+  const rate = { disk1: [] as number[], disk8: [] as number[], mnt1: [] as number[], mnt8: [] as number[] };
+  const disk = async () => {
+    rate.disk1.push(await measured(join(baseDir, 'disk-writers'), 1, each * WRITERS));
+    rate.disk8.push(await measured(join(baseDir, 'disk-writers'), WRITERS, each));
+  };
+  const mount = async () => {
+    rate.mnt1.push(await measured(join(mountpoint, 'writers'), 1, each * WRITERS));
+    rate.mnt8.push(await measured(join(mountpoint, 'writers'), WRITERS, each));
+  };
+  for (let round = 1; round <= o.writerRounds; round++) {
+    log(`writers, round ${round}/${o.writerRounds} (${round % 2 ? 'disk first' : 'mount first'}): 1 and ${WRITERS} writers`);
+    for (const side of round % 2 ? [disk, mount] : [mount, disk]) await side();
+    log(`  disk ${rate.disk1.at(-1)!.toFixed(0)} and ${rate.disk8.at(-1)!.toFixed(0)} MiB/s, mount ${rate.mnt1.at(-1)!.toFixed(0)} and ${rate.mnt8.at(-1)!.toFixed(0)} MiB/s`);
+  }
+  const list = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(', ');
+  const [disk1, disk8, mnt1, mnt8] = [rate.disk1, rate.disk8, rate.mnt1, rate.mnt8].map(median) as [number, number, number, number];
   const r8 = row('writers-8', `${WRITERS} parallel writers into the mount (${each} MiB each, conv=fsync)`, mnt8, 'MiB/s', { value: disk8, label: `${WRITERS} writers into the cache disk` }, '≥0.8× the disk', atLeast(0.8));
-  r8.notes.push(`one writer into the mount: ${mnt1.toFixed(0)} MiB/s (${(mnt8 / mnt1).toFixed(2)}× for 8); into the disk: ${disk1.toFixed(0)} MiB/s`);
+  r8.notes.push(`medians of ${o.writerRounds} rounds in alternating order, each write after an untimed one of its size on the disk: mount ${list(rate.mnt8)} MiB/s, disk ${list(rate.disk8)} MiB/s; one writer into the mount: ${list(rate.mnt1)} MiB/s (median ${mnt1.toFixed(0)}; ${(mnt8 / mnt1).toFixed(2)}× for 8), into the disk: ${list(rate.disk1)} MiB/s`);
   rows.push(r8);
   rows.push(row('writers-1', `1 writer into the mount (${each * WRITERS} MiB, conv=fsync)`, mnt1, 'MiB/s', { value: disk1, label: '1 writer into the cache disk' }, '(reference of the row above)', () => 'n/a'));
 }
