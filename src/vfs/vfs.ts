@@ -312,9 +312,7 @@ export class Vfs {
     const left = (this.kernelRefs.get(ino) ?? 0) - n;
     if (left > 0) return void this.kernelRefs.set(ino, left);
     this.kernelRefs.delete(ino);
-    if (this.isOpen(ino)) return;
-    const inode = this.meta.get(ino);
-    if (inode && inode.nlink === 0 && inode.kind !== 'dir') this.meta.deleteInode(ino);
+    if (this.closedUnlinked(ino)) this.meta.deleteInode(ino);
   }
 
   /**
@@ -595,15 +593,8 @@ export class Vfs {
       this.coordinator.contentChangeDone(inode.ino);
     }
     this.noteWritten(h, inode, position, written);
-    // Later writes of this handle can go straight into the cache file (the change is recorded by now). The bytes
-    // are written either way: a grant that cannot be made leaves the handle's writes coming here, never an error.
-    if (this.directWriter) {
-      try {
-        await this.grantDirectWrites(fh, h, inode);
-      } catch (err) {
-        this.log(`direct writes not granted for ${this.meta.pathOf(inode.ino) ?? `inode ${inode.ino}`}: ${describeError(err)}`);
-      }
-    }
+    // Later writes of this handle can go straight into the cache file (the change is recorded by now).
+    if (this.directWriter) await this.grantDirectWrites(fh, h, inode);
     return written;
   }
 
@@ -626,29 +617,36 @@ export class Vfs {
   /**
    * Grants handle fh direct writes into its cache file (a grant whose budget ran out is replaced), when the
    * Coordinator allows it: the current change recorded, no archive running. Otherwise its writes keep coming here.
+   * Never throws: the write that asked is done by then, so a grant that cannot be made is logged, and the handle's
+   * next writes come here as before.
    */
   private async grantDirectWrites(fh: number, h: Handle, inode: Inode): Promise<void> {
     const writer = this.directWriter!;
-    h.grant?.end();
-    await this.cache.lendForWrites(inode.ino, inode.generation, DIRECT_WRITE_BUDGET, (fd, lending) => {
-      // Released, granted by a concurrent write, or a new generation meanwhile.
-      if (this.handles.get(fh) !== h || h.grant || this.meta.get(inode.ino)?.generation !== inode.generation) return false;
-      const grant: Grant = { token: this.nextGrant++, fh, handle: h, ino: inode.ino, generation: inode.generation, reported: 0, lending, end: () => undefined };
-      const end = this.coordinator.allowDirectWrites(inode.ino, () => this.revoked(writer, grant));
-      if (!end) return false;
-      try {
-        writer.grant(fh, fd, grant.token, lending.budget);
-      } catch (err) {
-        // The write that asked is done; its handle's next writes come here as before.
-        end();
-        this.log(`direct writes of ${this.meta.pathOf(inode.ino) ?? `inode ${inode.ino}`} not granted: ${describeError(err)}`);
-        return false;
-      }
-      grant.end = end;
-      h.grant = grant;
-      this.grants.set(grant.token, grant);
-      return true;
-    });
+    const notGranted = (err: unknown) =>
+      this.log(`direct writes of ${this.meta.pathOf(inode.ino) ?? `inode ${inode.ino}`} not granted: ${describeError(err)}`);
+    try {
+      h.grant?.end();
+      await this.cache.lendForWrites(inode.ino, inode.generation, DIRECT_WRITE_BUDGET, (fd, lending) => {
+        // Released, granted by a concurrent write, or a new generation meanwhile.
+        if (this.handles.get(fh) !== h || h.grant || this.meta.get(inode.ino)?.generation !== inode.generation) return false;
+        const grant: Grant = { token: this.nextGrant++, fh, handle: h, ino: inode.ino, generation: inode.generation, reported: 0, lending, end: () => undefined };
+        const end = this.coordinator.allowDirectWrites(inode.ino, () => this.revoked(writer, grant));
+        if (!end) return false;
+        try {
+          writer.grant(fh, fd, grant.token, lending.budget);
+        } catch (err) {
+          end(); // and lendForWrites ends the lending, as for any grant not taken
+          notGranted(err);
+          return false;
+        }
+        grant.end = end;
+        h.grant = grant;
+        this.grants.set(grant.token, grant);
+        return true;
+      });
+    } catch (err) {
+      notGranted(err);
+    }
   }
 
   /** Ends a grant at the writer; answers how many of its writes landed without being reported yet. */
@@ -968,11 +966,17 @@ export class Vfs {
 
   /** The last release of an unlinked file: its data goes, and its record too unless the kernel references it. */
   private async endIfUnused(ino: number): Promise<void> {
-    if (this.isOpen(ino)) return;
-    const inode = this.meta.get(ino);
-    if (!inode || inode.nlink > 0 || inode.kind === 'dir') return;
+    const inode = this.closedUnlinked(ino);
+    if (!inode) return;
     if (!this.kernelRefs.has(ino)) this.meta.deleteInode(ino);
     await this.dropData(inode);
+  }
+
+  /** The record of an unlinked entry (nlink 0, not a directory) that no handle has open, if ino is one. */
+  private closedUnlinked(ino: number): Inode | undefined {
+    if (this.isOpen(ino)) return undefined;
+    const inode = this.meta.get(ino);
+    return inode && inode.nlink === 0 && inode.kind !== 'dir' ? inode : undefined;
   }
 
   private async dropData(inode: Inode): Promise<void> {
