@@ -82,6 +82,7 @@ function row(id: string, workload: string, value: number, unit: Unit, reference:
 const atLeast = (k: number) => (r: number | null): Verdict => (r !== null && r >= k ? 'meets' : 'short');
 const atMost = (k: number) => (r: number | null): Verdict => (r !== null && r <= k ? 'meets' : 'short');
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+const list = (xs: number[], digits = 0) => xs.map((x) => x.toFixed(digits)).join(', ');
 
 /**
  * The small-file ingest row: `blobhsm ingest` vs SDK single PUTs at the same concurrency, each into a fresh
@@ -148,14 +149,12 @@ async function ingestRows(o: Options, env: BlobhsmEnv, connectionString: string,
   }
   const ingRate = median(cliWall);
   const smallRow = row('ingest-small', `ingest of ${o.files} small files (c=${INGEST_CONCURRENCY})`, ingRate, 'files/s', { value: median(sdkRates), label: `SDK single PUTs, c=${INGEST_CONCURRENCY}` }, '≥0.9× SDK at equal concurrency; faster than rclone copy', atLeast(0.9), { requests });
-  const list = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(', ');
   smallRow.notes.push(
     `medians of ${o.smallRounds} rounds in alternating order; wall time of the CLI process (node start included): ${list(cliWall)} files/s; inside the run ${list(cliInside)} (median ${median(cliInside).toFixed(0)})`,
     `SDK single PUTs: ${list(sdkRates)} files/s`,
     `the same SDK loop as a process of its own (node start, SDK load, cold JIT; informational): ${list(sdkProcessRates)} files/s (median ${median(sdkProcessRates).toFixed(0)}; ingest ${(ingRate / median(sdkProcessRates)).toFixed(2)}× it)`,
   );
-  const seconds = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(', ');
-  if (azurite.ingest.length > 0) smallRow.notes.push(`Azurite's CPU per upload of the set: SDK ${seconds(azurite.sdk)} s; ingest ${seconds(azurite.ingest)} s; SDK process ${seconds(azurite.sdkProcess)} s`);
+  if (azurite.ingest.length > 0) smallRow.notes.push(`Azurite's CPU per upload of the set: SDK ${list(azurite.sdk, 2)} s; ingest ${list(azurite.ingest, 2)} s; SDK process ${list(azurite.sdkProcess, 2)} s`);
   if (o.rclone && (await run('rclone', ['version'], { timeoutMs: 30_000 })).code === 0) {
     await fresh('rclone-small');
     const conf = join(env.baseDir, 'rclone.conf');
@@ -215,7 +214,6 @@ async function largeFileRow(o: Options, env: BlobhsmEnv, connectionString: strin
   }
   const value = median(cliWall);
   const largeRow = row('ingest-large', `ingest of a ${o.largeMiB} MiB file`, value, 'MiB/s', { value: median(fromFile), label: 'SDK uploadFile of the same file, 8 MiB blocks, c=8' }, '≥0.9× SDK parallel upload', atLeast(0.9), { requests });
-  const list = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(', ');
   largeRow.notes.push(
     `medians of ${o.largeRounds} alternating rounds; wall time of the CLI process (node start included): ${list(cliWall)} MiB/s; inside the run ${list(cliInside)} (median ${median(cliInside).toFixed(0)})`,
     `SDK uploadFile: ${list(fromFile)} MiB/s`,
@@ -329,7 +327,6 @@ async function writerRows(mountpoint: string, baseDir: string, source: string, o
     for (const side of round % 2 ? [disk, mount] : [mount, disk]) await side();
     log(`  disk ${rate.disk1.at(-1)!.toFixed(0)} and ${rate.disk8.at(-1)!.toFixed(0)} MiB/s, mount ${rate.mnt1.at(-1)!.toFixed(0)} and ${rate.mnt8.at(-1)!.toFixed(0)} MiB/s`);
   }
-  const list = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(', ');
   const [disk1, disk8, mnt1, mnt8] = [rate.disk1, rate.disk8, rate.mnt1, rate.mnt8].map(median) as [number, number, number, number];
   const r8 = row('writers-8', `${WRITERS} parallel writers into the mount (${each} MiB each, conv=fsync)`, mnt8, 'MiB/s', { value: disk8, label: `${WRITERS} writers into the cache disk` }, '≥0.8× the disk', atLeast(0.8));
   r8.notes.push(`medians of ${o.writerRounds} rounds in alternating order, each write after an untimed one of its size on the disk: mount ${list(rate.mnt8)} MiB/s, disk ${list(rate.disk8)} MiB/s; one writer into the mount: ${list(rate.mnt1)} MiB/s (median ${mnt1.toFixed(0)}; ${(mnt8 / mnt1).toFixed(2)}× for 8), into the disk: ${list(rate.disk1)} MiB/s`);
@@ -369,8 +366,7 @@ async function rsyncRows(o: Options, m: Awaited<ReturnType<typeof mountBlobhsm>>
   const sent = Number(/Number of regular files transferred: ([\d,]+)/.exec(again.stdout)?.[1]?.replace(/,/g, '') ?? NaN);
   const rrow = row('rsync', `rsync -a of ${o.files} small files into the mount`, median(mountMs), 'ms', { value: median(localMs), label: 'rsync -a into a local directory' }, '≤3× local', atMost(3), { requests });
   if (o.rsyncRounds > 1) {
-    const list = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(', ');
-    rrow.notes.push(`medians of ${o.rsyncRounds} rounds in alternating order: mount ${list(mountMs)} ms, local ${list(localMs)} ms`);
+      rrow.notes.push(`medians of ${o.rsyncRounds} rounds in alternating order: mount ${list(mountMs)} ms, local ${list(localMs)} ms`);
   }
   rows.push(rrow);
   const second = row('rsync-again', 'second rsync -a (files sent again)', again.ms, 'ms', null, '0 files sent', () => (sent === 0 ? 'meets' : 'short'));
